@@ -289,6 +289,10 @@ func (j *JetStream) ensureStream(ctx context.Context) error {
 	return nil
 }
 
+// Conn is the bus's NATS connection, for the other users of the same NATS (key-value
+// buckets for flags and fleet health). The JetStream owns it: do not close it.
+func (j *JetStream) Conn() *nats.Conn { return j.nc }
+
 // ClientURL is the URL other processes use to reach the NATS this bus uses: the
 // embedded server's TCP URL when Config.ListenAddr is set, the connected server
 // (credentials redacted) with an external NATS, "" for an in-process-only server.
