@@ -36,16 +36,16 @@ type Change struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// wireChange is the JSON form, decoded strictly; numbers are checked by hand so the
-// errors talk about percentages, not Go types.
+// wireChange is the JSON form, decoded strictly; numbers are kept raw and parsed by
+// hand so the errors talk about percentages, not Go types (and "30" is refused).
 type wireChange struct {
 	Enabled         *bool           `json:"enabled"`
-	Rollout         *json.Number    `json:"rollout"`
+	Rollout         json.RawMessage `json:"rollout"`
 	Description     *string         `json:"description"`
 	SetOverrides    map[string]bool `json:"setOverrides"`
 	RemoveOverrides []string        `json:"removeOverrides"`
 	ClearOverrides  bool            `json:"clearOverrides"`
-	IfRevision      *json.Number    `json:"ifRevision"`
+	IfRevision      json.RawMessage `json:"ifRevision"`
 	Reason          string          `json:"reason"`
 }
 
@@ -54,10 +54,10 @@ type wireChange struct {
 func DecodeChange(r io.Reader) (Change, error) {
 	body, err := io.ReadAll(io.LimitReader(r, MaxChangeBytes+1))
 	if err != nil {
-		return Change{}, fmt.Errorf("read change: %w", err)
+		return Change{}, fmt.Errorf("%w: reading change body: %w", ErrInvalid, err)
 	}
 	if len(body) > MaxChangeBytes {
-		return Change{}, fmt.Errorf("%w: change body larger than %d bytes", ErrInvalid, MaxChangeBytes)
+		return Change{}, fmt.Errorf("%w: %w: change body larger than %d bytes", ErrInvalid, ErrTooLarge, MaxChangeBytes)
 	}
 	if !utf8.Valid(body) {
 		return Change{}, fmt.Errorf("%w: change body is not valid UTF-8", ErrInvalid)
@@ -79,17 +79,17 @@ func DecodeChange(r io.Reader) (Change, error) {
 		ClearOverrides:  w.ClearOverrides,
 		Reason:          w.Reason,
 	}
-	if w.Rollout != nil {
-		p, err := strconv.Atoi(w.Rollout.String())
+	if raw := string(w.Rollout); raw != "" && raw != "null" {
+		p, err := strconv.Atoi(raw)
 		if err != nil || p < 0 || p > 100 {
-			return Change{}, fmt.Errorf("%w: rollout %s: must be an integer percentage from 0 to 100", ErrInvalid, clip(w.Rollout.String()))
+			return Change{}, fmt.Errorf("%w: rollout %s: must be an integer percentage from 0 to 100", ErrInvalid, clip(raw))
 		}
 		c.Rollout = &p
 	}
-	if w.IfRevision != nil {
-		rev, err := strconv.ParseUint(w.IfRevision.String(), 10, 64)
+	if raw := string(w.IfRevision); raw != "" && raw != "null" {
+		rev, err := strconv.ParseUint(raw, 10, 64)
 		if err != nil {
-			return Change{}, fmt.Errorf("%w: ifRevision %s: must be a non-negative integer", ErrInvalid, clip(w.IfRevision.String()))
+			return Change{}, fmt.Errorf("%w: ifRevision %s: must be a non-negative integer", ErrInvalid, clip(raw))
 		}
 		c.IfRevision = &rev
 	}

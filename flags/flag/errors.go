@@ -15,3 +15,10 @@ var (
 	// ErrTooManySubscribers: Subscribe was called while MaxSubscribers were open.
 	ErrTooManySubscribers = errors.New("too many flag subscribers")
 )
+
+var (
+	// ErrUnauthenticated: no or wrong admin credential, or no user.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrTooLarge: the request body exceeds MaxChangeBytes (also wraps ErrInvalid).
+	ErrTooLarge = errors.New("request body too large")
+)
