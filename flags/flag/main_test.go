@@ -24,9 +24,15 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 // it at the end of the test (or earlier through the returned stop func).
 func startNATS(tb testing.TB, dir string) (url string, stop func()) {
 	tb.Helper()
+	return startNATSPort(tb, dir, -1)
+}
+
+// startNATSPort is startNATS on a given port (-1: any free port).
+func startNATSPort(tb testing.TB, dir string, port int) (url string, stop func()) {
+	tb.Helper()
 	s, err := server.NewServer(&server.Options{
 		Host:      "127.0.0.1",
-		Port:      -1,
+		Port:      port,
 		JetStream: true,
 		StoreDir:  dir,
 		NoLog:     true,

@@ -129,14 +129,25 @@ func (h *hub) publish(e *Evaluator) {
 	h.wake = make(chan struct{})
 }
 
-// waitFor blocks until flag name's revision in the snapshot is at least rev (or the
-// flag is gone from a newer snapshot), ctx is done, or the hub closes.
-func (h *hub) waitFor(ctx context.Context, name string, rev uint64) error {
+// wakeWaiters wakes every waitFor without changing the snapshot.
+func (h *hub) wakeWaiters() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	close(h.wake)
+	h.wake = make(chan struct{})
+}
+
+// waitFor blocks until cond() holds (checked after every publish or wakeWaiters), ctx
+// is done, or the hub closes.
+func (h *hub) waitFor(ctx context.Context, cond func() bool) error {
 	for {
 		h.mu.Lock()
 		wake, closed := h.wake, h.closed
 		h.mu.Unlock()
-		if f, ok := h.snap.Load().flags[name]; ok && f.Revision >= rev {
+		if cond() {
 			return nil
 		}
 		if closed {

@@ -54,12 +54,14 @@ type KVStore struct {
 	// owned by the watch goroutine
 	stored map[string]Flag
 
+	applied   atomic.Uint64 // highest bucket revision the watcher has processed
 	invalid   atomic.Uint64 // stored records that failed to decode or validate (ignored)
 	auditErrs atomic.Uint64 // audit appends that failed (the change itself was applied)
 
-	watcher   jetstream.KeyWatcher
-	done      chan struct{} // closed by the watch goroutine when it exits
-	closeOnce sync.Once
+	watcher      jetstream.KeyWatcher
+	stopWatchCtx context.CancelFunc // ends the watcher's context (nats.go waits on it)
+	done         chan struct{}      // closed by the watch goroutine when it exits
+	closeOnce    sync.Once
 }
 
 // Open creates (or updates) the bucket and the audit stream, loads every stored flag,
@@ -135,17 +137,21 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*KVStore, err
 		stored:       make(map[string]Flag),
 		done:         make(chan struct{}),
 	}
-	// The watcher lives until Close, not until ctx ends.
-	w, err := kv.WatchAll(context.Background())
+	// The watcher lives until Close, not until ctx ends. nats.go keeps a goroutine
+	// per (re)subscription waiting on this context, so Close cancels it.
+	wctx, wcancel := context.WithCancel(context.Background())
+	w, err := kv.WatchAll(wctx)
 	if err != nil {
+		wcancel()
 		return nil, fmt.Errorf("watch flags bucket %s: %w", o.Bucket, err)
 	}
-	s.watcher = w
+	s.watcher, s.stopWatchCtx = w, wcancel
 	// Initial values, up to the nil marker, form the first snapshot.
 	for loaded := false; !loaded; {
 		select {
 		case e, ok := <-w.Updates():
 			if !ok {
+				wcancel()
 				return nil, fmt.Errorf("watch flags bucket %s: closed while loading", o.Bucket)
 			}
 			if e == nil {
@@ -153,6 +159,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*KVStore, err
 				break
 			}
 			s.applyEntry(e)
+			s.applied.Store(e.Revision())
 		case <-ctx.Done():
 			s.stopWatcher()
 			return nil, fmt.Errorf("load flags bucket %s: %w", o.Bucket, ctx.Err())
@@ -169,6 +176,7 @@ func (s *KVStore) stopWatcher() {
 	_ = s.watcher.Stop()
 	for range s.watcher.Updates() {
 	}
+	s.stopWatchCtx()
 }
 
 // watch applies every update to the snapshot until the watcher's channel closes.
@@ -178,9 +186,17 @@ func (s *KVStore) watch() {
 		if e == nil {
 			continue
 		}
-		if s.applyEntry(e) {
-			s.hub.publish(merge(s.defaults, s.stored))
+		if !s.applyEntry(e) {
+			s.applied.Store(e.Revision())
+			s.hub.wakeWaiters()
+			continue
 		}
+		// Snapshot first, then applied, then wake: a Change waiting for this
+		// revision must find the snapshot already updated.
+		snap := merge(s.defaults, s.stored)
+		s.hub.snap.Store(snap)
+		s.applied.Store(e.Revision())
+		s.hub.publish(snap)
 	}
 }
 
@@ -265,7 +281,8 @@ func (s *KVStore) Change(ctx context.Context, name string, c Change, actor strin
 		s.recordAudit(ctx, AuditEntry{Actor: actor, Flag: name, Reason: c.Reason, Before: beforeOf(cur, exists), After: next})
 		wctx, cancel := context.WithTimeout(ctx, s.writeTimeout)
 		defer cancel()
-		if err := s.hub.waitFor(wctx, name, rev); err != nil {
+		// Bucket revisions are stream sequences, increasing across keys.
+		if err := s.hub.waitFor(wctx, func() bool { return s.applied.Load() >= rev }); err != nil {
 			// Written and durable; only this instance's view lags.
 			s.log.Warn("flag written but not yet seen by the watcher", "flag", name, "revision", rev, "err", err)
 		}
@@ -379,6 +396,7 @@ func (s *KVStore) Close() error {
 	s.closeOnce.Do(func() {
 		_ = s.watcher.Stop()
 		<-s.done
+		s.stopWatchCtx()
 		s.hub.close()
 	})
 	return nil

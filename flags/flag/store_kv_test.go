@@ -3,8 +3,13 @@ package flag
 import (
 	"fmt"
 	"math"
+	neturl "net/url"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestKVRolloutStableAcrossRestart sets a 30% rollout, records every user's value over
@@ -166,4 +171,54 @@ func waitUntil(t *testing.T, sub *Subscription, cond func() bool) {
 			t.Fatal("condition not reached in 5s")
 		}
 	}
+}
+
+// TestKVWatchSurvivesServerRestart: the NATS server restarts under an open store (as
+// an external NATS would on failover); the client reconnects and a change made after
+// the restart still reaches the store's snapshot.
+func TestKVWatchSurvivesServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	url, stop := startNATS(t, dir)
+	port := mustPort(t, url)
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := openKV(t, js, Options{})
+	sub, _ := s.Subscribe()
+	defer sub.Close()
+
+	stop()
+	url2, _ := startNATSPort(t, dir, port)
+	_, js2 := connect(t, url2)
+	other := openKV(t, js2, Options{})
+	change(t, other, testCtx(t), StreamingV2, Change{Enabled: ptr(false)}, "ops")
+	start := time.Now()
+	deadline := time.After(10 * time.Second)
+	for s.Evaluator().Evaluate(StreamingV2, "u1") {
+		select {
+		case <-sub.C:
+		case <-deadline:
+			t.Fatal("change after a server restart never reached the store")
+		}
+	}
+	t.Logf("change seen %v after it was written (across a server restart)", time.Since(start))
+}
+
+func mustPort(t *testing.T, url string) int {
+	t.Helper()
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
