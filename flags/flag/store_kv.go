@@ -27,6 +27,10 @@ type Options struct {
 	// WriteTimeout bounds how long Change waits for the store's own watcher to show a
 	// written change; default 5 s.
 	WriteTimeout time.Duration
+	// ResyncCheck is how often the watch goroutine checks the connection for a
+	// reconnect (after which it reloads the bucket and restarts the watch, instead of
+	// waiting ~10 s for nats.go to notice a lost consumer); default 250 ms.
+	ResyncCheck time.Duration
 }
 
 // Bucket limits.
@@ -51,17 +55,36 @@ type KVStore struct {
 	now          func() time.Time
 	writeTimeout time.Duration
 
-	// owned by the watch goroutine
-	stored map[string]Flag
+	resyncCheck time.Duration
+
+	// owned by Open, then by the watch goroutine
+	stored  map[string]Flag
+	watcher *kvWatch
 
 	applied   atomic.Uint64 // highest bucket revision the watcher has processed
 	invalid   atomic.Uint64 // stored records that failed to decode or validate (ignored)
 	auditErrs atomic.Uint64 // audit appends that failed (the change itself was applied)
+	resyncs   atomic.Uint64 // watches restarted after a reconnect
 
-	watcher      jetstream.KeyWatcher
-	stopWatchCtx context.CancelFunc // ends the watcher's context (nats.go waits on it)
-	done         chan struct{}      // closed by the watch goroutine when it exits
-	closeOnce    sync.Once
+	closing   chan struct{} // closed by Close: the watch goroutine stops
+	done      chan struct{} // closed by the watch goroutine when it exits
+	closeOnce sync.Once
+}
+
+// kvWatch is one KV watcher and the context nats.go keeps a goroutine waiting on
+// (per subscription and resubscription), so it must be cancelled after Stop.
+type kvWatch struct {
+	w      jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+// stop unsubscribes, drains the updates channel until nats.go closes it (its callback
+// blocks on a full channel) and cancels the context.
+func (w *kvWatch) stop() {
+	_ = w.w.Stop()
+	for range w.w.Updates() {
+	}
+	w.cancel()
 }
 
 // Open creates (or updates) the bucket and the audit stream, loads every stored flag,
@@ -94,6 +117,9 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*KVStore, err
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
+	}
+	if o.ResyncCheck <= 0 {
+		o.ResyncCheck = 250 * time.Millisecond
 	}
 	defaults, err := defaultsMap(o.Defaults)
 	if err != nil {
@@ -134,79 +160,135 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*KVStore, err
 		log:          o.Logger,
 		now:          o.Now,
 		writeTimeout: o.WriteTimeout,
-		stored:       make(map[string]Flag),
+		resyncCheck:  o.ResyncCheck,
+		closing:      make(chan struct{}),
 		done:         make(chan struct{}),
 	}
-	// The watcher lives until Close, not until ctx ends. nats.go keeps a goroutine
-	// per (re)subscription waiting on this context, so Close cancels it.
-	wctx, wcancel := context.WithCancel(context.Background())
-	w, err := kv.WatchAll(wctx)
+	w, stored, rev, err := s.load(ctx)
 	if err != nil {
-		wcancel()
-		return nil, fmt.Errorf("watch flags bucket %s: %w", o.Bucket, err)
+		return nil, fmt.Errorf("load flags bucket %s: %w", o.Bucket, err)
 	}
-	s.watcher, s.stopWatchCtx = w, wcancel
-	// Initial values, up to the nil marker, form the first snapshot.
-	for loaded := false; !loaded; {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				wcancel()
-				return nil, fmt.Errorf("watch flags bucket %s: closed while loading", o.Bucket)
-			}
-			if e == nil {
-				loaded = true
-				break
-			}
-			s.applyEntry(e)
-			s.applied.Store(e.Revision())
-		case <-ctx.Done():
-			s.stopWatcher()
-			return nil, fmt.Errorf("load flags bucket %s: %w", o.Bucket, ctx.Err())
-		}
-	}
+	s.watcher, s.stored = w, stored
+	s.applied.Store(rev)
 	s.hub.publish(merge(s.defaults, s.stored))
 	go s.watch()
 	return s, nil
 }
 
-// stopWatcher unsubscribes and drains the watcher until its channel closes (the NATS
-// callback blocks on a full channel, so it must be drained).
-func (s *KVStore) stopWatcher() {
-	_ = s.watcher.Stop()
-	for range s.watcher.Updates() {
+// load starts a watcher and reads every current record (up to the watcher's nil
+// marker) into a new map; it returns the watcher, still running, for the updates that
+// follow. ctx bounds the loading only: the watcher lives until stopped.
+func (s *KVStore) load(ctx context.Context) (*kvWatch, map[string]Flag, uint64, error) {
+	wctx, cancel := context.WithCancel(context.Background())
+	kw, err := s.kv.WatchAll(wctx)
+	if err != nil {
+		cancel()
+		return nil, nil, 0, err
 	}
-	s.stopWatchCtx()
+	w := &kvWatch{w: kw, cancel: cancel}
+	stored := make(map[string]Flag)
+	var rev uint64
+	for {
+		select {
+		case e, ok := <-kw.Updates():
+			if !ok {
+				cancel()
+				return nil, nil, 0, errors.New("watch closed while loading")
+			}
+			if e == nil {
+				return w, stored, rev, nil
+			}
+			s.applyEntry(stored, e)
+			rev = max(rev, e.Revision())
+		case <-ctx.Done():
+			w.stop()
+			return nil, nil, 0, ctx.Err()
+		}
+	}
 }
 
-// watch applies every update to the snapshot until the watcher's channel closes.
+// watch applies every update to the snapshot until Close. It owns s.watcher and
+// s.stored. After the connection reconnects (the server may have lost the watch's
+// consumer) or the watch ends on its own, it reloads the bucket with a new watcher.
 func (s *KVStore) watch() {
 	defer close(s.done)
-	for e := range s.watcher.Updates() {
-		if e == nil {
-			continue
+	defer func() { s.watcher.stop() }()
+	nc := s.js.Conn()
+	reconnects := nc.Stats().Reconnects
+	tick := time.NewTicker(s.resyncCheck)
+	defer tick.Stop()
+	updates := s.watcher.w.Updates()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case e, ok := <-updates:
+			if !ok {
+				updates = nil // resync on a later tick, if the connection lives
+				if nc.IsClosed() {
+					s.log.Warn("flags: NATS connection closed; snapshot frozen until Close")
+				}
+				continue
+			}
+			if e == nil {
+				continue
+			}
+			s.handle(e)
+		case <-tick.C:
+			r := nc.Stats().Reconnects
+			if (r == reconnects && updates != nil) || !nc.IsConnected() {
+				continue
+			}
+			if err := s.resync(); err != nil {
+				s.log.Warn("flags: reloading the bucket after a reconnect failed; retrying", "err", err)
+				continue
+			}
+			reconnects, updates = r, s.watcher.w.Updates()
 		}
-		if !s.applyEntry(e) {
-			s.applied.Store(e.Revision())
-			s.hub.wakeWaiters()
-			continue
-		}
-		// Snapshot first, then applied, then wake: a Change waiting for this
-		// revision must find the snapshot already updated.
-		snap := merge(s.defaults, s.stored)
-		s.hub.snap.Store(snap)
-		s.applied.Store(e.Revision())
-		s.hub.publish(snap)
 	}
 }
 
-// applyEntry updates s.stored from one KV entry; it reports whether anything changed.
-func (s *KVStore) applyEntry(e jetstream.KeyValueEntry) bool {
+// handle applies one live update and publishes the new snapshot.
+func (s *KVStore) handle(e jetstream.KeyValueEntry) {
+	if !s.applyEntry(s.stored, e) {
+		s.applied.Store(max(s.applied.Load(), e.Revision()))
+		s.hub.wakeWaiters()
+		return
+	}
+	// Snapshot first, then applied, then wake: a Change waiting for this revision
+	// must find the snapshot already updated.
+	snap := merge(s.defaults, s.stored)
+	s.hub.snap.Store(snap)
+	s.applied.Store(max(s.applied.Load(), e.Revision()))
+	s.hub.publish(snap)
+}
+
+// resync replaces the watcher and the stored map with a fresh load of the bucket.
+func (s *KVStore) resync() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
+	defer cancel()
+	w, stored, rev, err := s.load(ctx)
+	if err != nil {
+		return err
+	}
+	s.watcher.stop()
+	s.watcher, s.stored = w, stored
+	s.resyncs.Add(1)
+	snap := merge(s.defaults, s.stored)
+	s.hub.snap.Store(snap)
+	s.applied.Store(max(s.applied.Load(), rev))
+	s.hub.publish(snap)
+	s.log.Info("flags: bucket reloaded after reconnect", "flags", len(stored), "revision", rev)
+	return nil
+}
+
+// applyEntry updates stored from one KV entry; it reports whether anything changed.
+func (s *KVStore) applyEntry(stored map[string]Flag, e jetstream.KeyValueEntry) bool {
 	name := e.Key()
 	switch e.Operation() {
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
-		_, had := s.stored[name]
-		delete(s.stored, name)
+		_, had := stored[name]
+		delete(stored, name)
 		s.log.Info("flag reset to default", "flag", name, "revision", e.Revision())
 		return had
 	}
@@ -217,7 +299,7 @@ func (s *KVStore) applyEntry(e jetstream.KeyValueEntry) bool {
 		return false
 	}
 	f.Revision = e.Revision()
-	s.stored[name] = f
+	stored[name] = f
 	return true
 }
 
@@ -374,29 +456,33 @@ func (s *KVStore) Audit(ctx context.Context, limit int) ([]AuditEntry, error) {
 	return out, nil
 }
 
-// Stats reports records ignored as invalid and audit appends that failed.
-func (s *KVStore) Stats() (invalidRecords, auditErrors uint64) {
-	return s.invalid.Load(), s.auditErrs.Load()
+// KVStats are the store's counters, cumulative since Open.
+type KVStats struct {
+	InvalidRecords uint64 // stored records ignored because they did not decode or validate
+	AuditErrors    uint64 // audit appends that failed (the changes were applied)
+	Resyncs        uint64 // bucket reloads after a reconnect
+}
+
+// Stats returns the store's counters.
+func (s *KVStore) Stats() KVStats {
+	return KVStats{InvalidRecords: s.invalid.Load(), AuditErrors: s.auditErrs.Load(), Resyncs: s.resyncs.Load()}
 }
 
 func (s *KVStore) isClosed() bool {
 	select {
-	case <-s.done:
+	case <-s.closing:
 		return true
 	default:
+		return false
 	}
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
-	return s.hub.closed
 }
 
 // Close implements Store: it stops the watcher, waits for the watch goroutine and
 // closes every subscription. The JetStream connection is the caller's.
 func (s *KVStore) Close() error {
 	s.closeOnce.Do(func() {
-		_ = s.watcher.Stop()
+		close(s.closing)
 		<-s.done
-		s.stopWatchCtx()
 		s.hub.close()
 	})
 	return nil

@@ -142,12 +142,11 @@ func TestKVInvalidRecordIgnored(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if inv, _ := s.Stats(); inv == 3 {
+		if s.Stats().InvalidRecords == 3 {
 			break
 		}
 		if time.Now().After(deadline) {
-			inv, _ := s.Stats()
-			t.Fatalf("invalid records counted = %d, want 3", inv)
+			t.Fatalf("invalid records counted = %d, want 3", s.Stats().InvalidRecords)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -207,7 +206,10 @@ func TestKVWatchSurvivesServerRestart(t *testing.T) {
 			t.Fatal("change after a server restart never reached the store")
 		}
 	}
-	t.Logf("change seen %v after it was written (across a server restart)", time.Since(start))
+	t.Logf("change seen %v after it was written (across a server restart); resyncs %d", time.Since(start), s.Stats().Resyncs)
+	if s.Stats().Resyncs == 0 {
+		t.Fatal("no resync counted after the reconnect")
+	}
 }
 
 func mustPort(t *testing.T, url string) int {
