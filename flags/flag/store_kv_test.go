@@ -224,3 +224,23 @@ func mustPort(t *testing.T, url string) int {
 	}
 	return p
 }
+
+// TestKVRecordWrittenWithCLI: the emergency path in docs/flags.md (nats kv put of a
+// complete record, then nats kv del) works.
+func TestKVRecordWrittenWithCLI(t *testing.T) {
+	url, _ := startNATS(t, t.TempDir())
+	_, js := connect(t, url)
+	s := openKV(t, js, Options{})
+	sub, _ := s.Subscribe()
+	defer sub.Close()
+	ctx := testCtx(t)
+	const doc = `{"name":"realtime-streaming-v2","enabled":false,"rollout":100,"updatedBy":"nats-cli"}`
+	if _, err := s.kv.PutString(ctx, StreamingV2, doc); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, sub, func() bool { return !s.Evaluator().Evaluate(StreamingV2, "u1") })
+	if err := s.kv.Delete(ctx, StreamingV2); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, sub, func() bool { return s.Evaluator().Evaluate(StreamingV2, "u1") })
+}
