@@ -17,10 +17,10 @@ type UserFlags struct {
 	Flags map[string]bool `json:"flags"`
 }
 
-// Get returns the flags evaluated for the authenticated user.
+// ForUser returns the flags evaluated for the authenticated user.
 //
 //encore:api auth method=GET path=/v2/flags
-func Get(ctx context.Context) (*UserFlags, error) {
+func ForUser(ctx context.Context) (*UserFlags, error) {
 	uid, _ := auth.UserID()
 	return &UserFlags{Flags: svc.store.Evaluator().EvaluateAll(string(uid))}, nil
 }

@@ -29,8 +29,12 @@ type Handler struct {
 	mux  *http.ServeMux
 }
 
-// NewHandler returns a Handler; user must not be nil.
+// NewHandler returns a Handler. A nil user resolver treats every caller of
+// GET /v2/flags as anonymous (user ID "").
 func NewHandler(api *API, user UserResolver) *Handler {
+	if user == nil {
+		user = func(*http.Request) (string, error) { return "", nil }
+	}
 	h := &Handler{api: api, user: user, log: api.log, mux: http.NewServeMux()}
 	h.Register(h.mux)
 	return h
