@@ -28,7 +28,9 @@
 // it: a change made on any instance reaches every instance's snapshot and its
 // subscribers within milliseconds, and survives restarts. Each change is checked
 // (name format, rollout range, sizes), written with compare-and-set, logged with slog
-// and appended to a bounded audit stream. MemoryStore is the same contract in one
+// and appended to a bounded audit stream. After a NATS reconnect the store reloads
+// the bucket (checked every 250 ms) rather than wait ~10 s for nats.go to notice a
+// lost watch consumer. MemoryStore is the same contract in one
 // process, for tests and single-process tools.
 //
 // # HTTP
