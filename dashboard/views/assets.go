@@ -40,5 +40,6 @@ var live=document.getElementById('live'),status=document.getElementById('live-st
 if(!window.EventSource||!live)return;
 var n=0,es=new EventSource(live.getAttribute('data-events'));
 es.addEventListener('live',function(e){live.innerHTML=e.data;n++;document.body.setAttribute('data-updates',String(n));status.textContent='Live: '+n+' updates';});
+es.addEventListener('unavailable',function(){status.textContent='Figures unavailable; retrying';});
 es.onerror=function(){status.textContent='Live updates interrupted; retrying';};
 })();`

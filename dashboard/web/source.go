@@ -1,13 +1,16 @@
 package web
 
 import (
+	"context"
+
 	"encore.app/dashboard/views"
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/savings"
 )
 
-// AggregatorSource is the Source the servers use: figures from an Aggregator, savings
-// estimated over its whole time series, and the flag from a function.
+// AggregatorSource is the Source of a process that runs the Aggregator itself (the
+// standalone server): figures from the Aggregator, savings estimated over its whole time
+// series, and the flag from a function.
 type AggregatorSource struct {
 	agg    *health.Aggregator
 	prices savings.Prices
@@ -16,7 +19,8 @@ type AggregatorSource struct {
 
 var _ Source = (*AggregatorSource)(nil)
 
-// NewAggregatorSource checks prices; flag may be nil (the page shows the flag as unknown).
+// NewAggregatorSource checks prices. flag may be nil: the page then shows flagName with
+// the state "unknown".
 func NewAggregatorSource(agg *health.Aggregator, prices savings.Prices, flagName string, flag func() views.Flag) (*AggregatorSource, error) {
 	if err := prices.Validate(); err != nil {
 		return nil, err
@@ -27,12 +31,9 @@ func NewAggregatorSource(agg *health.Aggregator, prices savings.Prices, flagName
 	return &AggregatorSource{agg: agg, prices: prices, flag: flag}, nil
 }
 
-func (s *AggregatorSource) Overview() health.Overview { return s.agg.Overview() }
-func (s *AggregatorSource) Series() health.Series     { return s.agg.Series() }
-func (s *AggregatorSource) Flag() views.Flag          { return s.flag() }
-
-// Savings estimates over the aggregator's time series (prices were validated at construction).
-func (s *AggregatorSource) Savings() savings.Report {
-	r, _ := savings.Estimate(savings.FromSeries(s.agg.Series()), s.prices)
-	return r
+// Snapshot reads the aggregator; it never fails.
+func (s *AggregatorSource) Snapshot(context.Context) (Snapshot, error) {
+	series := s.agg.Series()
+	rep, _ := savings.Estimate(savings.FromSeries(series), s.prices) // prices validated at construction
+	return Snapshot{Overview: s.agg.Overview(), Series: series, Savings: rep, Flag: s.flag()}, nil
 }

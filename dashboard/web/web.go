@@ -22,12 +22,18 @@ import (
 	"encore.app/monitoring/savings"
 )
 
-// Source gives the dashboard its figures. Implementations must be safe for concurrent use.
+// Source gives the dashboard its figures. Implementations must be safe for concurrent
+// use; Snapshot is called once per page and once per live update.
 type Source interface {
-	Overview() health.Overview
-	Series() health.Series
-	Savings() savings.Report
-	Flag() views.Flag
+	Snapshot(ctx context.Context) (Snapshot, error)
+}
+
+// Snapshot is what one rendering shows.
+type Snapshot struct {
+	Overview health.Overview
+	Series   health.Series
+	Savings  savings.Report
+	Flag     views.Flag
 }
 
 // Options configure a Handler. Zero values take the defaults.
@@ -94,11 +100,15 @@ func (h *Handler) Close() { h.closeOnce.Do(func() { close(h.done) }) }
 func (h *Handler) Streams() int64  { return h.streams.Load() }
 func (h *Handler) Refused() uint64 { return h.refused.Load() }
 
-func (h *Handler) model(eventsURL string) views.Model {
-	return views.Model{
-		Now: h.opts.Now(), Overview: h.src.Overview(), Series: h.src.Series(), Savings: h.src.Savings(),
-		Flag: h.src.Flag(), EventsURL: eventsURL, IntervalSeconds: int(h.opts.Interval.Round(time.Second) / time.Second),
+func (h *Handler) model(ctx context.Context, eventsURL string) (views.Model, error) {
+	s, err := h.src.Snapshot(ctx)
+	if err != nil {
+		return views.Model{}, err
 	}
+	return views.Model{
+		Now: h.opts.Now(), Overview: s.Overview, Series: s.Series, Savings: s.Savings, Flag: s.Flag,
+		EventsURL: eventsURL, IntervalSeconds: int(h.opts.Interval.Round(time.Second) / time.Second),
+	}, nil
 }
 
 // Page renders the whole dashboard.
@@ -109,8 +119,14 @@ func (h *Handler) Page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	eventsURL := strings.TrimSuffix(r.URL.Path, "/") + "/events"
+	m, err := h.model(r.Context(), eventsURL)
+	if err != nil {
+		h.opts.Logger.Error("dashboard: source", "err", err)
+		http.Error(w, "dashboard figures unavailable", http.StatusServiceUnavailable)
+		return
+	}
 	var buf bytes.Buffer
-	if err := views.Page(h.model(eventsURL)).Render(r.Context(), &buf); err != nil {
+	if err := views.Page(m).Render(r.Context(), &buf); err != nil {
 		h.opts.Logger.Error("dashboard: render page", "err", err)
 		http.Error(w, "dashboard unavailable", http.StatusInternalServerError)
 		return
@@ -159,9 +175,15 @@ func (h *Handler) Events(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	for id := 1; ; id++ {
 		buf.Reset()
-		if err := h.writeUpdate(ctx, &buf, id); err != nil {
-			h.opts.Logger.Error("dashboard: render update", "err", err)
+		err := h.writeUpdate(ctx, &buf, id)
+		if err != nil && ctx.Err() != nil {
 			return
+		}
+		if err != nil {
+			// Keep the stream: the figures may come back at the next tick.
+			h.opts.Logger.Error("dashboard: update", "err", err)
+			buf.Reset()
+			fmt.Fprintf(&buf, "event: unavailable\ndata: figures unavailable\n\n")
 		}
 		if _, err := w.Write(buf.Bytes()); err != nil {
 			return // client gone
@@ -182,8 +204,12 @@ func (h *Handler) Events(w http.ResponseWriter, r *http.Request) {
 
 // writeUpdate appends one SSE event: the live fragment, one data line per line.
 func (h *Handler) writeUpdate(ctx context.Context, buf *bytes.Buffer, id int) error {
+	m, err := h.model(ctx, "")
+	if err != nil {
+		return err
+	}
 	var frag bytes.Buffer
-	if err := views.Live(h.model("")).Render(ctx, &frag); err != nil {
+	if err := views.Live(m).Render(ctx, &frag); err != nil {
 		return err
 	}
 	fmt.Fprintf(buf, "id: %d\nevent: live\n", id)

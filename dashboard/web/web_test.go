@@ -3,7 +3,9 @@ package web
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -255,7 +257,34 @@ func TestAggregatorSourceRefusesBadPrices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := src.Flag(); f.Known || f.Name != "realtime-streaming-v2" || f.State() != "unknown" {
+	snap, _ := src.Snapshot(context.Background())
+	if f := snap.Flag; f.Known || f.Name != "realtime-streaming-v2" || f.State() != "unknown" {
 		t.Fatalf("default flag %+v", f)
+	}
+}
+
+type failingSource struct{}
+
+func (failingSource) Snapshot(context.Context) (Snapshot, error) {
+	return Snapshot{}, errors.New("secret internal detail")
+}
+
+func TestSourceErrorsAreNotLeaked(t *testing.T) {
+	h := New(failingSource{}, Options{Interval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer h.Close()
+
+	resp := get(t, srv.URL+"/dashboard")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(body), "secret") {
+		t.Fatalf("page: status %d body %q", resp.StatusCode, body)
+	}
+	ev := get(t, srv.URL+"/dashboard/events")
+	defer ev.Body.Close()
+	name, data := readEvent(t, bufio.NewReader(ev.Body))
+	if name != "unavailable" || strings.Contains(data, "secret") {
+		t.Fatalf("event %q data %q", name, data)
 	}
 }
