@@ -34,6 +34,9 @@ type AggregatorOptions struct {
 	MaxInstances int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// OnSample, when set, is called with each sampled Overview, outside the aggregator's
+	// lock, on the goroutine that called Sample (Run's). It must not block.
+	OnSample func(Overview)
 }
 
 func (o *AggregatorOptions) defaults() {
@@ -171,10 +174,13 @@ func (a *Aggregator) Overview() Overview {
 func (a *Aggregator) Sample() Overview {
 	now := a.opts.Now()
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.expireLocked(now)
 	ov := a.overviewLocked(now)
 	a.ring.Add(pointOf(ov))
+	a.mu.Unlock()
+	if a.opts.OnSample != nil {
+		a.opts.OnSample(ov)
+	}
 	return ov
 }
 

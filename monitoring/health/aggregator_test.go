@@ -164,13 +164,18 @@ func roundTrip(t *testing.T, s InstanceSnapshot) InstanceSnapshot {
 
 func TestAggregatorSeriesRingBounded(t *testing.T) {
 	clk := newFakeClock()
-	a := NewAggregator(AggregatorOptions{Now: clk.Now, Points: 720, Step: 5 * time.Second, TTL: time.Hour})
+	var samples int
+	a := NewAggregator(AggregatorOptions{Now: clk.Now, Points: 720, Step: 5 * time.Second, TTL: time.Hour,
+		OnSample: func(Overview) { samples++ }})
 	for i := 0; i < 1000; i++ {
 		mustPut(t, a, snap("a", clk.Now(), uint64(i), uint64(i*10), uint64(i)))
 		a.Sample()
 		clk.Advance(5 * time.Second)
 	}
 	s := a.Series()
+	if samples != 1000 {
+		t.Fatalf("OnSample called %d times, want 1000", samples)
+	}
 	if len(s.Points) != 720 || s.StepMs != 5000 {
 		t.Fatalf("%d points step %d, want 720 and 5000", len(s.Points), s.StepMs)
 	}

@@ -19,6 +19,9 @@ type FleetConfig struct {
 	// overview and the dashboard). Its TTL defaults to the bucket's TTL.
 	Aggregate  bool
 	Aggregator AggregatorOptions
+	// Use, when set, is the Aggregator to run (Aggregate is implied, Aggregator ignored):
+	// for a caller that must serve an (empty) overview before the bucket is reachable.
+	Use *Aggregator
 }
 
 // Fleet runs a Publisher and/or an Aggregator on one NATS connection. It owns their
@@ -47,11 +50,14 @@ func StartFleet(ctx context.Context, nc *nats.Conn, cfg FleetConfig) (*Fleet, er
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	f := &Fleet{cancel: cancel}
-	if cfg.Aggregate {
+	if cfg.Aggregate || cfg.Use != nil {
 		if cfg.Aggregator.TTL <= 0 {
 			cfg.Aggregator.TTL = cfg.Bucket.TTL
 		}
-		f.Aggregator = NewAggregator(cfg.Aggregator)
+		f.Aggregator = cfg.Use
+		if f.Aggregator == nil {
+			f.Aggregator = NewAggregator(cfg.Aggregator)
+		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
