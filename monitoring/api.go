@@ -3,9 +3,6 @@ package monitoring
 import (
 	"context"
 
-	"encore.dev/beta/errs"
-	"encore.dev/rlog"
-
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/savings"
 )
@@ -22,13 +19,8 @@ type OverviewResponse struct {
 //
 //encore:api public method=GET path=/v2/monitoring/overview
 func Overview(ctx context.Context) (*OverviewResponse, error) {
-	agg := svc.bg.Aggregator
-	rep, err := savings.Estimate(savings.FromSeries(agg.Series()), svc.prices)
-	if err != nil {
-		rlog.Error("savings estimate", "err", err)
-		return nil, &errs.Error{Code: errs.Internal, Message: "savings estimate unavailable"}
-	}
-	return &OverviewResponse{Overview: agg.Overview(), Savings: rep, Rejected: agg.Rejected()}, nil
+	b := svc.api.Overview()
+	return &OverviewResponse{Overview: b.Overview, Savings: b.Savings, Rejected: b.Rejected}, nil
 }
 
 // SeriesResponse is the fleet's time series, oldest point first.

@@ -6,13 +6,14 @@ import (
 	"encore.dev/shutdown"
 
 	"encore.app/monitoring/health"
+	"encore.app/monitoring/httpapi"
 	"encore.app/monitoring/savings"
 )
 
 //encore:service
 type Service struct {
-	bg     *health.Background
-	prices savings.Prices
+	bg  *health.Background
+	api *httpapi.Handler // builds the same bodies as the standalone server
 }
 
 // svc lets the package-level endpoints reach the service.
@@ -28,7 +29,12 @@ func initService() (*Service, error) {
 	// (*bus.JetStream).Conn()) in its initService. Where monitoring runs without the
 	// realtime service in its process, pass a func(ctx) (*nats.Conn, error) that dials NATS.
 	bg := health.StartBackground(health.AwaitConn, health.FleetConfig{Use: agg})
-	svc = &Service{bg: bg, prices: savings.DefaultPrices()}
+	api, err := httpapi.New(agg, savings.DefaultPrices(), nil)
+	if err != nil {
+		bg.Close()
+		return nil, err
+	}
+	svc = &Service{bg: bg, api: api}
 	return svc, nil
 }
 
