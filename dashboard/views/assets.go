@@ -22,7 +22,7 @@ h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem}
 .card .label{color:#555;font-size:.8rem}.card .value{font-size:1.6rem;font-weight:600}.card .sub{color:#666;font-size:.8rem}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:.6rem}
 .chart{background:#fff;border:1px solid #ddd;border-radius:6px;margin:0;padding:.5rem}
-.chart svg{width:100%;height:160px}.axis{stroke:#999;stroke-width:1}.tick{font-size:10px;fill:#666}
+.chart svg{width:100%;height:auto;display:block}.axis{stroke:#999;stroke-width:1}.tick{font-size:10px;fill:#666}
 .legend{list-style:none;padding:0;margin:.2rem 0;display:flex;flex-wrap:wrap;gap:.8rem;font-size:.8rem}
 .swatch[data-color="#2563eb"]{color:#2563eb}.swatch[data-color="#16a34a"]{color:#16a34a}.swatch[data-color="#9333ea"]{color:#9333ea}
 .swatch[data-color="#ea580c"]{color:#ea580c}.swatch[data-color="#dc2626"]{color:#dc2626}.swatch[data-color="#6b7280"]{color:#6b7280}
@@ -39,7 +39,7 @@ const liveScript = `(function(){
 var live=document.getElementById('live'),status=document.getElementById('live-status');
 if(!window.EventSource||!live)return;
 var n=0,es=new EventSource(live.getAttribute('data-events'));
-es.addEventListener('live',function(e){live.innerHTML=e.data;n++;document.body.setAttribute('data-updates',String(n));status.textContent='Live: '+n+' updates';});
+es.addEventListener('live',function(e){live.innerHTML=e.data;n++;document.body.setAttribute('data-updates',String(n));status.textContent='Live: updated '+n+(n==1?' time':' times')+', every '+(live.getAttribute('data-interval')||'few')+' s';});
 es.addEventListener('unavailable',function(){status.textContent='Figures unavailable; retrying';});
 es.onerror=function(){status.textContent='Live updates interrupted; retrying';};
 })();`
