@@ -1,6 +1,7 @@
 package health
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -59,5 +60,27 @@ func TestClientHealthTransportsBounded(t *testing.T) {
 	}
 	if s.Transports["other"] == 0 {
 		t.Fatal("overflow not counted under other")
+	}
+}
+
+func TestClientHealthConcurrent(t *testing.T) {
+	c := NewClientHealth(time.Minute, 6, nil)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				c.Observe(&protocol.HealthReport{RTTMillis: float64(i), LatencyP50Millis: 1, LatencyP99Millis: 2})
+				if i%100 == 0 {
+					_ = c.Summary()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	s := c.Summary()
+	if s.Reports != 4000 || s.RTT.Count() != 4000 {
+		t.Fatalf("reports %d rtt count %d, want 4000", s.Reports, s.RTT.Count())
 	}
 }
