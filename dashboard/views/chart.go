@@ -17,6 +17,9 @@ const (
 	chartRight  = 8
 	chartTop    = 8
 	chartBottom = 20 // room for x labels
+	// maxChartPoints bounds the points of one line: longer series are drawn in buckets,
+	// each at its largest value (so a spike is never hidden).
+	maxChartPoints = 240
 )
 
 // Chart is a line chart ready to draw.
@@ -95,11 +98,20 @@ func buildChart(id, title, unit string, pts []health.Point, format func(float64)
 	}
 	plotW := float64(chartWidth - chartLeft - chartRight)
 	plotH := float64(chartHeight - chartTop - chartBottom)
+	per := (len(pts) + maxChartPoints - 1) / maxChartPoints // points per bucket
+	if per < 1 {
+		per = 1
+	}
 	for _, s := range specs {
 		var b strings.Builder
-		for i, p := range pts {
+		for i := 0; i < len(pts); i += per {
+			bucket := pts[i:min(i+per, len(pts))]
+			p := bucket[len(bucket)-1]
 			x := float64(chartLeft) + plotW*float64(p.T-t0)/float64(t1-t0)
-			v := s.value(p)
+			v := 0.0
+			for _, q := range bucket {
+				v = max(v, s.value(q))
+			}
 			if math.IsNaN(v) || v < 0 {
 				v = 0
 			}

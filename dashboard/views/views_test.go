@@ -3,6 +3,7 @@ package views
 import (
 	"bytes"
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func text(t *testing.T, doc *goquery.Document, testid string) string {
 	return strings.TrimSpace(sel.Text())
 }
 
-func fixture(t *testing.T) Model {
+func fixture(t testing.TB) Model {
 	t.Helper()
 	now := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
 	var pts []health.Point
@@ -205,4 +206,50 @@ func TestFormat(t *testing.T) {
 	if niceMax(0) != 1 || niceMax(1090) != 2000 || niceMax(3) != 5 || niceMax(10) != 10 {
 		t.Error("niceMax")
 	}
+}
+
+func TestChartDownsamplesKeepingSpikes(t *testing.T) {
+	var pts []health.Point
+	for i := 0; i < 720; i++ {
+		pts = append(pts, health.Point{T: int64(i) * 5000, DropsPerSec: 0})
+	}
+	pts[301].DropsPerSec = 50 // one spike
+	c := buildChart("c", "C", "", pts, formatRate, lineSpec{"drops", "#dc2626", func(p health.Point) float64 { return p.DropsPerSec }})
+	fields := strings.Fields(c.Lines[0].Points)
+	if len(fields) != maxChartPoints {
+		t.Fatalf("%d points drawn, want %d", len(fields), maxChartPoints)
+	}
+	top := strconv.Itoa(chartTop) + ".0"
+	spikes := 0
+	for _, f := range fields {
+		if strings.HasSuffix(f, ","+top) {
+			spikes++
+		}
+	}
+	if spikes != 1 || c.YMaxLabel != "50.0" {
+		t.Fatalf("spike drawn %d times, ymax %q", spikes, c.YMaxLabel)
+	}
+	if !strings.HasPrefix(fields[len(fields)-1], strconv.Itoa(chartWidth-chartRight)+".0,") {
+		t.Fatalf("last point %q not at the right edge", fields[len(fields)-1])
+	}
+}
+
+// BenchmarkLiveFragment renders one live update with a full hour of points and reports
+// its size (what every open dashboard receives each interval).
+func BenchmarkLiveFragment(b *testing.B) {
+	m := fixture(b)
+	m.Series.Points = nil
+	for i := 0; i < 720; i++ {
+		m.Series.Points = append(m.Series.Points, health.Point{T: int64(i) * 5000, Connections: uint64(1000 + i),
+			EventsDeliveredPerSec: float64(i), FramesPerSec: float64(i / 2), BytesRawPerSec: 1e5, BytesWirePerSec: 3e4,
+			DeliveryP50Ms: 4, DeliveryP99Ms: 40, WriteP99Ms: 2, RTTP50Ms: 30})
+	}
+	var buf bytes.Buffer
+	for b.Loop() {
+		buf.Reset()
+		if err := Live(m).Render(context.Background(), &buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(buf.Len()), "bytes/fragment")
 }
