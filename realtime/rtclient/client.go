@@ -250,7 +250,9 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 					c.stats.Recovered++
 				} else {
 					c.stats.NotRecovered++
-					c.cursor = protocol.Cursor{Seq: c.cursor.Seq, Epoch: f.Epoch}
+					// Live from the server's position: an old seq must not be read
+					// as a position in another epoch (a recreated stream).
+					c.cursor = protocol.Cursor{Seq: conn.Welcome.Seq, Epoch: f.Epoch}
 				}
 				c.mu.Unlock()
 				if c.cfg.OnRecovery != nil {

@@ -189,6 +189,26 @@ func (c *natsCluster) waitReady() {
 	}
 }
 
+// waitStream waits until the stream answers info requests (has a leader) and says
+// how long that took.
+func (c *natsCluster) waitStream(name string) time.Duration {
+	c.t.Helper()
+	_, js := c.connect(0)
+	t0 := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := js.Stream(ctx, name)
+		cancel()
+		if err == nil {
+			return time.Since(t0)
+		}
+		if time.Since(t0) > 20*time.Second {
+			c.t.Fatalf("stream %s: %v", name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // connect opens a NATS connection (for assertions through the JetStream API).
 func (c *natsCluster) connect(first int) (*nats.Conn, jetstream.JetStream) {
 	c.t.Helper()
