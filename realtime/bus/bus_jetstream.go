@@ -705,6 +705,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 
 	pending := cons.CachedInfo().NumPending // matching messages stored after `after`
 	var lastCons uint64                     // consumer sequence of the last message
+	noResp := 0                             // fetches answered "no responders" (fetchRetry)
 	for pending > 0 {
 		if err := ctx.Err(); err != nil {
 			return j.wrap("replay", err)
@@ -715,6 +716,9 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 		}
 		mb, err := cons.FetchNoWait(batch)
 		if err != nil {
+			if fetchRetry(ctx, err, &noResp) {
+				continue
+			}
 			return j.wrap("replay", err)
 		}
 		got := 0
@@ -752,6 +756,9 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 			}
 		}
 		if err := mb.Error(); err != nil {
+			if got == 0 && fetchRetry(ctx, err, &noResp) {
+				continue
+			}
 			return j.wrap("replay", err)
 		}
 		if done {

@@ -544,7 +544,16 @@ func waitComplete(t testing.TB, d time.Duration, p *publisher, rs []*recorder) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, firstErr)
+			bad := 0
+			for _, r := range rs {
+				if err := r.check(p); err != nil {
+					if bad < 3 {
+						t.Logf("%v; stats %+v, on %q, recoveries %+v", err, r.cl.Stats(), r.cl.Instance(), r.recoveries())
+					}
+					bad++
+				}
+			}
+			t.Fatalf("after %v: %d of %d clients incomplete: %v", d, bad, len(rs), firstErr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
