@@ -43,6 +43,7 @@ type options struct {
 	engine                                                                       stream.Config
 	compressionThreshold                                                         int
 	drainTimeout                                                                 time.Duration
+	natsAuth                                                                     bus.ClientAuth // natsflags.go
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -76,13 +77,14 @@ func parseFlags(args []string) (*options, error) {
 	str(&o.natsURL, "nats-url", "REALTIME_NATS_URL", "", "external NATS URL(s), comma-separated; empty starts an embedded server")
 	str(&o.natsListen, "nats-listen", "REALTIME_NATS_LISTEN", "", "let the embedded NATS also listen on this address (e.g. 127.0.0.1:4222) so other instances can join it")
 	str(&o.publisherKey, "publisher-key", "REALTIME_PUBLISHER_KEY", "", "key for POST /v2/realtime/publish (Bearer); empty = dev mode with key \"dev\"")
-	str(&o.instance, "instance", "REALTIME_INSTANCE", "", "instance name (default hostname-pid)")
+	str(&o.instance, "instance", "REALTIME_INSTANCE", "", "instance name (default: <hostname>-<random>, kept in <data>/instance-id)")
 	str(&o.origins, "origins", "REALTIME_ORIGINS", "", "comma-separated allowed browser Origin host patterns (default: same host only)")
 	str(&o.logFormat, "log-format", "REALTIME_LOG_FORMAT", "text", "text or json")
 	str(&o.logLevel, "log-level", "REALTIME_LOG_LEVEL", "info", "debug, info, warn, error")
 	dur(&o.retentionAge, "retention-age", "REALTIME_RETENTION_AGE", 24*time.Hour, "keep events this long for replay")
 	num(&retBytes, "retention-mb", "REALTIME_RETENTION_MB", 1024, "keep at most this many MiB of events")
-	num(&o.replicas, "replicas", "REALTIME_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
+	num(&o.replicas, "replicas", "REALTIME_REPLICAS", 1, "stream replicas: 1 with the embedded server, 3 on a NATS cluster of 3 or more nodes")
+	natsAuthFlags(fs, &o.natsAuth)
 	dur(&o.engine.BatchWindow, "batch-window", "REALTIME_BATCH_WINDOW", 20*time.Millisecond, "coalescing window after a frame")
 	num(&o.engine.BatchMaxEvents, "batch-max", "REALTIME_BATCH_MAX", 100, "most events per frame")
 	num(&o.engine.QueueMaxEvents, "queue-events", "REALTIME_QUEUE_EVENTS", 4096, "per-connection queue bound (events)")
@@ -143,6 +145,8 @@ type server struct {
 	bus  *bus.JetStream
 	eng  *stream.Engine
 	http *http.Server
+	// release frees the data directory's instance lock (identity.go).
+	release func()
 }
 
 func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, error) {
@@ -150,11 +154,26 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	if err != nil {
 		return nil, err
 	}
+	natsOpts, err := o.natsAuth.Options()
+	if err != nil {
+		return nil, err
+	}
+	if o.natsURL == "" && !o.natsAuth.IsZero() {
+		return nil, errors.New("NATS credentials and TLS options (-nats-creds, -nats-user, -nats-tls-*, ...) need -nats-url")
+	}
+	release := func() {}
+	if o.instance == "" {
+		if o.instance, release, err = instanceIdentity(data); err != nil {
+			return nil, err
+		}
+	}
 	b, err := bus.NewJetStream(ctx, bus.Config{
 		URL: o.natsURL, DataDir: filepath.Join(data, "nats"), ListenAddr: o.natsListen,
 		MaxAge: o.retentionAge, MaxBytes: o.retentionBytes, Replicas: o.replicas, Logger: log,
+		NATSOptions: natsOpts,
 	})
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("bus: %w", err)
 	}
 	cfg := o.engine
@@ -171,13 +190,15 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	eng, err := stream.New(cfg, b)
 	if err != nil {
 		b.Close()
+		release()
 		return nil, err
 	}
 	if err := eng.Start(ctx); err != nil {
 		b.Close()
+		release()
 		return nil, err
 	}
-	s := &server{o: o, log: log, bus: b, eng: eng}
+	s := &server{o: o, log: log, bus: b, eng: eng, release: release}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -212,6 +233,9 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 func (s *server) close() {
 	_ = s.eng.Close()
 	_ = s.bus.Close()
+	if s.release != nil {
+		s.release()
+	}
 }
 
 func splitComma(s string) []string {
