@@ -436,6 +436,7 @@ type recorder struct {
 	cl       *rtclient.Client
 	mu       sync.Mutex
 	got      []protocol.Event
+	when     []time.Time // receipt time of got[i]
 	recs     []protocol.Recovery
 }
 
@@ -448,6 +449,7 @@ func startRecorder(ctx context.Context, name string, urls []string, channels []s
 		OnEvent: func(ev protocol.Event) {
 			r.mu.Lock()
 			r.got = append(r.got, ev)
+			r.when = append(r.when, time.Now())
 			r.mu.Unlock()
 		},
 		OnRecovery: func(rec protocol.Recovery) {
