@@ -234,6 +234,10 @@ func (j *JetStream) connectExternal(ctx context.Context) error {
 		nats.Timeout(boundedWait(ctx, startTimeout)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// Notice a dead server (partition, crashed host) in ~30s, not nats.go's default
+		// 2 min x 2 pings: until then a live subscription waits on a silent socket.
+		nats.PingInterval(10 * time.Second),
+		nats.MaxPingsOutstanding(3),
 	}
 	nc, err := nats.Connect(j.cfg.URL, j.clientOptions(extra...)...)
 	if err != nil {
