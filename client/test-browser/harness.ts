@@ -1,0 +1,200 @@
+// Harness for the browser tests: builds and runs the real realtimed on 127.0.0.1 with a
+// temp data dir, and drives Debian's Chromium (/usr/bin/chromium) with playwright-core.
+// Nothing here downloads a browser or touches anything but loopback.
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync, openSync, closeSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+
+export const repoRoot = resolve(import.meta.dirname, "..", "..");
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+export const PUBLISHER_KEY = "dev";
+
+/** realtimedBinary builds cmd/realtimed once per run (or uses $REALTIMED_BIN). */
+let built: string | null = null;
+export function realtimedBinary(): string {
+  if (process.env.REALTIMED_BIN) return process.env.REALTIMED_BIN;
+  if (built) return built;
+  const out = join(mkdtempSync(join(tmpdir(), "realtimed-bin-")), "realtimed");
+  execFileSync("go", ["build", "-o", out, "./cmd/realtimed"], { cwd: repoRoot, stdio: "inherit", timeout: 300_000 });
+  built = out;
+  return out;
+}
+
+/** freePort asks the kernel for an unused loopback port. */
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Server is one realtimed process. restart() starts a new process on the same address
+ * and data directory after kill().
+ */
+export class Server {
+  proc: ChildProcess | null = null;
+  readonly base: string;
+  private logFile: string;
+
+  constructor(
+    readonly port: number,
+    readonly dataDir: string,
+    private readonly extraArgs: string[] = [],
+  ) {
+    this.base = `http://127.0.0.1:${port}`;
+    this.logFile = join(dataDir, "..", `realtimed-${port}.log`);
+  }
+
+  static async start(extraArgs: string[] = []): Promise<Server> {
+    const root = mkdtempSync(join(tmpdir(), "realtimed-test-"));
+    const s = new Server(await freePort(), join(root, "data"), extraArgs);
+    await s.launch();
+    return s;
+  }
+
+  async launch(): Promise<void> {
+    const bin = realtimedBinary();
+    const fd = openSync(this.logFile, "a");
+    this.proc = spawn(
+      bin,
+      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-publisher-key", PUBLISHER_KEY, ...this.extraArgs],
+      { stdio: ["ignore", fd, fd], env: { ...process.env } },
+    );
+    closeSync(fd);
+    const proc = this.proc;
+    let exited: string | null = null;
+    proc.once("exit", (code, sig) => (exited = `exit code ${code} signal ${sig}`));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (exited) throw new Error(`realtimed ${exited} before it was ready; log:\n${this.log()}`);
+      try {
+        const r = await fetch(`${this.base}/v2/realtime/metrics`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`realtimed not ready in 30 s; log:\n${this.log()}`);
+      await sleep(100);
+    }
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logFile, "utf8").slice(-4000);
+    } catch {
+      return "(no log)";
+    }
+  }
+
+  /** kill sends SIGKILL and waits for the process to be gone. */
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once("exit", r));
+    p.kill("SIGKILL");
+    await gone;
+    this.proc = null;
+  }
+
+  /** stop ends the process gracefully (SIGTERM, then SIGKILL after 10 s). */
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once("exit", r));
+    p.kill("SIGTERM");
+    const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
+    await gone;
+    clearTimeout(t);
+    this.proc = null;
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stop();
+    rmSync(join(this.dataDir, ".."), { recursive: true, force: true });
+  }
+
+  /** publish posts events and returns the acks. */
+  async publish(events: Array<{ channel: string; id: string; type?: string; data?: unknown }>): Promise<any[]> {
+    const r = await fetch(`${this.base}/v2/realtime/publish`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${PUBLISHER_KEY}` },
+      body: JSON.stringify({ events }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`publish: HTTP ${r.status}: ${text}`);
+    return JSON.parse(text).acks;
+  }
+}
+
+/** Browser is one Chromium with a fresh profile. */
+export class Browser {
+  private constructor(
+    readonly context: BrowserContext,
+    private readonly profile: string,
+  ) {}
+
+  static async launch(): Promise<Browser> {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install -y chromium`);
+    const profile = mkdtempSync(join(tmpdir(), "chromium-profile-"));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 60_000,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+      ],
+    });
+    return new Browser(context, profile);
+  }
+
+  async page(): Promise<Page> {
+    const p = await this.context.newPage();
+    p.on("pageerror", (err) => console.error("page error:", err));
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await this.context.close();
+    rmSync(this.profile, { recursive: true, force: true });
+  }
+}
+
+/** eventIds reads the IDs of the events the demo page shows, oldest first. */
+export async function eventIds(page: Page): Promise<string[]> {
+  return page.$$eval('[data-testid="event"]', (els) => els.map((e) => (e as HTMLElement).dataset.id!).reverse());
+}
+
+/** waitFor polls fn until it returns a truthy value or the timeout passes. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | null | undefined | false;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(100);
+  }
+}
+
+export async function stateOf(page: Page): Promise<string> {
+  return (await page.textContent('[data-testid="state"]')) ?? "";
+}
