@@ -130,4 +130,22 @@ describe("demo page", () => {
     expect(ids.length).toBeGreaterThanOrEqual(60);
     void ids;
   });
+
+  it("pauses while the browser is offline and catches up once online", async () => {
+    const page = await openDemo("channels=t5.a&baseMs=500&capMs=2000");
+    await server.publish(numbered("t5.a", "on", 1, 3));
+    await waitFor("first events", async () => (await eventIds(page)).length === 3);
+    await browser.context.setOffline(true);
+    await waitFor("state offline", async () => (await stateOf(page)) === "offline");
+    await server.publish(numbered("t5.a", "off", 1, 5));
+    await sleep(500);
+    expect(await eventIds(page)).toHaveLength(3); // nothing arrives while offline
+    await browser.context.setOffline(false);
+    await waitFor("back open", async () => (await stateOf(page)) === "open", 10_000);
+    await waitFor("caught up", async () => (await eventIds(page)).length === 8);
+    await sleep(300);
+    expect(await eventIds(page)).toEqual(["on-1", "on-2", "on-3", "off-1", "off-2", "off-3", "off-4", "off-5"]);
+    expect(await page.textContent('[data-testid="recoveries"]')).toBe("1");
+    await page.close();
+  });
 });
