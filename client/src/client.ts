@@ -129,6 +129,10 @@ interface Conn {
   /** Channels of the first subscribe (for resync). */
   firstChannels: string[];
   timers: ReturnType<typeof setTimeout>[];
+  /** Subscribe frames sent and not answered yet: request ID -> channels. */
+  pending: Map<string, string[]>;
+  /** A retry of refused-for-now channels is scheduled. */
+  retryQueued: boolean;
   deadTimer: ReturnType<typeof setTimeout> | null;
   probing: boolean;
 }
@@ -440,6 +444,8 @@ export class RealtimeClient {
       cursorKind: null,
       firstChannels: [],
       timers: [],
+      pending: new Map(),
+      retryQueued: false,
       deadTimer: null,
       probing,
     };
@@ -593,7 +599,7 @@ export class RealtimeClient {
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
-        return this.onErrorFrame(frame);
+        return this.onErrorFrame(conn, frame);
       default:
         return; // unknown frame types are ignored (protocol: fields and frames can be added)
     }
@@ -701,12 +707,35 @@ export class RealtimeClient {
     if (this.send(frame)) {
       conn.subscribed = true;
       for (const c of add) conn.channels.add(c);
+      conn.pending.set(frame.id, add);
+      // Bound the map even if a server never answers some frames.
+      if (conn.pending.size > 64) conn.pending.delete(conn.pending.keys().next().value as string);
     }
   }
 
+  /**
+   * retryLater forgets channels the server refused for now (a replay in progress, rate
+   * limited) and subscribes them again after a short pause on the same connection.
+   */
+  private retryLater(conn: Conn, channels: string[]): void {
+    for (const c of channels) conn.channels.delete(c);
+    if (conn.retryQueued) return;
+    conn.retryQueued = true;
+    const t = setTimeout(() => {
+      conn.timers = conn.timers.filter((x) => x !== t);
+      conn.retryQueued = false;
+      if (this.conn === conn) this.flushSubscriptions();
+    }, 250 + Math.floor(this.random() * 250));
+    conn.timers.push(t);
+  }
+
   private onSubscribed(conn: Conn, f: SubscribedFrame): void {
+    if (f.id) conn.pending.delete(f.id);
+    const later: string[] = [];
     for (const r of f.results ?? []) {
-      if (!r.ok) {
+      if (!r.ok && (r.code === "replay_in_progress" || r.code === "rate_limited")) {
+        later.push(r.channel);
+      } else if (!r.ok) {
         conn.channels.delete(r.channel);
         this.emitter.emit("error", {
           kind: "channel",
@@ -716,6 +745,7 @@ export class RealtimeClient {
         });
       }
     }
+    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
     if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
   }
 
@@ -773,7 +803,14 @@ export class RealtimeClient {
     this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
   }
 
-  private onErrorFrame(f: ErrorFrame): void {
+  private onErrorFrame(conn: Conn, f: ErrorFrame): void {
+    const chans = f.id ? conn.pending.get(f.id) : undefined;
+    if (chans) {
+      // A subscribe frame was refused as a whole: those channels are not subscribed.
+      conn.pending.delete(f.id!);
+      if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
+      for (const c of chans) conn.channels.delete(c);
+    }
     this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
   }
 

@@ -270,6 +270,30 @@ describe("subscriptions and cursor", () => {
     expect(client.state).toBe("open");
   });
 
+  it("re-subscribes channels refused for now (replay in progress, rate limited)", async () => {
+    const { client, errors } = newClient();
+    client.subscribe("a", () => {});
+    client.connect();
+    const ws = FakeWebSocket.last();
+    ws.welcome();
+    await flush();
+    client.subscribe("b", () => {});
+    client.subscribe("c", () => {});
+    await flush();
+    const second = ws.sentOfType("subscribe")[1];
+    expect(second.channels).toEqual(["b", "c"]);
+    ws.receive({ type: "subscribed", id: second.id, op: "subscribe", results: [{ channel: "b", ok: false, code: "replay_in_progress" }, { channel: "c", ok: true }] });
+    vi.advanceTimersByTime(500); // 250 + 0.5 * 250
+    const third = ws.sentOfType("subscribe")[2];
+    expect(third.channels).toEqual(["b"]);
+    expect(third.cursor).toBeUndefined();
+    // A whole frame refused by an error frame carrying its id.
+    ws.receive({ type: "error", id: third.id, code: "rate_limited", message: "slow down" });
+    vi.advanceTimersByTime(500);
+    expect(ws.sentOfType("subscribe")[3].channels).toEqual(["b"]);
+    expect(errors).toEqual([]);
+  });
+
   it("a throwing handler does not stop other handlers", async () => {
     const { client, errors } = newClient();
     client.connect();

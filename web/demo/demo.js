@@ -585,6 +585,8 @@ var RealtimeClient = class {
       cursorKind: null,
       firstChannels: [],
       timers: [],
+      pending: /* @__PURE__ */ new Map(),
+      retryQueued: false,
       deadTimer: null,
       probing
     };
@@ -728,7 +730,7 @@ var RealtimeClient = class {
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
-        return this.onErrorFrame(frame);
+        return this.onErrorFrame(conn, frame);
       default:
         return;
     }
@@ -826,11 +828,32 @@ var RealtimeClient = class {
     if (this.send(frame)) {
       conn.subscribed = true;
       for (const c of add) conn.channels.add(c);
+      conn.pending.set(frame.id, add);
+      if (conn.pending.size > 64) conn.pending.delete(conn.pending.keys().next().value);
     }
   }
+  /**
+   * retryLater forgets channels the server refused for now (a replay in progress, rate
+   * limited) and subscribes them again after a short pause on the same connection.
+   */
+  retryLater(conn, channels) {
+    for (const c of channels) conn.channels.delete(c);
+    if (conn.retryQueued) return;
+    conn.retryQueued = true;
+    const t = setTimeout(() => {
+      conn.timers = conn.timers.filter((x) => x !== t);
+      conn.retryQueued = false;
+      if (this.conn === conn) this.flushSubscriptions();
+    }, 250 + Math.floor(this.random() * 250));
+    conn.timers.push(t);
+  }
   onSubscribed(conn, f) {
+    if (f.id) conn.pending.delete(f.id);
+    const later = [];
     for (const r of f.results ?? []) {
-      if (!r.ok) {
+      if (!r.ok && (r.code === "replay_in_progress" || r.code === "rate_limited")) {
+        later.push(r.channel);
+      } else if (!r.ok) {
         conn.channels.delete(r.channel);
         this.emitter.emit("error", {
           kind: "channel",
@@ -840,6 +863,7 @@ var RealtimeClient = class {
         });
       }
     }
+    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
     if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
   }
   /** onRecovery handles the recovery answer of a stream resume or of a poll. */
@@ -892,7 +916,13 @@ var RealtimeClient = class {
     this.retire(conn, CloseCode.Normal, "switching to long-poll");
     this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
   }
-  onErrorFrame(f) {
+  onErrorFrame(conn, f) {
+    const chans = f.id ? conn.pending.get(f.id) : void 0;
+    if (chans) {
+      conn.pending.delete(f.id);
+      if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
+      for (const c of chans) conn.channels.delete(c);
+    }
     this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
   }
   // ---- long-polling ----
