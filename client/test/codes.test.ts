@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { actionFor, CloseCode, httpAction, retryHint } from "../src/codes.js";
 
 describe("actionFor mirrors protocol.ActionFor", () => {
@@ -99,4 +101,45 @@ describe("httpAction", () => {
   for (const [status, want] of cases) {
     it(`${status} -> ${want}`, () => expect(httpAction(status)).toBe(want));
   }
+});
+
+describe("mirror of realtime/protocol/close.go and docs/protocol.md", () => {
+  const root = fileURLToPath(new URL("../../", import.meta.url));
+  it("has every close code of close.go, with the same value", () => {
+    const src = readFileSync(root + "realtime/protocol/close.go", "utf8");
+    const goCodes = [...src.matchAll(/^\s*Close\w+\s+CloseCode\s*=\s*(\d+)/gm)].map((m) => Number(m[1]));
+    expect(goCodes.length).toBeGreaterThan(10);
+    expect([...goCodes].sort()).toEqual(Object.values(CloseCode).sort());
+  });
+
+  it("gives each code of the docs table the action the table names", () => {
+    const doc = readFileSync(root + "docs/protocol.md", "utf8");
+    const section = doc.slice(doc.indexOf("## Close codes"), doc.indexOf("## Limits"));
+    const want = (text: string): string => {
+      if (/do not reconnect/.test(text)) return "stop";
+      if (/long-poll/i.test(text)) return "use-poll";
+      if (/refresh the token/i.test(text)) return "refresh-token";
+      if (/retry=|after the jittered hint|retry after/i.test(text)) return "retry-after";
+      return "backoff";
+    };
+    let checked = 0;
+    let rangeAction = "";
+    for (const line of section.split("\n")) {
+      const range = line.match(/^\| (\d{4})-(\d{4}) \| \| (.*) \|$/);
+      if (range) {
+        rangeAction = want(range[3]);
+        for (const c of [Number(range[1]), Number(range[2])]) expect(actionFor(c), line).toBe(rangeAction);
+        checked++;
+        continue;
+      }
+      const row = line.match(/^\| (\d{4}) \| [^|]* \| (.*) \|$/);
+      if (!row) continue;
+      const code = Number(row[1]);
+      // Rows inside a range inherit its action; standalone standard codes say theirs.
+      const expected = code >= 4000 ? rangeAction : want(row[2]);
+      expect(actionFor(code), line).toBe(expected);
+      checked++;
+    }
+    expect(checked).toBeGreaterThanOrEqual(20);
+  });
 });
