@@ -471,10 +471,14 @@ export class RealtimeClient {
     conn.ws.onclose = null;
     conn.ws.onopen = null;
     conn.ws.onerror = null;
-    try {
-      conn.ws.close(code, reason);
-    } catch {
-      // already closed or closing
+    if (conn.ws.readyState < 2) {
+      // Browsers accept only 1000 and 3000-4999 from applications, and a short reason.
+      const c = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
+      try {
+        conn.ws.close(c, reason.slice(0, 60));
+      } catch {
+        // closing already
+      }
     }
     if (this.conn === conn) this.conn = null;
   }

@@ -612,9 +612,12 @@ var RealtimeClient = class {
     conn.ws.onclose = null;
     conn.ws.onopen = null;
     conn.ws.onerror = null;
-    try {
-      conn.ws.close(code, reason);
-    } catch {
+    if (conn.ws.readyState < 2) {
+      const c = code === 1e3 || code >= 3e3 && code <= 4999 ? code : 1e3;
+      try {
+        conn.ws.close(c, reason.slice(0, 60));
+      } catch {
+      }
     }
     if (this.conn === conn) this.conn = null;
   }
