@@ -1,0 +1,42 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+
+	"encore.dev"
+	"encore.dev/pubsub"
+
+	"encore.app/realtime/protocol"
+)
+
+// Event is what other services publish to reach browsers.
+type Event struct {
+	// Channel the event goes to (docs/protocol.md "Channel names").
+	Channel string `json:"channel"`
+	// Type is free text for the client, optional.
+	Type string `json:"type"`
+	// Data is any JSON, delivered verbatim.
+	Data json.RawMessage `json:"data"`
+}
+
+// Events is the topic every producer publishes to. At-least-once: the bus appends a
+// redelivered message once, by its Encore message ID.
+var Events = pubsub.NewTopic[*Event]("realtime-events", pubsub.TopicConfig{
+	DeliveryGuarantee: pubsub.AtLeastOnce,
+})
+
+// The one static subscription: every message goes to one instance, which appends it to
+// the bus; the bus reaches every instance.
+var _ = pubsub.NewSubscription(Events, "realtime-fanout", pubsub.SubscriptionConfig[*Event]{
+	Handler: appendToBus,
+})
+
+func appendToBus(ctx context.Context, ev *Event) error {
+	var id string
+	if m := encore.CurrentRequest().Message; m != nil { // nil when called directly in tests
+		id = m.ID
+	}
+	_, err := svc.engine.Publish(ctx, []*protocol.Event{{ID: id, Channel: ev.Channel, Type: ev.Type, Data: ev.Data}})
+	return err
+}

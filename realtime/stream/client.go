@@ -1,0 +1,374 @@
+package stream
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"encore.app/realtime/protocol"
+)
+
+// outEvent is one bus event encoded once and shared by every connection that gets it.
+type outEvent struct {
+	seq     uint64
+	channel string
+	enc     []byte
+	at      time.Time // dispatch time, for the enqueue-to-write histogram
+}
+
+// item is one queue entry: an event, a control frame, or a subscribe answer with its
+// recovery.
+type item struct {
+	ev   *outEvent
+	ctrl []byte
+	job  *replayJob
+}
+
+func (it item) size() int {
+	switch {
+	case it.ev != nil:
+		return len(it.ev.enc)
+	case it.ctrl != nil:
+		return len(it.ctrl)
+	default:
+		return 256
+	}
+}
+
+// connState is the lifecycle of a Client, guarded by Client.mu.
+type connState int
+
+const (
+	stateOpen    connState = iota
+	stateClosing           // a close was requested; the writer sends it
+	stateClosed            // the close was sent or the connection is gone
+)
+
+// Client is one stream connection. The HTTP handler goroutine that accepted it owns it:
+// it runs the read loop, and on return tears the client down and waits for the writer.
+type Client struct {
+	// immutable after construction
+	e       *Engine
+	conn    *websocket.Conn
+	id      *Identity
+	session string
+	ctx     context.Context // cancelled at teardown or engine close
+	cancel  context.CancelFunc
+	kick    chan struct{} // wakes a waiting writer; capacity 1, never closed
+
+	lastRead atomic.Int64 // unix nanos of the last frame read
+
+	// guarded by Engine.pool.mu
+	subs map[string]struct{}
+
+	// owned by the read loop
+	badFrames int
+
+	// guarded by mu
+	mu          sync.Mutex
+	q           []item
+	qHead       int
+	qEvents     int // event items queued
+	qBytes      int
+	qPeakBytes  int  // high-water mark of qBytes, for tests and debugging
+	writing     bool // a writer goroutine is running
+	state       connState
+	closeCode   protocol.CloseCode
+	closeReason string
+	flushFirst  bool // on close, write what is queued first (drain) or drop it (slow, kicked)
+	disc        DisconnectReason
+	discSet     bool
+	lastWrite   time.Time
+
+	// owned by the writer goroutine
+	timer *time.Timer
+	batch []*outEvent
+
+	wg sync.WaitGroup // the writer goroutine
+}
+
+// UserID is the authenticated user of the connection ("" when anonymous).
+func (c *Client) UserID() string { return c.id.UserID }
+
+// enqueue adds an item without blocking. On overflow the queue is dropped and the
+// connection closed as a slow consumer.
+func (c *Client) enqueue(it item) {
+	m := c.e.metrics
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		if it.ev != nil {
+			m.drop(DropClosing, 1)
+		}
+		return
+	}
+	size := it.size()
+	cfg := &c.e.cfg
+	if len(c.q)-c.qHead+1 > cfg.QueueMaxEvents || c.qBytes+size > cfg.QueueMaxBytes {
+		dropped := c.qEvents
+		if it.ev != nil {
+			dropped++
+		}
+		c.resetQueueLocked()
+		m.drop(DropSlowConsumer, dropped)
+		c.requestCloseLocked(protocol.CloseSlow, "slow consumer", c.e.retryHint(), DiscSlowConsumer, false)
+		c.mu.Unlock()
+		return
+	}
+	c.q = append(c.q, it)
+	c.qBytes += size
+	c.qPeakBytes = max(c.qPeakBytes, c.qBytes)
+	if it.ev != nil {
+		c.qEvents++
+	}
+	if !c.writing {
+		c.startWriterLocked()
+	} else if c.batchFullLocked() {
+		c.wakeWriter()
+	}
+	c.mu.Unlock()
+}
+
+// batchFullLocked reports whether the writer should stop waiting for the batch window:
+// a full frame is queued, or the queue holds a quarter of its byte bound.
+func (c *Client) batchFullLocked() bool {
+	return c.qEvents >= c.e.cfg.BatchMaxEvents || c.qBytes >= c.e.cfg.QueueMaxBytes/4
+}
+
+func (c *Client) enqueueCtrl(b []byte) { c.enqueue(item{ctrl: b}) }
+
+func (c *Client) resetQueueLocked() {
+	c.q, c.qHead, c.qEvents, c.qBytes = nil, 0, 0, 0
+}
+
+func (c *Client) wakeWriter() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Client) startWriterLocked() {
+	c.writing = true
+	c.wg.Add(1)
+	go c.writeLoop()
+}
+
+// requestClose asks the writer to close the connection with code. flush writes what
+// is queued first. The first request wins; later ones are ignored.
+func (c *Client) requestClose(code protocol.CloseCode, text string, retryMs int64, why DisconnectReason, flush bool) {
+	c.mu.Lock()
+	c.requestCloseLocked(code, text, retryMs, why, flush)
+	c.mu.Unlock()
+}
+
+func (c *Client) requestCloseLocked(code protocol.CloseCode, text string, retryMs int64, why DisconnectReason, flush bool) {
+	if c.state != stateOpen {
+		return
+	}
+	c.state = stateClosing
+	c.closeCode = code
+	c.closeReason = protocol.CloseReason(text, retryMs)
+	c.flushFirst = flush
+	c.setDiscLocked(why)
+	if !flush {
+		if c.qEvents > 0 {
+			c.e.metrics.drop(DropClosing, c.qEvents)
+		}
+		c.resetQueueLocked()
+	}
+	if !c.writing {
+		c.startWriterLocked()
+	} else {
+		c.wakeWriter()
+	}
+}
+
+func (c *Client) setDiscLocked(why DisconnectReason) {
+	if !c.discSet {
+		c.disc, c.discSet = why, true
+	}
+}
+
+// writeLoop drains the queue, batching events, and exits when the queue is empty. It
+// sends the close frame when a close was requested.
+func (c *Client) writeLoop() {
+	defer c.wg.Done()
+	cfg := &c.e.cfg
+	for {
+		c.mu.Lock()
+		if c.state == stateClosing && (!c.flushFirst || len(c.q) == c.qHead) {
+			code, reason := c.closeCode, c.closeReason
+			c.state = stateClosed
+			c.resetQueueLocked()
+			c.mu.Unlock()
+			_ = c.conn.Close(websocket.StatusCode(code), reason)
+			c.finishWriter()
+			return
+		}
+		if c.state == stateClosed || len(c.q) == c.qHead {
+			c.resetQueueLocked()
+			c.mu.Unlock()
+			c.finishWriter()
+			return
+		}
+		head := c.q[c.qHead]
+		if head.ev != nil && c.state == stateOpen && !c.batchFullLocked() {
+			if wait := time.Until(c.lastWrite.Add(cfg.BatchWindow)); wait > 0 {
+				c.mu.Unlock()
+				if !c.sleep(wait) {
+					c.finishWriter()
+					return
+				}
+				continue
+			}
+		}
+		c.batch = c.batch[:0]
+		var one item
+		if head.ev != nil {
+			for c.qHead < len(c.q) && c.q[c.qHead].ev != nil && len(c.batch) < cfg.BatchMaxEvents {
+				ev := c.q[c.qHead].ev
+				c.batch = append(c.batch, ev)
+				c.q[c.qHead] = item{}
+				c.qHead++
+				c.qEvents--
+				c.qBytes -= len(ev.enc)
+			}
+		} else {
+			one = head
+			c.q[c.qHead] = item{}
+			c.qHead++
+			c.qBytes -= one.size()
+		}
+		if c.qHead == len(c.q) {
+			c.q, c.qHead = c.q[:0], 0
+		} else if c.qHead > 1024 && c.qHead*2 > len(c.q) {
+			n := copy(c.q, c.q[c.qHead:])
+			clear(c.q[n:])
+			c.q, c.qHead = c.q[:n], 0
+		}
+		c.mu.Unlock()
+
+		var err error
+		switch {
+		case len(c.batch) > 0:
+			err = c.writeEvents(c.batch, false)
+		case one.ctrl != nil:
+			err = c.writeFrame(one.ctrl)
+		case one.job != nil:
+			err = c.runJob(one.job)
+		}
+		if len(c.batch) > 0 {
+			c.mu.Lock()
+			c.lastWrite = time.Now() // only event frames open a batch window
+			c.mu.Unlock()
+		}
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+	}
+}
+
+// finishWriter marks the writer stopped. A concurrent enqueue may then start another.
+// It releases the writer-owned fields first: the next writer may start right after.
+func (c *Client) finishWriter() {
+	c.releaseWriterFields()
+	c.mu.Lock()
+	c.writing = false
+	c.mu.Unlock()
+}
+
+func (c *Client) releaseWriterFields() {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	c.batch = nil
+}
+
+// sleep waits for d, a kick, or the client's end. It reports false on the end.
+func (c *Client) sleep(d time.Duration) bool {
+	if c.timer == nil {
+		c.timer = time.NewTimer(d)
+	} else {
+		c.timer.Reset(d)
+	}
+	select {
+	case <-c.timer.C:
+		return true
+	case <-c.kick:
+		return true
+	case <-c.ctx.Done():
+		return false
+	}
+}
+
+func (c *Client) writeFailed(err error) {
+	c.releaseWriterFields()
+	c.mu.Lock()
+	c.setDiscLocked(DiscWriteError)
+	if c.qEvents > 0 {
+		c.e.metrics.drop(DropClosing, c.qEvents)
+	}
+	c.state = stateClosed
+	c.resetQueueLocked()
+	c.writing = false
+	c.mu.Unlock()
+	c.e.log.Debug("write failed", "session", c.session, "err", err)
+	_ = c.conn.CloseNow()
+}
+
+// writeFrame writes one text message with the write timeout and counts it.
+func (c *Client) writeFrame(b []byte) error {
+	ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.WriteTimeout)
+	err := c.conn.Write(ctx, websocket.MessageText, b)
+	cancel()
+	if err != nil {
+		return err
+	}
+	m := c.e.metrics
+	m.framesWritten.Add(1)
+	m.bytesRaw.Add(uint64(len(b)))
+	return nil
+}
+
+// writeEvents writes evs as one events frame.
+func (c *Client) writeEvents(evs []*outEvent, replayed bool) error {
+	bp := framePool.Get().(*[]byte)
+	encs := encPool.Get().(*[][]byte)
+	*encs = (*encs)[:0]
+	for _, ev := range evs {
+		*encs = append(*encs, ev.enc)
+	}
+	*bp = protocol.AppendEventsFrame((*bp)[:0], *encs)
+	err := c.writeFrame(*bp)
+	clear(*encs)
+	encPool.Put(encs)
+	if cap(*bp) <= 1<<20 {
+		framePool.Put(bp)
+	}
+	if err != nil {
+		return err
+	}
+	m := c.e.metrics
+	m.eventFrames.Add(1)
+	m.eventsDelivered.Add(uint64(len(evs)))
+	if replayed {
+		m.eventsReplayed.Add(uint64(len(evs)))
+	} else {
+		now := time.Now()
+		for _, ev := range evs {
+			m.writeLatency.Observe(now.Sub(ev.at).Seconds())
+		}
+	}
+	return nil
+}
+
+var (
+	framePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+	encPool   = sync.Pool{New: func() any { s := make([][]byte, 0, 128); return &s }}
+)

@@ -1,0 +1,164 @@
+package stream
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"encore.app/realtime/protocol"
+)
+
+// Config holds the engine's settings. Zero values take the documented defaults.
+type Config struct {
+	// Instance names this engine in welcome frames and metrics (default: hostname-pid).
+	Instance string
+
+	// HeartbeatInterval between server pings (default 25s). A connection from which
+	// nothing was read for HeartbeatTimeout (default 2x interval) is closed (4001).
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// WriteTimeout bounds one frame write (default 10s); a write that takes longer
+	// drops the connection (write_timeout).
+	WriteTimeout time.Duration
+
+	// QueueMaxEvents and QueueMaxBytes bound each connection's queue (defaults 4096
+	// events, 4 MiB). Overflow closes the connection as a slow consumer.
+	QueueMaxEvents int
+	QueueMaxBytes  int
+	// BatchMaxEvents is the most events in one frame (default 100). BatchWindow is how
+	// long after a frame further events wait to be coalesced (default 20ms); an event
+	// reaching a connection that wrote nothing for BatchWindow is written at once.
+	BatchMaxEvents int
+	BatchWindow    time.Duration
+	// CompressionThreshold: frames of at least this many bytes are deflated for clients
+	// that negotiated permessage-deflate (default 1024; negative disables compression).
+	CompressionThreshold int
+
+	// MaxFrameBytes bounds one client frame (default 64 KiB; larger closes with 1009).
+	MaxFrameBytes int64
+	// MaxSubscriptions per connection (default 100); MaxChannelLength (default 128).
+	MaxSubscriptions int
+	MaxChannelLength int
+	// MaxBadFrames: after this many refused frames the connection is closed 4400 (default 50).
+	MaxBadFrames int
+
+	// WindowEvents is the size of the in-memory replay window (default 10000 events).
+	WindowEvents int
+	// ReplayTimeout bounds one recovery from the bus (default 10s). MaxBusReplays caps
+	// concurrent bus recoveries (default 32); a connection that cannot get a slot within
+	// ReplayWait (default 2s) is closed 4103 with a jittered retry hint.
+	ReplayTimeout time.Duration
+	MaxBusReplays int
+	ReplayWait    time.Duration
+
+	// PublisherKey protects POST /v2/realtime/publish (Bearer token). Empty refuses
+	// every publish unless AllowAnonymousPublish is set (dev mode only).
+	PublisherKey          string
+	AllowAnonymousPublish bool
+	// MaxPublishBytes (default 1 MiB), MaxPublishEvents (default 1000) and MaxEventData
+	// (default 64 KiB) bound one publish request.
+	MaxPublishBytes  int64
+	MaxPublishEvents int
+	MaxEventData     int
+
+	// RetryMin and RetryMax bound the jittered retry hints sent with 4100/4101/4103
+	// closes (defaults 500ms and 5s).
+	RetryMin time.Duration
+	RetryMax time.Duration
+
+	// Authenticate identifies the caller of the stream (default: anonymous). An error
+	// refuses the upgrade; AuthError decides the status.
+	Authenticate func(r *http.Request) (*Identity, error)
+	// Authorize decides whether id may read channel (default: everything).
+	Authorize func(id *Identity, channel string) error
+	// AcceptOrigins lists allowed Origin host patterns for browsers (coder/websocket
+	// OriginPatterns); empty allows only same-host origins.
+	AcceptOrigins []string
+
+	// OnHealth receives client health reports (feeds monitoring). Must not block.
+	OnHealth func(c *Client, h *protocol.HealthReport)
+
+	Logger *slog.Logger
+}
+
+// Identity is who holds a connection.
+type Identity struct {
+	UserID string
+	// Claims are free-form strings the authenticator wants to keep (e.g. allowed channels).
+	Channels []string
+	// ExpiresAt, when set, is when the credential stops being valid.
+	ExpiresAt time.Time
+}
+
+// AuthError is returned by Authenticate to choose the HTTP status of a refusal.
+type AuthError struct {
+	Status     int           // 401, 403, 429, 503
+	RetryAfter time.Duration // for 429/503
+	Msg        string
+}
+
+func (e *AuthError) Error() string { return e.Msg }
+
+func (c *Config) withDefaults() (Config, error) {
+	d := *c
+	if d.Instance == "" {
+		h, _ := os.Hostname()
+		d.Instance = h + "-" + strconv.Itoa(os.Getpid())
+	}
+	def := func(v *time.Duration, x time.Duration) {
+		if *v <= 0 {
+			*v = x
+		}
+	}
+	defi := func(v *int, x int) {
+		if *v <= 0 {
+			*v = x
+		}
+	}
+	def(&d.HeartbeatInterval, 25*time.Second)
+	def(&d.HeartbeatTimeout, 2*d.HeartbeatInterval)
+	def(&d.WriteTimeout, 10*time.Second)
+	defi(&d.QueueMaxEvents, 4096)
+	defi(&d.QueueMaxBytes, 4<<20)
+	defi(&d.BatchMaxEvents, 100)
+	def(&d.BatchWindow, 20*time.Millisecond)
+	if d.CompressionThreshold == 0 {
+		d.CompressionThreshold = 1024
+	}
+	if d.MaxFrameBytes <= 0 {
+		d.MaxFrameBytes = 64 << 10
+	}
+	defi(&d.MaxSubscriptions, 100)
+	defi(&d.MaxChannelLength, 128)
+	defi(&d.MaxBadFrames, 50)
+	defi(&d.WindowEvents, 10000)
+	def(&d.ReplayTimeout, 10*time.Second)
+	defi(&d.MaxBusReplays, 32)
+	def(&d.ReplayWait, 2*time.Second)
+	if d.MaxPublishBytes <= 0 {
+		d.MaxPublishBytes = 1 << 20
+	}
+	defi(&d.MaxPublishEvents, 1000)
+	defi(&d.MaxEventData, 64<<10)
+	def(&d.RetryMin, 500*time.Millisecond)
+	def(&d.RetryMax, 5*time.Second)
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.Authenticate == nil {
+		d.Authenticate = func(*http.Request) (*Identity, error) { return &Identity{}, nil }
+	}
+	if d.Authorize == nil {
+		d.Authorize = func(*Identity, string) error { return nil }
+	}
+	if d.RetryMax < d.RetryMin {
+		return d, errors.New("stream: RetryMax below RetryMin")
+	}
+	if d.HeartbeatTimeout < d.HeartbeatInterval {
+		return d, errors.New("stream: HeartbeatTimeout below HeartbeatInterval")
+	}
+	return d, nil
+}

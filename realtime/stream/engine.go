@@ -1,0 +1,255 @@
+package stream
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"encore.app/realtime/bus"
+	"encore.app/realtime/protocol"
+)
+
+// Engine owns the connection pool, the bus subscription and the sweeper. Create it with
+// New, call Start, mount Handler (or the Serve* methods), and end it with Shutdown
+// (drain) or Close (immediate). Safe for concurrent use.
+type Engine struct {
+	// immutable after New
+	cfg         Config
+	bus         bus.Bus
+	log         *slog.Logger
+	metrics     *Metrics
+	pool        *pool
+	registry    *prometheus.Registry
+	replaySlots chan struct{} // semaphore of bus replays; never closed
+
+	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
+	cancel context.CancelFunc
+
+	epoch    atomic.Pointer[string]
+	draining atomic.Bool
+	started  atomic.Bool
+
+	mu      sync.Mutex
+	clients map[*Client]struct{}
+	conns   sync.WaitGroup // one per registered client, done at the end of its teardown
+
+	bg sync.WaitGroup // sweeper and bus subscription owner
+}
+
+// New builds an engine over b. It does not touch the bus until Start.
+func New(cfg Config, b bus.Bus) (*Engine, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, errors.New("stream: nil bus")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		cfg:         c,
+		bus:         b,
+		log:         c.Logger.With("component", "stream", "instance", c.Instance),
+		metrics:     newMetrics(),
+		pool:        newPool(c.WindowEvents),
+		replaySlots: make(chan struct{}, c.MaxBusReplays),
+		ctx:         ctx,
+		cancel:      cancel,
+		clients:     map[*Client]struct{}{},
+	}
+	empty := ""
+	e.epoch.Store(&empty)
+	e.registry = prometheus.NewRegistry()
+	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency)
+	return e, nil
+}
+
+// Start reads the bus position, subscribes to live events and starts the sweeper.
+func (e *Engine) Start(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return errors.New("stream: already started")
+	}
+	info, err := e.bus.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream: bus info: %w", err)
+	}
+	e.epoch.Store(&info.Epoch)
+	e.pool.reset(info.LastSeq)
+	if err := e.bus.Subscribe(e.ctx, info.LastSeq, e.dispatch); err != nil {
+		return fmt.Errorf("stream: subscribe: %w", err)
+	}
+	e.bg.Add(1)
+	go e.sweep()
+	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
+	return nil
+}
+
+// Epoch is the bus stream's epoch as of Start.
+func (e *Engine) Epoch() string { return *e.epoch.Load() }
+
+// Registry is the Prometheus registry with the engine's figures.
+func (e *Engine) Registry() *prometheus.Registry { return e.registry }
+
+// Snapshot returns this instance's figures.
+func (e *Engine) Snapshot() Snapshot {
+	s := e.metrics.snapshot()
+	s.Instance = e.cfg.Instance
+	s.Epoch = e.Epoch()
+	e.pool.mu.Lock()
+	s.HeadSeq = e.pool.head
+	e.pool.mu.Unlock()
+	return s
+}
+
+// dispatch runs on the bus delivery goroutine: encode once, record, fan out.
+func (e *Engine) dispatch(ev *protocol.Event) {
+	oe := &outEvent{seq: ev.Seq, channel: ev.Channel, enc: protocol.EncodeEvent(ev), at: time.Now()}
+	subs, ok := e.pool.publish(oe)
+	if !ok {
+		return
+	}
+	e.metrics.eventsDispatched.Add(1)
+	for _, c := range subs {
+		c.enqueue(item{ev: oe})
+	}
+}
+
+// sweep pings every connection each heartbeat interval and closes those silent for
+// longer than the heartbeat timeout.
+func (e *Engine) sweep() {
+	defer e.bg.Done()
+	t := time.NewTicker(e.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case now := <-t.C:
+			ping := protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()})
+			deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
+			for _, c := range e.snapshotClients() {
+				if c.lastRead.Load() < deadline {
+					c.requestClose(protocol.CloseHeartbeat, "heartbeat timeout", 0, DiscHeartbeat, false)
+					continue
+				}
+				c.enqueueCtrl(ping)
+			}
+		}
+	}
+}
+
+func (e *Engine) snapshotClients() []*Client {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Client, 0, len(e.clients))
+	for c := range e.clients {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Clients calls fn for every open connection (for policy hooks: flags, token expiry).
+func (e *Engine) Clients(fn func(*Client)) {
+	for _, c := range e.snapshotClients() {
+		fn(c)
+	}
+}
+
+// Kick closes c with code after writing frame (if any); used by policy hooks.
+func (c *Client) Kick(frame []byte, code protocol.CloseCode, text string, retryMs int64) {
+	if frame != nil {
+		c.enqueueCtrl(frame)
+	}
+	c.requestClose(code, text, retryMs, DiscKicked, true)
+}
+
+func (e *Engine) register(c *Client) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.draining.Load() || e.ctx.Err() != nil {
+		return false
+	}
+	e.clients[c] = struct{}{}
+	e.conns.Add(1)
+	e.metrics.active.Add(1)
+	e.metrics.connectionsTotal.Add(1)
+	return true
+}
+
+func (e *Engine) unregister(c *Client) {
+	e.mu.Lock()
+	delete(e.clients, c)
+	e.mu.Unlock()
+	e.metrics.active.Add(-1)
+	e.conns.Done()
+}
+
+// retryHint is a jittered delay in [RetryMin, RetryMax], in milliseconds, so that
+// clients told to come back do not all come back at once.
+func (e *Engine) retryHint() int64 {
+	lo, hi := e.cfg.RetryMin, e.cfg.RetryMax
+	return (lo + time.Duration(rand.Int64N(int64(hi-lo)+1))).Milliseconds()
+}
+
+// Shutdown drains: new connections are refused (503), every connection is told to
+// reconnect after a jittered delay (4101) once its queue is flushed, and Shutdown waits
+// for them to end or ctx to expire, then closes what is left. The bus is not closed.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.draining.Store(true)
+	for _, c := range e.snapshotClients() {
+		c.requestClose(protocol.CloseShutdown, "server shutting down", e.retryHint(), DiscShutdown, true)
+	}
+	done := make(chan struct{})
+	go func() { e.conns.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("stream: drain: %w", ctx.Err())
+	}
+	e.Close()
+	return err
+}
+
+// Close ends every connection at once and stops the sweeper and the bus subscription.
+// It waits for every connection's teardown.
+func (e *Engine) Close() error {
+	e.draining.Store(true)
+	e.cancel()
+	e.conns.Wait()
+	e.bg.Wait()
+	return nil
+}
+
+func newSessionID() string {
+	var b [12]byte
+	_, _ = crand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Handler serves the engine's routes on a fresh mux: the stream, publish, metrics and
+// Prometheus endpoints.
+func (e *Engine) Handler() http.Handler {
+	mux := http.NewServeMux()
+	e.Mount(mux)
+	return mux
+}
+
+// Mount registers the engine's routes on mux.
+func (e *Engine) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v2/realtime/stream", e.ServeStream)
+	mux.HandleFunc("POST /v2/realtime/publish", e.ServePublish)
+	mux.HandleFunc("GET /v2/realtime/metrics", e.ServeMetrics)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))
+}

@@ -1,0 +1,445 @@
+package stream
+
+import (
+	"bufio"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"encore.app/realtime/bus"
+	"encore.app/realtime/protocol"
+)
+
+// ServeStream upgrades to the event stream and runs the connection until it ends. The
+// caller's goroutine is the connection's owner and reader.
+func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
+	if e.draining.Load() {
+		e.metrics.refuse(RefuseDraining)
+		w.Header().Set("Retry-After", strconv.FormatInt((e.retryHint()+999)/1000, 10))
+		http.Error(w, "draining, retry on another instance", http.StatusServiceUnavailable)
+		return
+	}
+	id, err := e.cfg.Authenticate(r)
+	if err != nil {
+		e.metrics.refuse(RefuseAuth)
+		writeAuthError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	var first *protocol.ClientFrame
+	if chs := q.Get("channels"); chs != "" {
+		cur, err := protocol.ParseCursor(q.Get("cursor"))
+		if err != nil {
+			e.metrics.refuse(RefuseUpgrade)
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		first = &protocol.ClientFrame{Type: protocol.TypeSubscribe, Channels: strings.Split(chs, ",")}
+		if !cur.IsZero() {
+			first.Cursor = &cur
+		}
+		if len(first.Channels) > e.cfg.MaxSubscriptions {
+			e.metrics.refuse(RefuseUpgrade)
+			http.Error(w, "too many channels", http.StatusBadRequest)
+			return
+		}
+	}
+	opts := &websocket.AcceptOptions{
+		OriginPatterns:       e.cfg.AcceptOrigins,
+		CompressionMode:      websocket.CompressionNoContextTakeover,
+		CompressionThreshold: e.cfg.CompressionThreshold,
+	}
+	if e.cfg.CompressionThreshold < 0 {
+		opts.CompressionMode = websocket.CompressionDisabled
+	}
+	conn, err := websocket.Accept(&countingWriter{ResponseWriter: w, m: e.metrics}, r, opts)
+	if err != nil {
+		e.metrics.refuse(RefuseUpgrade)
+		e.log.Debug("upgrade refused", "err", err)
+		return
+	}
+	conn.SetReadLimit(e.cfg.MaxFrameBytes)
+	ctx, cancel := context.WithCancel(e.ctx)
+	c := &Client{
+		e: e, conn: conn, id: id, session: newSessionID(),
+		ctx: ctx, cancel: cancel,
+		kick: make(chan struct{}, 1),
+		subs: map[string]struct{}{},
+	}
+	c.lastRead.Store(time.Now().UnixNano())
+	if !e.register(c) {
+		cancel()
+		e.metrics.refuse(RefuseDraining)
+		_ = conn.Close(websocket.StatusCode(protocol.CloseShutdown), protocol.CloseReason("server shutting down", e.retryHint()))
+		return
+	}
+	c.enqueueCtrl(protocol.Marshal(protocol.Welcome{
+		Type: protocol.TypeWelcome, Version: protocol.Version, Session: c.session, Instance: e.cfg.Instance,
+		HeartbeatMs: e.cfg.HeartbeatInterval.Milliseconds(), ServerTime: time.Now().UnixMilli(),
+		Epoch: e.Epoch(), Seq: e.headSeq(),
+		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
+			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
+	}))
+	if first != nil {
+		c.handleSubscribe(first)
+	}
+	why := c.readLoop()
+	c.teardown(why)
+}
+
+func (e *Engine) headSeq() uint64 {
+	e.pool.mu.Lock()
+	defer e.pool.mu.Unlock()
+	return e.pool.head
+}
+
+func writeAuthError(w http.ResponseWriter, err error) {
+	var ae *AuthError
+	if !errors.As(err, &ae) {
+		ae = &AuthError{Status: http.StatusUnauthorized, Msg: "unauthorized"}
+	}
+	if ae.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((ae.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	writeJSONError(w, ae.Status, ae.Msg)
+}
+
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
+
+// readLoop reads client frames until the connection ends and returns why it ended.
+func (c *Client) readLoop() DisconnectReason {
+	for {
+		typ, data, err := c.conn.Read(c.ctx)
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrMessageTooBig):
+				return DiscFrameTooBig
+			case websocket.CloseStatus(err) != -1:
+				return DiscClientClosed
+			default:
+				return DiscReadError
+			}
+		}
+		c.lastRead.Store(time.Now().UnixNano())
+		if typ != websocket.MessageText {
+			c.badFrame("", protocol.CodeBadFrame, "binary frames are not part of the protocol")
+			continue
+		}
+		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100), c.e.cfg.MaxChannelLength)
+		if err != nil {
+			id := ""
+			if f != nil {
+				id = f.ID
+			}
+			code := protocol.CodeBadFrame
+			if f != nil && f.Type != "" && !knownType(f.Type) {
+				code = protocol.CodeUnknownType
+			} else if errors.Is(err, protocol.ErrBadCursor) {
+				code = protocol.CodeBadCursor
+			}
+			c.badFrame(id, code, err.Error())
+			continue
+		}
+		switch f.Type {
+		case protocol.TypeSubscribe:
+			c.handleSubscribe(f)
+		case protocol.TypeUnsubscribe:
+			c.handleUnsubscribe(f)
+		case protocol.TypePing:
+			c.enqueueCtrl(protocol.Marshal(protocol.Pong{Type: protocol.TypePong, TS: f.TS, ServerTime: time.Now().UnixMilli()}))
+		case protocol.TypePong:
+		case protocol.TypeHealth:
+			c.e.metrics.healthReports.Add(1)
+			if h := c.e.cfg.OnHealth; h != nil {
+				h(c, f.Health)
+			}
+		case protocol.TypeAuth:
+			c.badFrame(f.ID, protocol.CodeBadToken, "token refresh is not enabled on this server")
+		}
+	}
+}
+
+func knownType(t string) bool {
+	switch t {
+	case protocol.TypeSubscribe, protocol.TypeUnsubscribe, protocol.TypePing, protocol.TypePong,
+		protocol.TypeHealth, protocol.TypeAuth:
+		return true
+	}
+	return false
+}
+
+func (c *Client) badFrame(id, code, msg string) {
+	c.e.metrics.badFrames.Add(1)
+	c.badFrames++
+	c.enqueueCtrl(protocol.Marshal(protocol.ErrorFrame{Type: protocol.TypeError, ID: id, Code: code, Message: msg}))
+	if c.badFrames >= c.e.cfg.MaxBadFrames {
+		c.requestClose(protocol.CloseBadRequest, "too many bad frames", 0, DiscProtocol, true)
+	}
+}
+
+func (c *Client) handleSubscribe(f *protocol.ClientFrame) {
+	e := c.e
+	var ok []string
+	var refused []protocol.ChannelResult
+	seen := make(map[string]struct{}, len(f.Channels))
+	for _, ch := range f.Channels {
+		if _, dup := seen[ch]; dup {
+			continue
+		}
+		seen[ch] = struct{}{}
+		if err := protocol.ValidateChannel(ch, e.cfg.MaxChannelLength); err != nil {
+			refused = append(refused, protocol.ChannelResult{Channel: ch, Code: protocol.CodeBadChannel, Error: err.Error()})
+			continue
+		}
+		if err := e.cfg.Authorize(c.id, ch); err != nil {
+			refused = append(refused, protocol.ChannelResult{Channel: ch, Code: protocol.CodeForbidden, Error: err.Error()})
+			continue
+		}
+		ok = append(ok, ch)
+	}
+	added, results, job := e.pool.subscribe(c, ok, f.Cursor, e.Epoch(), e.cfg.MaxSubscriptions)
+	e.metrics.subscriptions.Add(int64(len(added)))
+	job.reqID = f.ID
+	job.results = append(results, refused...)
+	c.enqueue(item{job: job})
+}
+
+func (c *Client) handleUnsubscribe(f *protocol.ClientFrame) {
+	removed := c.e.pool.unsubscribe(c, f.Channels)
+	c.e.metrics.subscriptions.Add(-int64(len(removed)))
+	gone := make(map[string]bool, len(removed))
+	for _, ch := range removed {
+		gone[ch] = true
+	}
+	res := make([]protocol.ChannelResult, 0, len(f.Channels))
+	for _, ch := range f.Channels {
+		if gone[ch] {
+			res = append(res, protocol.ChannelResult{Channel: ch, OK: true})
+		} else {
+			res = append(res, protocol.ChannelResult{Channel: ch, Code: protocol.CodeNotSubscribed, Error: "not subscribed"})
+		}
+	}
+	c.enqueueCtrl(protocol.Marshal(protocol.Subscribed{Type: protocol.TypeSubscribed, ID: f.ID,
+		Op: protocol.TypeUnsubscribe, Results: res, Epoch: c.e.Epoch()}))
+}
+
+// teardown runs on the owner goroutine after the read loop ended: stop fan-out to c,
+// let the writer finish (a requested close is sent), release everything, count.
+func (c *Client) teardown(why DisconnectReason) {
+	e := c.e
+	n := e.pool.removeAll(c)
+	e.metrics.subscriptions.Add(-int64(n))
+	c.mu.Lock()
+	c.setDiscLocked(why)
+	if c.state == stateOpen {
+		c.state = stateClosed
+		if c.qEvents > 0 {
+			e.metrics.drop(DropClosing, c.qEvents)
+		}
+		c.resetQueueLocked()
+	}
+	c.mu.Unlock()
+	if why == DiscReadError || why == DiscFrameTooBig {
+		c.cancel() // nothing more can be written usefully
+	}
+	waitTimeout(&c.wg, e.cfg.WriteTimeout+5*time.Second, c.cancel)
+	c.cancel()
+	c.wg.Wait()
+	_ = c.conn.CloseNow()
+	c.mu.Lock()
+	reason := c.disc
+	c.mu.Unlock()
+	e.metrics.disconnects[reason].Add(1)
+	e.unregister(c)
+}
+
+// waitTimeout waits for wg; after d it calls onTimeout and keeps waiting.
+func waitTimeout(wg interface{ Wait() }, d time.Duration, onTimeout func()) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		onTimeout()
+		<-done
+	}
+}
+
+// publishRequest is one event or a batch.
+type publishRequest struct {
+	protocol.Event
+	Events []protocol.Event `json:"events"`
+}
+
+// PublishResponse answers a publish.
+type PublishResponse struct {
+	Acks []bus.Ack `json:"acks"`
+}
+
+// ServePublish handles POST /v2/realtime/publish.
+func (e *Engine) ServePublish(w http.ResponseWriter, r *http.Request) {
+	if !e.publisherAllowed(r) {
+		writeJSONError(w, http.StatusUnauthorized, "publisher key required (Authorization: Bearer <key>)")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.MaxPublishBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeJSONError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", e.cfg.MaxPublishBytes))
+			return
+		}
+		writeJSONError(w, http.StatusBadRequest, "reading body failed")
+		return
+	}
+	evs, err := e.DecodePublish(body)
+	if err != nil {
+		status := http.StatusBadRequest
+		if errors.Is(err, errTooManyEvents) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		writeJSONError(w, status, err.Error())
+		return
+	}
+	acks, err := e.Publish(r.Context(), evs)
+	if err != nil {
+		if errors.Is(err, bus.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+			w.Header().Set("Retry-After", "1")
+			writeJSONError(w, http.StatusServiceUnavailable, "bus unavailable, retry")
+			return
+		}
+		e.log.Error("publish", "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "publish failed")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(PublishResponse{Acks: acks})
+}
+
+var errTooManyEvents = errors.New("too many events")
+
+// DecodePublish parses and validates a publish body (one event or {"events":[...]}).
+// Nothing of a batch is accepted when one event is bad; the error names its index.
+func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
+	var req publishRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("bad JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("bad JSON: trailing data after the object")
+	}
+	var evs []*protocol.Event
+	if req.Events != nil {
+		if req.Channel != "" {
+			return nil, errors.New("give either one event or \"events\", not both")
+		}
+		if len(req.Events) == 0 {
+			return nil, errors.New("\"events\" is empty")
+		}
+		if len(req.Events) > e.cfg.MaxPublishEvents {
+			return nil, fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(req.Events), e.cfg.MaxPublishEvents)
+		}
+		for i := range req.Events {
+			evs = append(evs, &req.Events[i])
+		}
+	} else {
+		evs = []*protocol.Event{&req.Event}
+	}
+	for i, ev := range evs {
+		ev.Seq, ev.TS = 0, 0
+		if err := protocol.ValidateEvent(ev, e.cfg.MaxChannelLength, e.cfg.MaxEventData); err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	return evs, nil
+}
+
+// Publish appends validated events to the bus and counts them.
+func (e *Engine) Publish(ctx context.Context, evs []*protocol.Event) ([]bus.Ack, error) {
+	acks, err := e.bus.Publish(ctx, evs)
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range acks {
+		if a.Duplicate {
+			e.metrics.eventsDuplicate.Add(1)
+		} else {
+			e.metrics.eventsPublished.Add(1)
+		}
+	}
+	return acks, nil
+}
+
+func (e *Engine) publisherAllowed(r *http.Request) bool {
+	if e.cfg.PublisherKey == "" {
+		return e.cfg.AllowAnonymousPublish
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		key = r.Header.Get("X-Publisher-Key")
+	}
+	return subtle.ConstantTimeCompare([]byte(key), []byte(e.cfg.PublisherKey)) == 1
+}
+
+// ServeMetrics handles GET /v2/realtime/metrics.
+func (e *Engine) ServeMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(e.Snapshot())
+}
+
+// countingWriter wraps the upgrade's ResponseWriter so that the hijacked connection
+// counts the bytes that really cross the socket (after compression, with framing).
+type countingWriter struct {
+	http.ResponseWriter
+	m *Metrics
+}
+
+func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := cw.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("stream: response writer cannot hijack")
+	}
+	nc, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	cc := &countingConn{Conn: nc, wire: &cw.m.bytesWire, read: &cw.m.bytesRead}
+	brw.Writer.Reset(cc) // reuse net/http's buffer, now writing through the counter
+	return cc, brw, nil
+}
+
+type countingConn struct {
+	net.Conn
+	wire, read *atomic.Uint64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.wire.Add(uint64(n))
+	return n, err
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(uint64(n))
+	return n, err
+}

@@ -1,0 +1,305 @@
+package stream
+
+import (
+	"math"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// DropReason says why an event meant for a connection was not delivered.
+type DropReason int
+
+// Drop reasons. Every drop is counted under exactly one.
+const (
+	DropSlowConsumer DropReason = iota // queue overflowed; the connection is closed and resumes by cursor
+	DropClosing                        // the connection was already closing
+	DropReplayFailed                   // replay aborted (bus error); the connection is closed and resumes
+	numDropReasons
+)
+
+var dropNames = [...]string{"slow_consumer", "closing", "replay_failed"}
+
+func (r DropReason) String() string { return dropNames[r] }
+
+// DisconnectReason says why a connection ended. Exactly one per connection.
+type DisconnectReason int
+
+// Disconnect reasons.
+const (
+	DiscClientClosed   DisconnectReason = iota // client sent a close frame
+	DiscReadError                              // connection broke while reading
+	DiscSlowConsumer                           // queue overflow (4100)
+	DiscHeartbeat                              // nothing read within the heartbeat timeout (4001)
+	DiscWriteError                             // a write failed or timed out
+	DiscShutdown                               // server drain (4101)
+	DiscProtocol                               // too many bad frames (4400)
+	DiscFrameTooBig                            // client frame over the limit (1009)
+	DiscReplayOverload                         // no replay slot (4103)
+	DiscReplayFailed                           // bus replay failed mid-way (4103)
+	DiscKicked                                 // closed by a policy hook (flags, limits, token expiry)
+	numDisconnectReasons
+)
+
+var discNames = [...]string{"client_closed", "read_error", "slow_consumer", "heartbeat_timeout",
+	"write_error", "shutdown", "protocol_error", "frame_too_big", "replay_overloaded", "replay_failed", "kicked"}
+
+func (r DisconnectReason) String() string { return discNames[r] }
+
+// Refusal reasons for connections refused before or at upgrade.
+const (
+	RefuseAuth     = "auth"
+	RefuseDraining = "draining"
+	RefuseUpgrade  = "upgrade"
+)
+
+// Metrics are the engine's counters. All fields are updated atomically; read them with
+// Snapshot.
+type Metrics struct {
+	started time.Time
+
+	active           atomic.Int64
+	connectionsTotal atomic.Uint64
+	subscriptions    atomic.Int64
+	eventsPublished  atomic.Uint64
+	eventsDuplicate  atomic.Uint64
+	eventsDispatched atomic.Uint64
+	eventsDelivered  atomic.Uint64
+	eventsReplayed   atomic.Uint64
+	framesWritten    atomic.Uint64
+	eventFrames      atomic.Uint64 // frames carrying events
+	bytesRaw         atomic.Uint64
+	bytesWire        atomic.Uint64
+	bytesRead        atomic.Uint64
+	healthReports    atomic.Uint64
+	badFrames        atomic.Uint64
+	recMemory        atomic.Uint64
+	recBus           atomic.Uint64
+	recFailed        atomic.Uint64
+	drops            [numDropReasons]atomic.Uint64
+	disconnects      [numDisconnectReasons]atomic.Uint64
+	refusals         [3]atomic.Uint64
+
+	writeLatency prometheus.Histogram // enqueue-to-write, seconds
+}
+
+func newMetrics() *Metrics {
+	return &Metrics{
+		started: time.Now(),
+		writeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "realtime_write_latency_seconds",
+			Help:    "Time from an event's dispatch to the write of the frame carrying it.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .03, .05, .075, .1, .2, .5, 1, 2, 5},
+		}),
+	}
+}
+
+func (m *Metrics) drop(r DropReason, n int) { m.drops[r].Add(uint64(n)) }
+
+func (m *Metrics) refuse(reason string) {
+	switch reason {
+	case RefuseAuth:
+		m.refusals[0].Add(1)
+	case RefuseDraining:
+		m.refusals[1].Add(1)
+	default:
+		m.refusals[2].Add(1)
+	}
+}
+
+// LatencySummary is a histogram summarised as estimated percentiles (milliseconds).
+type LatencySummary struct {
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	Count uint64  `json:"count"`
+}
+
+// Snapshot is the JSON body of /v2/realtime/metrics: cumulative counters since start.
+type Snapshot struct {
+	Instance          string            `json:"instance"`
+	Time              int64             `json:"time"`
+	UptimeSeconds     float64           `json:"uptimeSeconds"`
+	Epoch             string            `json:"epoch"`
+	HeadSeq           uint64            `json:"headSeq"`
+	ActiveConnections int64             `json:"activeConnections"`
+	ConnectionsTotal  uint64            `json:"connectionsTotal"`
+	Subscriptions     int64             `json:"subscriptions"`
+	EventsPublished   uint64            `json:"eventsPublished"`
+	EventsDuplicate   uint64            `json:"eventsDuplicate"`
+	EventsDispatched  uint64            `json:"eventsDispatched"`
+	EventsDelivered   uint64            `json:"eventsDelivered"`
+	EventsReplayed    uint64            `json:"eventsReplayed"`
+	FramesWritten     uint64            `json:"framesWritten"`
+	EventFrames       uint64            `json:"eventFrames"`
+	EventsPerFrame    float64           `json:"eventsPerFrame"`
+	BytesRaw          uint64            `json:"bytesRaw"`
+	BytesWire         uint64            `json:"bytesWire"`
+	BytesRead         uint64            `json:"bytesRead"`
+	Drops             map[string]uint64 `json:"drops"`
+	Disconnects       map[string]uint64 `json:"disconnects"`
+	SlowDisconnects   uint64            `json:"slowDisconnects"`
+	Recoveries        map[string]uint64 `json:"recoveries"`
+	Refusals          map[string]uint64 `json:"refusals"`
+	HealthReports     uint64            `json:"healthReports"`
+	BadFrames         uint64            `json:"badFrames"`
+	WriteLatencyMs    LatencySummary    `json:"writeLatencyMs"`
+}
+
+func (m *Metrics) snapshot() Snapshot {
+	s := Snapshot{
+		Time:              time.Now().UnixMilli(),
+		UptimeSeconds:     time.Since(m.started).Seconds(),
+		ActiveConnections: m.active.Load(),
+		ConnectionsTotal:  m.connectionsTotal.Load(),
+		Subscriptions:     m.subscriptions.Load(),
+		EventsPublished:   m.eventsPublished.Load(),
+		EventsDuplicate:   m.eventsDuplicate.Load(),
+		EventsDispatched:  m.eventsDispatched.Load(),
+		EventsDelivered:   m.eventsDelivered.Load(),
+		EventsReplayed:    m.eventsReplayed.Load(),
+		FramesWritten:     m.framesWritten.Load(),
+		EventFrames:       m.eventFrames.Load(),
+		BytesRaw:          m.bytesRaw.Load(),
+		BytesWire:         m.bytesWire.Load(),
+		BytesRead:         m.bytesRead.Load(),
+		Drops:             map[string]uint64{},
+		Disconnects:       map[string]uint64{},
+		Recoveries: map[string]uint64{
+			"memory":        m.recMemory.Load(),
+			"bus":           m.recBus.Load(),
+			"not_recovered": m.recFailed.Load(),
+		},
+		Refusals: map[string]uint64{
+			RefuseAuth:     m.refusals[0].Load(),
+			RefuseDraining: m.refusals[1].Load(),
+			RefuseUpgrade:  m.refusals[2].Load(),
+		},
+		HealthReports: m.healthReports.Load(),
+		BadFrames:     m.badFrames.Load(),
+	}
+	if s.EventFrames > 0 {
+		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)
+	}
+	for i := range m.drops {
+		s.Drops[DropReason(i).String()] = m.drops[i].Load()
+	}
+	for i := range m.disconnects {
+		s.Disconnects[DisconnectReason(i).String()] = m.disconnects[i].Load()
+	}
+	s.SlowDisconnects = s.Disconnects[DiscSlowConsumer.String()]
+	s.WriteLatencyMs = summarize(m.writeLatency)
+	return s
+}
+
+// summarize estimates percentiles from a Prometheus histogram by linear interpolation
+// inside buckets, as PromQL's histogram_quantile does.
+func summarize(h prometheus.Histogram) LatencySummary {
+	var d dto.Metric
+	if err := h.Write(&d); err != nil || d.Histogram == nil {
+		return LatencySummary{}
+	}
+	hist := d.Histogram
+	total := hist.GetSampleCount()
+	out := LatencySummary{Count: total}
+	if total == 0 {
+		return out
+	}
+	buckets := hist.GetBucket()
+	sort.Slice(buckets, func(i, j int) bool { return buckets[i].GetUpperBound() < buckets[j].GetUpperBound() })
+	q := func(p float64) float64 {
+		rank := p * float64(total)
+		prevBound, prevCount := 0.0, 0.0
+		for _, b := range buckets {
+			c := float64(b.GetCumulativeCount())
+			if c >= rank {
+				if c == prevCount {
+					return b.GetUpperBound() * 1000
+				}
+				return (prevBound + (b.GetUpperBound()-prevBound)*(rank-prevCount)/(c-prevCount)) * 1000
+			}
+			prevBound, prevCount = b.GetUpperBound(), c
+		}
+		return math.Inf(1) // above the last bucket
+	}
+	out.P50, out.P90, out.P99 = q(.5), q(.9), q(.99)
+	for _, v := range []*float64{&out.P50, &out.P90, &out.P99} {
+		if math.IsInf(*v, 1) {
+			*v = buckets[len(buckets)-1].GetUpperBound() * 1000 // report the ceiling, not +Inf (JSON)
+		}
+	}
+	return out
+}
+
+// collector exports Snapshot to Prometheus without keeping a second set of counters.
+type collector struct {
+	e     *Engine
+	descs map[string]*prometheus.Desc
+}
+
+func newCollector(e *Engine) *collector {
+	c := &collector{e: e, descs: map[string]*prometheus.Desc{}}
+	add := func(name, help string, labels ...string) {
+		c.descs[name] = prometheus.NewDesc("realtime_"+name, help, labels, nil)
+	}
+	add("active_connections", "Open stream connections.")
+	add("connections_total", "Stream connections accepted since start.")
+	add("subscriptions", "Channel subscriptions held by open connections.")
+	add("events_published_total", "Events appended to the bus through this instance.")
+	add("events_duplicate_total", "Publishes answered as duplicates (same id).")
+	add("events_dispatched_total", "Bus events fanned out by this instance.")
+	add("events_delivered_total", "Events written to connections (live and replayed).")
+	add("events_replayed_total", "Events written by recoveries.")
+	add("frames_written_total", "Frames written to connections.")
+	add("bytes_raw_total", "Frame bytes before compression.")
+	add("bytes_wire_total", "Bytes written to sockets (after compression, with framing).")
+	add("drops_total", "Events not delivered to a connection, by reason.", "reason")
+	add("disconnects_total", "Connections ended, by reason.", "reason")
+	add("recoveries_total", "Cursor recoveries, by source or failure.", "result")
+	add("refusals_total", "Connections refused, by reason.", "reason")
+	add("health_reports_total", "Client health reports received.")
+	return c
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.e.Snapshot()
+	g := func(name string, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, v, labels...)
+	}
+	k := func(name string, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, float64(v), labels...)
+	}
+	g("active_connections", float64(s.ActiveConnections))
+	k("connections_total", s.ConnectionsTotal)
+	g("subscriptions", float64(s.Subscriptions))
+	k("events_published_total", s.EventsPublished)
+	k("events_duplicate_total", s.EventsDuplicate)
+	k("events_dispatched_total", s.EventsDispatched)
+	k("events_delivered_total", s.EventsDelivered)
+	k("events_replayed_total", s.EventsReplayed)
+	k("frames_written_total", s.FramesWritten)
+	k("bytes_raw_total", s.BytesRaw)
+	k("bytes_wire_total", s.BytesWire)
+	k("health_reports_total", s.HealthReports)
+	for r, v := range s.Drops {
+		k("drops_total", v, r)
+	}
+	for r, v := range s.Disconnects {
+		k("disconnects_total", v, r)
+	}
+	for r, v := range s.Recoveries {
+		k("recoveries_total", v, r)
+	}
+	for r, v := range s.Refusals {
+		k("refusals_total", v, r)
+	}
+}

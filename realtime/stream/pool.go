@@ -1,0 +1,185 @@
+package stream
+
+import (
+	"slices"
+	"sync"
+
+	"encore.app/realtime/protocol"
+)
+
+// pool is the channel -> subscribers index plus the replay window. Its lock makes a
+// subscription atomic with respect to dispatch: an event is either in the window part a
+// new subscriber replays, or fanned out to it live, never both and never neither.
+type pool struct {
+	mu     sync.Mutex
+	index  map[string][]*Client // copy-on-write: a published slice is never modified
+	window ring
+	head   uint64 // last dispatched sequence
+	floor  uint64 // every event with seq > floor is in the window
+}
+
+func newPool(windowSize int) *pool {
+	return &pool{index: map[string][]*Client{}, window: ring{buf: make([]*outEvent, windowSize)}}
+}
+
+// reset sets the position after which dispatch starts (the bus head at start).
+func (p *pool) reset(head uint64) {
+	p.mu.Lock()
+	p.head, p.floor = head, head
+	p.mu.Unlock()
+}
+
+// publish records ev as dispatched and returns its subscribers (do not modify the slice).
+// ok is false for a sequence already dispatched.
+func (p *pool) publish(ev *outEvent) (subs []*Client, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ev.seq <= p.head {
+		return nil, false
+	}
+	if old := p.window.push(ev); old != nil {
+		p.floor = old.seq
+	}
+	p.head = ev.seq
+	return p.index[ev.channel], true
+}
+
+// subscribe adds c to channels (already validated and authorized) and returns the
+// per-channel results and the replay job to enqueue. It is called by c's read loop only.
+func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epoch string, maxSubs int) (added []string, results []protocol.ChannelResult, job *replayJob) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	hadSubs := len(c.subs) > 0
+	for _, ch := range channels {
+		if _, dup := c.subs[ch]; dup {
+			results = append(results, protocol.ChannelResult{Channel: ch, OK: true})
+			continue
+		}
+		if len(c.subs) >= maxSubs {
+			results = append(results, protocol.ChannelResult{Channel: ch, Code: protocol.CodeTooManySubs,
+				Error: "subscription limit reached"})
+			continue
+		}
+		c.subs[ch] = struct{}{}
+		cur := p.index[ch]
+		next := make([]*Client, len(cur), len(cur)+1)
+		copy(next, cur)
+		p.index[ch] = append(next, c)
+		added = append(added, ch)
+		results = append(results, protocol.ChannelResult{Channel: ch, OK: true})
+	}
+	job = &replayJob{channels: added, head: p.head}
+	if cur.IsZero() {
+		return added, results, job
+	}
+	job.cursor = *cur
+	job.recovery = true
+	switch {
+	case hadSubs:
+		job.rec = &protocol.Recovery{Reason: protocol.ReasonHasSubs}
+	case cur.Epoch != epoch:
+		job.rec = &protocol.Recovery{Reason: protocol.ReasonEpochMismatch}
+	case cur.Seq > p.head:
+		job.checkAhead = true // the bus may be ahead of this instance; the writer asks it
+	case cur.Seq == p.head || len(added) == 0:
+		job.rec = &protocol.Recovery{Recovered: true, Source: "memory"}
+	case cur.Seq >= p.floor:
+		set := make(map[string]struct{}, len(added))
+		for _, ch := range added {
+			set[ch] = struct{}{}
+		}
+		job.events = p.window.since(cur.Seq, func(e *outEvent) bool { _, ok := set[e.channel]; return ok })
+		job.rec = &protocol.Recovery{Recovered: true, Source: "memory"}
+	default:
+		job.fromBus = true
+	}
+	return added, results, job
+}
+
+// unsubscribe removes c from channels and reports which it was subscribed to.
+func (p *pool) unsubscribe(c *Client, channels []string) (removed []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ch := range channels {
+		if _, ok := c.subs[ch]; !ok {
+			continue
+		}
+		delete(c.subs, ch)
+		p.removeLocked(c, ch)
+		removed = append(removed, ch)
+	}
+	return removed
+}
+
+// removeAll removes c from every channel; returns how many subscriptions it held.
+func (p *pool) removeAll(c *Client) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(c.subs)
+	for ch := range c.subs {
+		p.removeLocked(c, ch)
+	}
+	clear(c.subs)
+	return n
+}
+
+func (p *pool) removeLocked(c *Client, ch string) {
+	cur := p.index[ch]
+	i := slices.Index(cur, c)
+	if i < 0 {
+		return
+	}
+	if len(cur) == 1 {
+		delete(p.index, ch)
+		return
+	}
+	next := make([]*Client, 0, len(cur)-1)
+	next = append(next, cur[:i]...)
+	p.index[ch] = append(next, cur[i+1:]...)
+}
+
+// ring is a fixed-size FIFO of the most recent events, in sequence order.
+type ring struct {
+	buf   []*outEvent
+	start int // index of the oldest
+	n     int
+}
+
+// push appends ev and returns the evicted oldest event, if any.
+func (r *ring) push(ev *outEvent) (evicted *outEvent) {
+	if len(r.buf) == 0 {
+		return ev
+	}
+	if r.n < len(r.buf) {
+		r.buf[(r.start+r.n)%len(r.buf)] = ev
+		r.n++
+		return nil
+	}
+	evicted = r.buf[r.start]
+	r.buf[r.start] = ev
+	r.start = (r.start + 1) % len(r.buf)
+	return evicted
+}
+
+func (r *ring) at(i int) *outEvent { return r.buf[(r.start+i)%len(r.buf)] }
+
+// since returns the events with seq > after that match keep, oldest first.
+func (r *ring) since(after uint64, keep func(*outEvent) bool) []*outEvent {
+	// binary search over the ring for the first seq > after
+	lo, hi := 0, r.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if r.at(mid).seq <= after {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	var out []*outEvent
+	for j := lo; j < r.n; j++ {
+		if e := r.at(j); keep(e) {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,278 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"encore.app/realtime/bus"
+	"encore.app/realtime/protocol"
+	"encore.app/realtime/rtclient"
+)
+
+// A cursor inside the window is recovered from memory; one older than the window from
+// the bus; both with no gap and no duplicate, and live events follow.
+func TestRecoveryMemoryAndBus(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		window int
+		source string
+	}{
+		{"memory", 1000, "memory"},
+		{"bus", 10, "bus"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, Config{WindowEvents: tc.window}, bus.Config{})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := env.dial(ctx, nil)
+			subscribe(t, ctx, c, nil, "r")
+			env.publishN("r", 0, 20)
+			evs, _ := readEvents(t, ctx, c, 20)
+			cur := protocol.Cursor{Seq: evs[9].Seq, Epoch: c.Welcome.Epoch} // processed 0..9
+			c.Close()
+
+			// Missed: 10..19 plus 200 more, interleaved with another channel.
+			for i := range 10 {
+				env.publishN("r", 20+i*20, 20)
+				env.publishN("other", i*5, 5)
+			}
+			c2 := env.dial(ctx, nil)
+			f := subscribe(t, ctx, c2, &cur, "r")
+			if f.Recovery == nil || !f.Recovery.Recovered || f.Recovery.Source != tc.source {
+				t.Fatalf("recovery %+v, want recovered from %s", f.Recovery, tc.source)
+			}
+			env.publishN("r", 220, 5) // live after the replay
+			got, _ := readEvents(t, ctx, c2, 215)
+			checkSequence(t, got, "r", 10, 215)
+			s := env.eng.Snapshot()
+			if s.Recoveries[tc.source] != 1 || s.EventsReplayed != 210 {
+				t.Errorf("recoveries %v replayed %d", s.Recoveries, s.EventsReplayed)
+			}
+		})
+	}
+}
+
+// A replay and live events racing each other: events published while many clients
+// resume are delivered exactly once each.
+func TestRecoveryRacesLive(t *testing.T) {
+	env := newEnv(t, Config{WindowEvents: 50}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	env.publishN("race", 0, 100)
+	info, _ := env.bus.Info(ctx)
+	cur := protocol.Cursor{Seq: 0, Epoch: info.Epoch}
+	stop := make(chan struct{})
+	pubDone := make(chan int)
+	go func() {
+		n := 100
+		for {
+			select {
+			case <-stop:
+				pubDone <- n
+				return
+			default:
+			}
+			if err := env.tryPublishN("race", n, 10); err != nil {
+				t.Error(err)
+				pubDone <- n
+				return
+			}
+			n += 10
+		}
+	}()
+	const clients = 20
+	conns := make([]*rtclient.Conn, clients)
+	for i := range clients {
+		conns[i] = env.dial(ctx, nil)
+		f := subscribe(t, ctx, conns[i], &cur, "race")
+		if !f.Recovery.Recovered {
+			t.Fatalf("client %d not recovered: %+v", i, f.Recovery)
+		}
+	}
+	close(stop)
+	total := <-pubDone
+	for i, c := range conns {
+		got, _ := readEvents(t, ctx, c, total)
+		checkSequence(t, got, "race", 0, total)
+		_ = i
+	}
+}
+
+// Cursors that cannot be honoured get an explicit "not recovered", and the subscription
+// is live from now.
+func TestNotRecovered(t *testing.T) {
+	env := newEnv(t, Config{WindowEvents: 5}, bus.Config{MaxBytes: 8 << 10})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info, _ := env.bus.Info(ctx)
+	// Fill past retention: ~300 B per stored event, 8 KiB kept.
+	for i := range 10 {
+		env.publish(&protocol.Event{ID: fmt.Sprintf("fill-%d", i), Channel: "old",
+			Data: []byte(`"` + strings.Repeat("x", 2000) + `"`)})
+	}
+	after, _ := env.bus.Info(ctx)
+	if after.FirstSeq <= 2 {
+		t.Fatalf("retention did not drop events: first %d", after.FirstSeq)
+	}
+	cases := []struct {
+		name   string
+		cur    protocol.Cursor
+		reason string
+	}{
+		{"other epoch", protocol.Cursor{Seq: 3, Epoch: "zzz"}, protocol.ReasonEpochMismatch},
+		{"past retention", protocol.Cursor{Seq: 1, Epoch: info.Epoch}, protocol.ReasonTooOld},
+		{"ahead of stream", protocol.Cursor{Seq: 10_000, Epoch: info.Epoch}, protocol.ReasonFuture},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := env.dial(ctx, nil)
+			f := subscribe(t, ctx, c, &tc.cur, "old")
+			if f.Recovery == nil || f.Recovery.Recovered || f.Recovery.Reason != tc.reason {
+				t.Fatalf("recovery %+v, want not recovered: %s", f.Recovery, tc.reason)
+			}
+			ev := env.publish(&protocol.Event{ID: fmt.Sprintf("live-%d", i), Channel: "old"})
+			got, _ := readEvents(t, ctx, c, 1)
+			if got[0].Seq != ev[0].Seq {
+				t.Fatalf("live event seq %d, want %d", got[0].Seq, ev[0].Seq)
+			}
+		})
+	}
+	// A cursor on a connection that already has live subscriptions is refused.
+	c := env.dial(ctx, nil)
+	subscribe(t, ctx, c, nil, "live")
+	cur := protocol.Cursor{Seq: after.LastSeq, Epoch: info.Epoch}
+	f := subscribe(t, ctx, c, &cur, "old")
+	if f.Recovery == nil || f.Recovery.Recovered || f.Recovery.Reason != protocol.ReasonHasSubs {
+		t.Fatalf("recovery %+v, want %s", f.Recovery, protocol.ReasonHasSubs)
+	}
+}
+
+// A client that stops reading: its queue stays under the bound, it is closed with the
+// slow-consumer code, and resuming with its cursor gets every event it missed once.
+func TestSlowConsumerResumes(t *testing.T) {
+	const maxBytes = 256 << 10
+	env := newEnv(t, Config{QueueMaxEvents: 1000, QueueMaxBytes: maxBytes, WriteTimeout: 30 * time.Second}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slow := env.dial(ctx, nil)
+	subscribe(t, ctx, slow, nil, "s")
+	fast := env.dial(ctx, nil)
+	subscribe(t, ctx, fast, nil, "s")
+	var server *Client
+	env.eng.Clients(func(c *Client) {
+		if c.session == slow.Welcome.Session {
+			server = c
+		}
+	})
+
+	fastGot := make(chan []protocol.Event, 1)
+	const total = 8000 // 8 MB: more than loopback socket buffers hold
+	go func() {
+		var evs []protocol.Event
+		for len(evs) < total {
+			f, err := fast.ReadFrame(ctx)
+			if err != nil {
+				t.Errorf("fast client after %d events: %v", len(evs), err)
+				break
+			}
+			evs = append(evs, f.Events...)
+		}
+		fastGot <- evs
+	}()
+	pad := strings.Repeat("p", 1000)
+	var evs []*protocol.Event
+	for i := range total {
+		evs = append(evs, &protocol.Event{ID: fmt.Sprintf("s-%d", i), Channel: "s", Data: []byte(`"` + pad + `"`)})
+	}
+	for i := 0; i < total; i += 50 {
+		env.publish(evs[i : i+50]...)
+	}
+	waitFor(t, 20*time.Second, "slow-consumer drop", func() bool { return env.eng.Snapshot().Drops["slow_consumer"] > 0 })
+	server.mu.Lock()
+	peak := server.qPeakBytes
+	server.mu.Unlock()
+	if peak > maxBytes {
+		t.Errorf("queue peaked at %d bytes, bound %d", peak, maxBytes)
+	}
+	// The fast client is unaffected.
+	checkSequence(t, <-fastGot, "s", 0, total)
+
+	// Resume reading: what was written before the overflow, then the 4100 close.
+	var got []protocol.Event
+	var err error
+	for {
+		var f *rtclient.Frame
+		if f, err = slow.ReadFrame(ctx); err != nil {
+			break
+		}
+		got = append(got, f.Events...)
+	}
+	if code := rtclient.CloseCode(err); code != protocol.CloseSlow {
+		t.Fatalf("close %d (%v), want 4100", code, err)
+	}
+	if hint := protocol.RetryHint(rtclient.CloseReason(err)); hint <= 0 {
+		t.Errorf("no retry hint in %q", rtclient.CloseReason(err))
+	}
+	if len(got) == 0 || len(got) >= total {
+		t.Fatalf("slow client got %d events before the close", len(got))
+	}
+	checkSequence(t, got, "s", 0, len(got))
+	cur := protocol.Cursor{Seq: got[len(got)-1].Seq, Epoch: slow.Welcome.Epoch}
+	re := env.dial(ctx, nil)
+	f := subscribe(t, ctx, re, &cur, "s")
+	if !f.Recovery.Recovered {
+		t.Fatalf("not recovered: %+v", f.Recovery)
+	}
+	rest, _ := readEvents(t, ctx, re, total-len(got))
+	checkSequence(t, append(got, rest...), "s", 0, total)
+	waitFor(t, 5*time.Second, "slow disconnect counted", func() bool { return env.eng.Snapshot().SlowDisconnects == 1 })
+}
+
+// Many resumes from the bus at once: at most MaxBusReplays run together, the rest are
+// told to come back later (4103 with a hint) instead of piling up.
+func TestReplaySlotsBounded(t *testing.T) {
+	env := newEnv(t, Config{WindowEvents: 1, MaxBusReplays: 1, ReplayWait: time.Millisecond}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env.publishN("q", 0, 2000)
+	info, _ := env.bus.Info(ctx)
+	cur := protocol.Cursor{Seq: 0, Epoch: info.Epoch}
+	const clients = 8
+	conns := make([]*rtclient.Conn, clients)
+	for i := range conns {
+		conns[i] = env.dial(ctx, nil)
+		if err := conns[i].Subscribe(ctx, "s", []string{"q"}, &cur); err != nil {
+			t.Fatal(err)
+		}
+	}
+	refused, complete := 0, 0
+	for _, c := range conns {
+		n := 0
+		_, err := func() (int, error) {
+			for {
+				f, err := c.ReadFrame(ctx)
+				if err != nil {
+					return n, err
+				}
+				n += len(f.Events)
+				if n == 2000 {
+					return n, nil
+				}
+			}
+		}()
+		switch {
+		case err == nil:
+			complete++
+		case rtclient.CloseCode(err) == protocol.CloseOverloaded && protocol.RetryHint(rtclient.CloseReason(err)) > 0:
+			refused++
+		default:
+			t.Fatalf("unexpected end: %v", err)
+		}
+	}
+	if complete == 0 || refused == 0 {
+		t.Fatalf("complete %d refused %d: want some of each", complete, refused)
+	}
+}
