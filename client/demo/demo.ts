@@ -135,6 +135,7 @@ function renderHealth(h: HealthSnapshot): void {
 
 client.on("health", renderHealth);
 client.on("state", (s, prev) => log(`state ${prev} -> ${s}`));
+client.on("subscribed", (chs) => log(`subscribed ${chs.join(",")}`));
 client.on("transport", (t, why) => log(`transport ${t} (${why})`));
 client.on("welcome", (w) => log(`welcome session=${w.session} instance=${w.instance} seq=${w.seq} epoch=${w.epoch}`));
 client.on("resync", (r) => {

@@ -104,6 +104,8 @@ export interface ClientEvents {
   health: (snapshot: HealthSnapshot) => void;
   /** The transport changed between "stream" and "poll". */
   transport: (transport: Transport, reason: string) => void;
+  /** The server confirmed these channels (a subscribe answer; also after every reconnect). */
+  subscribed: (channels: string[]) => void;
   /** A stream connection was welcomed. */
   welcome: (frame: WelcomeFrame) => void;
   /** Something went wrong that the client handled (refused channel, error frame, throwing handler). */
@@ -750,6 +752,10 @@ export class RealtimeClient {
       }
     }
     if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
+    if (f.op !== "unsubscribe") {
+      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
+      if (ok.length > 0) this.emitter.emit("subscribed", ok);
+    }
     if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
   }
 

@@ -161,6 +161,10 @@ export class Browser {
         "--disable-component-update",
         "--disable-sync",
         "--disable-quic",
+        // When realtimed does not serve the demo page itself, the tests hand the committed
+        // page to the browser at the server's origin (openDemoPage); Chromium cannot tell
+        // such a page is local and would refuse its WebSocket to 127.0.0.1.
+        "--disable-features=LocalNetworkAccessChecks",
       ],
     });
     return new Browser(context, profile);
@@ -176,6 +180,36 @@ export class Browser {
     await this.context.close();
     rmSync(this.profile, { recursive: true, force: true });
   }
+}
+
+const demoDir = join(repoRoot, "web", "demo");
+const demoTypes: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+
+/**
+ * openDemoPage opens the demo page at the server's origin. When realtimed serves it
+ * (web.DemoHandler mounted at "/"), the page comes from the server; otherwise the
+ * committed files of web/demo are served to the browser for those three URLs only, so the
+ * page still talks to the real server (same origin: stream, publish).
+ */
+let serverHasDemo: boolean | null = null;
+export async function openDemoPage(page: Page, base: string, query: string): Promise<void> {
+  if (serverHasDemo === null) {
+    const r = await fetch(base + "/", { signal: AbortSignal.timeout(5000) }).catch(() => null);
+    serverHasDemo = !!r && r.ok && (await r.text()).includes('data-testid="health"');
+    if (!serverHasDemo) console.log("realtimed does not serve the demo at / yet: serving web/demo to the browser");
+  }
+  if (!serverHasDemo) {
+    for (const name of ["/", "/index.html", "/demo.js", "/demo.css"]) {
+      await page.route((url) => url.origin === base && url.pathname === name, (route) => {
+        const file = name === "/" ? "/index.html" : name;
+        return route.fulfill({
+          contentType: demoTypes[file.slice(file.lastIndexOf("."))],
+          body: readFileSync(join(demoDir, file)),
+        });
+      });
+    }
+  }
+  await page.goto(`${base}/?${query}`);
 }
 
 /** eventIds reads the IDs of the events the demo page shows, oldest first. */

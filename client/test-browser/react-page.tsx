@@ -22,7 +22,11 @@ function Health() {
   const h = useConnectionHealth();
   const state = useConnectionState();
   const client = useRealtime();
-  (window as any).reactClient = client;
+  if (!(window as any).reactClient) {
+    (window as any).reactClient = client;
+    (window as any).subscribed = [];
+    client.on("subscribed", (chs) => (window as any).subscribed.push(...chs));
+  }
   return (
     <p>
       <span data-testid="react-state">{state}</span> <span data-testid="react-rtt">{h.rttMs === null ? "-" : String(h.rttMs)}</span>{" "}

@@ -43,7 +43,9 @@ it("RealtimeProvider, useChannel and useConnectionHealth work against the server
   await page.goto(`${server.base}/__react/index.html`);
   await waitFor("react state open", async () => (await page.textContent('[data-testid="react-state"]')) === "open");
   await waitFor("react rtt", async () => /^\d+$/.test((await page.textContent('[data-testid="react-rtt"]')) ?? ""));
-  await sleep(300);
+  await waitFor("both channels subscribed", async () =>
+    page.evaluate(() => ["r.one", "r.two"].every((c) => (window as any).subscribed.includes(c))),
+  );
   await server.publish([
     { channel: "r.one", id: "one-1" },
     { channel: "r.two", id: "two-1" },
@@ -56,7 +58,7 @@ it("RealtimeProvider, useChannel and useConnectionHealth work against the server
   await waitFor("r.one unsubscribed", async () =>
     page.evaluate(() => JSON.stringify((window as any).reactClient.channels) === '["r.two"]'),
   );
-  await sleep(300);
+  await sleep(1000); // the unsubscribe frame reaches the server
   await server.publish([
     { channel: "r.one", id: "one-2" },
     { channel: "r.two", id: "two-2" },

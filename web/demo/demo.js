@@ -867,6 +867,10 @@ var RealtimeClient = class {
       }
     }
     if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
+    if (f.op !== "unsubscribe") {
+      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
+      if (ok.length > 0) this.emitter.emit("subscribed", ok);
+    }
     if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
   }
   /** onRecovery handles the recovery answer of a stream resume or of a poll. */
@@ -1212,6 +1216,7 @@ function renderHealth(h) {
 }
 client.on("health", renderHealth);
 client.on("state", (s, prev) => log(`state ${prev} -> ${s}`));
+client.on("subscribed", (chs) => log(`subscribed ${chs.join(",")}`));
 client.on("transport", (t, why) => log(`transport ${t} (${why})`));
 client.on("welcome", (w) => log(`welcome session=${w.session} instance=${w.instance} seq=${w.seq} epoch=${w.epoch}`));
 client.on("resync", (r) => {
