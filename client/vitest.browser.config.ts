@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test-browser/**/*.test.ts"],
+    globalSetup: ["test-browser/global-setup.ts"],
     environment: "node",
     testTimeout: 120_000,
     hookTimeout: 300_000,

@@ -1,7 +1,7 @@
 // Harness for the browser tests: builds and runs the real realtimed on 127.0.0.1 with a
 // temp data dir, and drives Debian's Chromium (/usr/bin/chromium) with playwright-core.
 // Nothing here downloads a browser or touches anything but loopback.
-import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync, openSync, closeSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -12,15 +12,11 @@ export const repoRoot = resolve(import.meta.dirname, "..", "..");
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 export const PUBLISHER_KEY = "dev";
 
-/** realtimedBinary builds cmd/realtimed once per run (or uses $REALTIMED_BIN). */
-let built: string | null = null;
+/** realtimedBinary is the server binary built by global-setup.ts (or $REALTIMED_BIN). */
 export function realtimedBinary(): string {
-  if (process.env.REALTIMED_BIN) return process.env.REALTIMED_BIN;
-  if (built) return built;
-  const out = join(mkdtempSync(join(tmpdir(), "realtimed-bin-")), "realtimed");
-  execFileSync("go", ["build", "-o", out, "./cmd/realtimed"], { cwd: repoRoot, stdio: "inherit", timeout: 300_000 });
-  built = out;
-  return out;
+  const bin = process.env.REALTIMED_BIN;
+  if (!bin) throw new Error("REALTIMED_BIN unset: run the browser tests with vitest.browser.config.ts");
+  return bin;
 }
 
 /** freePort asks the kernel for an unused loopback port. */
