@@ -66,7 +66,7 @@ describe("demo page", () => {
   });
 
   it("shows a round-trip time and latency in the health panel", async () => {
-    const page = await openDemo("channels=t3.h&ping=500");
+    const page = await openDemo("channels=t3.h&ping=500&health=500");
     const rtt = await waitFor("rtt", async () => {
       const t = (await page.textContent('[data-testid="rtt"]')) ?? "";
       return /^\d+(\.\d+)? ms$/.test(t) ? t : null;
@@ -80,6 +80,11 @@ describe("demo page", () => {
     });
     expect(parseFloat(p50)).toBeLessThan(5000);
     expect(await page.textContent('[data-testid="offset"]')).toMatch(/ms$/);
+    // The page reports its health to the server in health frames.
+    await waitFor("health reports counted by the server", async () => {
+      const m = await (await fetch(`${server.base}/v2/realtime/metrics`)).json();
+      return m.healthReports >= 2;
+    });
     await page.close();
   });
 
