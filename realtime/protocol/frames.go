@@ -207,11 +207,11 @@ func AppendEventsFrame(dst []byte, encoded [][]byte) []byte {
 func EncodeEvent(ev *Event) []byte {
 	b := make([]byte, 0, 96+len(ev.ID)+len(ev.Channel)+len(ev.Type)+len(ev.Data))
 	b = append(b, `{"id":`...)
-	b = strconv.AppendQuote(b, ev.ID) // IDs and channels are validated ASCII; quote is safe JSON for them
+	b = appendJSONString(b, ev.ID)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, ev.Seq, 10)
 	b = append(b, `,"channel":`...)
-	b = strconv.AppendQuote(b, ev.Channel)
+	b = appendJSONString(b, ev.Channel)
 	if ev.Type != "" {
 		t, _ := json.Marshal(ev.Type)
 		b = append(b, `,"type":`...)
@@ -224,6 +224,18 @@ func EncodeEvent(ev *Event) []byte {
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, ev.TS, 10)
 	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Printable ASCII (the validated form of
+// ids and channels) takes the fast path; anything else goes through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	return strconv.AppendQuote(b, s) // for printable ASCII, Go quoting equals JSON quoting
 }
 
 // Marshal encodes a server frame. Frames are plain structs, so errors mean a bug.
