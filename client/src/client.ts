@@ -45,6 +45,12 @@ export interface RealtimeClientOptions {
   stableAfterMs?: number;
   /** A connection attempt must reach `welcome` within this time, ms. Default 10000. */
   connectTimeoutMs?: number;
+  /**
+   * A fresh client (no cursor yet) whose first subscribe goes out within this long after
+   * `welcome` resumes from the welcome's head, so nothing published since the socket opened
+   * is missed; a later first subscribe is live from then. Default 5000.
+   */
+  baselineWindowMs?: number;
   /** Consecutive failed stream attempts that switch to long-polling; 0 never. Default 5. */
   breakerThreshold?: number;
   /** While polling, probe the stream after this long when the server gave no hint, ms. Default 60000. */
@@ -122,6 +128,8 @@ interface Conn {
   ws: WebSocketLike;
   welcome: WelcomeFrame | null;
   openedAt: number;
+  /** Local time of the welcome (0 before). */
+  welcomedAt: number;
   /** Channels subscribed (sent) on this connection. */
   channels: Set<string>;
   /** True once a subscribe went out (the only one that may carry a cursor). */
@@ -440,6 +448,7 @@ export class RealtimeClient {
     const conn: Conn = {
       ws,
       welcome: null,
+      welcomedAt: 0,
       openedAt: this.now(),
       channels: new Set(),
       subscribed: false,
@@ -623,6 +632,7 @@ export class RealtimeClient {
   private onWelcome(conn: Conn, w: WelcomeFrame): void {
     if (conn.welcome) return;
     conn.welcome = w;
+    conn.welcomedAt = this.now();
     for (const t of conn.timers) clearTimeout(t);
     conn.timers = [];
     this.armDeadTimer(conn);
@@ -700,14 +710,17 @@ export class RealtimeClient {
       if (this.cur) {
         frame.cursor = { ...this.cur };
         conn.cursorKind = "resume";
-      } else {
-        // A fresh client resumes from the head announced by this connection's welcome: every
-        // event published after the socket opened reaches it, even before the subscribe
-        // is registered, and later resumes start from a real position.
+      } else if (this.now() - conn.welcomedAt <= (this.opts.baselineWindowMs ?? 5000)) {
+        // A fresh client starts from the head announced by this connection's welcome:
+        // every event published after the socket opened reaches it, even before the
+        // subscribe is registered, and later resumes start from a real position.
         this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
         frame.cursor = { ...this.cur };
         conn.cursorKind = "baseline";
       }
+      // Otherwise (the first subscribe comes long after welcome) the welcome's head is
+      // stale: replaying from it would hand the app events from before it subscribed. The
+      // subscription is live from now and the cursor starts at its first event.
       conn.firstChannels = add;
     }
     if (this.send(frame)) {
@@ -789,7 +802,11 @@ export class RealtimeClient {
       this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
       return;
     }
-    if (this.cur && ev.seq > this.cur.seq) this.cur.seq = ev.seq;
+    if (this.cur) {
+      if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
+    } else if (this.conn?.welcome) {
+      this.cur = { seq: ev.seq, epoch: this.conn.welcome.epoch ?? "" };
+    }
     if (this.dedup.check(ev.id)) {
       this.monitor.duplicates++;
       return;

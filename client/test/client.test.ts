@@ -151,6 +151,25 @@ describe("subscriptions and cursor", () => {
     expect(FakeWebSocket.instances).toHaveLength(1);
   });
 
+  it("a fresh client's late first subscribe is live from then; its cursor starts at the first event", async () => {
+    const { client } = newClient({ baselineWindowMs: 5000 });
+    client.connect();
+    let ws = FakeWebSocket.last();
+    ws.welcome({ seq: 40, epoch: "E9", heartbeatMs: 0 });
+    vi.advanceTimersByTime(60_000); // an hour-old head would replay what the app never asked for
+    client.subscribe("late", () => {});
+    await flush();
+    expect(ws.sentOfType("subscribe")[0].cursor).toBeUndefined();
+    expect(client.cursor).toBeNull();
+    ws.events({ id: "l1", seq: 77, channel: "late" });
+    expect(client.cursor).toEqual({ seq: 77, epoch: "E9" });
+    ws.serverClose(1006);
+    ws = nextSocket();
+    ws.welcome({ seq: 90, epoch: "E9" });
+    await flush();
+    expect(ws.sentOfType("subscribe")[0]).toMatchObject({ channels: ["late"], cursor: { seq: 77, epoch: "E9" } });
+  });
+
   it("unsubscribes a channel when its last handler goes", async () => {
     const { client } = newClient();
     client.connect();

@@ -579,6 +579,7 @@ var RealtimeClient = class {
     const conn = {
       ws,
       welcome: null,
+      welcomedAt: 0,
       openedAt: this.now(),
       channels: /* @__PURE__ */ new Set(),
       subscribed: false,
@@ -749,6 +750,7 @@ var RealtimeClient = class {
   onWelcome(conn, w) {
     if (conn.welcome) return;
     conn.welcome = w;
+    conn.welcomedAt = this.now();
     for (const t of conn.timers) clearTimeout(t);
     conn.timers = [];
     this.armDeadTimer(conn);
@@ -821,7 +823,7 @@ var RealtimeClient = class {
       if (this.cur) {
         frame.cursor = { ...this.cur };
         conn.cursorKind = "resume";
-      } else {
+      } else if (this.now() - conn.welcomedAt <= (this.opts.baselineWindowMs ?? 5e3)) {
         this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
         frame.cursor = { ...this.cur };
         conn.cursorKind = "baseline";
@@ -901,7 +903,11 @@ var RealtimeClient = class {
       this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
       return;
     }
-    if (this.cur && ev.seq > this.cur.seq) this.cur.seq = ev.seq;
+    if (this.cur) {
+      if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
+    } else if (this.conn?.welcome) {
+      this.cur = { seq: ev.seq, epoch: this.conn.welcome.epoch ?? "" };
+    }
     if (this.dedup.check(ev.id)) {
       this.monitor.duplicates++;
       return;
