@@ -14,6 +14,8 @@ fi
 npm ci --no-audit --no-fund
 npm run typecheck
 npm run build
+# The published entry points load as plain ESM (import paths, no stray runtime deps).
+node --input-type=module -e 'await import("./dist/index.js"); await import("./dist/react.js");'
 npm test
 npm run test:browser
 npm run check:generated
