@@ -330,6 +330,52 @@ describe("subscriptions and cursor", () => {
   });
 });
 
+describe("app controls", () => {
+  it("setToken sends an auth frame on an open stream and uses the token for the next connection", async () => {
+    const { client } = newClient({ token: "t1" });
+    client.connect();
+    const ws = FakeWebSocket.last();
+    expect(ws.url).toBe(URL + "?token=t1");
+    ws.welcome();
+    client.setToken("t 2");
+    expect(ws.sentOfType("auth")).toEqual([{ type: "auth", token: "t 2" }]);
+    ws.serverClose(1006);
+    expect(nextSocket().url).toBe(URL + "?token=t%202");
+  });
+
+  it("reconnect() drops the connection and connects at once, keeping the cursor", async () => {
+    const { client } = newClient();
+    client.subscribe("a", () => {});
+    client.connect();
+    const ws = FakeWebSocket.last();
+    ws.welcome({ seq: 3 });
+    await flush();
+    ws.events({ id: "e", seq: 9, channel: "a" });
+    client.reconnect();
+    expect(ws.closedBy?.code).toBe(1000);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    FakeWebSocket.last().welcome({ seq: 9 });
+    await flush();
+    expect(FakeWebSocket.last().sentOfType("subscribe")[0].cursor).toEqual({ seq: 9, epoch: "E1" });
+  });
+
+  it("a malformed frame or event is reported and skipped", async () => {
+    const { client, errors } = newClient();
+    const got: string[] = [];
+    client.subscribe("a", (e) => got.push(e.id));
+    client.connect();
+    const ws = FakeWebSocket.last();
+    ws.welcome();
+    await flush();
+    ws.onmessage?.({ data: "{not json" });
+    ws.receive({ type: "events", events: [{ seq: 1, channel: "a" }, { id: "ok", seq: 2, channel: "a" }] });
+    ws.receive({ type: "from-the-future", x: 1 }); // unknown frame types are ignored
+    expect(got).toEqual(["ok"]);
+    expect(errors.map((e: any) => e.kind)).toEqual(["protocol", "protocol"]);
+    expect(client.state).toBe("open");
+  });
+});
+
 describe("close codes", () => {
   async function closeWith(code: number, reason = "", extra: Partial<RealtimeClientOptions> = {}) {
     const t = newClient(extra);
