@@ -24,6 +24,7 @@ import (
 
 	"encore.app/realtime/bus"
 	"encore.app/realtime/stream"
+	demoweb "encore.app/web"
 )
 
 func main() {
@@ -194,6 +195,7 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 		return nil, err
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /", demoweb.DemoHandler()) // the demo page: pick channels, publish, watch
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
