@@ -205,11 +205,18 @@ func AppendEventsFrame(dst []byte, encoded [][]byte) []byte {
 
 // EncodeEvent encodes ev as the JSON object used inside events frames.
 func EncodeEvent(ev *Event) []byte {
-	b := make([]byte, 0, 96+len(ev.ID)+len(ev.Channel)+len(ev.Type)+len(ev.Data))
+	return AppendEvent(make([]byte, 0, 96+len(ev.ID)+len(ev.Channel)+len(ev.Type)+len(ev.Data)), ev)
+}
+
+// AppendEvent appends ev as a JSON object to b. "seq" is left out when zero (the form the
+// bus stores: the sequence is the bus's own).
+func AppendEvent(b []byte, ev *Event) []byte {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, ev.ID)
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, ev.Seq, 10)
+	if ev.Seq > 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, ev.Seq, 10)
+	}
 	b = append(b, `,"channel":`...)
 	b = appendJSONString(b, ev.Channel)
 	if ev.Type != "" {
