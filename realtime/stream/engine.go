@@ -49,6 +49,7 @@ type Engine struct {
 
 	resub        resubscriber  // live subscription generation (epoch.go)
 	epochChanges atomic.Uint64 // stream recreations noticed (epoch.go)
+	replayLoad   replayLoad    // demand for bus replay slots (scale.go)
 }
 
 // New builds an engine over b. It does not touch the bus until Start.
