@@ -74,6 +74,21 @@ type Config struct {
 	Authenticate func(r *http.Request) (*Identity, error)
 	// Authorize decides whether id may read channel (default: everything).
 	Authorize func(id *Identity, channel string) error
+	// Reauthenticate checks the token of an "auth" frame (a refresh before expiry) and
+	// returns the caller's new identity; the engine accepts it only for the same user.
+	// Nil: auth frames are answered with a bad_token error.
+	Reauthenticate func(cur *Identity, token string) (*Identity, error)
+	// Admit runs after Authenticate and before the upgrade (admission control: per-user
+	// connection caps, overload gates). resuming reports a cursor in the request. A
+	// non-nil release runs once when the connection ends (also when it never opens). An
+	// *AuthError chooses the answer. Nil admits everyone.
+	Admit func(r *http.Request, id *Identity, resuming bool) (release func(), err error)
+	// ClientMessageRate bounds the frames a connection may send per second (default 10,
+	// burst ClientMessageBurst, default 50). A frame over the rate is answered with a
+	// rate_limited error and ignored; ClientMessageBurst such frames in a row close the
+	// connection with 4102 and a retry hint. A negative rate disables the limit.
+	ClientMessageRate  float64
+	ClientMessageBurst int
 	// AcceptOrigins lists allowed Origin host patterns for browsers (coder/websocket
 	// OriginPatterns); empty allows only same-host origins.
 	AcceptOrigins []string
@@ -98,6 +113,12 @@ type AuthError struct {
 	Status     int           // 401, 403, 429, 503
 	RetryAfter time.Duration // for 429/503
 	Msg        string
+	// Close, when set, answers a WebSocket request by upgrading and closing at once
+	// with this code (and RetryAfter as "retry=<ms>"), because browsers cannot read the
+	// HTTP status of a refused upgrade. Other requests get Status.
+	Close protocol.CloseCode
+	// Reason names the refusal in metrics (default "auth").
+	Reason string
 }
 
 func (e *AuthError) Error() string { return e.Msg }
@@ -143,6 +164,10 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	defi(&d.MaxPublishEvents, 1000)
 	defi(&d.MaxEventData, 64<<10)
+	if d.ClientMessageRate == 0 {
+		d.ClientMessageRate = 10
+	}
+	defi(&d.ClientMessageBurst, 50)
 	def(&d.RetryMin, 500*time.Millisecond)
 	def(&d.RetryMax, 5*time.Second)
 	if d.Logger == nil {

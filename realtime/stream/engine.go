@@ -109,6 +109,9 @@ func (e *Engine) Snapshot() Snapshot {
 	e.pool.mu.Lock()
 	s.HeadSeq = e.pool.head
 	e.pool.mu.Unlock()
+	if b, ok := e.bus.(interface{ State() string }); ok {
+		s.Breaker = b.State()
+	}
 	return s
 }
 
