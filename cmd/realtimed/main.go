@@ -43,6 +43,7 @@ type options struct {
 	engine                                                                       stream.Config
 	compressionThreshold                                                         int
 	drainTimeout                                                                 time.Duration
+	sec                                                                          securityOptions
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -92,6 +93,7 @@ func parseFlags(args []string) (*options, error) {
 	num(&o.engine.WindowEvents, "window", "REALTIME_WINDOW", 10000, "in-memory replay window (events)")
 	num(&o.engine.MaxSubscriptions, "max-subscriptions", "REALTIME_MAX_SUBSCRIPTIONS", 100, "channels per connection")
 	dur(&o.drainTimeout, "drain-timeout", "REALTIME_DRAIN_TIMEOUT", 10*time.Second, "how long shutdown waits for connections to flush")
+	registerSecurityFlags(fs, &o.sec)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -114,6 +116,9 @@ func newLogger(format, level string) *slog.Logger {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "token" {
+		return tokenCommand(args[1:], os.Stdout)
+	}
 	o, err := parseFlags(args)
 	if err != nil {
 		return err
@@ -142,6 +147,7 @@ type server struct {
 	log  *slog.Logger
 	bus  *bus.JetStream
 	eng  *stream.Engine
+	sec  *security
 	http *http.Server
 }
 
@@ -168,18 +174,26 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	if o.origins != "" {
 		cfg.AcceptOrigins = splitComma(o.origins)
 	}
-	eng, err := stream.New(cfg, b)
+	sec, err := newSecurity(ctx, &o.sec, &cfg, b, log)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	if err := eng.Start(ctx); err != nil {
+	eng, err := stream.New(cfg, sec.bus)
+	if err != nil {
+		sec.close()
 		b.Close()
 		return nil, err
 	}
-	s := &server{o: o, log: log, bus: b, eng: eng}
+	if err := eng.Start(ctx); err != nil {
+		sec.close()
+		b.Close()
+		return nil, err
+	}
+	s := &server{o: o, log: log, bus: b, eng: eng, sec: sec}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
+	sec.mount(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil
@@ -211,6 +225,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 
 func (s *server) close() {
 	_ = s.eng.Close()
+	s.sec.close()
 	_ = s.bus.Close()
 }
 
