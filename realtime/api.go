@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"encore.dev/beta/auth"
 	"encore.dev/beta/errs"
@@ -29,6 +30,9 @@ func authenticate(*http.Request) (*stream.Identity, error) {
 	id := &stream.Identity{UserID: string(uid)}
 	if d, ok := auth.Data().(*UserData); ok && d != nil {
 		id.Channels = d.Channels
+		if d.ExpiresAt > 0 {
+			id.ExpiresAt = time.UnixMilli(d.ExpiresAt)
+		}
 	}
 	return id, nil
 }

@@ -12,20 +12,24 @@ import (
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
 
+	"encore.app/realtime/bus"
 	"encore.app/realtime/natsshared"
 	"encore.app/realtime/stream"
 )
 
 // secrets are set with `encore secret set --type dev,local,prod NATSURL` (empty: embedded
-// NATS) and `encore secret set PublisherKey`.
+// NATS), `encore secret set PublisherKey` and `encore secret set TokenKeys`
+// ("kid:secret,...", HS256 subscriber token keys, the first signs; docs/security.md).
 var secrets struct {
 	NATSURL      string
 	PublisherKey string
+	TokenKeys    string
 }
 
 //encore:service
 type Service struct {
 	engine *stream.Engine
+	guard  *shellGuard
 }
 
 // svc lets package-level handlers (the subscription, typed endpoints) reach the service.
@@ -38,15 +42,21 @@ func initService() (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := stream.New(stream.Config{PublisherKey: secrets.PublisherKey, Authenticate: authenticate}, b)
+	cfg, guard, err := securityConfig(ctx, b)
 	if err != nil {
 		return nil, err
 	}
+	e, err := stream.New(cfg, bus.NewBreaker(b, bus.BreakerConfig{Connected: b.Conn().IsConnected}))
+	if err != nil {
+		guard.close()
+		return nil, err
+	}
 	if err := e.Start(ctx); err != nil {
+		guard.close()
 		return nil, err
 	}
 	rlog.Info("realtime engine started", "epoch", e.Epoch())
-	svc = &Service{engine: e}
+	svc = &Service{engine: e, guard: guard}
 	return svc, nil
 }
 
@@ -59,5 +69,6 @@ func (s *Service) Shutdown(p shutdown.Progress) error {
 	if err := s.engine.Shutdown(ctx); err != nil {
 		rlog.Warn("drain incomplete", "err", err)
 	}
+	s.guard.close()
 	return natsshared.Close()
 }
