@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -265,5 +266,25 @@ func TestStreamTokenExpiryAndRefresh(t *testing.T) {
 	snap := s.eng.Snapshot()
 	if snap.Disconnects["token_expired"] != 1 {
 		t.Fatalf("disconnects %v", snap.Disconnects)
+	}
+}
+
+// The reconnecting Go client reads refusal close codes on connect: an invalid token
+// (4401) stops it instead of retrying forever.
+func TestClientStopsOnRefusedToken(t *testing.T) {
+	keys := testKeys(t, "k1:"+secretA, time.Now())
+	keys.Now = nil
+	s := startServer(t, &Authenticator{Keys: keys})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c := rtclient.Start(ctx, rtclient.Config{URL: s.url, Token: "forged.token.x", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer c.Close()
+	select {
+	case <-c.Done():
+	case <-ctx.Done():
+		t.Fatal("client still retrying a refused token")
+	}
+	if !errors.Is(c.Err(), rtclient.ErrStopped) || c.Stats().LastClose != protocol.CloseUnauthorize {
+		t.Fatalf("err %v, last close %d", c.Err(), c.Stats().LastClose)
 	}
 }

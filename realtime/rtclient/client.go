@@ -188,6 +188,13 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 				return time.Duration(s) * time.Second, nil, false
 			}
 		}
+		if code := CloseCode(err); code != -1 { // refused by upgrade-then-close (docs/security.md)
+			c.mu.Lock()
+			c.stats.LastClose = code
+			c.mu.Unlock()
+			wait, stop := closeAction(code, err)
+			return wait, stop, false
+		}
 		return 0, nil, false
 	}
 	c.mu.Lock()
@@ -216,18 +223,11 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 			if ctx.Err() != nil {
 				return 0, nil, true
 			}
-			switch protocol.ActionFor(code) {
-			case protocol.ActionStop:
-				if code == -1 {
-					return 0, nil, true
-				}
-				return 0, ErrStopped, true
-			case protocol.ActionRetryAfter, protocol.ActionUsePoll:
-				hint := time.Duration(protocol.RetryHint(CloseReason(err))) * time.Millisecond
-				return hint + time.Duration(rand.Int64N(int64(hint/10)+1)), nil, true
-			default:
+			if code == -1 {
 				return 0, nil, true
 			}
+			wait, stop := closeAction(code, err)
+			return wait, stop, true
 		}
 		switch f.Type {
 		case protocol.TypeEvents:
@@ -253,6 +253,19 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 		case protocol.TypeError:
 			c.cfg.Logger.Warn("rtclient: server error frame", "code", f.Code, "message", f.Message)
 		}
+	}
+}
+
+// closeAction maps a close to the wait before the next attempt (0: backoff) or a stop.
+func closeAction(code protocol.CloseCode, err error) (time.Duration, error) {
+	switch protocol.ActionFor(code) {
+	case protocol.ActionStop:
+		return 0, ErrStopped
+	case protocol.ActionRetryAfter, protocol.ActionUsePoll:
+		hint := time.Duration(protocol.RetryHint(CloseReason(err))) * time.Millisecond
+		return hint + time.Duration(rand.Int64N(int64(hint/10)+1)), nil
+	default:
+		return 0, nil
 	}
 }
 
