@@ -275,6 +275,8 @@ func newCollector(e *Engine) *collector {
 	add("recoveries_total", "Cursor recoveries, by source or failure.", "result")
 	add("refusals_total", "Connections refused, by reason.", "reason")
 	add("health_reports_total", "Client health reports received.")
+	add("messages_rate_limited_total", "Client frames ignored for exceeding the per-connection message rate.")
+	add("bus_breaker_state", "Bus circuit breaker: 1 for the current state (closed, open, half-open).", "state")
 	return c
 }
 
@@ -304,6 +306,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("bytes_raw_total", s.BytesRaw)
 	k("bytes_wire_total", s.BytesWire)
 	k("health_reports_total", s.HealthReports)
+	k("messages_rate_limited_total", s.MessagesRateLimited)
+	if s.Breaker != "" {
+		for _, st := range []string{"closed", "open", "half-open"} {
+			v := 0.0
+			if st == s.Breaker {
+				v = 1
+			}
+			g("bus_breaker_state", v, st)
+		}
+	}
 	for r, v := range s.Drops {
 		k("drops_total", v, r)
 	}

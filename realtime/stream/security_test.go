@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -245,4 +246,32 @@ func TestNATSDownUnderLoad(t *testing.T) {
 	m, _ := json.Marshal(map[string]any{"acked": len(acked), "failed": failed, "slowest503": worst.String(),
 		"notRecoveredIn": recoveryTook.String(), "publishingAgainAfter": back.String()})
 	t.Logf("outage figures: %s", m)
+}
+
+// The breaker state reaches both metrics endpoints.
+func TestBreakerStateInMetrics(t *testing.T) {
+	env := newEnv(t, Config{}, bus.Config{})
+	eng, err := New(Config{Logger: quietLogger()}, bus.NewBreaker(env.bus, bus.BreakerConfig{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	srv := httptest.NewServer(eng.Handler())
+	defer srv.Close()
+	if s := eng.Snapshot(); s.Breaker != "closed" {
+		t.Fatalf("snapshot breaker %q", s.Breaker)
+	}
+	if s := env.eng.Snapshot(); s.Breaker != "" {
+		t.Fatalf("engine without breaker reports %q", s.Breaker)
+	}
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b := new(strings.Builder)
+	_, _ = io.Copy(b, resp.Body)
+	if !strings.Contains(b.String(), `realtime_bus_breaker_state{state="closed"} 1`) {
+		t.Fatalf("prometheus output lacks the breaker state:\n%.2000s", b.String())
+	}
 }
