@@ -7,11 +7,13 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
 
+	"encore.app/monitoring/health"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/natsshared"
 	"encore.app/realtime/stream"
@@ -30,6 +32,7 @@ var secrets struct {
 type Service struct {
 	engine *stream.Engine
 	guard  *shellGuard
+	fleet  *health.Fleet // publishes this instance's figures for the monitoring service
 }
 
 // svc lets package-level handlers (the subscription, typed endpoints) reach the service.
@@ -56,7 +59,17 @@ func initService() (*Service, error) {
 		return nil, err
 	}
 	rlog.Info("realtime engine started", "epoch", e.Epoch())
-	svc = &Service{engine: e, guard: guard}
+	health.ProvideConn(b.Conn()) // the monitoring service aggregates on the same NATS
+	fleet, err := health.StartFleet(ctx, b.Conn(), health.FleetConfig{Snapshot: func() health.InstanceSnapshot {
+		body, _ := json.Marshal(e.Snapshot())
+		snap, _ := health.DecodeEngineMetrics(body)
+		return snap
+	}})
+	if err != nil {
+		guard.close()
+		return nil, err
+	}
+	svc = &Service{engine: e, guard: guard, fleet: fleet}
 	return svc, nil
 }
 
@@ -69,6 +82,7 @@ func (s *Service) Shutdown(p shutdown.Progress) error {
 	if err := s.engine.Shutdown(ctx); err != nil {
 		rlog.Warn("drain incomplete", "err", err)
 	}
+	_ = s.fleet.Close()
 	s.guard.close()
 	return natsshared.Close()
 }

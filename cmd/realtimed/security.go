@@ -91,7 +91,7 @@ func registerSecurityFlags(fs *flag.FlagSet, o *securityOptions) {
 
 // security is the wired auth, limits and breaker of one server.
 type security struct {
-	bus   bus.Bus // the engine's bus: the JetStream behind a circuit breaker
+	bus   *bus.Breaker // the engine's bus: the JetStream behind a circuit breaker
 	keys  *auth.Keys
 	cap   *limits.ConnCap
 	mint  bool
