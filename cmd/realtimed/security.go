@@ -68,7 +68,7 @@ func registerSecurityFlags(fs *flag.FlagSet, o *securityOptions) {
 	}
 	devMint, _ := strconv.ParseBool(env("REALTIME_DEV_MINT", "false"))
 	str(&o.tokenKeys, "token-keys", "REALTIME_TOKEN_KEYS", "", "subscriber token keys \"kid:secret,...\" (HS256, >=32-byte secrets; the first signs); empty = dev mode: anonymous, public channels only")
-	str(&o.publicPrefixes, "public-prefixes", "REALTIME_PUBLIC_PREFIXES", "public:,public.", "comma-separated channel prefixes everyone may read")
+	str(&o.publicPrefixes, "public-prefixes", "REALTIME_PUBLIC_PREFIXES", "public:,public.", "comma-separated channel prefixes everyone may read; \"*\" = every channel except user:<id>...")
 	fs.BoolVar(&o.devMint, "dev-mint", devMint, "serve GET /v2/realtime/dev/token?user=&ttl=&channels= to loopback clients (development only) ($REALTIME_DEV_MINT)")
 	str(&o.clientIPHeader, "client-ip-header", "REALTIME_CLIENT_IP_HEADER", "", "behind a trusted proxy: header whose last address is the client (e.g. X-Forwarded-For); empty = the socket address")
 	num(&o.maxConnsPerUser, "max-conns-per-user", "REALTIME_MAX_CONNS_PER_USER", 10, "concurrent connections per user across the cluster (NATS KV); 0 disables")
@@ -115,7 +115,8 @@ func newSecurity(ctx context.Context, o *securityOptions, cfg *stream.Config, b 
 	} else {
 		a.AllowAnonymous = true
 		log.Warn("DEV MODE: no -token-keys set: connections are anonymous and read public channels only " +
-			"(prefixes " + o.publicPrefixes + "). Set REALTIME_TOKEN_KEYS in production.")
+			"(prefixes " + o.publicPrefixes + "; -public-prefixes '*' opens every non-private channel). " +
+			"Set REALTIME_TOKEN_KEYS in production.")
 		if o.devMint {
 			a.Keys = auth.DevKeys()
 			log.Warn("DEV MODE: -dev-mint with a throwaway key: GET /v2/realtime/dev/token?user=<id> mints tokens valid until restart")

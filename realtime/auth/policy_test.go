@@ -48,6 +48,10 @@ func TestPolicyAllow(t *testing.T) {
 	if zero.Allow("", nil, "public:x") != nil || zero.Allow("", nil, "news.x") == nil {
 		t.Error("zero Policy: want the default public prefixes only")
 	}
+	all := &Policy{PublicPrefixes: []string{"*"}}
+	if all.Allow("", nil, "orders") != nil || all.Allow("", nil, "user:1:x") == nil || all.Allow("2", nil, "user:1:x") == nil {
+		t.Error(`PublicPrefixes "*": want every channel but private ones public`)
+	}
 	none := &Policy{PublicPrefixes: []string{}}
 	if none.Allow("", nil, "public:x") == nil {
 		t.Error("empty PublicPrefixes: want no public channel")
