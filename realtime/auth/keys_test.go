@@ -195,3 +195,14 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkVerify(b *testing.B) {
+	k := testKeys(b, "k1:"+secretA, time.Now())
+	k.Now = nil
+	tok, _ := k.Mint("42", time.Hour, []string{"orders.*", "team:7:*"})
+	for b.Loop() {
+		if _, err := k.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
