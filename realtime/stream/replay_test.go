@@ -117,6 +117,9 @@ func TestNotRecovered(t *testing.T) {
 	if after.FirstSeq <= 2 {
 		t.Fatalf("retention did not drop events: first %d", after.FirstSeq)
 	}
+	// The fill events reach the engine asynchronously: wait for them, or a late one is
+	// delivered live to the subscriptions below (seen under CPU load).
+	waitFor(t, 10*time.Second, "fill events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= after.LastSeq })
 	cases := []struct {
 		name   string
 		cur    protocol.Cursor
