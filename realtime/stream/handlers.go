@@ -70,6 +70,9 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(e.cfg.MaxFrameBytes)
+	if e.refuseStream(conn, id) { // streaming flag off for this user: close 4300 (poll.go)
+		return
+	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &Client{
 		e: e, conn: conn, id: id, session: newSessionID(),

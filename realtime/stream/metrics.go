@@ -82,6 +82,7 @@ type Metrics struct {
 	drops            [numDropReasons]atomic.Uint64
 	disconnects      [numDisconnectReasons]atomic.Uint64
 	refusals         [3]atomic.Uint64
+	poll             pollCounters // long-poll and transport switches (poll.go)
 
 	writeLatency prometheus.Histogram // enqueue-to-write, seconds
 }
@@ -147,6 +148,7 @@ type Snapshot struct {
 	HealthReports     uint64            `json:"healthReports"`
 	BadFrames         uint64            `json:"badFrames"`
 	WriteLatencyMs    LatencySummary    `json:"writeLatencyMs"`
+	PollStats                           // longPoll* and transportSwitches (poll.go)
 }
 
 func (m *Metrics) snapshot() Snapshot {
@@ -180,6 +182,7 @@ func (m *Metrics) snapshot() Snapshot {
 		},
 		HealthReports: m.healthReports.Load(),
 		BadFrames:     m.badFrames.Load(),
+		PollStats:     m.poll.stats(),
 	}
 	if s.EventFrames > 0 {
 		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)
