@@ -32,16 +32,6 @@ import (
 // dispatch pushes an event into the window BEFORE it wakes the waiters of its channel.
 // So an event is either seen by the scan or wakes the waiter: never neither.
 
-// PollResponse is the body of a successful poll. Events are encoded once per event and
-// spliced into the body, so this type is used only by clients (tests, rtclient).
-type PollResponse struct {
-	Events    []protocol.Event   `json:"events"`
-	Cursor    protocol.Cursor    `json:"cursor"`
-	Recovery  *protocol.Recovery `json:"recovery,omitempty"`
-	Transport string             `json:"transport"`
-	RetryMs   int64              `json:"retryMs"`
-}
-
 // pollTail is every field of a poll answer after "events".
 type pollTail struct {
 	Cursor    protocol.Cursor    `json:"cursor"`
@@ -50,18 +40,10 @@ type pollTail struct {
 	RetryMs   int64              `json:"retryMs"`
 }
 
-// PollError is the body of a refused poll (4xx/5xx).
-type PollError struct {
-	Error   string                   `json:"error"`
-	Code    string                   `json:"code"`
-	Results []protocol.ChannelResult `json:"results,omitempty"` // per-channel verdicts (400/403)
-	RetryMs int64                    `json:"retryMs,omitempty"` // with 429/503, as Retry-After
-}
-
 // Transport names in poll answers and transport frames.
 const (
-	TransportStream = "stream"
-	TransportPoll   = "poll"
+	TransportStream = protocol.TransportStream
+	TransportPoll   = protocol.TransportPoll
 )
 
 // Poll refusal reasons (longPollRefusals in the metrics).
@@ -360,7 +342,7 @@ type pollRequest struct {
 
 type pollFail struct {
 	status int
-	body   PollError
+	body   protocol.PollError
 	reason string
 }
 
@@ -369,7 +351,7 @@ type pollFail struct {
 func (e *Engine) parsePoll(r *http.Request, id *Identity) (*pollRequest, *pollFail) {
 	q := r.URL.Query()
 	bad := func(code, msg string) *pollFail {
-		return &pollFail{status: http.StatusBadRequest, reason: pollRefuseBadRequest, body: PollError{Error: msg, Code: code}}
+		return &pollFail{status: http.StatusBadRequest, reason: pollRefuseBadRequest, body: protocol.PollError{Error: msg, Code: code}}
 	}
 	raw := q.Get("channels")
 	if raw == "" {
@@ -404,7 +386,7 @@ func (e *Engine) parsePoll(r *http.Request, id *Identity) (*pollRequest, *pollFa
 	}
 	if len(forbidden) > 0 {
 		return nil, &pollFail{status: http.StatusForbidden, reason: pollRefuseForbidden,
-			body: PollError{Error: "channel not allowed", Code: protocol.CodeForbidden, Results: forbidden}}
+			body: protocol.PollError{Error: "channel not allowed", Code: protocol.CodeForbidden, Results: forbidden}}
 	}
 	cur, err := protocol.ParseCursor(q.Get("cursor"))
 	if err != nil {
@@ -453,7 +435,7 @@ func (e *Engine) pollRefuse(w http.ResponseWriter, f *pollFail) {
 
 func (e *Engine) unavailable(reason, msg string) *pollFail {
 	return &pollFail{status: http.StatusServiceUnavailable, reason: reason,
-		body: PollError{Error: msg, Code: protocol.CodeUnavailable, RetryMs: e.retryHint()}}
+		body: protocol.PollError{Error: msg, Code: protocol.CodeUnavailable, RetryMs: e.retryHint()}}
 }
 
 // ServePoll handles GET /v2/realtime/poll (docs/protocol.md "Long-polling"). It runs on
@@ -530,7 +512,7 @@ func (e *Engine) poll(ctx context.Context, req *pollRequest) (*pollAnswer, *poll
 	if reason := e.lp.add(wt, e.cfg.MaxPollWaiters, e.cfg.MaxPollsPerUser); reason != "" {
 		if reason == pollRefuseUserLimit {
 			return nil, &pollFail{status: http.StatusTooManyRequests, reason: reason,
-				body: PollError{Error: "too many concurrent polls for this user", Code: protocol.CodeRateLimited, RetryMs: e.retryHint()}}
+				body: protocol.PollError{Error: "too many concurrent polls for this user", Code: protocol.CodeRateLimited, RetryMs: e.retryHint()}}
 		}
 		return nil, e.unavailable(reason, "too many waiting polls on this instance, retry")
 	}
@@ -774,3 +756,12 @@ func acceptsGzip(h string) bool {
 	}
 	return false
 }
+
+// Identify runs the Authenticate hook on r, for endpoints beside the stream that must
+// see the same user (GET /v2/flags evaluates flags for the user the stream would see).
+func (e *Engine) Identify(r *http.Request) (*Identity, error) { return e.cfg.Authenticate(r) }
+
+// StopPolls answers every waiting poll with 503 and a retry hint and refuses new polls.
+// Shutdown and Close call it; a server whose own shutdown waits for running handlers
+// (http.Server.Shutdown) calls it first, e.g. with RegisterOnShutdown.
+func (e *Engine) StopPolls() { e.lp.stop() }

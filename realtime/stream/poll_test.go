@@ -34,8 +34,8 @@ type pollResult struct {
 	status int
 	header http.Header
 	body   []byte // as received (gzipped when Content-Encoding says so)
-	resp   PollResponse
-	perr   PollError
+	resp   protocol.PollResponse
+	perr   protocol.PollError
 }
 
 // noGzip is a client whose transport neither asks for nor decodes gzip by itself.
