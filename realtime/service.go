@@ -7,13 +7,16 @@ package realtime
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
 
+	"encore.app/flags/flag"
 	"encore.app/realtime/natsshared"
 	"encore.app/realtime/stream"
+	"encore.app/realtime/streamflag"
 )
 
 // secrets are set with `encore secret set --type dev,local,prod NATSURL` (empty: embedded
@@ -26,6 +29,8 @@ var secrets struct {
 //encore:service
 type Service struct {
 	engine *stream.Engine
+	flags  *flag.KVStore        // watches the flags bucket on the shared NATS
+	follow *streamflag.Follower // applies realtime-streaming-v2 to the engine
 }
 
 // svc lets package-level handlers (the subscription, typed endpoints) reach the service.
@@ -46,8 +51,30 @@ func initService() (*Service, error) {
 		return nil, err
 	}
 	rlog.Info("realtime engine started", "epoch", e.Epoch())
-	svc = &Service{engine: e}
+	s := &Service{engine: e}
+	if err := s.followStreamingFlag(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	svc = s
 	return svc, nil
+}
+
+// followStreamingFlag opens the flag store on the shared NATS and makes the engine
+// follow realtime-streaming-v2 (OFF for a user: stream -> long-poll; ON: back).
+func (s *Service) followStreamingFlag(ctx context.Context) error {
+	js, err := natsshared.JetStream(ctx, natsshared.Options{URL: secrets.NATSURL})
+	if err != nil {
+		return err
+	}
+	if s.flags, err = flag.Open(ctx, js, flag.Options{Logger: slog.Default()}); err != nil {
+		return err
+	}
+	if s.follow, err = streamflag.Follow(s.engine, s.flags, slog.Default()); err != nil {
+		s.flags.Close()
+		return err
+	}
+	return nil
 }
 
 // Shutdown drains: every socket is told to reconnect after a jittered delay (4101).
@@ -56,8 +83,10 @@ func initService() (*Service, error) {
 func (s *Service) Shutdown(p shutdown.Progress) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.follow.Close()
 	if err := s.engine.Shutdown(ctx); err != nil {
 		rlog.Warn("drain incomplete", "err", err)
 	}
+	s.flags.Close()
 	return natsshared.Close()
 }
