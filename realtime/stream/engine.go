@@ -73,7 +73,7 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	empty := ""
 	e.epoch.Store(&empty)
 	e.registry = prometheus.NewRegistry()
-	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency)
+	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency, newPollCollector(e))
 	return e, nil
 }
 

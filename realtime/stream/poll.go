@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"encore.app/realtime/protocol"
 )
@@ -765,3 +766,58 @@ func (e *Engine) Identify(r *http.Request) (*Identity, error) { return e.cfg.Aut
 // Shutdown and Close call it; a server whose own shutdown waits for running handlers
 // (http.Server.Shutdown) calls it first, e.g. with RegisterOnShutdown.
 func (e *Engine) StopPolls() { e.lp.stop() }
+
+// pollCollector exports PollStats to Prometheus (realtime_long_poll_*).
+type pollCollector struct {
+	e                                                  *Engine
+	requests, waiting, waits, wakeups, timeouts, evs   *prometheus.Desc
+	cancelled, bytesRaw, bytesSent, refusals, switches *prometheus.Desc
+}
+
+func newPollCollector(e *Engine) *pollCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("realtime_"+name, help, labels, nil)
+	}
+	return &pollCollector{e: e,
+		requests:  d("long_poll_requests_total", "Long-poll requests received."),
+		waiting:   d("long_poll_waiting", "Long-polls waiting for events now."),
+		waits:     d("long_poll_waits_total", "Long-polls that waited for events."),
+		wakeups:   d("long_poll_wakeups_total", "Waiting long-polls answered by an event."),
+		timeouts:  d("long_poll_timeouts_total", "Long-polls answered empty at their timeout."),
+		cancelled: d("long_poll_cancelled_total", "Long-polls whose client left while waiting."),
+		evs:       d("long_poll_events_total", "Events delivered by long-polling."),
+		bytesRaw:  d("long_poll_bytes_raw_total", "Long-poll answer bytes before gzip."),
+		bytesSent: d("long_poll_bytes_sent_total", "Long-poll answer bytes as sent."),
+		refusals:  d("long_poll_refusals_total", "Long-polls refused, by reason.", "reason"),
+		switches:  d("transport_switches_total", "Transport switches by the streaming flag.", "kind"),
+	}
+}
+
+func (c *pollCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.requests, c.waiting, c.waits, c.wakeups, c.timeouts, c.cancelled,
+		c.evs, c.bytesRaw, c.bytesSent, c.refusals, c.switches} {
+		ch <- d
+	}
+}
+
+func (c *pollCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.e.metrics.poll.stats()
+	k := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	k(c.requests, s.LongPollRequests)
+	ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(s.LongPollWaiting))
+	k(c.waits, s.LongPollWaits)
+	k(c.wakeups, s.LongPollWakeups)
+	k(c.timeouts, s.LongPollTimeouts)
+	k(c.cancelled, s.LongPollCancelled)
+	k(c.evs, s.LongPollEvents)
+	k(c.bytesRaw, s.LongPollBytesRaw)
+	k(c.bytesSent, s.LongPollBytesSent)
+	for r, v := range s.LongPollRefusals {
+		k(c.refusals, v, r)
+	}
+	for r, v := range s.TransportSwitches {
+		k(c.switches, v, r)
+	}
+}

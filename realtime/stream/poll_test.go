@@ -218,6 +218,17 @@ func TestPollTimeout(t *testing.T) {
 	if env.waiters() != 0 {
 		t.Fatal("waiter left behind")
 	}
+	resp, err := http.Get(env.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"realtime_long_poll_requests_total 4", "realtime_long_poll_timeouts_total 2", `realtime_transport_switches_total{kind="to_poll"} 0`} {
+		if !strings.Contains(string(prom), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }
 
 // Every limit of the poll endpoint answers with its documented status.
