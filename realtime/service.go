@@ -7,6 +7,7 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"encore.dev/shutdown"
 
 	"encore.app/flags/flag"
+	"encore.app/monitoring/health"
 	"encore.app/realtime/natsshared"
 	"encore.app/realtime/stream"
 	"encore.app/realtime/streamflag"
@@ -29,6 +31,7 @@ var secrets struct {
 //encore:service
 type Service struct {
 	engine *stream.Engine
+	fleet  *health.Fleet        // publishes this instance's figures for the monitoring service
 	flags  *flag.KVStore        // watches the flags bucket on the shared NATS
 	follow *streamflag.Follower // applies realtime-streaming-v2 to the engine
 }
@@ -51,8 +54,18 @@ func initService() (*Service, error) {
 		return nil, err
 	}
 	rlog.Info("realtime engine started", "epoch", e.Epoch())
-	s := &Service{engine: e}
+	health.ProvideConn(b.Conn()) // the monitoring service aggregates on the same NATS
+	fleet, err := health.StartFleet(ctx, b.Conn(), health.FleetConfig{Snapshot: func() health.InstanceSnapshot {
+		body, _ := json.Marshal(e.Snapshot())
+		snap, _ := health.DecodeEngineMetrics(body)
+		return snap
+	}})
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{engine: e, fleet: fleet}
 	if err := s.followStreamingFlag(ctx); err != nil {
+		_ = fleet.Close()
 		e.Close()
 		return nil, err
 	}
@@ -87,6 +100,7 @@ func (s *Service) Shutdown(p shutdown.Progress) error {
 	if err := s.engine.Shutdown(ctx); err != nil {
 		rlog.Warn("drain incomplete", "err", err)
 	}
+	_ = s.fleet.Close()
 	s.flags.Close()
 	return natsshared.Close()
 }

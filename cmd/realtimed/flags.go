@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"encore.app/dashboard/views"
 	"encore.app/flags/flag"
 	"encore.app/realtime/streamflag"
 )
@@ -57,6 +58,12 @@ func (s *server) startFlags(ctx context.Context, mux *http.ServeMux) error {
 		return fmt.Errorf("flags: %w", err)
 	}
 	s.flags = &flagsPart{store: store, follow: follow}
+	if s.mon != nil {
+		s.mon.flag = func() views.Flag {
+			f, ok := store.Evaluator().Flag(flag.StreamingV2)
+			return views.Flag{Name: flag.StreamingV2, Known: ok, Enabled: f.Enabled, Detail: fmt.Sprintf("rollout %d%%", f.Rollout)}
+		}
+	}
 	return nil
 }
 

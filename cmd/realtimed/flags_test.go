@@ -20,8 +20,11 @@ import (
 	"encore.app/realtime/rtclient"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+// leakCheck fails t if goroutines started during it outlive it (server included).
+// Call it before starting anything: its cleanup runs last.
+func leakCheck(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
 }
 
 const testAdminKey = "test-admin-key-0123456789"
@@ -102,6 +105,7 @@ func (ts *testServer) publish(client *http.Client, evs []protocol.Event) error {
 
 // The flags API is mounted, and the user endpoint evaluates for the stream's user.
 func TestFlagsMounted(t *testing.T) {
+	leakCheck(t)
 	ts := startServer(t)
 	resp, err := http.Get(ts.base + "/v2/flags")
 	if err != nil {
@@ -132,6 +136,7 @@ func TestFlagFlipUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
+	leakCheck(t)
 	ts := startServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()

@@ -24,6 +24,7 @@ import (
 
 	"encore.app/realtime/bus"
 	"encore.app/realtime/stream"
+	demoweb "encore.app/web"
 )
 
 func main() {
@@ -144,9 +145,16 @@ type server struct {
 	log   *slog.Logger
 	bus   *bus.JetStream
 	eng   *stream.Engine
+	mon   *monitor
 	http  *http.Server
 	flags *flagsPart // flags.go
 }
+
+// breakerState is the bus circuit breaker's state for monitoring ("" = none).
+func (s *server) breakerState() string { return "" }
+
+// longPollRequests counts long-poll requests for monitoring.
+func (s *server) longPollRequests() uint64 { return s.eng.Snapshot().LongPollRequests }
 
 func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, error) {
 	data, err := filepath.Abs(o.data)
@@ -171,6 +179,8 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	if o.origins != "" {
 		cfg.AcceptOrigins = splitComma(o.origins)
 	}
+	mon := newMonitor()
+	cfg.OnHealth = mon.onHealth
 	eng, err := stream.New(cfg, b)
 	if err != nil {
 		b.Close()
@@ -180,14 +190,19 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 		b.Close()
 		return nil, err
 	}
-	s := &server{o: o, log: log, bus: b, eng: eng}
+	s := &server{o: o, log: log, bus: b, eng: eng, mon: mon}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
-	if err := s.startFlags(ctx, mux); err != nil {
+	if err := s.startFlags(ctx, mux); err != nil { // before monitoring: the dashboard shows the flag
+		s.close()
+		return nil, err
+	}
+	if err := mon.start(ctx, s, mux); err != nil {
 		s.close()
 		return nil, err
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /", demoweb.DemoHandler()) // the demo page: pick channels, publish, watch
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	s.http.RegisterOnShutdown(eng.StopPolls) // waiting long-polls answer 503 at once instead of holding the drain
 	return s, nil
@@ -219,6 +234,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 
 func (s *server) close() {
 	s.closeFlags()
+	s.mon.close()
 	_ = s.eng.Close()
 	_ = s.bus.Close()
 }

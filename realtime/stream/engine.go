@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"encore.app/realtime/bus"
@@ -73,7 +74,9 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	empty := ""
 	e.epoch.Store(&empty)
 	e.registry = prometheus.NewRegistry()
-	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency, newPollCollector(e))
+	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newPollCollector(e))
 	return e, nil
 }
 
