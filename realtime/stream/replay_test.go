@@ -35,10 +35,12 @@ func TestRecoveryMemoryAndBus(t *testing.T) {
 			c.Close()
 
 			// Missed: 10..19 plus 200 more, interleaved with another channel.
+			var last uint64
 			for i := range 10 {
 				env.publishN("r", 20+i*20, 20)
-				env.publishN("other", i*5, 5)
+				last = env.publishN("other", i*5, 5)[4].Seq
 			}
+			env.waitDispatched(last) // publish returns at the bus ack; dispatch follows
 			c2 := env.dial(ctx, nil)
 			f := subscribe(t, ctx, c2, &cur, "r")
 			if f.Recovery == nil || !f.Recovery.Recovered || f.Recovery.Source != tc.source {
