@@ -140,11 +140,31 @@ type pollWaiter struct {
 	wake     chan struct{}
 }
 
+// flagChange remembers the policy before the last change, so that a poll arriving
+// just after streaming was allowed again (it was between two polls when waiting polls
+// were woken) is answered "stream" at once instead of waiting for an event.
+type flagChange struct {
+	at   time.Time
+	prev func(userID string) bool // nil: everyone was allowed
+}
+
+// recentChange is how long after a flag change a poll of a user who was not allowed
+// before and is now gets "stream" without waiting.
+const recentChange = 5 * time.Second
+
+// justAllowed reports whether userID was refused streaming before the last change,
+// made less than recentChange ago.
+func (lp *longPoll) justAllowed(userID string) bool {
+	c := lp.change.Load()
+	return c != nil && c.prev != nil && time.Since(c.at) < recentChange && !c.prev(userID)
+}
+
 // longPoll is the registry of waiting polls and the streaming switch.
 type longPoll struct {
 	m *pollCounters
 
 	allowed atomic.Pointer[func(userID string) bool] // nil: streaming allowed for everyone
+	change  atomic.Pointer[flagChange]               // the last ApplyStreamingFlag
 
 	mu        sync.Mutex
 	byChannel map[string]map[*pollWaiter]struct{}
@@ -290,6 +310,11 @@ func (e *Engine) StreamingAllowed(userID string) bool {
 // transport "stream" within StreamReturnSpread). It returns how many connections it
 // moved. allowed must be cheap and safe for concurrent use.
 func (e *Engine) ApplyStreamingFlag(allowed func(userID string) bool) (moved int) {
+	var prev func(string) bool
+	if p := e.lp.allowed.Load(); p != nil {
+		prev = *p
+	}
+	e.lp.change.Store(&flagChange{at: time.Now(), prev: prev})
 	if allowed == nil {
 		e.lp.allowed.Store(nil)
 	} else {
@@ -549,6 +574,14 @@ func (e *Engine) poll(ctx context.Context, req *pollRequest) (*pollAnswer, *poll
 				e.metrics.poll.wakeups.Add(1)
 			}
 			return &pollAnswer{events: evs, cursor: protocol.Cursor{Seq: after, Epoch: epoch}, user: user}, nil
+		}
+		if !waited && allowedAtStart && e.lp.justAllowed(user) {
+			// Streaming was allowed again while this client was between two polls.
+			if !sleepCtx(ctx, e.lp.stopCh, randDuration(e.cfg.StreamReturnSpread)) {
+				return nil, nil
+			}
+			evs, upTo, _ := e.pollCollect(req.channels, after)
+			return &pollAnswer{events: evs, cursor: protocol.Cursor{Seq: max(after, upTo), Epoch: epoch}, user: user}, nil
 		}
 		if !waited {
 			waited = true

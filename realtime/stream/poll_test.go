@@ -508,6 +508,25 @@ func TestStreamingSwitch(t *testing.T) {
 	// Streaming for alice again.
 	c := env.dial(ctx, &rtclient.DialOptions{Token: "alice", Channels: []string{"a"}})
 	subscribedOK(t, ctx, c)
+
+	// A poll sent just after streaming came back (the client was between two polls
+	// when the waiting ones were woken) is answered "stream" without waiting.
+	env.eng.ApplyStreamingFlag(func(uid string) bool { return uid != "carol" })
+	env.eng.ApplyStreamingFlag(nil)
+	q = pollQuery("a", &cur, "20s")
+	q.Set("token", "carol")
+	start := time.Now()
+	r = env.mustPoll(q, nil)
+	if r.resp.Transport != TransportStream || time.Since(start) > 2*time.Second {
+		t.Fatalf("carol's poll after the flip: %q after %v", r.resp.Transport, time.Since(start))
+	}
+	// Bob was never refused: his poll waits as usual.
+	q.Set("token", "bob")
+	q.Set("timeout", "300ms")
+	start = time.Now()
+	if r = env.mustPoll(q, nil); time.Since(start) < 300*time.Millisecond {
+		t.Fatalf("bob's poll answered after %v, want the 300ms timeout", time.Since(start))
+	}
 }
 
 func subscribedOK(t testing.TB, ctx context.Context, c *rtclient.Conn) {
