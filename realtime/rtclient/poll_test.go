@@ -8,7 +8,7 @@ func TestPollURL(t *testing.T) {
 		"wss://example.com/v2/realtime/stream?x=1":      "https://example.com/v2/realtime/poll?x=1",
 		"http://127.0.0.1:4000/v2/realtime/stream":      "http://127.0.0.1:4000/v2/realtime/poll",
 		"https://example.com/prefix/v2/realtime/stream": "https://example.com/prefix/v2/realtime/poll",
-		"ws://h/other":                                  "http://h/other",
+		"ws://h/other": "http://h/other",
 	} {
 		got, err := PollURL(in)
 		if err != nil || got != want {
