@@ -33,7 +33,7 @@ type Engine struct {
 	pool        *pool
 	registry    *prometheus.Registry
 	replaySlots chan struct{} // semaphore of bus replays; never closed
-	lp          *longPoll     // waiting polls and the streaming switch (poll.go)
+	lp          *longPoll     // waiting polls and the streaming switch (poll_waiters.go, switch.go)
 
 	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
 	cancel context.CancelFunc
@@ -128,7 +128,7 @@ func (e *Engine) dispatch(ev *protocol.Event) {
 	for _, c := range subs {
 		c.enqueue(item{ev: oe})
 	}
-	e.lp.wakeChannel(oe.channel) // after the window holds oe (poll.go)
+	e.lp.wakeChannel(oe.channel) // after the window holds oe (poll_waiters.go)
 }
 
 // sweep pings every connection each heartbeat interval and closes those silent for

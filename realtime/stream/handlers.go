@@ -71,7 +71,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(e.cfg.MaxFrameBytes)
-	if e.refuseStream(conn, id) { // streaming flag off for this user: close 4300 (poll.go)
+	if e.refuseStream(conn, id) { // streaming flag off for this user: close 4300 (switch.go)
 		return
 	}
 	ctx, cancel := context.WithCancel(e.ctx)

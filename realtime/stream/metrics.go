@@ -82,7 +82,7 @@ type Metrics struct {
 	drops            [numDropReasons]atomic.Uint64
 	disconnects      [numDisconnectReasons]atomic.Uint64
 	refusals         [3]atomic.Uint64
-	poll             pollCounters // long-poll and transport switches (poll.go)
+	poll             pollCounters // long-poll and transport switches (poll_metrics.go)
 
 	writeLatency prometheus.Histogram // enqueue-to-write, seconds
 }
@@ -148,7 +148,7 @@ type Snapshot struct {
 	HealthReports     uint64            `json:"healthReports"`
 	BadFrames         uint64            `json:"badFrames"`
 	WriteLatencyMs    LatencySummary    `json:"writeLatencyMs"`
-	PollStats                           // longPoll* and transportSwitches (poll.go)
+	PollStats                           // longPoll* and transportSwitches (poll_metrics.go)
 }
 
 func (m *Metrics) snapshot() Snapshot {
