@@ -220,7 +220,7 @@ func TestFlagFlipUnderLoad(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 
 	ts.setStreaming(t, false)
-	off := waitAll("on long-poll", 2*time.Second, func(c *rtclient.Client) bool { return c.Transport() == protocol.TransportPoll })
+	off := waitAll("on long-poll", switchBound, func(c *rtclient.Client) bool { return c.Transport() == protocol.TransportPoll })
 	t.Logf("flag OFF: all %d clients on long-poll after %v", clients, off)
 	time.Sleep(time.Second)
 	s := ts.srv.eng.Snapshot()
@@ -230,7 +230,7 @@ func TestFlagFlipUnderLoad(t *testing.T) {
 	t.Logf("while OFF: %d poll requests, %d waiting, %d moved to poll", s.LongPollRequests, s.LongPollWaiting, s.TransportSwitches["to_poll"])
 
 	ts.setStreaming(t, true)
-	on := waitAll("back on the stream", 2*time.Second, func(c *rtclient.Client) bool {
+	on := waitAll("back on the stream", switchBound, func(c *rtclient.Client) bool {
 		return c.Transport() == protocol.TransportStream && c.Stats().Connects >= 2
 	})
 	t.Logf("flag ON: all %d clients back on the stream after %v", clients, on)
