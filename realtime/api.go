@@ -24,6 +24,14 @@ func (s *Service) Stream(w http.ResponseWriter, req *http.Request) {
 	s.engine.ServeStream(w, req)
 }
 
+// Poll is the long-polling fallback with the same channels, cursor, auth and limits as
+// the stream (docs/protocol.md "Long-polling").
+//
+//encore:api auth raw method=GET path=/v2/realtime/poll
+func (s *Service) Poll(w http.ResponseWriter, req *http.Request) {
+	s.engine.ServePoll(w, req)
+}
+
 // authenticate hands the engine the user Encore's auth handler accepted.
 func authenticate(*http.Request) (*stream.Identity, error) {
 	uid, _ := auth.UserID()

@@ -22,7 +22,7 @@ const testKeys = "k1:0123456789abcdef0123456789abcdef-test"
 
 // startServer wires a server from flags (as `realtimed` would) on a loopback httptest
 // server.
-func startServer(t *testing.T, args ...string) (*server, *httptest.Server, string) {
+func startSecured(t *testing.T, args ...string) (*server, *httptest.Server, string) {
 	t.Helper()
 	o, err := parseFlags(append([]string{"-data", t.TempDir()}, args...))
 	if err != nil {
@@ -50,7 +50,7 @@ func mint(t *testing.T, user string, channels ...string) string {
 
 // -origins: browsers from other origins are refused (403) before anything else.
 func TestOriginsFlag(t *testing.T) {
-	_, _, url := startServer(t, "-origins", "app.example.com", "-token-keys", testKeys)
+	_, _, url := startSecured(t, "-origins", "app.example.com", "-token-keys", testKeys)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tok := mint(t, "1")
@@ -70,7 +70,7 @@ func TestOriginsFlag(t *testing.T) {
 // flags reach the engine (frame size, channel length, message rate) and the breaker
 // state is in the metrics.
 func TestTokenKeysAndLimitFlags(t *testing.T) {
-	s, hs, url := startServer(t, "-token-keys", testKeys, "-max-frame-bytes", "2048", "-max-channel-length", "32",
+	s, hs, url := startSecured(t, "-token-keys", testKeys, "-max-frame-bytes", "2048", "-max-channel-length", "32",
 		"-public-prefixes", "news.", "-max-conns-per-user", "2")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -133,7 +133,7 @@ func TestTokenKeysAndLimitFlags(t *testing.T) {
 // Without keys: dev mode serves anonymous connections public channels only; -dev-mint
 // lets loopback clients mint tokens (throwaway key) to try private channels.
 func TestDevModeAndDevMint(t *testing.T) {
-	_, hs, url := startServer(t, "-dev-mint")
+	_, hs, url := startSecured(t, "-dev-mint")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := rtclient.Dial(ctx, url, &rtclient.DialOptions{Channels: []string{"public:lobby", "user:42:inbox"}})

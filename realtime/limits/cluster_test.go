@@ -2,6 +2,7 @@ package limits
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -296,13 +297,21 @@ func TestGuardRatesAndGate(t *testing.T) {
 		t.Fatalf("resuming session refused: %v", err)
 	}
 	// IP: 7 attempts were charged (3+1+1+1+1), the burst; the next is refused by HTTP.
-	resp, err := http.Get(in.srv.URL + "/v2/realtime/stream")
-	if err != nil {
-		t.Fatal(err)
+	_, err = rtclient.Dial(ctx, in.url, &rtclient.DialOptions{Token: in.token(t, "5")})
+	var he *rtclient.HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.RetryAfter == "" {
+		t.Fatalf("IP rate: %v", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("IP rate: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	// Long-polls use the same Authenticate hook but are not charged to the connect rates.
+	for range 3 {
+		resp, err := http.Get(in.srv.URL + "/v2/realtime/poll?channels=public:x&timeout=0&token=" + in.token(t, "1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("poll after the connect limits were hit: %d", resp.StatusCode)
+		}
 	}
 	s := in.eng.Snapshot()
 	if s.Refusals[stream.RefuseRateLimited] != 2 || s.Refusals[stream.RefuseOverloaded] != 1 {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"encore.app/realtime/protocol"
@@ -54,9 +55,15 @@ func RemoteIP(r *http.Request) string {
 }
 
 // Authenticate wraps next with the per-IP rate (before next) and the per-user rate
-// (after it; anonymous users are charged by IP only).
+// (after it; anonymous users are charged by IP only). Only WebSocket connects are
+// charged: long-polls (the same hook) are bounded by the engine's own poll caps
+// (MaxPollsPerUser, MaxPollWaiters), and a poll per event batch must not eat the
+// connect budget.
 func (g *Guard) Authenticate(next func(*http.Request) (*stream.Identity, error)) func(*http.Request) (*stream.Identity, error) {
 	return func(r *http.Request) (*stream.Identity, error) {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			return next(r)
+		}
 		if g.IPRate != nil {
 			ip := RemoteIP(r)
 			if g.ClientIP != nil {

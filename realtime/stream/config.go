@@ -93,6 +93,33 @@ type Config struct {
 	// OriginPatterns); empty allows only same-host origins.
 	AcceptOrigins []string
 
+	// PollTimeout is how long a long-poll waits for events when the request names no
+	// timeout (default 25s); MaxPollTimeout caps what a request may ask (default 60s).
+	// PollMaxEvents caps the events of one poll answer (default 1000; the cursor lets
+	// the client continue). Answers of at least PollGzipThreshold bytes (default 1024;
+	// negative disables) are gzipped for clients that accept it.
+	PollTimeout       time.Duration
+	MaxPollTimeout    time.Duration
+	PollMaxEvents     int
+	PollGzipThreshold int
+	// MaxPollWaiters bounds the polls waiting on this instance (default 10000; more
+	// are answered 503 + Retry-After). MaxPollsPerUser bounds the concurrent polls of
+	// one authenticated user (default 10; more are answered 429 + Retry-After).
+	MaxPollWaiters  int
+	MaxPollsPerUser int
+
+	// StreamingAllowed decides whether a user may use the stream (default: everyone).
+	// A user who may not gets close 4300 right after the upgrade and poll answers with
+	// transport "poll". Engine.ApplyStreamingFlag replaces it at run time.
+	StreamingAllowed func(userID string) bool
+	// PollProbeInterval is the retry hint (jittered to [1/2, 1] of it) with 4300 closes
+	// and "poll" answers: when a client should probe the stream again (default 60s).
+	// StreamReturnSpread: when streaming is allowed again, waiting polls answer
+	// "stream" after a random delay up to this, so clients return spread out
+	// (default 500ms).
+	PollProbeInterval  time.Duration
+	StreamReturnSpread time.Duration
+
 	// OnHealth receives client health reports (feeds monitoring). Must not block.
 	OnHealth func(c *Client, h *protocol.HealthReport)
 
@@ -168,6 +195,19 @@ func (c *Config) withDefaults() (Config, error) {
 		d.ClientMessageRate = 10
 	}
 	defi(&d.ClientMessageBurst, 50)
+	def(&d.PollTimeout, 25*time.Second)
+	def(&d.MaxPollTimeout, 60*time.Second)
+	d.MaxPollTimeout = max(d.MaxPollTimeout, d.PollTimeout)
+	defi(&d.PollMaxEvents, 1000)
+	if d.PollGzipThreshold == 0 {
+		d.PollGzipThreshold = 1024
+	}
+	defi(&d.MaxPollWaiters, 10000)
+	defi(&d.MaxPollsPerUser, 10)
+	def(&d.PollProbeInterval, 60*time.Second)
+	if d.StreamReturnSpread == 0 {
+		d.StreamReturnSpread = 500 * time.Millisecond
+	}
 	def(&d.RetryMin, 500*time.Millisecond)
 	def(&d.RetryMax, 5*time.Second)
 	if d.Logger == nil {

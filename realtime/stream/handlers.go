@@ -33,12 +33,12 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := e.cfg.Authenticate(r)
 	if err != nil {
-		e.refuseStream(w, r, err)
+		e.refuseConnect(w, r, err)
 		return
 	}
 	release, err := e.admit(r, id)
 	if err != nil {
-		e.refuseStream(w, r, err)
+		e.refuseConnect(w, r, err)
 		return
 	}
 	admitted := false
@@ -81,6 +81,9 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(e.cfg.MaxFrameBytes)
+	if e.refuseStream(conn, id) { // streaming flag off for this user: close 4300 (switch.go)
+		return
+	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &Client{
 		e: e, conn: conn, session: newSessionID(),

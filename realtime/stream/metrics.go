@@ -92,6 +92,7 @@ type Metrics struct {
 	drops               [numDropReasons]atomic.Uint64
 	disconnects         [numDisconnectReasons]atomic.Uint64
 	refusals            [len(refuseNames)]atomic.Uint64
+	poll                pollCounters // long-poll and transport switches (poll_metrics.go)
 
 	writeLatency prometheus.Histogram // enqueue-to-write, seconds
 }
@@ -158,6 +159,7 @@ type Snapshot struct {
 	// MessagesRateLimited counts client frames ignored for exceeding the message rate.
 	MessagesRateLimited uint64         `json:"messagesRateLimited"`
 	WriteLatencyMs      LatencySummary `json:"writeLatencyMs"`
+	PollStats                          // longPoll* and transportSwitches (poll_metrics.go)
 	// Breaker is the bus circuit breaker's state ("closed", "open", "half-open"), when
 	// the bus has one (bus.Breaker).
 	Breaker string `json:"breaker,omitempty"`
@@ -191,6 +193,7 @@ func (m *Metrics) snapshot() Snapshot {
 		HealthReports:       m.healthReports.Load(),
 		BadFrames:           m.badFrames.Load(),
 		MessagesRateLimited: m.messagesRateLimited.Load(),
+		PollStats:           m.poll.stats(),
 	}
 	if s.EventFrames > 0 {
 		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)

@@ -35,15 +35,12 @@ func TestRecoveryMemoryAndBus(t *testing.T) {
 			c.Close()
 
 			// Missed: 10..19 plus 200 more, interleaved with another channel.
-			var acks []bus.Ack
+			var last uint64
 			for i := range 10 {
 				env.publishN("r", 20+i*20, 20)
-				acks = env.publishN("other", i*5, 5)
+				last = env.publishN("other", i*5, 5)[4].Seq
 			}
-			// Let the engine dispatch them first, else a late one arrives live rather
-			// than replayed and EventsReplayed is short (seen under CPU load).
-			last := acks[len(acks)-1].Seq
-			waitFor(t, 10*time.Second, "missed events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= last })
+			env.waitDispatched(last) // publish returns at the bus ack; dispatch follows
 			c2 := env.dial(ctx, nil)
 			f := subscribe(t, ctx, c2, &cur, "r")
 			if f.Recovery == nil || !f.Recovery.Recovered || f.Recovery.Source != tc.source {

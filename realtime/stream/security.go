@@ -24,11 +24,11 @@ func (e *Engine) admit(r *http.Request, id *Identity) (func(), error) {
 	return e.cfg.Admit(r, id, r.URL.Query().Get("cursor") != "")
 }
 
-// refuseStream answers a refused stream request. An *AuthError with a Close code is
+// refuseConnect answers a refused stream request. An *AuthError with a Close code is
 // answered to WebSocket requests by upgrading and closing at once with that code, since
 // browsers cannot read the HTTP status of a refused upgrade; everything else gets the
 // HTTP status (with Retry-After for 429/503).
-func (e *Engine) refuseStream(w http.ResponseWriter, r *http.Request, err error) {
+func (e *Engine) refuseConnect(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *AuthError
 	if !errors.As(err, &ae) {
 		ae = &AuthError{Status: http.StatusUnauthorized, Msg: "unauthorized"}
