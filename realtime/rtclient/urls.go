@@ -30,3 +30,13 @@ func (c *Client) Instance() string {
 	defer c.mu.Unlock()
 	return c.instance
 }
+
+// lastURL is the URL of the last connection attempt (the first URL before any); the
+// long-poll fallback polls the same instance. Run goroutine only.
+func (c *Client) lastURL() string {
+	u := c.urls()
+	if c.attempts == 0 {
+		return u[0]
+	}
+	return u[(c.attempts-1)%len(u)]
+}

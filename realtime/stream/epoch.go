@@ -104,7 +104,7 @@ func (e *Engine) checkEpoch() {
 			return
 		}
 		e.log.Warn("resubscribe after epoch change", "err", err)
-		if !sleepCtx(e.ctx, time.Second) {
+		if !sleepCtx(e.ctx, nil, time.Second) {
 			return
 		}
 	}
@@ -112,14 +112,3 @@ func (e *Engine) checkEpoch() {
 
 // EpochChanges counts stream recreations this engine noticed and resynced after.
 func (e *Engine) EpochChanges() uint64 { return e.epochChanges.Load() }
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
