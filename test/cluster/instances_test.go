@@ -21,6 +21,7 @@ import (
 // tiny, so those resumes come from JetStream, not memory. The dead instance's health
 // record expires by itself.
 func TestThreeInstancesOneKilled(t *testing.T) {
+	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := startCluster(t, 3)

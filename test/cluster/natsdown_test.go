@@ -18,6 +18,7 @@ import (
 // client stays connected and, once NATS is back, gets the events published after it
 // in order, with nothing lost from before.
 func TestWholeNATSDown(t *testing.T) {
+	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := startCluster(t, 3)

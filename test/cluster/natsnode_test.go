@@ -19,6 +19,7 @@ import (
 // order; publishing goes on (a batch that fails during the election is resent with the
 // same IDs and deduplicated).
 func TestNATSNodeKilled(t *testing.T) {
+	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := startCluster(t, 3)
@@ -103,6 +104,7 @@ func TestNATSNodeKilled(t *testing.T) {
 	}
 
 	waitComplete(t, 30*time.Second, p, rs)
+	t.Logf("every client complete %v after the kill", time.Since(killAt).Round(time.Millisecond))
 
 	// Every acked event is in the stream, through a surviving node.
 	survivor := ins[(victim+1)%3]

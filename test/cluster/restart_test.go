@@ -18,6 +18,7 @@ import (
 // cursor of the old stream is answered "not recovered" (epoch_mismatch), by a new
 // instance and by one that was running before the stream was recreated.
 func TestRestartRetentionRecreate(t *testing.T) {
+	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := startCluster(t, 3)

@@ -21,6 +21,8 @@ import (
 // 4103 with a jittered retry hint, come back, and every one ends with exactly the
 // events of its channel.
 func TestReconnectStormBounded(t *testing.T) {
+	// Not parallel: it runs first and alone (parallel tests wait for the serial ones),
+	// so that the other clusters do not take its CPU.
 	const (
 		clients       = 500
 		maxReplays    = 4
