@@ -703,6 +703,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 	pending := cons.CachedInfo().NumPending // matching messages stored after `after`
 	var lastCons uint64                     // consumer sequence of the last message
 	noResp := 0                             // fetches answered "no responders" (fetchRetry)
+	lastSeq := after                        // stream sequence of the last message
 	for pending > 0 {
 		if err := ctx.Err(); err != nil {
 			return j.wrap("replay", err)
@@ -738,6 +739,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 			lastCons = meta.Sequence.Consumer
 			pending = meta.NumPending
 			seq := meta.Sequence.Stream
+			lastSeq = seq
 			if seq > upTo {
 				done = true
 				continue
@@ -774,7 +776,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 			}
 		}
 	}
-	return nil
+	return j.verifyReplayTail(ctx, subjects, lastSeq, upTo)
 }
 
 // Close implements Bus: it stops every subscription (waiting for its goroutine),
