@@ -54,6 +54,7 @@ type Client struct {
 	// immutable after construction
 	e       *Engine
 	conn    *websocket.Conn
+	cc      *countingConn // the socket under conn (nil if the server could not wrap it)
 	session string
 	ctx     context.Context // cancelled at teardown or engine close
 	cancel  context.CancelFunc
@@ -333,10 +334,23 @@ func (c *Client) writeFailed(err error) {
 }
 
 // writeFrame writes one text message with the write timeout and counts it.
+//
+// The frame is gathered (countingConn.cork) and sent in one system call bounded by the
+// write deadline: no context and timer per frame. A blocked write ends at the deadline
+// or when teardown closes the socket.
 func (c *Client) writeFrame(b []byte) error {
-	ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.WriteTimeout)
-	err := c.conn.Write(ctx, websocket.MessageText, b)
-	cancel()
+	var err error
+	if c.cc == nil {
+		ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.WriteTimeout)
+		err = c.conn.Write(ctx, websocket.MessageText, b)
+		cancel()
+	} else {
+		c.cc.cork()
+		err = c.conn.Write(context.Background(), websocket.MessageText, b)
+		if uerr := c.cc.uncork(time.Now().Add(c.e.cfg.WriteTimeout)); err == nil {
+			err = uerr
+		}
+	}
 	if err != nil {
 		return err
 	}
