@@ -43,6 +43,7 @@ type options struct {
 	engine                                                                       stream.Config
 	compressionThreshold                                                         int
 	drainTimeout                                                                 time.Duration
+	pprof                                                                        *bool
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -92,6 +93,7 @@ func parseFlags(args []string) (*options, error) {
 	num(&o.engine.WindowEvents, "window", "REALTIME_WINDOW", 10000, "in-memory replay window (events)")
 	num(&o.engine.MaxSubscriptions, "max-subscriptions", "REALTIME_MAX_SUBSCRIPTIONS", 100, "channels per connection")
 	dur(&o.drainTimeout, "drain-timeout", "REALTIME_DRAIN_TIMEOUT", 10*time.Second, "how long shutdown waits for connections to flush")
+	o.pprof = pprofFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -180,6 +182,9 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	s := &server{o: o, log: log, bus: b, eng: eng}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
+	if *o.pprof {
+		mountPprof(mux)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil

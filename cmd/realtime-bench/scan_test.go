@@ -1,0 +1,58 @@
+package main
+
+import (
+	"testing"
+
+	"encore.app/realtime/protocol"
+)
+
+func TestScanEvents(t *testing.T) {
+	enc := [][]byte{
+		protocol.EncodeEvent(&protocol.Event{ID: "a", Seq: 7, Channel: "c1", Data: []byte(`{"t":1764222000123456789,"seqs":"\"ts\":x","p":"zz"}`), TS: 1764222000124}),
+		protocol.EncodeEvent(&protocol.Event{ID: "b", Seq: 9, Channel: "c2", Type: "x", TS: 1764222000125}), // no data
+		protocol.EncodeEvent(&protocol.Event{ID: "c", Seq: 12, Channel: "c1", Data: []byte(`{"t":5}`), TS: 3}),
+	}
+	frame := protocol.AppendEventsFrame(nil, enc)
+	if kindOf(frame) != frameEvents {
+		t.Fatalf("kind %v", kindOf(frame))
+	}
+	var got []scannedEvent
+	n := scanEvents(frame, func(e scannedEvent) { got = append(got, e) })
+	want := []scannedEvent{{7, 1764222000123456789, 1764222000124}, {9, 0, 1764222000125}, {12, 5, 3}}
+	if n != len(want) {
+		t.Fatalf("n=%d, got %+v", n, got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d: got %+v want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestFrameKinds(t *testing.T) {
+	cases := map[string]frameKind{
+		`{"type":"ping","ts":1}`:             framePing,
+		`{"type":"subscribed","results":[]}`: frameSubscribed,
+		`{"type":"events","events":[]}`:      frameEvents,
+		`{"type":"welcome"}`:                 frameOther,
+		``:                                   frameOther,
+	}
+	for in, want := range cases {
+		if got := kindOf([]byte(in)); got != want {
+			t.Errorf("%q: %v want %v", in, got, want)
+		}
+	}
+}
+
+func FuzzScanEvents(f *testing.F) {
+	f.Add([]byte(`{"type":"events","events":[{"id":"a","seq":1,"channel":"c","data":{"t":2},"ts":3}]}`))
+	f.Add([]byte(`"seq":`))
+	f.Add([]byte(`"seq":1"ts":`))
+	f.Add([]byte(`"seq":99999999999999999999999"data":{"t":"ts":`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n := scanEvents(b, func(scannedEvent) {})
+		if n < 0 || n > len(b) {
+			t.Fatalf("n=%d", n)
+		}
+	})
+}
