@@ -217,6 +217,31 @@ func (f *fleet) onEvents(c *wsClient, b []byte, now int64) {
 	})
 }
 
+// remove closes c and forgets it (soak churn).
+func (f *fleet) remove(c *wsClient) {
+	c.close()
+	f.cancelOne(c)
+	f.mu.Lock()
+	for i, x := range f.clients {
+		if x == c {
+			f.clients[i] = f.clients[len(f.clients)-1]
+			f.clients = f.clients[:len(f.clients)-1]
+			break
+		}
+	}
+	f.mu.Unlock()
+}
+
+// cancelOne makes sure c's reader has ended.
+func (f *fleet) cancelOne(c *wsClient) {
+	select {
+	case <-c.done:
+	case <-time.After(3 * time.Second):
+		c.conn.CloseNow()
+		<-c.done
+	}
+}
+
 // received sums distinct events over the clients.
 func (f *fleet) received() uint64 {
 	f.mu.Lock()

@@ -68,7 +68,7 @@ func (c *common) loadConfig() loadConfig {
 	return loadConfig{Label: c.label, Clients: c.clients, Channels: c.channels, ChannelsPerClient: c.perClient,
 		Rate: c.rate, Payload: c.payload, Duration: c.duration, Warmup: c.warmup, Drain: c.drain,
 		IdleSettle: c.settle, Compress: c.compress, DialConcurrency: c.dialConc, PublishWorkers: c.pubWorkers,
-		ServerArgs: strings.Fields(c.serverArgs)}
+		ServerArgs: strings.Fields(c.serverArgs), DurationS: c.duration.Seconds(), WarmupS: c.warmup.Seconds()}
 }
 
 // target starts (or attaches to) the server under test with extra server flags.
