@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -40,7 +39,10 @@ type faultResult struct {
 	PublishErrors  uint64         `json:"publishErrors"`
 	Latency        LatencySummary `json:"latencyMs"`
 	DrainSeconds   float64        `json:"drainSeconds"`
-	Load           string         `json:"machineLoad"`
+	// NoEventAfterKill counts (client, kill) pairs with no event on a new connection
+	// before the next kill or the end: clients that did not recover.
+	NoEventAfterKill int    `json:"noEventAfterKill"`
+	Load             string `json:"machineLoad"`
 }
 
 type faultClient struct {
@@ -134,6 +136,21 @@ func cmdFault(ctx context.Context, args []string) error {
 	led := newLedger()
 	pub := newPublisher(t, chans, cfg.Rate, cfg.Payload, led)
 	pubDone := make(chan time.Duration, 1)
+	rec := newLatencies()
+	missed := 0
+	harvest := func() {
+		k := killNanos.Load()
+		if k == 0 {
+			return
+		}
+		for _, fc := range clients {
+			if f := fc.firstAt.Load(); f > 0 {
+				rec.recordNanos(k, f)
+			} else {
+				missed++
+			}
+		}
+	}
 	pubStart := time.Now()
 	go func() { pubDone <- pub.run(ctx, cfg.Duration) }()
 	for k := 0; k < *kills; k++ {
@@ -144,6 +161,7 @@ func cmdFault(ctx context.Context, args []string) error {
 		case <-time.After(time.Until(pubStart.Add(at))):
 		}
 		logf(os.Stderr, "fault: SIGKILL pid %d (acked so far %d)", t.pid(), led.count())
+		harvest()
 		kt := time.Now()
 		for _, fc := range clients {
 			fc.firstAt.Store(0)
@@ -189,9 +207,8 @@ func cmdFault(ctx context.Context, args []string) error {
 	for i := range chans {
 		pubm[i] = led.channel(i)
 	}
-	lat, rec := newLatencies(), newLatencies()
-	k := killNanos.Load()
-	var recov []float64
+	harvest()
+	lat := newLatencies()
 	for _, fc := range clients {
 		res.Accounting.account(fc.seen, fc.channels, pubm)
 		lat.merge(fc.lat)
@@ -200,16 +217,9 @@ func cmdFault(ctx context.Context, args []string) error {
 		res.Reconnects += st.Reconnects
 		res.Recovered += st.Recovered
 		res.NotRecovered += st.NotRecovered
-		if f := fc.firstAt.Load(); f > 0 && k > 0 {
-			rec.recordNanos(k, f)
-			recov = append(recov, float64(f-k)/1e6)
-		}
 	}
-	sort.Float64s(recov)
 	res.RecoveryMs = rec.summary()
-	if len(recov) < len(clients) && k > 0 {
-		logf(os.Stderr, "fault: %d of %d clients got no event after the kill", len(clients)-len(recov), len(clients))
-	}
+	res.NoEventAfterKill = missed
 	res.Latency = lat.summary()
 	res.Published, res.PublishErrors = pub.acked.Load(), pub.errors.Load()
 	printFault(os.Stdout, res)
@@ -227,7 +237,7 @@ func printFault(w io.Writer, r *faultResult) {
 	fmt.Fprintf(tw, "restart\t%v s (SIGKILL -> healthy)\n", r.RestartSeconds)
 	fmt.Fprintf(tw, "recovery\tSIGKILL -> first event after it, per client: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
 		r.RecoveryMs.P50, r.RecoveryMs.P99, r.RecoveryMs.Max)
-	fmt.Fprintf(tw, "reconnects\t%d; recovered %d, not recovered %d\n", r.Reconnects, r.Recovered, r.NotRecovered)
+	fmt.Fprintf(tw, "reconnects\t%d; recovered %d, not recovered %d; no event after a kill: %d\n", r.Reconnects, r.Recovered, r.NotRecovered, r.NoEventAfterKill)
 	fmt.Fprintf(tw, "latency\tp50 %.1f ms, p99 %.1f ms, max %.1f ms (includes the outage)\n", r.Latency.P50, r.Latency.P99, r.Latency.Max)
 	tw.Flush()
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -121,6 +122,14 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	raiseFDLimit()
+	if i := indexFlag(args, "-cpuprofile"); i >= 0 && i+1 < len(args) {
+		stopProf, err := startProfile(args[i+1])
+		if err != nil {
+			return err
+		}
+		defer stopProf()
+		args = append(args[:i:i], args[i+2:]...)
+	}
 	switch mode {
 	case "load":
 		return cmdLoad(ctx, args)
@@ -192,6 +201,28 @@ func cmdIdle(ctx context.Context, args []string) error {
 		}
 	}
 	return err
+}
+
+func indexFlag(args []string, name string) int {
+	for i, a := range args {
+		if a == name || a == "-"+name {
+			return i
+		}
+	}
+	return -1
+}
+
+// startProfile writes a CPU profile of the bench itself (-cpuprofile file, any mode).
+func startProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 // loadavg is /proc/loadavg's first three fields.

@@ -116,6 +116,15 @@ func runPoll(ctx context.Context, t *target, cfg loadConfig, logw io.Writer) (*p
 			loops = append(loops, &feedLoop{ch: j, lat: newLatencies(), primed: make(chan struct{})})
 		}
 	}
+	// Probe: a server without the endpoint would leave every loop failing.
+	probe, err := hc.Get(t.urls[0] + "/v2/realtime/poll?timeout=0&channels=" + chans[0])
+	if err != nil {
+		return side, fmt.Errorf("poll probe: %w", err)
+	}
+	probe.Body.Close()
+	if probe.StatusCode != 200 {
+		return side, fmt.Errorf("GET /v2/realtime/poll: HTTP %d (does this server have the long-poll endpoint?)", probe.StatusCode)
+	}
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var wg sync.WaitGroup
