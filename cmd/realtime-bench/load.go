@@ -25,6 +25,7 @@ type loadConfig struct {
 	Warmup            time.Duration `json:"-"`
 	Drain             time.Duration `json:"-"`
 	IdleSettle        time.Duration `json:"-"`
+	Hold              time.Duration `json:"-"` // keep the connections idle this long (for profiling)
 	Compress          bool          `json:"clientCompression"`
 	DialConcurrency   int           `json:"-"`
 	PublishWorkers    int           `json:"-"`
@@ -176,6 +177,13 @@ func runLoad(ctx context.Context, t *target, cfg loadConfig, logw io.Writer) (*l
 		res.IdleHeapPerCon = (float64(res.IdleHeap) - float64(res.IdleHeapBase)) / float64(res.Connected)
 		logf(logw, "idle: RSS %.1f MiB (baseline %.1f), %.0f B/connection, heap %.0f B/connection",
 			mib(res.IdleRSS), mib(res.IdleRSSBaseline), res.IdleBytesPerCon, res.IdleHeapPerCon)
+	}
+	if cfg.Hold > 0 {
+		logf(logw, "holding %d connections for %s", res.Connected, cfg.Hold)
+		select {
+		case <-time.After(cfg.Hold):
+		case <-ctx.Done():
+		}
 	}
 	if cfg.Rate <= 0 || cfg.Duration <= 0 {
 		return res, nil

@@ -40,7 +40,7 @@ type common struct {
 	url, key, serverBin, serverArgs, jsonPath, label string
 	clients, channels, perClient, rate, payload      int
 	dialConc, pubWorkers                             int
-	duration, warmup, drain, settle                  time.Duration
+	duration, warmup, drain, settle, hold            time.Duration
 	compress                                         bool
 }
 
@@ -62,13 +62,14 @@ func (c *common) register(fs *flag.FlagSet, d common) {
 	fs.DurationVar(&c.warmup, "warmup", d.warmup, "events sent in the first part of the run are not timed")
 	fs.DurationVar(&c.drain, "drain", 10*time.Second, "how long to wait for the last events after publishing")
 	fs.DurationVar(&c.settle, "settle", d.settle, "idle settle time before memory is read (0: skip the idle measurement)")
+	fs.DurationVar(&c.hold, "hold", 0, "keep the connections open and idle this long before publishing (for profiling the server)")
 	fs.BoolVar(&c.compress, "compress", d.compress, "clients offer permessage-deflate")
 }
 
 func (c *common) loadConfig() loadConfig {
 	return loadConfig{Label: c.label, Clients: c.clients, Channels: c.channels, ChannelsPerClient: c.perClient,
 		Rate: c.rate, Payload: c.payload, Duration: c.duration, Warmup: c.warmup, Drain: c.drain,
-		IdleSettle: c.settle, Compress: c.compress, DialConcurrency: c.dialConc, PublishWorkers: c.pubWorkers,
+		IdleSettle: c.settle, Hold: c.hold, Compress: c.compress, DialConcurrency: c.dialConc, PublishWorkers: c.pubWorkers,
 		ServerArgs: strings.Fields(c.serverArgs), DurationS: c.duration.Seconds(), WarmupS: c.warmup.Seconds()}
 }
 
