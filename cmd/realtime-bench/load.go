@@ -60,6 +60,7 @@ type loadResult struct {
 	PublishSeconds  float64        `json:"publishSeconds"`
 	PublishedPerSec float64        `json:"publishedPerSecond"`
 	PublishReqMs    LatencySummary `json:"publishRequestMs"`
+	PayloadMean     float64        `json:"payloadMeanBytes"`
 
 	Accounting      accounting     `json:"accounting"`
 	DeliveredPerSec float64        `json:"deliveredPerSecond"`
@@ -231,6 +232,7 @@ func runLoad(ctx context.Context, t *target, cfg loadConfig, logw io.Writer) (*l
 	res.PublishSeconds = paced.Seconds()
 	res.PublishedPerSec = float64(res.Published) / paced.Seconds()
 	res.PublishReqMs = pub.reqLat.summary()
+	res.PayloadMean = pub.avgPayload()
 	res.DeliveredPerSec = float64(res.Accounting.Received) / elapsed.Seconds()
 	if p := pub.lastErr.Load(); p != nil {
 		logf(logw, "last publish error: %s", *p)
@@ -276,8 +278,8 @@ func printLoad(w io.Writer, r *loadResult) {
 	}
 	if c.Rate > 0 {
 		a := r.Accounting
-		fmt.Fprintf(tw, "published\t%d events (%.0f/s, %d requests, %d errors; request p99 %.1f ms)\n",
-			r.Published, r.PublishedPerSec, r.PublishRequests, r.PublishErrors, r.PublishReqMs.P99)
+		fmt.Fprintf(tw, "published\t%d events of %.0f B mean payload (%.0f/s, %d requests, %d errors; request p99 %.1f ms)\n",
+			r.Published, r.PayloadMean, r.PublishedPerSec, r.PublishRequests, r.PublishErrors, r.PublishReqMs.P99)
 		fmt.Fprintf(tw, "delivered\t%d of %d (%.0f/s); lost %d, duplicated %d, reordered %d; drain %.2fs\n",
 			a.Received, a.Expected, r.DeliveredPerSec, a.Lost, a.Duplicates, a.Reordered, r.DrainSeconds)
 		fmt.Fprintf(tw, "latency\tp50 %.2f ms, p95 %.2f ms, p99 %.2f ms, max %.2f ms (%d samples, publisher send -> client receive)\n",

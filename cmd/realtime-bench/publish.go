@@ -87,9 +87,12 @@ type publisher struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
 	acked    atomic.Uint64
-	lastErr  atomic.Pointer[string]
-	reqLat   *latencies // request round trip
-	mu       sync.Mutex
+	// payloadBytes sums the data sizes of the events built (retries count once per build).
+	payloadBytes atomic.Uint64
+	built        atomic.Uint64
+	lastErr      atomic.Pointer[string]
+	reqLat       *latencies // request round trip
+	mu           sync.Mutex
 }
 
 type pubJob struct {
@@ -153,13 +156,6 @@ loop:
 	return paced
 }
 
-type pubEvent struct {
-	ID      string          `json:"id"`
-	Channel string          `json:"channel"`
-	Type    string          `json:"type"`
-	Data    json.RawMessage `json:"data"`
-}
-
 func (p *publisher) send(ctx context.Context, j pubJob, w int, body []byte, r *rand.Rand) []byte {
 	body = body[:0]
 	sentAt := time.Now().UnixNano()
@@ -176,10 +172,13 @@ func (p *publisher) send(ctx context.Context, j pubJob, w int, body []byte, r *r
 		body = append(body, `","channel":"`...)
 		body = append(body, p.channels[n%uint64(len(p.channels))]...)
 		body = append(body, `","type":"order","data":`...)
+		before := len(body)
 		body = appendPayload(body, p.size, n, sentAt, r)
+		p.payloadBytes.Add(uint64(len(body) - before))
 		body = append(body, '}')
 	}
 	body = append(body, "]}"...)
+	p.built.Add(j.n)
 	backoff := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		acks, err := p.post(ctx, w+attempt, body)
@@ -209,6 +208,14 @@ type ackResp struct {
 		Seq       uint64 `json:"seq"`
 		Duplicate bool   `json:"duplicate"`
 	} `json:"acks"`
+}
+
+// avgPayload is the mean size in bytes of the payloads sent.
+func (p *publisher) avgPayload() float64 {
+	if n := p.built.Load(); n > 0 {
+		return float64(p.payloadBytes.Load()) / float64(n)
+	}
+	return 0
 }
 
 func (p *publisher) post(ctx context.Context, inst int, body []byte) ([]struct {

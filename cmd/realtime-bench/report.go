@@ -241,8 +241,8 @@ func (s *suite) markdown(charts map[string][]byte) string {
 				r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Server.EventsPerFrame, r.Server.WireBytesPerEv,
 				r.CPU.ServerCores, r.CPU.BenchCores, r.CPU.OtherCores, target)
 		}
-		p("\nPayload ~%d B, %.0f s per run after connecting, first %.0f s not timed. Load average at the start of each run: ",
-			s.loads[0].Config.Payload, s.loads[0].Config.DurationS, s.loads[0].Config.WarmupS)
+		p("\nPayload ~%d B (mean %.0f B of JSON), %.0f s per run after connecting, first %.0f s not timed. Load average at the start of each run: ",
+			s.loads[0].Config.Payload, s.loads[0].PayloadMean, s.loads[0].Config.DurationS, s.loads[0].Config.WarmupS)
 		var la []string
 		for _, r := range s.loads {
 			la = append(la, fmt.Sprintf("%d×%d: %s", r.Config.Clients, r.Config.Rate, r.Load))
@@ -273,7 +273,7 @@ func (s *suite) markdown(charts map[string][]byte) string {
 		p("| mode | payload | events/frame | wire B/event | raw B/event | × fewer bytes than off | server CPU µs/event | p99 ms | lost |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range bw.Runs {
 			sd := r.Result.Server
-			p("| %s | %d B | %.1f | %.0f | %.0f | %.1f | %.2f | %.1f | %d |\n", r.Mode, r.Payload, sd.EventsPerFrame,
+			p("| %s | %d B (mean %.0f) | %.1f | %.0f | %.0f | %.1f | %.2f | %.1f | %d |\n", r.Mode, r.Payload, r.Result.PayloadMean, sd.EventsPerFrame,
 				sd.WireBytesPerEv, sd.RawBytesPerEv, r.VsOff, sd.CPUMicrosPerEv, r.Result.Latency.P99, r.Result.Accounting.Lost)
 		}
 		p("\n![bytes per event](bench/bandwidth.svg)\n\n![CPU per event](bench/cpu.svg)\n\n")

@@ -139,6 +139,9 @@ func (d *svgDoc) drawYAxis(c *Chart, maxV, minPos float64) yAxis {
 		a.hi = math.Pow(10, math.Ceil(math.Log10(math.Max(maxV, a.lo*10))))
 		for v := a.lo; v <= a.hi*1.0001; v *= 10 {
 			ticks = append(ticks, v)
+			if v*10 <= a.hi*1.0001 {
+				ticks = append(ticks, 2*v, 5*v)
+			}
 		}
 	} else {
 		ticks = niceTicks(0, math.Max(maxV, 1e-9)*1.05, 5)
