@@ -125,7 +125,7 @@ type AuditLog struct {
 
 // Audit returns the newest flag changes (admin).
 //
-//encore:api public method=GET path=/v2/flags/admin/audit
+//encore:api public method=GET path=/v2/flags/audit
 func Audit(ctx context.Context, p *AuditParams) (*AuditLog, error) {
 	api, _, err := authorize(p.Authorization)
 	if err != nil {

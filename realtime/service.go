@@ -7,11 +7,13 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
 
+	"encore.app/monitoring/health"
 	"encore.app/realtime/natsshared"
 	"encore.app/realtime/stream"
 )
@@ -26,6 +28,7 @@ var secrets struct {
 //encore:service
 type Service struct {
 	engine *stream.Engine
+	fleet  *health.Fleet // publishes this instance's figures for the monitoring service
 }
 
 // svc lets package-level handlers (the subscription, typed endpoints) reach the service.
@@ -46,7 +49,16 @@ func initService() (*Service, error) {
 		return nil, err
 	}
 	rlog.Info("realtime engine started", "epoch", e.Epoch())
-	svc = &Service{engine: e}
+	health.ProvideConn(b.Conn()) // the monitoring service aggregates on the same NATS
+	fleet, err := health.StartFleet(ctx, b.Conn(), health.FleetConfig{Snapshot: func() health.InstanceSnapshot {
+		body, _ := json.Marshal(e.Snapshot())
+		snap, _ := health.DecodeEngineMetrics(body)
+		return snap
+	}})
+	if err != nil {
+		return nil, err
+	}
+	svc = &Service{engine: e, fleet: fleet}
 	return svc, nil
 }
 
@@ -59,5 +71,6 @@ func (s *Service) Shutdown(p shutdown.Progress) error {
 	if err := s.engine.Shutdown(ctx); err != nil {
 		rlog.Warn("drain incomplete", "err", err)
 	}
+	_ = s.fleet.Close()
 	return natsshared.Close()
 }

@@ -24,6 +24,7 @@ import (
 
 	"encore.app/realtime/bus"
 	"encore.app/realtime/stream"
+	demoweb "encore.app/web"
 )
 
 func main() {
@@ -144,8 +145,15 @@ type server struct {
 	log  *slog.Logger
 	bus  *bus.JetStream
 	eng  *stream.Engine
+	mon  *monitor
 	http *http.Server
 }
+
+// breakerState is the bus circuit breaker's state for monitoring ("" = none).
+func (s *server) breakerState() string { return "" }
+
+// longPollRequests counts long-poll requests for monitoring.
+func (s *server) longPollRequests() uint64 { return 0 }
 
 func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, error) {
 	data, err := filepath.Abs(o.data)
@@ -170,6 +178,8 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	if o.origins != "" {
 		cfg.AcceptOrigins = splitComma(o.origins)
 	}
+	mon := newMonitor()
+	cfg.OnHealth = mon.onHealth
 	eng, err := stream.New(cfg, b)
 	if err != nil {
 		b.Close()
@@ -179,13 +189,18 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 		b.Close()
 		return nil, err
 	}
-	s := &server{o: o, log: log, bus: b, eng: eng}
+	s := &server{o: o, log: log, bus: b, eng: eng, mon: mon}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
 	if *o.pprof {
 		mountPprof(mux)
 	}
+	if err := mon.start(ctx, s, mux); err != nil {
+		s.close()
+		return nil, err
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.Handle("GET /", demoweb.DemoHandler()) // the demo page: pick channels, publish, watch
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return s, nil
 }
@@ -215,6 +230,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *server) close() {
+	s.mon.close()
 	_ = s.eng.Close()
 	_ = s.bus.Close()
 }

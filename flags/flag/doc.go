@@ -36,6 +36,6 @@
 // # HTTP
 //
 // Handler serves GET /v2/flags, GET /v2/flags/admin, PUT /v2/flags/admin/{name} and
-// GET /v2/flags/admin/audit with plain net/http; API holds the same operations for the
+// GET /v2/flags/audit with plain net/http; API holds the same operations for the
 // Encore service root.
 package flag

@@ -18,7 +18,7 @@ type UserResolver func(r *http.Request) (userID string, err error)
 //	GET /v2/flags                   evaluated flags of the current user
 //	GET /v2/flags/admin             flag definitions            (admin)
 //	PUT /v2/flags/admin/{name}      change one flag (JSON)      (admin)
-//	GET /v2/flags/admin/audit       newest changes, ?limit=N    (admin)
+//	GET /v2/flags/audit       newest changes, ?limit=N    (admin)
 //
 // Admin routes need Authorization: Bearer <admin key>. Errors are JSON
 // {"code":"...","message":"..."} with a 4xx/5xx status.
@@ -45,7 +45,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v2/flags", h.userFlags)
 	mux.HandleFunc("GET /v2/flags/admin", h.admin(h.listFlags))
 	mux.HandleFunc("PUT /v2/flags/admin/{name}", h.admin(h.changeFlag))
-	mux.HandleFunc("GET /v2/flags/admin/audit", h.admin(h.audit))
+	mux.HandleFunc("GET /v2/flags/audit", h.admin(h.audit))
 }
 
 // ServeHTTP serves the routes listed on Handler.
@@ -61,7 +61,7 @@ type FlagsResponse struct {
 	Flags []Flag `json:"flags"`
 }
 
-// AuditResponse is the body of GET /v2/flags/admin/audit.
+// AuditResponse is the body of GET /v2/flags/audit.
 type AuditResponse struct {
 	Entries []AuditEntry `json:"entries"`
 }

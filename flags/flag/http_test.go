@@ -96,7 +96,7 @@ func TestHTTPAdminAuth(t *testing.T) {
 		for _, rt := range []struct{ method, path, body string }{
 			{"GET", "/v2/flags/admin", ""},
 			{"PUT", "/v2/flags/admin/" + StreamingV2, `{"enabled":false}`},
-			{"GET", "/v2/flags/admin/audit", ""},
+			{"GET", "/v2/flags/audit", ""},
 		} {
 			r := do(t, srv, rt.method, rt.path, auth, rt.body)
 			e := decode[ErrorResponse](t, r)
@@ -143,7 +143,7 @@ func TestHTTPChangeAndAudit(t *testing.T) {
 		t.Fatalf("list = %+v", list)
 	}
 
-	r = do(t, srv, "GET", "/v2/flags/admin/audit?limit=10", "Bearer "+testAdminKey, "")
+	r = do(t, srv, "GET", "/v2/flags/audit?limit=10", "Bearer "+testAdminKey, "")
 	audit := decode[AuditResponse](t, r)
 	if r.status != 200 || len(audit.Entries) != 2 {
 		t.Fatalf("audit: %d %s", r.status, r.body)
@@ -172,8 +172,8 @@ func TestHTTPBadInput(t *testing.T) {
 		{"nothing set", "PUT", "/v2/flags/admin/" + StreamingV2, `{}`, 400, CodeInvalid, "sets nothing"},
 		{"stale revision", "PUT", "/v2/flags/admin/" + StreamingV2, `{"enabled":true,"ifRevision":99}`, 409, CodeConflict, "revision"},
 		{"too large", "PUT", "/v2/flags/admin/" + StreamingV2, `{"reason":"` + strings.Repeat("x", MaxChangeBytes+10) + `"}`, 413, CodeTooLarge, "larger than"},
-		{"bad limit", "GET", "/v2/flags/admin/audit?limit=abc", ``, 400, CodeInvalid, "limit"},
-		{"limit too high", "GET", "/v2/flags/admin/audit?limit=1001", ``, 400, CodeInvalid, "limit"},
+		{"bad limit", "GET", "/v2/flags/audit?limit=abc", ``, 400, CodeInvalid, "limit"},
+		{"limit too high", "GET", "/v2/flags/audit?limit=1001", ``, 400, CodeInvalid, "limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -479,23 +479,11 @@ type wireEvent struct {
 	TS      int64           `json:"ts"`
 }
 
+// appendBody appends the stored form of ev: protocol.AppendEvent without the sequence.
 func appendBody(b []byte, ev *protocol.Event) []byte {
-	b = append(b, `{"id":`...)
-	b = strconv.AppendQuote(b, ev.ID) // validated printable ASCII without quotes or backslashes
-	b = append(b, `,"channel":`...)
-	b = strconv.AppendQuote(b, ev.Channel)
-	if ev.Type != "" {
-		t, _ := json.Marshal(ev.Type)
-		b = append(b, `,"type":`...)
-		b = append(b, t...)
-	}
-	if len(ev.Data) > 0 {
-		b = append(b, `,"data":`...)
-		b = append(b, ev.Data...)
-	}
-	b = append(b, `,"ts":`...)
-	b = strconv.AppendInt(b, ev.TS, 10)
-	return append(b, '}')
+	e := *ev
+	e.Seq = 0
+	return protocol.AppendEvent(b, &e)
 }
 
 // decode turns a stored message into an event; the subject is authoritative for the

@@ -205,13 +205,20 @@ func AppendEventsFrame(dst []byte, encoded [][]byte) []byte {
 
 // EncodeEvent encodes ev as the JSON object used inside events frames.
 func EncodeEvent(ev *Event) []byte {
-	b := make([]byte, 0, 96+len(ev.ID)+len(ev.Channel)+len(ev.Type)+len(ev.Data))
+	return AppendEvent(make([]byte, 0, 96+len(ev.ID)+len(ev.Channel)+len(ev.Type)+len(ev.Data)), ev)
+}
+
+// AppendEvent appends ev as a JSON object to b. "seq" is left out when zero (the form the
+// bus stores: the sequence is the bus's own).
+func AppendEvent(b []byte, ev *Event) []byte {
 	b = append(b, `{"id":`...)
-	b = strconv.AppendQuote(b, ev.ID) // IDs and channels are validated ASCII; quote is safe JSON for them
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, ev.Seq, 10)
+	b = appendJSONString(b, ev.ID)
+	if ev.Seq > 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, ev.Seq, 10)
+	}
 	b = append(b, `,"channel":`...)
-	b = strconv.AppendQuote(b, ev.Channel)
+	b = appendJSONString(b, ev.Channel)
 	if ev.Type != "" {
 		t, _ := json.Marshal(ev.Type)
 		b = append(b, `,"type":`...)
@@ -224,6 +231,18 @@ func EncodeEvent(ev *Event) []byte {
 	b = append(b, `,"ts":`...)
 	b = strconv.AppendInt(b, ev.TS, 10)
 	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string. Printable ASCII (the validated form of
+// ids and channels) takes the fast path; anything else goes through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	return strconv.AppendQuote(b, s) // for printable ASCII, Go quoting equals JSON quoting
 }
 
 // Marshal encodes a server frame. Frames are plain structs, so errors mean a bug.

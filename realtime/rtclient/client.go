@@ -196,8 +196,10 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 		c.stats.Reconnects++
 	}
 	c.stats.Connects++
-	if c.cursor.Epoch == "" {
-		c.cursor.Epoch = conn.Welcome.Epoch
+	if c.cursor.IsZero() {
+		// A fresh client starts at the head the server announced: a later reconnect
+		// replays from there, never the whole retention.
+		c.cursor = protocol.Cursor{Seq: conn.Welcome.Seq, Epoch: conn.Welcome.Epoch}
 	}
 	c.mu.Unlock()
 	defer func() {
@@ -243,7 +245,8 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 					c.stats.Recovered++
 				} else {
 					c.stats.NotRecovered++
-					c.cursor = protocol.Cursor{Seq: c.cursor.Seq, Epoch: f.Epoch}
+					// Live from the server's head on: continue from there in its epoch.
+					c.cursor = protocol.Cursor{Seq: f.Recovery.To, Epoch: f.Epoch}
 				}
 				c.mu.Unlock()
 				if c.cfg.OnRecovery != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"encore.app/realtime/bus"
@@ -71,7 +72,8 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	empty := ""
 	e.epoch.Store(&empty)
 	e.registry = prometheus.NewRegistry()
-	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency)
+	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return e, nil
 }
 

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -94,8 +95,14 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if first != nil {
 		c.handleSubscribe(first)
 	}
-	why := c.readLoop()
-	c.teardown(why)
+	// The connection runs on its own goroutine (tracked by e.conns, which register
+	// added to) so that this handler returns and net/http releases the request, its
+	// headers and the handler's deep stack: memory an idle connection would otherwise
+	// hold for its whole life.
+	go func() {
+		why := c.readLoop()
+		c.teardown(why)
+	}()
 }
 
 func (e *Engine) headSeq() uint64 {
@@ -406,6 +413,12 @@ func (e *Engine) ServeMetrics(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(e.Snapshot())
 }
 
+// Per-connection socket buffer sizes (see countingWriter.Hijack).
+const (
+	connReadBuffer  = 512
+	connWriteBuffer = 1024
+)
+
 // countingWriter wraps the upgrade's ResponseWriter so that the hijacked connection
 // counts the bytes that really cross the socket (after compression, with framing).
 type countingWriter struct {
@@ -423,8 +436,15 @@ func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	cc := &countingConn{Conn: nc, wire: &cw.m.bytesWire, read: &cw.m.bytesRead}
-	brw.Writer.Reset(cc) // reuse net/http's buffer, now writing through the counter
-	return cc, brw, nil
+	// Small buffers instead of net/http's 4 KiB pair: an idle connection keeps them for
+	// its whole life, and frames larger than a buffer bypass it anyway. Bytes the
+	// server already read past the request stay first in line.
+	var r io.Reader = cc
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), cc)
+	}
+	return cc, bufio.NewReadWriter(bufio.NewReaderSize(r, connReadBuffer), bufio.NewWriterSize(cc, connWriteBuffer)), nil
 }
 
 type countingConn struct {

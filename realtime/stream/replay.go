@@ -45,11 +45,13 @@ func (c *Client) runJob(j *replayJob) error {
 		}
 		rec = e.checkCursor(c.ctx, j)
 	}
-	if rec != nil && rec.Recovered {
+	switch {
+	case rec != nil && rec.Recovered && j.cursor.Seq > j.head:
+		rec.From, rec.To = j.cursor.Seq+1, j.cursor.Seq
+	case rec != nil && rec.Recovered:
 		rec.From, rec.To = j.cursor.Seq+1, j.head
-		if j.cursor.Seq > j.head {
-			rec.From, rec.To = j.cursor.Seq+1, j.cursor.Seq
-		}
+	case rec != nil: // not recovered: live after head
+		rec.From, rec.To = j.head+1, j.head
 	}
 	if rec != nil {
 		switch {

@@ -1,0 +1,29 @@
+# The two commands a newcomer needs are `make run` (go run ./cmd/realtimed) and `make test`.
+SHELL := /bin/bash
+GO ?= go
+export GOTOOLCHAIN := local
+
+.PHONY: run test test-go test-client check-generated lint fuzz bench
+
+run: ## start the standalone server on http://127.0.0.1:4000 (embedded NATS, data in ./data)
+	$(GO) run ./cmd/realtimed
+
+test: lint check-generated test-go test-client ## every test: vet, generated code, Go (race), client and browser
+
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+check-generated: ## regenerate templ views (and the demo bundle) and fail if they differ from the commit
+	$(GO) generate ./dashboard/
+	git diff --exit-code -- dashboard/views
+
+test-go:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+test-client:
+	@if [ -x client/ci.sh ]; then client/ci.sh; else echo "client/ci.sh not present: no client tests"; fi
+
+fuzz: ## run each fuzz target for a while (not part of make test)
+	for f in FuzzDecodeClientFrame FuzzValidateChannel FuzzParseCursor; do \
+		$(GO) test -run XXX -fuzz $$f -fuzztime 30s ./realtime/protocol || exit 1; done

@@ -1,0 +1,37 @@
+// @encore-realtime/client: browser client for the Encore realtime stream.
+// See docs/client.md for usage, states and close-code handling.
+export { RealtimeClient } from "./client.js";
+export type {
+  RealtimeClientOptions,
+  ResyncInfo,
+  ClientError,
+  CloseInfo,
+  ClientEvents,
+  EventHandler,
+} from "./client.js";
+export { Backoff, DEFAULT_BACKOFF } from "./backoff.js";
+export type { BackoffOptions } from "./backoff.js";
+export { Dedup } from "./dedup.js";
+export type { DedupOptions } from "./dedup.js";
+export { HealthMonitor, STATES } from "./health.js";
+export type { ConnectionState, HealthSnapshot } from "./health.js";
+export { CloseCode, actionFor, retryHint, httpAction } from "./codes.js";
+export type { CloseAction, CloseCodeName } from "./codes.js";
+export { browserNetwork } from "./socket.js";
+export type { WebSocketLike, WebSocketCtor, NetworkMonitor } from "./socket.js";
+export type {
+  RealtimeEvent,
+  Cursor,
+  Recovery,
+  ChannelResult,
+  Limits,
+  WelcomeFrame,
+  SubscribedFrame,
+  EventsFrame,
+  TransportFrame,
+  ErrorFrame,
+  ServerFrame,
+  HealthReport,
+  PollResponse,
+  Transport,
+} from "./types.js";

@@ -1,0 +1,230 @@
+// Harness for the browser tests: builds and runs the real realtimed on 127.0.0.1 with a
+// temp data dir, and drives Debian's Chromium (/usr/bin/chromium) with playwright-core.
+// Nothing here downloads a browser or touches anything but loopback.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync, openSync, closeSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+
+export const repoRoot = resolve(import.meta.dirname, "..", "..");
+export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+export const PUBLISHER_KEY = "dev";
+
+/** realtimedBinary is the server binary built by global-setup.ts (or $REALTIMED_BIN). */
+export function realtimedBinary(): string {
+  const bin = process.env.REALTIMED_BIN;
+  if (!bin) throw new Error("REALTIMED_BIN unset: run the browser tests with vitest.browser.config.ts");
+  return bin;
+}
+
+/** freePort asks the kernel for an unused loopback port. */
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once("error", rej);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a ? a.port : 0;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Server is one realtimed process. restart() starts a new process on the same address
+ * and data directory after kill().
+ */
+export class Server {
+  proc: ChildProcess | null = null;
+  readonly base: string;
+  private logFile: string;
+
+  constructor(
+    readonly port: number,
+    readonly dataDir: string,
+    private readonly extraArgs: string[] = [],
+  ) {
+    this.base = `http://127.0.0.1:${port}`;
+    this.logFile = join(dataDir, "..", `realtimed-${port}.log`);
+  }
+
+  static async start(extraArgs: string[] = []): Promise<Server> {
+    const root = mkdtempSync(join(tmpdir(), "realtimed-test-"));
+    const s = new Server(await freePort(), join(root, "data"), extraArgs);
+    await s.launch();
+    return s;
+  }
+
+  async launch(): Promise<void> {
+    const bin = realtimedBinary();
+    const fd = openSync(this.logFile, "a");
+    this.proc = spawn(
+      bin,
+      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-publisher-key", PUBLISHER_KEY, ...this.extraArgs],
+      { stdio: ["ignore", fd, fd], env: { ...process.env } },
+    );
+    closeSync(fd);
+    const proc = this.proc;
+    let exited: string | null = null;
+    proc.once("exit", (code, sig) => (exited = `exit code ${code} signal ${sig}`));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (exited) throw new Error(`realtimed ${exited} before it was ready; log:\n${this.log()}`);
+      try {
+        const r = await fetch(`${this.base}/v2/realtime/metrics`, { signal: AbortSignal.timeout(1000) });
+        if (r.ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`realtimed not ready in 30 s; log:\n${this.log()}`);
+      await sleep(100);
+    }
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logFile, "utf8").slice(-4000);
+    } catch {
+      return "(no log)";
+    }
+  }
+
+  /** kill sends SIGKILL and waits for the process to be gone. */
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once("exit", r));
+    p.kill("SIGKILL");
+    await gone;
+    this.proc = null;
+  }
+
+  /** stop ends the process gracefully (SIGTERM, then SIGKILL after 10 s). */
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const gone = new Promise((r) => p.once("exit", r));
+    p.kill("SIGTERM");
+    const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
+    await gone;
+    clearTimeout(t);
+    this.proc = null;
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stop();
+    rmSync(join(this.dataDir, ".."), { recursive: true, force: true });
+  }
+
+  /** publish posts events and returns the acks. */
+  async publish(events: Array<{ channel: string; id: string; type?: string; data?: unknown }>): Promise<any[]> {
+    const r = await fetch(`${this.base}/v2/realtime/publish`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${PUBLISHER_KEY}` },
+      body: JSON.stringify({ events }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await r.text();
+    if (!r.ok) throw new Error(`publish: HTTP ${r.status}: ${text}`);
+    return JSON.parse(text).acks;
+  }
+}
+
+/** Browser is one Chromium with a fresh profile. */
+export class Browser {
+  private constructor(
+    readonly context: BrowserContext,
+    private readonly profile: string,
+  ) {}
+
+  static async launch(): Promise<Browser> {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: apt-get install -y chromium`);
+    const profile = mkdtempSync(join(tmpdir(), "chromium-profile-"));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      timeout: 60_000,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        // When realtimed does not serve the demo page itself, the tests hand the committed
+        // page to the browser at the server's origin (openDemoPage); Chromium cannot tell
+        // such a page is local and would refuse its WebSocket to 127.0.0.1.
+        "--disable-features=LocalNetworkAccessChecks",
+      ],
+    });
+    return new Browser(context, profile);
+  }
+
+  async page(): Promise<Page> {
+    const p = await this.context.newPage();
+    p.on("pageerror", (err) => console.error("page error:", err));
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await this.context.close();
+    rmSync(this.profile, { recursive: true, force: true });
+  }
+}
+
+const demoDir = join(repoRoot, "web", "demo");
+const demoTypes: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+
+/**
+ * openDemoPage opens the demo page at the server's origin. When realtimed serves it
+ * (web.DemoHandler mounted at "/"), the page comes from the server; otherwise the
+ * committed files of web/demo are served to the browser for those three URLs only, so the
+ * page still talks to the real server (same origin: stream, publish).
+ */
+let serverHasDemo: boolean | null = null;
+export async function openDemoPage(page: Page, base: string, query: string): Promise<void> {
+  if (serverHasDemo === null) {
+    const r = await fetch(base + "/", { signal: AbortSignal.timeout(5000) }).catch(() => null);
+    serverHasDemo = !!r && r.ok && (await r.text()).includes('data-testid="health"');
+    if (!serverHasDemo) console.log("realtimed does not serve the demo at / yet: serving web/demo to the browser");
+  }
+  if (!serverHasDemo) {
+    for (const name of ["/", "/index.html", "/demo.js", "/demo.css"]) {
+      await page.route((url) => url.origin === base && url.pathname === name, (route) => {
+        const file = name === "/" ? "/index.html" : name;
+        return route.fulfill({
+          contentType: demoTypes[file.slice(file.lastIndexOf("."))],
+          body: readFileSync(join(demoDir, file)),
+        });
+      });
+    }
+  }
+  await page.goto(`${base}/?${query}`);
+}
+
+/** eventIds reads the IDs of the events the demo page shows, oldest first. */
+export async function eventIds(page: Page): Promise<string[]> {
+  return page.$$eval('[data-testid="event"]', (els) => els.map((e) => (e as HTMLElement).dataset.id!).reverse());
+}
+
+/** waitFor polls fn until it returns a truthy value or the timeout passes. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: T | null | undefined | false;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(100);
+  }
+}
+
+export async function stateOf(page: Page): Promise<string> {
+  return (await page.textContent('[data-testid="state"]')) ?? "";
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+// Browser tests: Node drives Debian's Chromium (playwright-core) against a real realtimed.
+export default defineConfig({
+  test: {
+    include: ["test-browser/**/*.test.ts"],
+    globalSetup: ["test-browser/global-setup.ts"],
+    environment: "node",
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    fileParallelism: false,
+    pool: "forks",
+  },
+});

@@ -1,0 +1,1274 @@
+// src/backoff.ts
+var DEFAULT_BACKOFF = {
+  baseMs: 1e3,
+  capMs: 5 * 60 * 1e3,
+  factor: 2
+};
+var Backoff = class {
+  constructor(opts = {}, random = Math.random) {
+    this.random = random;
+    this.attempt = 0;
+    this.baseMs = opts.baseMs ?? DEFAULT_BACKOFF.baseMs;
+    this.capMs = opts.capMs ?? DEFAULT_BACKOFF.capMs;
+    this.factor = opts.factor ?? DEFAULT_BACKOFF.factor;
+    if (!(this.baseMs > 0) || !(this.capMs >= this.baseMs) || !(this.factor >= 1)) {
+      throw new RangeError(
+        `backoff: need baseMs > 0, capMs >= baseMs, factor >= 1 (got ${this.baseMs}, ${this.capMs}, ${this.factor})`
+      );
+    }
+  }
+  /** ceiling returns the upper bound of the delay for attempt n (0-based). */
+  ceiling(n) {
+    const limit = Math.log(this.capMs / this.baseMs) / Math.log(this.factor);
+    if (this.factor === 1 || n < limit) return Math.min(this.capMs, this.baseMs * this.factor ** n);
+    return this.capMs;
+  }
+  /** next returns the delay before the next attempt and counts the attempt. */
+  next() {
+    const r = this.random();
+    const u = r >= 0 && r < 1 ? r : 0;
+    return Math.floor(u * this.ceiling(this.attempt++));
+  }
+  /** attempts is the number of delays handed out since the last reset. */
+  get attempts() {
+    return this.attempt;
+  }
+  /** reset starts the sequence again (after a connection proved stable). */
+  reset() {
+    this.attempt = 0;
+  }
+};
+
+// src/codes.ts
+var CloseCode = {
+  Normal: 1e3,
+  GoingAway: 1001,
+  Abnormal: 1006,
+  TooBig: 1009,
+  Internal: 1011,
+  Reconnect: 4e3,
+  Heartbeat: 4001,
+  Slow: 4100,
+  Shutdown: 4101,
+  RateLimited: 4102,
+  Overloaded: 4103,
+  TooMany: 4104,
+  TokenExpired: 4200,
+  UsePoll: 4300,
+  BadRequest: 4400,
+  Unauthorized: 4401,
+  Forbidden: 4403
+};
+function actionFor(code) {
+  if (code >= 4e3 && code < 4100) return "backoff";
+  if (code >= 4100 && code < 4200) return "retry-after";
+  if (code >= 4200 && code < 4300) return "refresh-token";
+  if (code >= 4300 && code < 4400) return "use-poll";
+  if (code >= 4400 && code < 5e3) return "stop";
+  switch (code) {
+    case 1e3:
+    // normal: the app (or server, on purpose) closed it
+    case 1002:
+    // protocol error
+    case 1003:
+    // unsupported data
+    case 1007:
+    // invalid payload
+    case 1008:
+    // policy violation
+    case 1009:
+      return "stop";
+    default:
+      return "backoff";
+  }
+}
+function retryHint(reason) {
+  if (!reason) return 0;
+  const i = reason.lastIndexOf("retry=");
+  if (i < 0) return 0;
+  let s = reason.slice(i + "retry=".length);
+  const j = s.indexOf(" ");
+  if (j >= 0) s = s.slice(0, j);
+  if (!/^[+]?\d+$/.test(s)) return 0;
+  const n = Number(s);
+  return Number.isSafeInteger(n) && n >= 0 ? n : 0;
+}
+function httpAction(status) {
+  if (status === 401) return "refresh-token";
+  if (status === 404 || status === 405 || status === 501) return "unsupported";
+  if (status === 408 || status === 425) return "backoff";
+  if (status === 429 || status === 503) return "retry-after";
+  if (status >= 400 && status < 500) return "stop";
+  return "backoff";
+}
+
+// src/dedup.ts
+var Dedup = class {
+  constructor(opts = {}, now = Date.now) {
+    this.now = now;
+    this.seenAt = /* @__PURE__ */ new Map();
+    /** evicted counts IDs forgotten because of maxSize (not expiry). */
+    this.evicted = 0;
+    this.ttlMs = opts.ttlMs ?? 10 * 60 * 1e3;
+    this.maxSize = opts.maxSize ?? 1e4;
+    if (!(this.ttlMs > 0) || !(this.maxSize >= 1)) {
+      throw new RangeError(`dedup: need ttlMs > 0 and maxSize >= 1 (got ${this.ttlMs}, ${this.maxSize})`);
+    }
+  }
+  /**
+   * check records id and reports whether it was already seen (a duplicate) within the
+   * TTL. A duplicate does not refresh the ID's expiry: insertion order stays time order.
+   */
+  check(id) {
+    const t = this.now();
+    this.expire(t);
+    const at = this.seenAt.get(id);
+    if (at !== void 0) return true;
+    this.seenAt.set(id, t);
+    while (this.seenAt.size > this.maxSize) {
+      const oldest = this.seenAt.keys().next().value;
+      this.seenAt.delete(oldest);
+      this.evicted++;
+    }
+    return false;
+  }
+  /** has reports whether id is remembered (without recording it). */
+  has(id) {
+    this.expire(this.now());
+    return this.seenAt.has(id);
+  }
+  /** size is the number of IDs remembered now. */
+  get size() {
+    this.expire(this.now());
+    return this.seenAt.size;
+  }
+  clear() {
+    this.seenAt.clear();
+  }
+  expire(t) {
+    for (const [id, at] of this.seenAt) {
+      if (t - at < this.ttlMs) break;
+      this.seenAt.delete(id);
+    }
+  }
+};
+
+// src/emitter.ts
+var Emitter = class {
+  constructor(onListenerError = reportError) {
+    this.onListenerError = onListenerError;
+    this.listeners = /* @__PURE__ */ new Map();
+  }
+  /** on adds a listener and returns a function that removes it. */
+  on(name, fn) {
+    let set = this.listeners.get(name);
+    if (!set) {
+      set = /* @__PURE__ */ new Set();
+      this.listeners.set(name, set);
+    }
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+    };
+  }
+  emit(name, ...args) {
+    const set = this.listeners.get(name);
+    if (!set || set.size === 0) return;
+    for (const fn of [...set]) {
+      try {
+        fn(...args);
+      } catch (err) {
+        this.onListenerError(err);
+      }
+    }
+  }
+  listenerCount(name) {
+    return this.listeners.get(name)?.size ?? 0;
+  }
+};
+function reportError(err) {
+  setTimeout(() => {
+    throw err;
+  }, 0);
+}
+
+// src/health.ts
+var STATES = [
+  "idle",
+  "connecting",
+  "open",
+  "reconnecting",
+  "polling",
+  "offline",
+  "closed"
+];
+var HealthMonitor = class {
+  constructor(now, latencyWindow = 512, rttWindow = 8) {
+    this.now = now;
+    this.rttWindow = rttWindow;
+    this.state = "idle";
+    this.transport = "stream";
+    this.rtt = null;
+    this.rttSamples = [];
+    this.latencyCount = 0;
+    // samples written in total; ring index = count % length
+    this.reconnects = 0;
+    this.recoveries = 0;
+    this.notRecovered = 0;
+    this.eventsReceived = 0;
+    this.duplicates = 0;
+    this.session = null;
+    this.instance = null;
+    this.lastMessageAt = null;
+    this.stateSince = now();
+    this.latencies = new Float64Array(Math.max(1, latencyWindow));
+    this.timeIn = Object.fromEntries(STATES.map((s) => [s, 0]));
+  }
+  setState(s) {
+    const t = this.now();
+    this.timeIn[this.state] += Math.max(0, t - this.stateSince);
+    this.state = s;
+    this.stateSince = t;
+  }
+  setTransport(t) {
+    this.transport = t;
+  }
+  /**
+   * pong records a ping answered: sentAt and receivedAt are local clock, serverTime the
+   * server's clock when it answered. offset = serverTime - (sentAt + rtt/2).
+   */
+  pong(sentAt, receivedAt, serverTime) {
+    const rtt = Math.max(0, receivedAt - sentAt);
+    this.rtt = rtt;
+    if (typeof serverTime === "number" && serverTime > 0) {
+      this.rttSamples.push({ rtt, offset: serverTime - (sentAt + rtt / 2) });
+      if (this.rttSamples.length > this.rttWindow) this.rttSamples.shift();
+    }
+  }
+  /** clockOffset is the offset of the lowest-RTT sample in the window (least queuing error). */
+  clockOffset() {
+    let best = null;
+    for (const s of this.rttSamples) if (!best || s.rtt < best.rtt) best = s;
+    return best ? best.offset : null;
+  }
+  /** latency records the publish-to-receive latency of one live event. */
+  latency(publishTs, receivedAt) {
+    const off = this.clockOffset() ?? 0;
+    const l = Math.max(0, receivedAt + off - publishTs);
+    this.latencies[this.latencyCount % this.latencies.length] = l;
+    this.latencyCount++;
+  }
+  percentiles() {
+    const n = Math.min(this.latencyCount, this.latencies.length);
+    if (n === 0) return { p50: null, p99: null, n };
+    const sorted = Array.from(this.latencies.subarray(0, n)).sort((a, b) => a - b);
+    const at = (q) => sorted[Math.min(n - 1, Math.max(0, Math.ceil(q * n) - 1))];
+    return { p50: at(0.5), p99: at(0.99), n };
+  }
+  snapshot() {
+    const t = this.now();
+    const timeInStateMs = { ...this.timeIn };
+    timeInStateMs[this.state] += Math.max(0, t - this.stateSince);
+    const p = this.percentiles();
+    let minRtt = null;
+    for (const s of this.rttSamples) if (minRtt === null || s.rtt < minRtt) minRtt = s.rtt;
+    return {
+      state: this.state,
+      transport: this.transport,
+      rttMs: this.rtt,
+      minRttMs: minRtt,
+      clockOffsetMs: this.clockOffset(),
+      latencyP50Ms: p.p50,
+      latencyP99Ms: p.p99,
+      latencySamples: p.n,
+      reconnects: this.reconnects,
+      recoveries: this.recoveries,
+      notRecovered: this.notRecovered,
+      eventsReceived: this.eventsReceived,
+      duplicates: this.duplicates,
+      timeInStateMs,
+      stateSince: this.stateSince,
+      session: this.session,
+      instance: this.instance,
+      lastMessageAt: this.lastMessageAt
+    };
+  }
+  /** report is the body of the `health` frame sent to the server. */
+  report() {
+    const s = this.snapshot();
+    return {
+      rttMs: s.rttMs ?? 0,
+      latencyP50Ms: s.latencyP50Ms ?? 0,
+      latencyP99Ms: s.latencyP99Ms ?? 0,
+      clockOffsetMs: s.clockOffsetMs ?? 0,
+      reconnects: s.reconnects,
+      recoveries: s.recoveries,
+      eventsReceived: s.eventsReceived,
+      duplicates: s.duplicates,
+      transport: s.transport
+    };
+  }
+};
+
+// src/socket.ts
+var OPEN = 1;
+function browserNetwork() {
+  const g = globalThis;
+  return {
+    online: () => g.navigator && typeof g.navigator.onLine === "boolean" ? g.navigator.onLine : true,
+    subscribe(fn) {
+      if (typeof g.addEventListener !== "function") return () => {
+      };
+      const on = () => fn(true);
+      const off = () => fn(false);
+      g.addEventListener("online", on);
+      g.addEventListener("offline", off);
+      return () => {
+        g.removeEventListener("online", on);
+        g.removeEventListener("offline", off);
+      };
+    }
+  };
+}
+
+// src/client.ts
+var subscribeIds = 0;
+var RealtimeClient = class {
+  constructor(opts = {}) {
+    this.handlers = /* @__PURE__ */ new Map();
+    this.st = "idle";
+    this.mode = "stream";
+    this.conn = null;
+    this.cur = null;
+    /** Replayed events have seq <= replayTo: not counted in latency. */
+    this.replayTo = 0;
+    this.everWelcomed = false;
+    /** Consecutive stream attempts that never reached welcome. */
+    this.failures = 0;
+    /** Timer of the next reconnect, poll or probe (one at a time). */
+    this.retryTimer = null;
+    this.probeTimer = null;
+    this.probeDueAt = 0;
+    this.pollAbort = null;
+    /** Bumped by every teardown, so late async results (fetch, refreshToken) are dropped. */
+    this.generation = 0;
+    this.flushQueued = false;
+    this.healthTimer = null;
+    this.unsubscribeNetwork = null;
+    this.lastCloseInfo = null;
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+    this.emitter = new Emitter();
+    this.backoff = new Backoff(opts.backoff, this.random);
+    this.dedup = new Dedup(opts.dedup, this.now);
+    this.monitor = new HealthMonitor(this.now, opts.latencyWindow ?? 512);
+    this.network = opts.network ?? browserNetwork();
+    this.token = opts.token;
+    this.last = this.monitor.snapshot();
+  }
+  // ---- public API ----
+  /** state is the current connection state. */
+  get state() {
+    return this.st;
+  }
+  /** transport is how events arrive now ("poll" also while probing the stream). */
+  get transport() {
+    return this.mode;
+  }
+  /** cursor is the position the client resumes from; null before the first welcome. */
+  get cursor() {
+    return this.cur ? { ...this.cur } : null;
+  }
+  /** channels lists the channels with at least one handler. */
+  get channels() {
+    return [...this.handlers.keys()];
+  }
+  /** closeInfo says why the client is closed; null unless state is "closed". */
+  get closeInfo() {
+    return this.st === "closed" ? this.lastCloseInfo : null;
+  }
+  /** health returns a fresh snapshot of the connection's figures. */
+  health() {
+    return this.monitor.snapshot();
+  }
+  /**
+   * lastHealth is the snapshot passed to the latest "health" event: the same object until
+   * the next event (what React's useSyncExternalStore needs).
+   */
+  get lastHealth() {
+    return this.last;
+  }
+  /** on adds a listener for a client event and returns a function that removes it. */
+  on(name, fn) {
+    return this.emitter.on(name, fn);
+  }
+  /**
+   * subscribe calls handler for every event of channel until the returned function is
+   * called. Several handlers may share a channel; the channel is subscribed on the wire
+   * once and unsubscribed when its last handler goes.
+   */
+  subscribe(channel, handler) {
+    if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
+    let set = this.handlers.get(channel);
+    const fresh = !set;
+    if (!set) {
+      set = /* @__PURE__ */ new Set();
+      this.handlers.set(channel, set);
+    }
+    set.add(handler);
+    if (fresh) this.channelsChanged();
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      const s = this.handlers.get(channel);
+      if (!s) return;
+      s.delete(handler);
+      if (s.size === 0) {
+        this.handlers.delete(channel);
+        this.channelsChanged();
+      }
+    };
+  }
+  /** connect starts the client (no-op unless idle or closed). */
+  connect() {
+    if (this.st !== "idle" && this.st !== "closed") return;
+    this.lastCloseInfo = null;
+    this.failures = 0;
+    this.backoff.reset();
+    if (!this.unsubscribeNetwork) {
+      this.unsubscribeNetwork = this.network.subscribe((online) => online ? this.onOnline() : this.onOffline());
+    }
+    this.start();
+  }
+  /** close stops the client for good: no reconnect until connect() is called again. */
+  close() {
+    if (this.st === "closed" || this.st === "idle") {
+      this.unsubscribeNetwork?.();
+      this.unsubscribeNetwork = null;
+      return;
+    }
+    this.finish({ code: CloseCode.Normal, reason: "closed by app", byApp: true });
+  }
+  /**
+   * reconnect drops the current connection and connects again at once (keeping the
+   * cursor). Useful after the app knows the network changed.
+   */
+  reconnect() {
+    if (this.st === "idle" || this.st === "closed" || this.st === "offline") return;
+    this.teardown("reconnect");
+    this.backoff.reset();
+    this.start();
+  }
+  /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
+  setToken(token) {
+    this.token = token;
+    this.send({ type: "auth", token });
+  }
+  // ---- state ----
+  setState(s) {
+    if (s === this.st) return;
+    const prev = this.st;
+    this.st = s;
+    this.monitor.setState(s);
+    this.emitter.emit("state", s, prev);
+    this.emitHealth();
+  }
+  emitHealth() {
+    if (this.healthTimer !== null) {
+      clearTimeout(this.healthTimer);
+      this.healthTimer = null;
+    }
+    this.last = this.monitor.snapshot();
+    this.emitter.emit("health", this.last);
+  }
+  healthChanged() {
+    if (this.healthTimer !== null) return;
+    this.healthTimer = setTimeout(() => {
+      this.healthTimer = null;
+      this.emitHealth();
+    }, this.opts.healthEmitMs ?? 1e3);
+  }
+  setTransport(t, reason) {
+    if (t === this.mode) return;
+    this.mode = t;
+    this.monitor.setTransport(t);
+    this.emitter.emit("transport", t, reason);
+    this.emitHealth();
+  }
+  /** start opens the transport of the current mode, or waits for the network. */
+  start() {
+    if (!this.network.online()) {
+      this.setState("offline");
+      return;
+    }
+    if (this.mode === "poll") this.startPolling();
+    else this.openSocket(false);
+  }
+  /** teardown stops every timer and transport of the current attempt; state is the caller's. */
+  teardown(reason) {
+    this.generation++;
+    this.clearRetry();
+    if (this.probeTimer !== null) {
+      clearTimeout(this.probeTimer);
+      this.probeTimer = null;
+    }
+    if (this.pollAbort) {
+      this.pollAbort.abort();
+      this.pollAbort = null;
+    }
+    if (this.conn) this.retire(this.conn, CloseCode.Normal, reason);
+  }
+  finish(info) {
+    this.teardown(info.reason || "closed");
+    this.unsubscribeNetwork?.();
+    this.unsubscribeNetwork = null;
+    this.lastCloseInfo = info;
+    this.setState("closed");
+    this.emitter.emit("closed", info);
+  }
+  clearRetry() {
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+  }
+  scheduleReconnect(delayMs) {
+    this.clearRetry();
+    this.setState("reconnecting");
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.start();
+    }, Math.max(0, delayMs));
+  }
+  /** retryAfterDelay is the hint plus up to the hint again of jitter, within the backoff cap. */
+  retryAfterDelay(hintMs) {
+    if (hintMs <= 0) return this.backoff.next();
+    return Math.min(this.backoff.capMs, hintMs + Math.floor(this.random() * hintMs));
+  }
+  onOffline() {
+    if (this.st === "idle" || this.st === "closed" || this.st === "offline") return;
+    this.teardown("offline");
+    this.setState("offline");
+  }
+  onOnline() {
+    if (this.st !== "offline") return;
+    this.backoff.reset();
+    this.failures = 0;
+    this.start();
+  }
+  // ---- stream ----
+  streamUrl() {
+    const base = this.opts.url ?? defaultStreamUrl();
+    if (!this.token) return base;
+    return base + (base.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
+  }
+  openSocket(probing) {
+    const Ctor = this.opts.WebSocket ?? globalThis.WebSocket;
+    if (!Ctor) throw new Error("RealtimeClient: no WebSocket implementation (pass options.WebSocket)");
+    this.clearRetry();
+    let ws;
+    try {
+      ws = new Ctor(this.streamUrl());
+    } catch (err) {
+      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err)}`, cause: err });
+      this.finish({ code: CloseCode.BadRequest, reason: "bad url", byApp: false });
+      return;
+    }
+    const conn = {
+      ws,
+      welcome: null,
+      welcomedAt: 0,
+      openedAt: this.now(),
+      channels: /* @__PURE__ */ new Set(),
+      subscribed: false,
+      cursorKind: null,
+      firstChannels: [],
+      timers: [],
+      pending: /* @__PURE__ */ new Map(),
+      retryQueued: false,
+      deadTimer: null,
+      probing
+    };
+    this.conn = conn;
+    ws.onmessage = (ev) => this.onMessage(conn, ev.data);
+    ws.onclose = (ev) => this.onClose(conn, ev.code, ev.reason);
+    ws.onerror = () => {
+    };
+    conn.timers.push(
+      setTimeout(() => {
+        if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
+      }, this.opts.connectTimeoutMs ?? 1e4)
+    );
+    if (!probing) this.setState("connecting");
+  }
+  /** retire detaches conn's handlers and closes it; its close event is then ignored. */
+  retire(conn, code, reason) {
+    for (const t of conn.timers) clearTimeout(t);
+    conn.timers = [];
+    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
+    conn.deadTimer = null;
+    conn.ws.onmessage = null;
+    conn.ws.onclose = null;
+    conn.ws.onopen = null;
+    conn.ws.onerror = null;
+    if (conn.ws.readyState < 2) {
+      const c = code === 1e3 || code >= 3e3 && code <= 4999 ? code : 1e3;
+      try {
+        conn.ws.close(c, reason.slice(0, 60));
+      } catch {
+      }
+    }
+    if (this.conn === conn) this.conn = null;
+  }
+  /** lost ends conn locally (dead or stuck connection) and handles it like a close. */
+  lost(conn, code, reason) {
+    this.retire(conn, 4e3, reason);
+    this.handleClose(conn, code, reason);
+  }
+  onClose(conn, code, reason) {
+    if (this.conn !== conn) return;
+    this.retire(conn, code, reason);
+    this.handleClose(conn, code, reason);
+  }
+  handleClose(conn, code, reason) {
+    if (this.st === "closed") return;
+    const action = actionFor(code);
+    const hint = retryHint(reason);
+    if (conn.welcome) {
+      if (this.now() - conn.openedAt >= (this.opts.stableAfterMs ?? 1e4)) this.backoff.reset();
+    } else {
+      this.failures++;
+    }
+    if (conn.probing) {
+      if (action === "stop") return this.finish({ code, reason, byApp: false });
+      this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe failed");
+      return;
+    }
+    switch (action) {
+      case "stop":
+        return this.finish({ code, reason, byApp: false });
+      case "use-poll":
+        return this.switchToPoll(hint > 0 ? hint : this.probeInterval(), `close ${code}`);
+      case "refresh-token":
+        return this.refreshThen(() => this.start(), { code, reason });
+      case "retry-after":
+        return this.scheduleReconnect(this.retryAfterDelay(hint));
+      case "backoff": {
+        const threshold = this.opts.breakerThreshold ?? 5;
+        if (threshold > 0 && this.failures >= threshold) {
+          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`);
+        }
+        return this.scheduleReconnect(this.backoff.next());
+      }
+    }
+  }
+  refreshThen(next, close) {
+    const refresh = this.opts.refreshToken;
+    if (!refresh) {
+      this.emitter.emit("error", { kind: "token", message: "token expired and no refreshToken option" });
+      this.finish({ code: close.code, reason: close.reason, byApp: false });
+      return;
+    }
+    this.setState("reconnecting");
+    const gen = this.generation;
+    Promise.resolve().then(refresh).then(
+      (tok) => {
+        if (gen !== this.generation || this.st !== "reconnecting") return;
+        this.token = tok;
+        next();
+      },
+      (err) => {
+        if (gen !== this.generation || this.st !== "reconnecting") return;
+        this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = null;
+          this.refreshThen(next, close);
+        }, this.backoff.next());
+      }
+    );
+  }
+  send(frame) {
+    const conn = this.conn;
+    if (!conn || !conn.welcome || conn.ws.readyState !== OPEN) return false;
+    try {
+      conn.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  onMessage(conn, data) {
+    if (this.conn !== conn) return;
+    this.monitor.lastMessageAt = this.now();
+    this.armDeadTimer(conn);
+    let frame;
+    try {
+      frame = JSON.parse(typeof data === "string" ? data : String(data));
+    } catch {
+      this.emitter.emit("error", { kind: "protocol", message: "frame is not JSON" });
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (!conn.welcome && frame.type !== "welcome") {
+      this.emitter.emit("error", { kind: "protocol", message: `frame ${frame.type} before welcome` });
+      return;
+    }
+    switch (frame.type) {
+      case "welcome":
+        return this.onWelcome(conn, frame);
+      case "subscribed":
+        return this.onSubscribed(conn, frame);
+      case "events":
+        return this.onEvents(frame);
+      case "ping":
+        this.send({ type: "pong", ts: frame.ts });
+        return;
+      case "pong":
+        if (typeof frame.ts === "number") {
+          this.monitor.pong(frame.ts, this.now(), frame.serverTime);
+          this.emitHealth();
+        }
+        return;
+      case "transport":
+        return this.onTransport(conn, frame);
+      case "error":
+        return this.onErrorFrame(conn, frame);
+      default:
+        return;
+    }
+  }
+  armDeadTimer(conn) {
+    const hb = conn.welcome?.heartbeatMs ?? 0;
+    if (hb <= 0) return;
+    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
+    conn.deadTimer = setTimeout(() => {
+      if (this.conn === conn) this.lost(conn, CloseCode.Heartbeat, "no frame for two heartbeat intervals");
+    }, 2 * hb);
+  }
+  onWelcome(conn, w) {
+    if (conn.welcome) return;
+    conn.welcome = w;
+    conn.welcomedAt = this.now();
+    for (const t of conn.timers) clearTimeout(t);
+    conn.timers = [];
+    this.armDeadTimer(conn);
+    this.failures = 0;
+    if (this.everWelcomed) this.monitor.reconnects++;
+    this.everWelcomed = true;
+    this.monitor.session = w.session ?? null;
+    this.monitor.instance = w.instance ?? null;
+    if (this.probeTimer !== null) {
+      clearTimeout(this.probeTimer);
+      this.probeTimer = null;
+    }
+    if (this.pollAbort) {
+      this.pollAbort.abort();
+      this.pollAbort = null;
+    }
+    conn.probing = false;
+    this.setTransport("stream", "stream welcomed");
+    this.setState("open");
+    this.emitter.emit("welcome", w);
+    this.flushSubscriptions();
+    this.ping();
+    const pingEvery = this.opts.pingIntervalMs ?? 15e3;
+    if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
+    const healthEvery = this.opts.healthIntervalMs ?? 3e4;
+    if (healthEvery > 0) {
+      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.monitor.report() }), healthEvery));
+    }
+  }
+  ping() {
+    this.send({ type: "ping", ts: this.now() });
+  }
+  channelsChanged() {
+    if (this.mode === "poll" && this.st === "polling") {
+      this.generation++;
+      this.pollAbort?.abort();
+      this.pollAbort = null;
+      this.clearRetry();
+      this.pollOnce();
+      return;
+    }
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.flushSubscriptions();
+    });
+  }
+  /**
+   * flushSubscriptions makes the connection's channel set match the handlers. The first
+   * subscribe of a connection carries the cursor and every channel (protocol "Recovery").
+   */
+  flushSubscriptions() {
+    const conn = this.conn;
+    if (!conn || !conn.welcome || this.st !== "open") return;
+    const want = this.channels;
+    const add = want.filter((c) => !conn.channels.has(c));
+    const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
+    if (drop.length > 0 && this.send({ type: "unsubscribe", channels: drop })) {
+      for (const c of drop) conn.channels.delete(c);
+    }
+    if (add.length === 0) return;
+    const frame = {
+      type: "subscribe",
+      id: "s" + ++subscribeIds,
+      channels: add
+    };
+    if (!conn.subscribed) {
+      const w = conn.welcome;
+      if (this.cur) {
+        frame.cursor = { ...this.cur };
+        conn.cursorKind = "resume";
+      } else if (this.now() - conn.welcomedAt <= (this.opts.baselineWindowMs ?? 5e3)) {
+        this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
+        frame.cursor = { ...this.cur };
+        conn.cursorKind = "baseline";
+      }
+      conn.firstChannels = add;
+    }
+    if (this.send(frame)) {
+      conn.subscribed = true;
+      for (const c of add) conn.channels.add(c);
+      conn.pending.set(frame.id, add);
+      if (conn.pending.size > 64) conn.pending.delete(conn.pending.keys().next().value);
+    }
+  }
+  /**
+   * retryLater forgets channels the server refused for now (a replay in progress, rate
+   * limited) and subscribes them again after a short pause on the same connection.
+   */
+  retryLater(conn, channels) {
+    for (const c of channels) conn.channels.delete(c);
+    if (conn.retryQueued) return;
+    conn.retryQueued = true;
+    const t = setTimeout(() => {
+      conn.timers = conn.timers.filter((x) => x !== t);
+      conn.retryQueued = false;
+      if (this.conn === conn) this.flushSubscriptions();
+    }, 250 + Math.floor(this.random() * 250));
+    conn.timers.push(t);
+  }
+  onSubscribed(conn, f) {
+    if (f.id) conn.pending.delete(f.id);
+    const later = [];
+    for (const r of f.results ?? []) {
+      if (!r.ok && (r.code === "replay_in_progress" || r.code === "rate_limited")) {
+        later.push(r.channel);
+      } else if (!r.ok) {
+        conn.channels.delete(r.channel);
+        this.emitter.emit("error", {
+          kind: "channel",
+          channel: r.channel,
+          code: r.code,
+          message: r.error ?? r.code ?? "refused"
+        });
+      }
+    }
+    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
+    if (f.op !== "unsubscribe") {
+      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
+      if (ok.length > 0) this.emitter.emit("subscribed", ok);
+    }
+    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
+  }
+  /** onRecovery handles the recovery answer of a stream resume or of a poll. */
+  onRecovery(r, epoch, headSeq, channels, counted) {
+    if (r.recovered) {
+      if (counted) this.monitor.recoveries++;
+      this.replayTo = Math.max(this.replayTo, r.to ?? 0);
+      this.emitHealth();
+      return;
+    }
+    this.monitor.notRecovered++;
+    const reason = r.reason ?? "not_recovered";
+    const old = this.cur;
+    const reset = !old || reason === "epoch_mismatch" || reason === "cursor_ahead" || epoch !== "" && old.epoch !== epoch;
+    this.cur = { seq: reset ? headSeq : Math.max(old.seq, headSeq), epoch: epoch || old?.epoch || "" };
+    this.emitter.emit("resync", { reason, channels: [...channels], epoch: this.cur.epoch });
+    this.emitHealth();
+  }
+  onEvents(f) {
+    if (!Array.isArray(f.events)) return;
+    const at = this.now();
+    for (const ev of f.events) this.deliver(ev, at);
+    this.healthChanged();
+  }
+  /** deliver advances the cursor, drops duplicates and calls the channel's handlers. */
+  deliver(ev, receivedAt) {
+    if (!ev || typeof ev.id !== "string" || typeof ev.seq !== "number" || typeof ev.channel !== "string") {
+      this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
+      return;
+    }
+    if (this.cur) {
+      if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
+    } else if (this.conn?.welcome) {
+      this.cur = { seq: ev.seq, epoch: this.conn.welcome.epoch ?? "" };
+    }
+    if (this.dedup.check(ev.id)) {
+      this.monitor.duplicates++;
+      return;
+    }
+    this.monitor.eventsReceived++;
+    if (ev.seq > this.replayTo && typeof ev.ts === "number" && ev.ts > 0) this.monitor.latency(ev.ts, receivedAt);
+    const set = this.handlers.get(ev.channel);
+    if (!set) return;
+    for (const h of [...set]) {
+      try {
+        h(ev);
+      } catch (err) {
+        this.emitter.emit("error", { kind: "handler", channel: ev.channel, message: String(err), cause: err });
+      }
+    }
+  }
+  onTransport(conn, f) {
+    if (f.transport !== "poll") return;
+    this.retire(conn, CloseCode.Normal, "switching to long-poll");
+    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
+  }
+  onErrorFrame(conn, f) {
+    const chans = f.id ? conn.pending.get(f.id) : void 0;
+    if (chans) {
+      conn.pending.delete(f.id);
+      if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
+      for (const c of chans) conn.channels.delete(c);
+    }
+    this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
+  }
+  // ---- long-polling ----
+  probeInterval() {
+    return this.opts.probeIntervalMs ?? 6e4;
+  }
+  pollUrlBase() {
+    if (this.opts.pollUrl) return this.opts.pollUrl;
+    const u = this.opts.url ?? defaultStreamUrl();
+    return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
+  }
+  /** switchToPoll moves to long-polling and probes the stream after probeAfterMs. */
+  switchToPoll(probeAfterMs, reason) {
+    this.failures = 0;
+    this.setTransport("poll", reason);
+    this.enterPoll(probeAfterMs, reason);
+  }
+  enterPoll(probeAfterMs, _reason) {
+    this.mode = "poll";
+    this.scheduleProbe(probeAfterMs);
+    this.startPolling();
+  }
+  /**
+   * scheduleProbe arranges a stream probe in ms. With earliestOnly, an already scheduled
+   * earlier probe is kept: a hint repeated in every poll answer cannot postpone it forever.
+   */
+  scheduleProbe(ms2, earliestOnly = false) {
+    const due = this.now() + Math.max(0, ms2);
+    if (this.probeTimer !== null) {
+      if (earliestOnly && this.probeDueAt <= due) return;
+      clearTimeout(this.probeTimer);
+    }
+    this.probeDueAt = due;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      this.probeStream();
+    }, Math.max(0, ms2));
+  }
+  /** probeStream tries the stream while polling; on welcome the client moves back. */
+  probeStream() {
+    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
+    if (this.conn) return;
+    this.generation++;
+    this.pollAbort?.abort();
+    this.pollAbort = null;
+    this.clearRetry();
+    this.openSocket(true);
+  }
+  startPolling() {
+    if (!this.network.online()) {
+      this.setState("offline");
+      return;
+    }
+    if (this.probeTimer === null) this.scheduleProbe(this.probeInterval());
+    this.setState("polling");
+    this.pollOnce();
+  }
+  pollOnce() {
+    const channels = this.channels;
+    if (channels.length === 0) return;
+    const f = this.opts.fetch ?? globalThis.fetch;
+    if (!f) {
+      this.emitter.emit("error", { kind: "poll", message: "no fetch implementation; going back to the stream" });
+      this.backToStream();
+      return;
+    }
+    const params2 = [`channels=${channels.map(encodeURIComponent).join(",")}`];
+    if (this.cur) params2.push(`cursor=${this.cur.seq}.${encodeURIComponent(this.cur.epoch)}`);
+    if (this.token) params2.push(`token=${encodeURIComponent(this.token)}`);
+    const base = this.pollUrlBase();
+    const url = base + (base.includes("?") ? "&" : "?") + params2.join("&");
+    const ctl = new AbortController();
+    this.pollAbort = ctl;
+    const gen = ++this.generation;
+    const started = this.now();
+    const timeout = setTimeout(() => ctl.abort(), this.opts.pollTimeoutMs ?? 65e3);
+    const current = () => gen === this.generation && this.st === "polling";
+    Promise.resolve().then(() => f(url, { signal: ctl.signal, credentials: "same-origin", headers: { Accept: "application/json" } })).then(async (res) => {
+      if (!current()) return;
+      if (!res.ok) {
+        let body2 = null;
+        try {
+          body2 = await res.json();
+        } catch {
+        }
+        if (!current()) return;
+        return this.pollFailed(res.status, retryAfterMs(res, body2));
+      }
+      const body = await res.json();
+      if (!current()) return;
+      this.onPoll(body, channels, started);
+    }).catch((err) => {
+      if (!current()) return;
+      this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(err)}`, cause: err });
+      this.schedulePoll(this.backoff.next());
+    }).finally(() => {
+      clearTimeout(timeout);
+      if (this.pollAbort === ctl) this.pollAbort = null;
+    });
+  }
+  schedulePoll(delayMs) {
+    this.clearRetry();
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.st === "polling") this.pollOnce();
+    }, Math.max(0, delayMs));
+  }
+  pollFailed(status, hintMs) {
+    const action = httpAction(status);
+    this.emitter.emit("error", { kind: "poll", code: String(status), message: `poll answered HTTP ${status}` });
+    switch (action) {
+      case "unsupported":
+        return this.backToStream();
+      case "stop":
+        return this.finish({ code: CloseCode.BadRequest, reason: `poll HTTP ${status}`, byApp: false });
+      case "refresh-token":
+        return this.refreshThen(() => this.startPolling(), { code: CloseCode.Unauthorized, reason: `poll HTTP ${status}` });
+      case "retry-after":
+        return this.schedulePoll(this.retryAfterDelay(hintMs));
+      default:
+        return this.schedulePoll(this.backoff.next());
+    }
+  }
+  /** backToStream leaves polling (endpoint missing, or server says streaming is allowed). */
+  backToStream() {
+    if (this.probeTimer !== null) {
+      clearTimeout(this.probeTimer);
+      this.probeTimer = null;
+    }
+    this.setTransport("stream", "poll unavailable");
+    this.scheduleReconnect(this.backoff.next());
+  }
+  onPoll(body, channels, started) {
+    this.backoff.reset();
+    const receivedAt = this.now();
+    this.monitor.lastMessageAt = receivedAt;
+    if (body.recovery) {
+      this.onRecovery(body.recovery, body.cursor?.epoch ?? this.cur?.epoch ?? "", body.cursor?.seq ?? 0, channels, true);
+    }
+    const events = Array.isArray(body.events) ? body.events : [];
+    for (const ev of events) this.deliver(ev, receivedAt);
+    if (body.cursor && typeof body.cursor.seq === "number") {
+      if (!this.cur || body.cursor.epoch !== this.cur.epoch || body.cursor.seq > this.cur.seq) {
+        this.cur = { seq: body.cursor.seq, epoch: String(body.cursor.epoch ?? "") };
+      }
+    }
+    this.healthChanged();
+    if (body.transport === "stream") {
+      this.probeStream();
+      return;
+    }
+    if (typeof body.retryMs === "number" && body.retryMs > 0) this.scheduleProbe(body.retryMs, true);
+    const quick = receivedAt - started < 1e3;
+    this.schedulePoll(events.length === 0 && quick ? this.opts.pollIdleDelayMs ?? 1e3 : 0);
+  }
+};
+function retryAfterMs(res, body) {
+  if (body && typeof body.retryMs === "number" && body.retryMs > 0) return body.retryMs;
+  const h = res.headers?.get?.("Retry-After");
+  if (h && /^\d+$/.test(h.trim())) return Number(h.trim()) * 1e3;
+  return 0;
+}
+function defaultStreamUrl() {
+  const loc = globalThis.location;
+  if (!loc || !loc.host) throw new Error("RealtimeClient: options.url is required outside a page");
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v2/realtime/stream`;
+}
+
+// demo/demo.ts
+var params = new URLSearchParams(location.search);
+var num = (name) => {
+  const v = params.get(name);
+  return v !== null && /^\d+$/.test(v) ? Number(v) : void 0;
+};
+var maxEvents = num("max") ?? 2e3;
+var maxLog = 200;
+var $ = (id) => {
+  const el = document.querySelector(`[data-testid="${id}"]`);
+  if (!el) throw new Error(`demo: missing [data-testid=${id}]`);
+  return el;
+};
+var client = new RealtimeClient({
+  url: params.get("url") ?? void 0,
+  backoff: { baseMs: num("baseMs") ?? 1e3, capMs: num("capMs") ?? 3e5 },
+  pingIntervalMs: num("ping") ?? 5e3,
+  healthIntervalMs: num("health") ?? 3e4,
+  healthEmitMs: 250
+});
+window.realtimeDemo = { client };
+var eventCount = 0;
+var resyncs = 0;
+var unsubscribers = /* @__PURE__ */ new Map();
+function log(text) {
+  const li = document.createElement("li");
+  li.textContent = `${(/* @__PURE__ */ new Date()).toISOString().slice(11, 23)} ${text}`;
+  const list = $("log");
+  list.prepend(li);
+  while (list.childElementCount > maxLog) list.lastElementChild.remove();
+}
+function onEvent(ev) {
+  eventCount++;
+  const li = document.createElement("li");
+  li.dataset.testid = "event";
+  li.dataset.id = ev.id;
+  li.dataset.seq = String(ev.seq);
+  li.dataset.channel = ev.channel;
+  const cells = [
+    ["seq", String(ev.seq)],
+    ["ch", ev.channel],
+    ["id", ev.id],
+    ["data", (ev.type ? ev.type + " " : "") + (ev.data === void 0 ? "" : JSON.stringify(ev.data))]
+  ];
+  for (const [cls, text] of cells) {
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = text;
+    li.append(span);
+  }
+  const list = $("events");
+  list.prepend(li);
+  while (list.childElementCount > maxEvents) list.lastElementChild.remove();
+  $("event-count").textContent = String(eventCount);
+}
+function renderChannels() {
+  const ul = $("channel-list");
+  ul.replaceChildren();
+  for (const ch of unsubscribers.keys()) {
+    const li = document.createElement("li");
+    li.dataset.channel = ch;
+    li.append(ch);
+    const b = document.createElement("button");
+    b.type = "button";
+    b.title = `Unsubscribe from ${ch}`;
+    b.textContent = "×";
+    b.dataset.testid = "unsubscribe-button";
+    b.addEventListener("click", () => unsubscribe(ch));
+    li.append(b);
+    ul.append(li);
+  }
+}
+function subscribe(ch) {
+  ch = ch.trim();
+  if (!ch || unsubscribers.has(ch)) return;
+  unsubscribers.set(ch, client.subscribe(ch, onEvent));
+  if (!$("publish-channel").value) $("publish-channel").value = ch;
+  renderChannels();
+  log(`subscribe ${ch}`);
+}
+function unsubscribe(ch) {
+  unsubscribers.get(ch)?.();
+  unsubscribers.delete(ch);
+  renderChannels();
+  log(`unsubscribe ${ch}`);
+}
+var ms = (v) => v === null ? "-" : `${v.toFixed(1)} ms`;
+function renderHealth(h) {
+  const state = $("state");
+  state.textContent = h.state;
+  state.dataset.state = h.state;
+  $("transport").textContent = h.transport;
+  $("session").textContent = h.session ?? "-";
+  $("instance").textContent = h.instance ?? "-";
+  $("rtt").textContent = ms(h.rttMs);
+  $("offset").textContent = ms(h.clockOffsetMs);
+  $("latency-p50").textContent = ms(h.latencyP50Ms);
+  $("latency-p99").textContent = ms(h.latencyP99Ms);
+  $("events-received").textContent = String(h.eventsReceived);
+  $("duplicates").textContent = String(h.duplicates);
+  $("reconnects").textContent = String(h.reconnects);
+  $("recoveries").textContent = String(h.recoveries);
+  $("resyncs").textContent = String(resyncs);
+  const c = client.cursor;
+  $("cursor").textContent = c ? `${c.seq}.${c.epoch}` : "-";
+  const rows = STATES.map((s) => {
+    const tr = document.createElement("tr");
+    const a = document.createElement("td");
+    a.textContent = s;
+    const b = document.createElement("td");
+    b.textContent = `${(h.timeInStateMs[s] / 1e3).toFixed(1)} s`;
+    tr.append(a, b);
+    return tr;
+  });
+  $("time-in-state").replaceChildren(...rows);
+}
+client.on("health", renderHealth);
+client.on("state", (s, prev) => log(`state ${prev} -> ${s}`));
+client.on("subscribed", (chs) => log(`subscribed ${chs.join(",")}`));
+client.on("transport", (t, why) => log(`transport ${t} (${why})`));
+client.on("welcome", (w) => log(`welcome session=${w.session} instance=${w.instance} seq=${w.seq} epoch=${w.epoch}`));
+client.on("resync", (r) => {
+  resyncs++;
+  log(`resync ${r.reason} on ${r.channels.join(",")}: reload state from its source`);
+});
+client.on("error", (e) => log(`error ${e.kind}${e.code ? " " + e.code : ""}${e.channel ? " " + e.channel : ""}: ${e.message}`));
+client.on("closed", (i) => log(`closed ${i.code} ${i.reason}`));
+$("subscribe-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const input = $("channel-input");
+  for (const ch of input.value.split(",")) subscribe(ch);
+  input.value = "";
+});
+$("clear-events").addEventListener("click", () => {
+  $("events").replaceChildren();
+});
+var keyInput = $("key-input");
+keyInput.value = params.get("key") ?? "dev";
+var published = 0;
+$("publish-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const out = $("publish-result");
+  const channel = $("publish-channel").value.trim();
+  const type = $("publish-type").value.trim();
+  const raw = $("publish-data").value.trim();
+  let data;
+  try {
+    data = raw === "" ? void 0 : JSON.parse(raw);
+  } catch (err) {
+    out.textContent = `Data is not JSON: ${String(err)}`;
+    return;
+  }
+  const id = `demo-${Date.now().toString(36)}-${++published}`;
+  try {
+    const res = await fetch("/v2/realtime/publish", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${keyInput.value}` },
+      body: JSON.stringify({ channel, type: type || void 0, data, id })
+    });
+    const text = await res.text();
+    out.textContent = res.ok ? `Published ${id}: ${text}` : `HTTP ${res.status}: ${text}`;
+  } catch (err) {
+    out.textContent = `Publish failed: ${String(err)}`;
+  }
+});
+for (const ch of (params.get("channels") ?? "").split(",")) subscribe(ch);
+renderHealth(client.health());
+client.connect();
