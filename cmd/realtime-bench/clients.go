@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"encore.app/realtime/protocol"
 )
 
 // wsClient is one raw stream connection. Its goroutine reads frames into a pooled
@@ -25,8 +23,9 @@ import (
 type wsClient struct {
 	idx      int
 	channels []int
-	conn     *websocket.Conn
-	done     chan struct{} // closed when the read goroutine returns
+	conn     *websocket.Conn // compressed runs
+	raw      *rawConn        // uncompressed runs
+	done     chan struct{}   // closed when the read goroutine returns
 
 	received atomic.Uint64 // distinct events, for progress while running
 	frames   atomic.Uint64
@@ -81,6 +80,9 @@ func (f *fleet) dialOne(ctx context.Context, idx int, chans []int) (*wsClient, e
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if !f.compress {
+		return f.dialRaw(dctx, u, idx, chans, start)
+	}
 	conn, resp, err := websocket.Dial(dctx, u, opts)
 	if err != nil {
 		if resp != nil {
@@ -111,6 +113,72 @@ func (f *fleet) dialOne(ctx context.Context, idx int, chans []int) (*wsClient, e
 	f.mu.Unlock()
 	go f.read(c)
 	return c, nil
+}
+
+func (f *fleet) dialRaw(ctx context.Context, u string, idx int, chans []int, start time.Time) (*wsClient, error) {
+	rc, err := rawDial(ctx, u, 16<<10)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	_ = rc.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var subErr error
+	for done := false; !done; {
+		if err := rc.next(func(b []byte) {
+			if kindOf(b) == frameSubscribed {
+				done = true
+				if !bytes.Contains(b, []byte(`"ok":true`)) {
+					subErr = fmt.Errorf("subscribe refused: %s", b)
+				}
+			}
+		}); err != nil {
+			rc.closeNow()
+			return nil, fmt.Errorf("before subscribed: %w", err)
+		}
+	}
+	if subErr != nil {
+		rc.closeNow()
+		return nil, subErr
+	}
+	_ = rc.nc.SetReadDeadline(time.Time{})
+	c := &wsClient{idx: idx, channels: chans, raw: rc, done: make(chan struct{}), lat: newLatencies()}
+	f.mu.Lock()
+	f.connect.recordNanos(start.UnixNano(), time.Now().UnixNano())
+	f.clients = append(f.clients, c)
+	f.mu.Unlock()
+	go f.readRaw(c)
+	return c, nil
+}
+
+func (f *fleet) readRaw(c *wsClient) {
+	defer close(c.done)
+	for {
+		err := c.raw.next(func(b []byte) { f.handle(c, b, time.Now().UnixNano()) })
+		if err != nil {
+			c.closeErr = err
+			c.raw.closeNow()
+			return
+		}
+	}
+}
+
+// handle processes one text message of client c received at now.
+func (f *fleet) handle(c *wsClient, b []byte, now int64) {
+	c.bytes += uint64(len(b))
+	c.frames.Add(1)
+	switch kindOf(b) {
+	case frameEvents:
+		f.onEvents(c, b, now)
+	case framePing:
+		if ts, _, ok := parseUint(b, bytes.Index(b, keyTS)+len(keyTS)); ok {
+			pong := strconv.AppendInt([]byte(`{"type":"pong","ts":`), int64(ts), 10)
+			pong = append(pong, '}')
+			if c.raw != nil {
+				_ = c.raw.writeText(pong)
+			} else {
+				_ = c.conn.Write(f.ctx, websocket.MessageText, pong)
+			}
+		}
+	}
 }
 
 // dialHTTP has no timeout (streams live long) and no connection reuse to worry about:
@@ -172,20 +240,8 @@ func (f *fleet) read(c *wsClient) {
 			c.closeErr = err
 			return
 		}
-		now := time.Now().UnixNano()
-		b := buf.Bytes()
-		c.bytes += uint64(len(b))
-		c.frames.Add(1)
 		if typ == websocket.MessageText {
-			switch kindOf(b) {
-			case frameEvents:
-				f.onEvents(c, b, now)
-			case framePing:
-				if ts, _, ok := parseUint(b, bytes.Index(b, keyTS)+len(keyTS)); ok {
-					pong := strconv.AppendInt([]byte(`{"type":"pong","ts":`), int64(ts), 10)
-					_ = c.conn.Write(ctx, websocket.MessageText, append(pong, '}'))
-				}
-			}
+			f.handle(c, buf.Bytes(), time.Now().UnixNano())
 		}
 		if buf.Cap() <= 1<<20 {
 			bufPool.Put(buf)
@@ -237,7 +293,11 @@ func (f *fleet) cancelOne(c *wsClient) {
 	select {
 	case <-c.done:
 	case <-time.After(3 * time.Second):
-		c.conn.CloseNow()
+		if c.raw != nil {
+			c.raw.closeNow()
+		} else {
+			c.conn.CloseNow()
+		}
 		<-c.done
 	}
 }
@@ -277,6 +337,15 @@ func (f *fleet) closeAll() {
 }
 
 func (c *wsClient) close() {
+	if c.raw != nil {
+		c.raw.closeNormal()
+		select {
+		case <-c.done:
+		case <-time.After(2 * time.Second):
+			c.raw.closeNow()
+		}
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	go func() {
@@ -306,7 +375,12 @@ func (f *fleet) tally(l *ledger) (accounting, *latencies, int) {
 		}
 		acc.account(s, c.channels, pub)
 		lat.merge(c.lat)
-		if c.closeErr != nil && !errors.Is(c.closeErr, context.Canceled) {
+		var ce errClosed
+		if errors.As(c.closeErr, &ce) {
+			if ce.code != 1000 {
+				unexpectedClose++
+			}
+		} else if c.closeErr != nil && c.raw == nil && !errors.Is(c.closeErr, context.Canceled) {
 			code := websocket.CloseStatus(c.closeErr)
 			if code != websocket.StatusNormalClosure && code != -1 {
 				unexpectedClose++
@@ -317,5 +391,3 @@ func (f *fleet) tally(l *ledger) (accounting, *latencies, int) {
 	}
 	return acc, lat, unexpectedClose
 }
-
-var _ = protocol.Version

@@ -56,11 +56,17 @@ func inProcess(t *testing.T) *target {
 // accounting: every event counted once, latencies recorded, wire figures read from
 // the server, and the report written from the JSON.
 func TestSmoke(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(map[bool]string{false: "raw", true: "deflate"}[compress], func(t *testing.T) { smoke(t, compress) })
+	}
+}
+
+func smoke(t *testing.T, compress bool) {
 	tg := inProcess(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cfg := loadConfig{Label: "smoke", Clients: 20, Channels: 3, ChannelsPerClient: 2, Rate: 200, Payload: 300,
-		Duration: 2 * time.Second, Drain: 5 * time.Second, DialConcurrency: 8, Compress: true}
+		Duration: 2 * time.Second, Drain: 5 * time.Second, DialConcurrency: 8, Compress: compress}
 	res, err := runLoad(ctx, tg, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +84,9 @@ func TestSmoke(t *testing.T) {
 	}
 	if res.Latency.Count != a.Received || res.Latency.P99 <= 0 || res.Latency.Max < res.Latency.P99 {
 		t.Fatalf("latency %+v for %d events", res.Latency, a.Received)
+	}
+	if res.UnexpectedClose != 0 {
+		t.Fatalf("%d unexpected closes", res.UnexpectedClose)
 	}
 	if res.Server.EventsDelivered != a.Received || res.Server.RawBytesPerEv < 300 || res.Server.BytesWire == 0 || res.Server.EventFrames == 0 {
 		t.Fatalf("server delta %+v", res.Server)
