@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -271,6 +273,20 @@ func (f *fleet) onEvents(c *wsClient, b []byte, now int64) {
 			c.lat.recordNanos(ev.TS*1e6, now)
 		}
 	})
+}
+
+// pick returns k distinct clients chosen at random (a partial Fisher-Yates shuffle of
+// a copy of the list), so churn replaces exactly k connections.
+func (f *fleet) pick(r *rand.Rand, k int) []*wsClient {
+	f.mu.Lock()
+	all := slices.Clone(f.clients)
+	f.mu.Unlock()
+	k = min(k, len(all))
+	for i := 0; i < k; i++ {
+		j := i + r.IntN(len(all)-i)
+		all[i], all[j] = all[j], all[i]
+	}
+	return all[:k]
 }
 
 // remove closes c and forgets it (soak churn).

@@ -117,12 +117,7 @@ loop:
 			carry += *churn * float64(cfg.Clients)
 			k := int(carry)
 			carry -= float64(k)
-			f.mu.Lock()
-			victims := make([]*wsClient, 0, k)
-			for i := 0; i < k && len(f.clients) > 0; i++ {
-				victims = append(victims, f.clients[r.IntN(len(f.clients))])
-			}
-			f.mu.Unlock()
+			victims := f.pick(r, k)
 			for _, v := range victims {
 				f.remove(v)
 				res.Churned++
