@@ -22,7 +22,7 @@ func appendPayload(dst []byte, size int, n uint64, sent int64, r *rand.Rand) []b
 	start := len(dst)
 	dst = append(dst, `{"t":`...)
 	dst = strconv.AppendInt(dst, sent, 10)
-	dst = append(dst, `,"kind":"order.updated","order":{"id":`...)
+	dst = append(dst, `,"kind":"order.updated","order":{"number":`...)
 	dst = strconv.AppendUint(dst, 100000+n, 10)
 	dst = append(dst, `,"status":"`...)
 	dst = append(dst, statuses[r.IntN(len(statuses))]...)

@@ -7,13 +7,14 @@ import (
 // Frame scanning without a JSON decode. The server writes events frames as
 // {"type":"events","events":[E1,E2,...]} where each Ei is protocol.EncodeEvent's output:
 // {"id":"..","seq":N,"channel":"..",["type":"..",]["data":{..},]"ts":T}. The bench's
-// payloads start with {"t":<publisher send time, unix nanos>, and never contain the
-// keys "seq" or "ts", so three bytes.Index calls per event find what the bench needs.
+// payloads start with {"t":<publisher send time, unix nanos>, and never contain an
+// object starting with "id" nor the keys "seq" or "ts".
 
 var (
 	prefixEvents = []byte(`{"type":"events"`)
 	prefixPing   = []byte(`{"type":"ping"`)
 	prefixSubbed = []byte(`{"type":"subscribed"`)
+	keyEvent     = []byte(`{"id":`)
 	keySeq       = []byte(`"seq":`)
 	keyData      = []byte(`"data":{"t":`)
 	keyTS        = []byte(`"ts":`)
@@ -51,42 +52,63 @@ type scannedEvent struct {
 // scanEvents calls fn for each event of an events frame (or of any JSON holding event
 // objects in order, such as a poll answer's "events" array) and returns how many it
 // found. Malformed input never panics; it stops at the first event it cannot read.
+//
+// Events are found by their opening `{"id":` (searching for '{' skips most of a JSON
+// payload at once, where '"' would stop every few bytes); "seq" and the payload's "t"
+// sit near the start, and "ts" is the last field before the next event.
 func scanEvents(b []byte, fn func(scannedEvent)) int {
 	n := 0
-	pos := 0
-	for {
-		i := bytes.Index(b[pos:], keySeq)
-		if i < 0 {
-			return n
+	i := bytes.Index(b, keyEvent)
+	for i >= 0 {
+		next := bytes.Index(b[i+len(keyEvent):], keyEvent)
+		end := len(b)
+		if next >= 0 {
+			next += i + len(keyEvent)
+			end = next
 		}
-		pos += i + len(keySeq)
-		var ev scannedEvent
-		var ok bool
-		var u uint64
-		u, pos, ok = parseUint(b, pos)
+		ev, ok := scanOne(b[i:end])
 		if !ok {
 			return n
 		}
-		ev.Seq = u
-		// "ts" ends the event; "data" (if ours) comes before it.
-		t := bytes.Index(b[pos:], keyTS)
-		if t < 0 {
-			return n
-		}
-		tsAt := pos + t
-		if d := bytes.Index(b[pos:tsAt], keyData); d >= 0 {
-			if u, _, ok := parseUint(b, pos+d+len(keyData)); ok {
-				ev.Sent = int64(u)
-			}
-		}
-		u, pos, ok = parseUint(b, tsAt+len(keyTS))
-		if !ok {
-			return n
-		}
-		ev.TS = int64(u)
 		fn(ev)
 		n++
+		i = next
 	}
+	return n
+}
+
+// scanOne reads one event object (possibly followed by "," or "]}").
+func scanOne(e []byte) (scannedEvent, bool) {
+	var ev scannedEvent
+	j := bytes.Index(e, keySeq)
+	if j < 0 {
+		return ev, false
+	}
+	seq, p, ok := parseUint(e, j+len(keySeq))
+	if !ok {
+		return ev, false
+	}
+	ev.Seq = seq
+	// "ts":<13 digits>} then "," or "]}": the last 48 bytes hold it.
+	w := max(p, len(e)-48)
+	t := bytes.LastIndex(e[w:], keyTS)
+	if t < 0 {
+		return ev, false
+	}
+	tsAt := w + t
+	// The payload's "t" follows channel and type (each at most 128 bytes).
+	head := e[p:min(tsAt, p+320)]
+	if d := bytes.Index(head, keyData); d >= 0 {
+		if u, _, ok := parseUint(head, d+len(keyData)); ok {
+			ev.Sent = int64(u)
+		}
+	}
+	ts, _, ok := parseUint(e, tsAt+len(keyTS))
+	if !ok {
+		return ev, false
+	}
+	ev.TS = int64(ts)
+	return ev, true
 }
 
 // parseUint reads decimal digits at b[i:] and returns the value and the index after them.

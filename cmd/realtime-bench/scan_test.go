@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math/rand/v2"
+	"strconv"
 	"testing"
 
 	"encore.app/realtime/protocol"
@@ -55,4 +57,21 @@ func FuzzScanEvents(f *testing.F) {
 			t.Fatalf("n=%d", n)
 		}
 	})
+}
+
+func BenchmarkScanEvents(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	var enc [][]byte
+	for i := 0; i < 40; i++ {
+		data := appendPayload(nil, 220, uint64(i), 1764222000123456789, r)
+		enc = append(enc, protocol.EncodeEvent(&protocol.Event{ID: "lq2k3v9x-" + strconv.Itoa(i), Seq: uint64(1000 + i), Channel: "bench.0", Type: "order", Data: data, TS: 1764222000124}))
+	}
+	frame := protocol.AppendEventsFrame(nil, enc)
+	b.SetBytes(int64(len(frame)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if scanEvents(frame, func(scannedEvent) {}) != 40 {
+			b.Fatal("count")
+		}
+	}
 }
