@@ -27,3 +27,5 @@ test-client:
 fuzz: ## run each fuzz target for a while (not part of make test)
 	for f in FuzzDecodeClientFrame FuzzValidateChannel FuzzParseCursor; do \
 		$(GO) test -run XXX -fuzz $$f -fuzztime 30s ./realtime/protocol || exit 1; done
+	for f in FuzzVerify FuzzAllow; do $(GO) test -run XXX -fuzz $$f -fuzztime 30s ./realtime/auth || exit 1; done
+	for f in FuzzDecodePublish FuzzParsePoll; do $(GO) test -run XXX -fuzz $$f -fuzztime 30s ./realtime/stream || exit 1; done

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"encore.app/flags/flag"
+	"encore.app/realtime/natsshared"
 )
 
 //encore:service
@@ -29,20 +30,18 @@ var secrets struct {
 	// FlagsAdminKey authorizes the admin endpoints (Authorization: Bearer <key>).
 	// Set with: encore secret set --type dev,local FlagsAdminKey
 	FlagsAdminKey string
+	// NATSURL is the NATS shared with the realtime service (empty: embedded).
+	NATSURL string
 }
 
-// sharedJetStream returns the process-wide JetStream context on the NATS that also
-// carries the realtime bus.
-//
-// TODO(lead): the shell needs from realtime a plain package function, e.g.
-// `natsshared.JetStream(ctx context.Context) (jetstream.JetStream, error)` in
-// encore.app/realtime/natsshared (no encore.dev import), that blocks until the
-// process-wide embedded or external NATS started by realtime's initService is ready
-// (bounded by ctx; Encore runs every initService concurrently) and returns a
-// JetStream context on it. Assign it here: `var sharedJetStream = natsshared.JetStream`.
-// Until then the flags live in process memory only (not fleet-wide, not persistent),
-// and initService logs a warning saying so.
-var sharedJetStream func(ctx context.Context) (jetstream.JetStream, error)
+// sharedJetStream returns a JetStream context on the process-wide NATS that also
+// carries the realtime bus (encore.app/realtime/natsshared, a plain package). It passes
+// the same NATSURL secret as the realtime service, so whichever service starts first
+// starts the one shared server (embedded when NATSURL is empty); a process running only
+// this service meets the others on the external NATS named by NATSURL.
+var sharedJetStream = func(ctx context.Context) (jetstream.JetStream, error) {
+	return natsshared.JetStream(ctx, natsshared.Options{URL: secrets.NATSURL})
+}
 
 func initService() (*Service, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -66,10 +65,6 @@ func initService() (*Service, error) {
 }
 
 func openStore(ctx context.Context) (flag.Store, error) {
-	if sharedJetStream == nil {
-		rlog.Warn("flags: no shared NATS wired yet; flags are kept in this process only")
-		return flag.NewMemory(flag.MemoryOptions{Logger: slog.Default()})
-	}
 	js, err := sharedJetStream(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("flags: shared NATS: %w", err)

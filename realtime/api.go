@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"encore.dev/beta/auth"
 	"encore.dev/beta/errs"
@@ -23,12 +24,23 @@ func (s *Service) Stream(w http.ResponseWriter, req *http.Request) {
 	s.engine.ServeStream(w, req)
 }
 
+// Poll is the long-polling fallback with the same channels, cursor, auth and limits as
+// the stream (docs/protocol.md "Long-polling").
+//
+//encore:api auth raw method=GET path=/v2/realtime/poll
+func (s *Service) Poll(w http.ResponseWriter, req *http.Request) {
+	s.engine.ServePoll(w, req)
+}
+
 // authenticate hands the engine the user Encore's auth handler accepted.
 func authenticate(*http.Request) (*stream.Identity, error) {
 	uid, _ := auth.UserID()
 	id := &stream.Identity{UserID: string(uid)}
 	if d, ok := auth.Data().(*UserData); ok && d != nil {
 		id.Channels = d.Channels
+		if d.ExpiresAt > 0 {
+			id.ExpiresAt = time.UnixMilli(d.ExpiresAt)
+		}
 	}
 	return id, nil
 }

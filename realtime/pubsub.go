@@ -16,7 +16,7 @@ type Event struct {
 	Channel string `json:"channel"`
 	// Type is free text for the client, optional.
 	Type string `json:"type"`
-	// Data is any JSON, delivered verbatim.
+	// Data is free-form JSON, delivered verbatim.
 	Data json.RawMessage `json:"data"`
 }
 

@@ -8,27 +8,36 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"time"
 
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
 
+	"encore.app/flags/flag"
 	"encore.app/monitoring/health"
+	"encore.app/realtime/bus"
 	"encore.app/realtime/natsshared"
 	"encore.app/realtime/stream"
+	"encore.app/realtime/streamflag"
 )
 
 // secrets are set with `encore secret set --type dev,local,prod NATSURL` (empty: embedded
-// NATS) and `encore secret set PublisherKey`.
+// NATS), `encore secret set PublisherKey` and `encore secret set TokenKeys`
+// ("kid:secret,...", HS256 subscriber token keys, the first signs; docs/security.md).
 var secrets struct {
 	NATSURL      string
 	PublisherKey string
+	TokenKeys    string
 }
 
 //encore:service
 type Service struct {
 	engine *stream.Engine
-	fleet  *health.Fleet // publishes this instance's figures for the monitoring service
+	guard  *shellGuard
+	fleet  *health.Fleet        // publishes this instance's figures for the monitoring service
+	flags  *flag.KVStore        // watches the flags bucket on the shared NATS
+	follow *streamflag.Follower // applies realtime-streaming-v2 to the engine
 }
 
 // svc lets package-level handlers (the subscription, typed endpoints) reach the service.
@@ -41,11 +50,17 @@ func initService() (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := stream.New(stream.Config{PublisherKey: secrets.PublisherKey, Authenticate: authenticate}, b)
+	cfg, guard, err := securityConfig(ctx, b)
 	if err != nil {
 		return nil, err
 	}
+	e, err := stream.New(cfg, bus.NewBreaker(b, bus.BreakerConfig{Connected: b.Conn().IsConnected}))
+	if err != nil {
+		guard.close()
+		return nil, err
+	}
 	if err := e.Start(ctx); err != nil {
+		guard.close()
 		return nil, err
 	}
 	rlog.Info("realtime engine started", "epoch", e.Epoch())
@@ -56,10 +71,35 @@ func initService() (*Service, error) {
 		return snap
 	}})
 	if err != nil {
+		guard.close()
 		return nil, err
 	}
-	svc = &Service{engine: e, fleet: fleet}
+	s := &Service{engine: e, guard: guard, fleet: fleet}
+	if err := s.followStreamingFlag(ctx); err != nil {
+		_ = fleet.Close()
+		e.Close()
+		guard.close()
+		return nil, err
+	}
+	svc = s
 	return svc, nil
+}
+
+// followStreamingFlag opens the flag store on the shared NATS and makes the engine
+// follow realtime-streaming-v2 (OFF for a user: stream -> long-poll; ON: back).
+func (s *Service) followStreamingFlag(ctx context.Context) error {
+	js, err := natsshared.JetStream(ctx, natsshared.Options{URL: secrets.NATSURL})
+	if err != nil {
+		return err
+	}
+	if s.flags, err = flag.Open(ctx, js, flag.Options{Logger: slog.Default()}); err != nil {
+		return err
+	}
+	if s.follow, err = streamflag.Follow(s.engine, s.flags, slog.Default()); err != nil {
+		s.flags.Close()
+		return err
+	}
+	return nil
 }
 
 // Shutdown drains: every socket is told to reconnect after a jittered delay (4101).
@@ -68,9 +108,12 @@ func initService() (*Service, error) {
 func (s *Service) Shutdown(p shutdown.Progress) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.follow.Close()
 	if err := s.engine.Shutdown(ctx); err != nil {
 		rlog.Warn("drain incomplete", "err", err)
 	}
 	_ = s.fleet.Close()
+	s.flags.Close()
+	s.guard.close()
 	return natsshared.Close()
 }

@@ -187,6 +187,8 @@ $("publish-form").addEventListener("submit", async (e) => {
   }
 });
 
-for (const ch of (params.get("channels") ?? "").split(",")) subscribe(ch);
+// Without ?channels= the page starts on "public.demo": in the server's dev mode (no token
+// keys) anonymous visitors may read public channels only.
+for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
 renderHealth(client.health());
 client.connect();

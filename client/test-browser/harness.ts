@@ -64,7 +64,8 @@ export class Server {
     const fd = openSync(this.logFile, "a");
     this.proc = spawn(
       bin,
-      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-publisher-key", PUBLISHER_KEY, ...this.extraArgs],
+      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-publisher-key", PUBLISHER_KEY,
+        "-public-prefixes", "*", ...this.extraArgs], // dev mode: anonymous pages read every non-private channel
       { stdio: ["ignore", fd, fd], env: { ...process.env } },
     );
     closeSync(fd);

@@ -37,6 +37,7 @@ func main() {
 // options are the server's settings, from flags and environment variables.
 type options struct {
 	addr, data, natsURL, natsListen, publisherKey, instance, logFormat, logLevel string
+	adminKey                                                                     string
 	origins                                                                      string
 	retentionAge                                                                 time.Duration
 	retentionBytes                                                               int64
@@ -45,6 +46,7 @@ type options struct {
 	compressionThreshold                                                         int
 	drainTimeout                                                                 time.Duration
 	pprof                                                                        *bool
+	sec                                                                          securityOptions
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -78,6 +80,7 @@ func parseFlags(args []string) (*options, error) {
 	str(&o.natsURL, "nats-url", "REALTIME_NATS_URL", "", "external NATS URL(s), comma-separated; empty starts an embedded server")
 	str(&o.natsListen, "nats-listen", "REALTIME_NATS_LISTEN", "", "let the embedded NATS also listen on this address (e.g. 127.0.0.1:4222) so other instances can join it")
 	str(&o.publisherKey, "publisher-key", "REALTIME_PUBLISHER_KEY", "", "key for POST /v2/realtime/publish (Bearer); empty = dev mode with key \"dev\"")
+	str(&o.adminKey, "admin-key", "REALTIME_ADMIN_KEY", "", "flags admin key (Bearer, at least 16 bytes) for /v2/flags/admin; empty = dev mode with a fixed key")
 	str(&o.instance, "instance", "REALTIME_INSTANCE", "", "instance name (default hostname-pid)")
 	str(&o.origins, "origins", "REALTIME_ORIGINS", "", "comma-separated allowed browser Origin host patterns (default: same host only)")
 	str(&o.logFormat, "log-format", "REALTIME_LOG_FORMAT", "text", "text or json")
@@ -95,6 +98,7 @@ func parseFlags(args []string) (*options, error) {
 	num(&o.engine.MaxSubscriptions, "max-subscriptions", "REALTIME_MAX_SUBSCRIPTIONS", 100, "channels per connection")
 	dur(&o.drainTimeout, "drain-timeout", "REALTIME_DRAIN_TIMEOUT", 10*time.Second, "how long shutdown waits for connections to flush")
 	o.pprof = pprofFlag(fs)
+	registerSecurityFlags(fs, &o.sec)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -117,6 +121,9 @@ func newLogger(format, level string) *slog.Logger {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "token" {
+		return tokenCommand(args[1:], os.Stdout)
+	}
 	o, err := parseFlags(args)
 	if err != nil {
 		return err
@@ -141,19 +148,21 @@ func run(args []string) error {
 
 // server is the wired process: bus, engine and HTTP server.
 type server struct {
-	o    *options
-	log  *slog.Logger
-	bus  *bus.JetStream
-	eng  *stream.Engine
-	mon  *monitor
-	http *http.Server
+	o     *options
+	log   *slog.Logger
+	bus   *bus.JetStream
+	eng   *stream.Engine
+	sec   *security
+	mon   *monitor
+	http  *http.Server
+	flags *flagsPart // flags.go
 }
 
 // breakerState is the bus circuit breaker's state for monitoring ("" = none).
-func (s *server) breakerState() string { return "" }
+func (s *server) breakerState() string { return s.sec.bus.State() }
 
 // longPollRequests counts long-poll requests for monitoring.
-func (s *server) longPollRequests() uint64 { return 0 }
+func (s *server) longPollRequests() uint64 { return s.eng.Snapshot().LongPollRequests }
 
 func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, error) {
 	data, err := filepath.Abs(o.data)
@@ -178,22 +187,34 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	if o.origins != "" {
 		cfg.AcceptOrigins = splitComma(o.origins)
 	}
-	mon := newMonitor()
-	cfg.OnHealth = mon.onHealth
-	eng, err := stream.New(cfg, b)
+	sec, err := newSecurity(ctx, &o.sec, &cfg, b, log)
 	if err != nil {
 		b.Close()
 		return nil, err
 	}
-	if err := eng.Start(ctx); err != nil {
+	mon := newMonitor()
+	cfg.OnHealth = mon.onHealth
+	eng, err := stream.New(cfg, sec.bus)
+	if err != nil {
+		sec.close()
 		b.Close()
 		return nil, err
 	}
-	s := &server{o: o, log: log, bus: b, eng: eng, mon: mon}
+	if err := eng.Start(ctx); err != nil {
+		sec.close()
+		b.Close()
+		return nil, err
+	}
+	s := &server{o: o, log: log, bus: b, eng: eng, sec: sec, mon: mon}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
 	if *o.pprof {
 		mountPprof(mux)
+	}
+	sec.mount(mux)
+	if err := s.startFlags(ctx, mux); err != nil { // before monitoring: the dashboard shows the flag
+		s.close()
+		return nil, err
 	}
 	if err := mon.start(ctx, s, mux); err != nil {
 		s.close()
@@ -202,6 +223,7 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.Handle("GET /", demoweb.DemoHandler()) // the demo page: pick channels, publish, watch
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	s.http.RegisterOnShutdown(eng.StopPolls) // waiting long-polls answer 503 at once instead of holding the drain
 	return s, nil
 }
 
@@ -230,8 +252,10 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *server) close() {
+	s.closeFlags()
 	s.mon.close()
 	_ = s.eng.Close()
+	s.sec.close()
 	_ = s.bus.Close()
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -23,7 +25,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 type child struct {
@@ -33,7 +35,8 @@ type child struct {
 
 func startChild(t *testing.T, addr, data string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-addr", addr, "-data", data, "-publisher-key", "k", "-log-level", "warn")
+	cmd := exec.Command(os.Args[0], "-addr", addr, "-data", data, "-publisher-key", "k", "-log-level", "warn",
+		"-public-prefixes", "*") // dev mode: anonymous clients read channel "k"
 	cmd.Env = append(os.Environ(), "REALTIMED_TEST_CHILD=1")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

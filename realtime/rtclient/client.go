@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -33,6 +34,16 @@ type Config struct {
 	// Compression offers permessage-deflate.
 	Compression bool
 	Logger      *slog.Logger
+
+	// Long-polling (poll.go): after close 4300-4399, a transport frame "poll", or a
+	// refused upgrade with 4300, the client polls PollURL (default: URL with http(s)
+	// and /poll instead of /stream) with the same cursor and dedup, asking the server
+	// to wait PollTimeout (default 25s), until a poll answer says transport "stream"
+	// or the probe hint is due; then it reconnects the stream. HTTPClient carries the
+	// polls (default http.DefaultClient).
+	PollURL     string
+	PollTimeout time.Duration
+	HTTPClient  *http.Client
 }
 
 // Stats counts what a Client did.
@@ -44,6 +55,11 @@ type Stats struct {
 	Recovered    uint64
 	NotRecovered uint64
 	LastClose    protocol.CloseCode
+	// Transport is "stream" or "poll" (how events arrive now); Polls counts poll
+	// requests answered 200; Switches counts moves between the two.
+	Transport string
+	Polls     uint64
+	Switches  uint64
 }
 
 // ErrStopped is returned by Wait when the server said not to reconnect.
@@ -62,6 +78,9 @@ type Client struct {
 	stats  Stats
 	conn   *Conn
 	dedup  *Dedup
+	// polling: events come by long-poll; probeAt: when to try the stream again.
+	polling bool
+	probeAt time.Time
 }
 
 // Start runs the client until ctx ends, Close, or a "do not reconnect" close.
@@ -76,8 +95,15 @@ func Start(ctx context.Context, cfg Config) *Client {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(ctx)
+	if cfg.PollTimeout <= 0 {
+		cfg.PollTimeout = 25 * time.Second
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
 	c := &Client{cfg: cfg, cancel: cancel, done: make(chan struct{}), cursor: cfg.Cursor,
 		dedup: NewDedup(cfg.DedupSize, cfg.DedupTTL)}
+	c.stats.Transport = protocol.TransportStream
 	go c.run(ctx)
 	return c
 }
@@ -130,7 +156,17 @@ func (c *Client) run(ctx context.Context) {
 	defer close(c.done)
 	attempt := 0
 	for ctx.Err() == nil {
-		wait, stop, connected := c.connectOnce(ctx)
+		var wait time.Duration
+		var stop error
+		connected := false
+		if c.isPolling() {
+			wait, stop = c.pollLoop(ctx)
+		} else {
+			wait, stop, connected = c.connectOnce(ctx)
+			if c.isPolling() && stop == nil {
+				continue // moved to long-polling: poll at once
+			}
+		}
 		if stop != nil {
 			c.err = stop
 			return
@@ -178,6 +214,10 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 	conn, err := Dial(ctx, c.cfg.URL, &DialOptions{Token: c.cfg.Token, Channels: c.cfg.Channels, Cursor: curp,
 		Compression: c.cfg.Compression})
 	if err != nil {
+		if code := CloseCode(err); protocol.ActionFor(code) == protocol.ActionUsePoll {
+			c.usePoll(protocol.RetryHint(CloseReason(err)), code) // refused right after the upgrade
+			return 0, nil, false
+		}
 		var he *HTTPError
 		if errors.As(err, &he) {
 			switch he.Status {
@@ -187,6 +227,13 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 			if s, err := strconv.Atoi(he.RetryAfter); err == nil && s > 0 {
 				return time.Duration(s) * time.Second, nil, false
 			}
+		}
+		if code := CloseCode(err); code != -1 { // refused by upgrade-then-close (docs/security.md)
+			c.mu.Lock()
+			c.stats.LastClose = code
+			c.mu.Unlock()
+			wait, stop := closeAction(code, err)
+			return wait, stop, false
 		}
 		return 0, nil, false
 	}
@@ -224,7 +271,10 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 					return 0, nil, true
 				}
 				return 0, ErrStopped, true
-			case protocol.ActionRetryAfter, protocol.ActionUsePoll:
+			case protocol.ActionUsePoll:
+				c.usePoll(protocol.RetryHint(CloseReason(err)), code)
+				return 0, nil, true
+			case protocol.ActionRetryAfter:
 				hint := time.Duration(protocol.RetryHint(CloseReason(err))) * time.Millisecond
 				return hint + time.Duration(rand.Int64N(int64(hint/10)+1)), nil, true
 			default:
@@ -253,9 +303,27 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 					c.cfg.OnRecovery(*f.Recovery)
 				}
 			}
+		case protocol.TypeTransport:
+			if f.Transport == protocol.TransportPoll {
+				c.usePoll(f.RetryMs, 0) // the server closes with 4300 next; nothing follows
+				return 0, nil, true
+			}
 		case protocol.TypeError:
 			c.cfg.Logger.Warn("rtclient: server error frame", "code", f.Code, "message", f.Message)
 		}
+	}
+}
+
+// closeAction maps a close to the wait before the next attempt (0: backoff) or a stop.
+func closeAction(code protocol.CloseCode, err error) (time.Duration, error) {
+	switch protocol.ActionFor(code) {
+	case protocol.ActionStop:
+		return 0, ErrStopped
+	case protocol.ActionRetryAfter, protocol.ActionUsePoll:
+		hint := time.Duration(protocol.RetryHint(CloseReason(err))) * time.Millisecond
+		return hint + time.Duration(rand.Int64N(int64(hint/10)+1)), nil
+	default:
+		return 0, nil
 	}
 }
 

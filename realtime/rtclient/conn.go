@@ -1,7 +1,9 @@
 // Package rtclient is the Go client of the realtime stream: Conn is one WebSocket with
 // typed frames (used by tests and the load generator); Client adds what applications
 // need: automatic reconnect with capped, jittered backoff honouring close codes, the
-// cursor, resume, and dedup by event id.
+// cursor, resume, dedup by event id, and the long-polling fallback (poll.go: on close
+// 4300 or a "transport" frame it polls /v2/realtime/poll with the same cursor and
+// dedup, and returns to the stream when a poll answer says "stream").
 package rtclient
 
 import (

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"encore.app/realtime/protocol"
 )
@@ -53,13 +54,18 @@ type Client struct {
 	// immutable after construction
 	e       *Engine
 	conn    *websocket.Conn
-	id      *Identity
 	session string
 	ctx     context.Context // cancelled at teardown or engine close
 	cancel  context.CancelFunc
 	kick    chan struct{} // wakes a waiting writer; capacity 1, never closed
 
-	lastRead atomic.Int64 // unix nanos of the last frame read
+	lastRead atomic.Int64             // unix nanos of the last frame read
+	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
+	release  func()                   // Config.Admit's release; set before register, run at teardown
+
+	// owned by the read loop: client message rate (security.go)
+	msgLimit   *rate.Limiter
+	msgRefused int
 
 	// guarded by Engine.pool.mu
 	subs map[string]struct{}
@@ -82,6 +88,7 @@ type Client struct {
 	disc        DisconnectReason
 	discSet     bool
 	lastWrite   time.Time
+	expiry      *time.Timer // closes the connection when the token expires (security.go)
 
 	// owned by the writer goroutine
 	timer *time.Timer
@@ -91,7 +98,10 @@ type Client struct {
 }
 
 // UserID is the authenticated user of the connection ("" when anonymous).
-func (c *Client) UserID() string { return c.id.UserID }
+func (c *Client) UserID() string { return c.id.Load().UserID }
+
+// Identity is the connection's current identity (replaced when the token is refreshed).
+func (c *Client) Identity() *Identity { return c.id.Load() }
 
 // enqueue adds an item without blocking. On overflow the queue is dropped and the
 // connection closed as a slow consumer.

@@ -74,9 +74,51 @@ type Config struct {
 	Authenticate func(r *http.Request) (*Identity, error)
 	// Authorize decides whether id may read channel (default: everything).
 	Authorize func(id *Identity, channel string) error
+	// Reauthenticate checks the token of an "auth" frame (a refresh before expiry) and
+	// returns the caller's new identity; the engine accepts it only for the same user.
+	// Nil: auth frames are answered with a bad_token error.
+	Reauthenticate func(cur *Identity, token string) (*Identity, error)
+	// Admit runs after Authenticate and before the upgrade (admission control: per-user
+	// connection caps, overload gates). resuming reports a cursor in the request. A
+	// non-nil release runs once when the connection ends (also when it never opens). An
+	// *AuthError chooses the answer. Nil admits everyone.
+	Admit func(r *http.Request, id *Identity, resuming bool) (release func(), err error)
+	// ClientMessageRate bounds the frames a connection may send per second (default 10,
+	// burst ClientMessageBurst, default 50). A frame over the rate is answered with a
+	// rate_limited error and ignored; ClientMessageBurst such frames in a row close the
+	// connection with 4102 and a retry hint. A negative rate disables the limit.
+	ClientMessageRate  float64
+	ClientMessageBurst int
 	// AcceptOrigins lists allowed Origin host patterns for browsers (coder/websocket
 	// OriginPatterns); empty allows only same-host origins.
 	AcceptOrigins []string
+
+	// PollTimeout is how long a long-poll waits for events when the request names no
+	// timeout (default 25s); MaxPollTimeout caps what a request may ask (default 60s).
+	// PollMaxEvents caps the events of one poll answer (default 1000; the cursor lets
+	// the client continue). Answers of at least PollGzipThreshold bytes (default 1024;
+	// negative disables) are gzipped for clients that accept it.
+	PollTimeout       time.Duration
+	MaxPollTimeout    time.Duration
+	PollMaxEvents     int
+	PollGzipThreshold int
+	// MaxPollWaiters bounds the polls waiting on this instance (default 10000; more
+	// are answered 503 + Retry-After). MaxPollsPerUser bounds the concurrent polls of
+	// one authenticated user (default 10; more are answered 429 + Retry-After).
+	MaxPollWaiters  int
+	MaxPollsPerUser int
+
+	// StreamingAllowed decides whether a user may use the stream (default: everyone).
+	// A user who may not gets close 4300 right after the upgrade and poll answers with
+	// transport "poll". Engine.ApplyStreamingFlag replaces it at run time.
+	StreamingAllowed func(userID string) bool
+	// PollProbeInterval is the retry hint (jittered to [1/2, 1] of it) with 4300 closes
+	// and "poll" answers: when a client should probe the stream again (default 60s).
+	// StreamReturnSpread: when streaming is allowed again, waiting polls answer
+	// "stream" after a random delay up to this, so clients return spread out
+	// (default 500ms).
+	PollProbeInterval  time.Duration
+	StreamReturnSpread time.Duration
 
 	// OnHealth receives client health reports (feeds monitoring). Must not block.
 	OnHealth func(c *Client, h *protocol.HealthReport)
@@ -98,6 +140,12 @@ type AuthError struct {
 	Status     int           // 401, 403, 429, 503
 	RetryAfter time.Duration // for 429/503
 	Msg        string
+	// Close, when set, answers a WebSocket request by upgrading and closing at once
+	// with this code (and RetryAfter as "retry=<ms>"), because browsers cannot read the
+	// HTTP status of a refused upgrade. Other requests get Status.
+	Close protocol.CloseCode
+	// Reason names the refusal in metrics (default "auth").
+	Reason string
 }
 
 func (e *AuthError) Error() string { return e.Msg }
@@ -143,6 +191,23 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	defi(&d.MaxPublishEvents, 1000)
 	defi(&d.MaxEventData, 64<<10)
+	if d.ClientMessageRate == 0 {
+		d.ClientMessageRate = 10
+	}
+	defi(&d.ClientMessageBurst, 50)
+	def(&d.PollTimeout, 25*time.Second)
+	def(&d.MaxPollTimeout, 60*time.Second)
+	d.MaxPollTimeout = max(d.MaxPollTimeout, d.PollTimeout)
+	defi(&d.PollMaxEvents, 1000)
+	if d.PollGzipThreshold == 0 {
+		d.PollGzipThreshold = 1024
+	}
+	defi(&d.MaxPollWaiters, 10000)
+	defi(&d.MaxPollsPerUser, 10)
+	def(&d.PollProbeInterval, 60*time.Second)
+	if d.StreamReturnSpread == 0 {
+		d.StreamReturnSpread = 500 * time.Millisecond
+	}
 	def(&d.RetryMin, 500*time.Millisecond)
 	def(&d.RetryMax, 5*time.Second)
 	if d.Logger == nil {

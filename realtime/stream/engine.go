@@ -33,6 +33,7 @@ type Engine struct {
 	pool        *pool
 	registry    *prometheus.Registry
 	replaySlots chan struct{} // semaphore of bus replays; never closed
+	lp          *longPoll     // waiting polls and the streaming switch (poll_waiters.go, switch.go)
 
 	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
 	cancel context.CancelFunc
@@ -69,11 +70,13 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 		cancel:      cancel,
 		clients:     map[*Client]struct{}{},
 	}
+	e.lp = newLongPoll(&c, &e.metrics.poll)
 	empty := ""
 	e.epoch.Store(&empty)
 	e.registry = prometheus.NewRegistry()
 	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newPollCollector(e))
 	return e, nil
 }
 
@@ -111,6 +114,9 @@ func (e *Engine) Snapshot() Snapshot {
 	e.pool.mu.Lock()
 	s.HeadSeq = e.pool.head
 	e.pool.mu.Unlock()
+	if b, ok := e.bus.(interface{ State() string }); ok {
+		s.Breaker = b.State()
+	}
 	return s
 }
 
@@ -125,6 +131,7 @@ func (e *Engine) dispatch(ev *protocol.Event) {
 	for _, c := range subs {
 		c.enqueue(item{ev: oe})
 	}
+	e.lp.wakeChannel(oe.channel) // after the window holds oe (poll_waiters.go)
 }
 
 // sweep pings every connection each heartbeat interval and closes those silent for
@@ -209,6 +216,7 @@ func (e *Engine) retryHint() int64 {
 // for them to end or ctx to expire, then closes what is left. The bus is not closed.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
+	e.lp.stop() // waiting polls answer 503 + Retry-After now
 	for _, c := range e.snapshotClients() {
 		c.requestClose(protocol.CloseShutdown, "server shutting down", e.retryHint(), DiscShutdown, true)
 	}
@@ -229,6 +237,8 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) Close() error {
 	e.draining.Store(true)
 	e.cancel()
+	e.lp.stop()
+	e.lp.wg.Wait()
 	e.conns.Wait()
 	e.bg.Wait()
 	return nil
@@ -240,7 +250,7 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Handler serves the engine's routes on a fresh mux: the stream, publish, metrics and
+// Handler serves the engine's routes on a fresh mux: the stream, poll, publish, metrics and
 // Prometheus endpoints.
 func (e *Engine) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -251,6 +261,7 @@ func (e *Engine) Handler() http.Handler {
 // Mount registers the engine's routes on mux.
 func (e *Engine) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v2/realtime/stream", e.ServeStream)
+	mux.HandleFunc("GET /v2/realtime/poll", e.ServePoll)
 	mux.HandleFunc("POST /v2/realtime/publish", e.ServePublish)
 	mux.HandleFunc("GET /v2/realtime/metrics", e.ServeMetrics)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))

@@ -33,10 +33,20 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := e.cfg.Authenticate(r)
 	if err != nil {
-		e.metrics.refuse(RefuseAuth)
-		writeAuthError(w, err)
+		e.refuseConnect(w, r, err)
 		return
 	}
+	release, err := e.admit(r, id)
+	if err != nil {
+		e.refuseConnect(w, r, err)
+		return
+	}
+	admitted := false
+	defer func() {
+		if !admitted && release != nil {
+			release()
+		}
+	}()
 	q := r.URL.Query()
 	var first *protocol.ClientFrame
 	if chs := q.Get("channels"); chs != "" {
@@ -71,15 +81,22 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(e.cfg.MaxFrameBytes)
+	if e.refuseStream(conn, id) { // streaming flag off for this user: close 4300 (switch.go)
+		return
+	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &Client{
-		e: e, conn: conn, id: id, session: newSessionID(),
+		e: e, conn: conn, session: newSessionID(),
 		ctx: ctx, cancel: cancel,
 		kick: make(chan struct{}, 1),
 		subs: map[string]struct{}{},
 	}
+	c.id.Store(id)
+	c.release, admitted = release, true
+	c.initLimits()
 	c.lastRead.Store(time.Now().UnixNano())
 	if !e.register(c) {
+		c.runRelease()
 		cancel()
 		e.metrics.refuse(RefuseDraining)
 		_ = conn.Close(websocket.StatusCode(protocol.CloseShutdown), protocol.CloseReason("server shutting down", e.retryHint()))
@@ -92,6 +109,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
 			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
 	}))
+	c.armExpiry(id.ExpiresAt)
 	if first != nil {
 		c.handleSubscribe(first)
 	}
@@ -143,6 +161,9 @@ func (c *Client) readLoop() DisconnectReason {
 			}
 		}
 		c.lastRead.Store(time.Now().UnixNano())
+		if !c.allowMessage() {
+			continue
+		}
 		if typ != websocket.MessageText {
 			c.badFrame("", protocol.CodeBadFrame, "binary frames are not part of the protocol")
 			continue
@@ -176,7 +197,7 @@ func (c *Client) readLoop() DisconnectReason {
 				h(c, f.Health)
 			}
 		case protocol.TypeAuth:
-			c.badFrame(f.ID, protocol.CodeBadToken, "token refresh is not enabled on this server")
+			c.handleAuth(f)
 		}
 	}
 }
@@ -213,7 +234,7 @@ func (c *Client) handleSubscribe(f *protocol.ClientFrame) {
 			refused = append(refused, protocol.ChannelResult{Channel: ch, Code: protocol.CodeBadChannel, Error: err.Error()})
 			continue
 		}
-		if err := e.cfg.Authorize(c.id, ch); err != nil {
+		if err := e.cfg.Authorize(c.id.Load(), ch); err != nil {
 			refused = append(refused, protocol.ChannelResult{Channel: ch, Code: protocol.CodeForbidden, Error: err.Error()})
 			continue
 		}
@@ -272,6 +293,8 @@ func (c *Client) teardown(why DisconnectReason) {
 	reason := c.disc
 	c.mu.Unlock()
 	e.metrics.disconnects[reason].Add(1)
+	c.stopExpiry()
+	c.runRelease()
 	e.unregister(c)
 }
 

@@ -40,48 +40,59 @@ const (
 	DiscFrameTooBig                            // client frame over the limit (1009)
 	DiscReplayOverload                         // no replay slot (4103)
 	DiscReplayFailed                           // bus replay failed mid-way (4103)
-	DiscKicked                                 // closed by a policy hook (flags, limits, token expiry)
+	DiscKicked                                 // closed by a policy hook (flags, limits)
+	DiscTokenExpired                           // token expired without a refresh (4200)
+	DiscRateLimited                            // client sent frames over its rate (4102)
 	numDisconnectReasons
 )
 
 var discNames = [...]string{"client_closed", "read_error", "slow_consumer", "heartbeat_timeout",
-	"write_error", "shutdown", "protocol_error", "frame_too_big", "replay_overloaded", "replay_failed", "kicked"}
+	"write_error", "shutdown", "protocol_error", "frame_too_big", "replay_overloaded", "replay_failed", "kicked",
+	"token_expired", "rate_limited"}
 
 func (r DisconnectReason) String() string { return discNames[r] }
 
-// Refusal reasons for connections refused before or at upgrade.
+// Refusal reasons for connections refused before or at upgrade. AuthError.Reason may
+// name one of the others; unknown names count as RefuseAuth.
 const (
-	RefuseAuth     = "auth"
-	RefuseDraining = "draining"
-	RefuseUpgrade  = "upgrade"
+	RefuseAuth        = "auth"
+	RefuseDraining    = "draining"
+	RefuseUpgrade     = "upgrade"
+	RefuseRateLimited = "rate_limited"
+	RefuseTooMany     = "too_many_connections"
+	RefuseOverloaded  = "overloaded"
 )
+
+var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded}
 
 // Metrics are the engine's counters. All fields are updated atomically; read them with
 // Snapshot.
 type Metrics struct {
 	started time.Time
 
-	active           atomic.Int64
-	connectionsTotal atomic.Uint64
-	subscriptions    atomic.Int64
-	eventsPublished  atomic.Uint64
-	eventsDuplicate  atomic.Uint64
-	eventsDispatched atomic.Uint64
-	eventsDelivered  atomic.Uint64
-	eventsReplayed   atomic.Uint64
-	framesWritten    atomic.Uint64
-	eventFrames      atomic.Uint64 // frames carrying events
-	bytesRaw         atomic.Uint64
-	bytesWire        atomic.Uint64
-	bytesRead        atomic.Uint64
-	healthReports    atomic.Uint64
-	badFrames        atomic.Uint64
-	recMemory        atomic.Uint64
-	recBus           atomic.Uint64
-	recFailed        atomic.Uint64
-	drops            [numDropReasons]atomic.Uint64
-	disconnects      [numDisconnectReasons]atomic.Uint64
-	refusals         [3]atomic.Uint64
+	active              atomic.Int64
+	connectionsTotal    atomic.Uint64
+	subscriptions       atomic.Int64
+	eventsPublished     atomic.Uint64
+	eventsDuplicate     atomic.Uint64
+	eventsDispatched    atomic.Uint64
+	eventsDelivered     atomic.Uint64
+	eventsReplayed      atomic.Uint64
+	framesWritten       atomic.Uint64
+	eventFrames         atomic.Uint64 // frames carrying events
+	bytesRaw            atomic.Uint64
+	bytesWire           atomic.Uint64
+	bytesRead           atomic.Uint64
+	healthReports       atomic.Uint64
+	badFrames           atomic.Uint64
+	messagesRateLimited atomic.Uint64
+	recMemory           atomic.Uint64
+	recBus              atomic.Uint64
+	recFailed           atomic.Uint64
+	drops               [numDropReasons]atomic.Uint64
+	disconnects         [numDisconnectReasons]atomic.Uint64
+	refusals            [len(refuseNames)]atomic.Uint64
+	poll                pollCounters // long-poll and transport switches (poll_metrics.go)
 
 	writeLatency prometheus.Histogram // enqueue-to-write, seconds
 }
@@ -100,14 +111,13 @@ func newMetrics() *Metrics {
 func (m *Metrics) drop(r DropReason, n int) { m.drops[r].Add(uint64(n)) }
 
 func (m *Metrics) refuse(reason string) {
-	switch reason {
-	case RefuseAuth:
-		m.refusals[0].Add(1)
-	case RefuseDraining:
-		m.refusals[1].Add(1)
-	default:
-		m.refusals[2].Add(1)
+	for i, n := range refuseNames {
+		if n == reason {
+			m.refusals[i].Add(1)
+			return
+		}
 	}
+	m.refusals[0].Add(1)
 }
 
 // LatencySummary is a histogram summarised as estimated percentiles (milliseconds).
@@ -146,7 +156,13 @@ type Snapshot struct {
 	Refusals          map[string]uint64 `json:"refusals"`
 	HealthReports     uint64            `json:"healthReports"`
 	BadFrames         uint64            `json:"badFrames"`
-	WriteLatencyMs    LatencySummary    `json:"writeLatencyMs"`
+	// MessagesRateLimited counts client frames ignored for exceeding the message rate.
+	MessagesRateLimited uint64         `json:"messagesRateLimited"`
+	WriteLatencyMs      LatencySummary `json:"writeLatencyMs"`
+	PollStats                          // longPoll* and transportSwitches (poll_metrics.go)
+	// Breaker is the bus circuit breaker's state ("closed", "open", "half-open"), when
+	// the bus has one (bus.Breaker).
+	Breaker string `json:"breaker,omitempty"`
 }
 
 func (m *Metrics) snapshot() Snapshot {
@@ -173,16 +189,17 @@ func (m *Metrics) snapshot() Snapshot {
 			"bus":           m.recBus.Load(),
 			"not_recovered": m.recFailed.Load(),
 		},
-		Refusals: map[string]uint64{
-			RefuseAuth:     m.refusals[0].Load(),
-			RefuseDraining: m.refusals[1].Load(),
-			RefuseUpgrade:  m.refusals[2].Load(),
-		},
-		HealthReports: m.healthReports.Load(),
-		BadFrames:     m.badFrames.Load(),
+		Refusals:            map[string]uint64{},
+		HealthReports:       m.healthReports.Load(),
+		BadFrames:           m.badFrames.Load(),
+		MessagesRateLimited: m.messagesRateLimited.Load(),
+		PollStats:           m.poll.stats(),
 	}
 	if s.EventFrames > 0 {
 		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)
+	}
+	for i, n := range refuseNames {
+		s.Refusals[n] = m.refusals[i].Load()
 	}
 	for i := range m.drops {
 		s.Drops[DropReason(i).String()] = m.drops[i].Load()
@@ -261,6 +278,8 @@ func newCollector(e *Engine) *collector {
 	add("recoveries_total", "Cursor recoveries, by source or failure.", "result")
 	add("refusals_total", "Connections refused, by reason.", "reason")
 	add("health_reports_total", "Client health reports received.")
+	add("messages_rate_limited_total", "Client frames ignored for exceeding the per-connection message rate.")
+	add("bus_breaker_state", "Bus circuit breaker: 1 for the current state (closed, open, half-open).", "state")
 	return c
 }
 
@@ -290,6 +309,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("bytes_raw_total", s.BytesRaw)
 	k("bytes_wire_total", s.BytesWire)
 	k("health_reports_total", s.HealthReports)
+	k("messages_rate_limited_total", s.MessagesRateLimited)
+	if s.Breaker != "" {
+		for _, st := range []string{"closed", "open", "half-open"} {
+			v := 0.0
+			if st == s.Breaker {
+				v = 1
+			}
+			g("bus_breaker_state", v, st)
+		}
+	}
 	for r, v := range s.Drops {
 		k("drops_total", v, r)
 	}

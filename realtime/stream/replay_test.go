@@ -35,10 +35,12 @@ func TestRecoveryMemoryAndBus(t *testing.T) {
 			c.Close()
 
 			// Missed: 10..19 plus 200 more, interleaved with another channel.
+			var last uint64
 			for i := range 10 {
 				env.publishN("r", 20+i*20, 20)
-				env.publishN("other", i*5, 5)
+				last = env.publishN("other", i*5, 5)[4].Seq
 			}
+			env.waitDispatched(last) // publish returns at the bus ack; dispatch follows
 			c2 := env.dial(ctx, nil)
 			f := subscribe(t, ctx, c2, &cur, "r")
 			if f.Recovery == nil || !f.Recovery.Recovered || f.Recovery.Source != tc.source {
@@ -117,6 +119,9 @@ func TestNotRecovered(t *testing.T) {
 	if after.FirstSeq <= 2 {
 		t.Fatalf("retention did not drop events: first %d", after.FirstSeq)
 	}
+	// The fill events reach the engine asynchronously: wait for them, or a late one is
+	// delivered live to the subscriptions below (seen under CPU load).
+	waitFor(t, 10*time.Second, "fill events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= after.LastSeq })
 	cases := []struct {
 		name   string
 		cur    protocol.Cursor

@@ -1269,6 +1269,6 @@ $("publish-form").addEventListener("submit", async (e) => {
     out.textContent = `Publish failed: ${String(err)}`;
   }
 });
-for (const ch of (params.get("channels") ?? "").split(",")) subscribe(ch);
+for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
 renderHealth(client.health());
 client.connect();

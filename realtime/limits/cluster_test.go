@@ -1,0 +1,331 @@
+package limits
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"encore.app/realtime/auth"
+	"encore.app/realtime/bus"
+	"encore.app/realtime/protocol"
+	"encore.app/realtime/rtclient"
+	"encore.app/realtime/stream"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+const testSecret = "0123456789abcdef0123456789abcdef-cap"
+
+// instance is one realtime instance: bus, conn cap, engine with auth and guard, server.
+type instance struct {
+	bus  *bus.JetStream
+	cap  *ConnCap
+	eng  *stream.Engine
+	srv  *httptest.Server
+	url  string
+	keys *auth.Keys
+}
+
+// startInstance starts an engine on natsURL ("" = an embedded server listening on
+// 127.0.0.1:0 that others can join). configure may change the guard.
+func startInstance(t testing.TB, name, natsURL string, capCfg ConnCapConfig, configure func(*Guard)) *instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	bcfg := bus.Config{URL: natsURL, Logger: quiet}
+	if natsURL == "" {
+		bcfg.DataDir, bcfg.ListenAddr = t.TempDir(), "127.0.0.1:0"
+	}
+	b, err := bus.NewJetStream(ctx, bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(b.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	capCfg.Instance, capCfg.Logger = name, quiet
+	cc, err := NewConnCap(ctx, js, capCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := auth.ParseKeys("k1:" + testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &auth.Authenticator{Keys: keys}
+	g := &Guard{Cap: cc}
+	if configure != nil {
+		configure(g)
+	}
+	cfg := stream.Config{Instance: name, Logger: quiet, PublisherKey: "k"}
+	cfg.Authenticate, cfg.Authorize, cfg.Reauthenticate = a.Hooks()
+	cfg.Authenticate = g.Authenticate(cfg.Authenticate)
+	cfg.Admit = g.Admit
+	e, err := stream.New(cfg, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.Handler())
+	in := &instance{bus: b, cap: cc, eng: e, srv: srv, keys: keys,
+		url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v2/realtime/stream"}
+	t.Cleanup(func() { e.Close(); srv.Close(); cc.Close(); b.Close() })
+	return in
+}
+
+func (in *instance) token(t testing.TB, user string) string {
+	t.Helper()
+	tok, err := in.keys.Mint(user, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// The per-user cap holds across two instances sharing one NATS: 10 connections spread
+// over both, the 11th is refused on either with 4104 and a retry hint; another user is
+// unaffected; closing one connection makes room on the other instance.
+func TestConnCapAcrossInstances(t *testing.T) {
+	a := startInstance(t, "a", "", ConnCapConfig{}, nil)
+	b := startInstance(t, "b", a.bus.ClientURL(), ConnCapConfig{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok := a.token(t, "42")
+	var conns []*rtclient.Conn
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+	}()
+	for i := range 10 {
+		in := a
+		if i%2 == 1 {
+			in = b
+		}
+		c, err := rtclient.Dial(ctx, in.url, &rtclient.DialOptions{Token: tok})
+		if err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		conns = append(conns, c)
+	}
+	for _, in := range []*instance{a, b} {
+		_, err := rtclient.Dial(ctx, in.url, &rtclient.DialOptions{Token: tok})
+		if code := rtclient.CloseCode(err); code != protocol.CloseTooMany {
+			t.Fatalf("11th on %s: close %d (%v), want 4104", in.eng.Snapshot().Instance, code, err)
+		}
+		if hint := protocol.RetryHint(rtclient.CloseReason(err)); hint < 15000 || hint > 20000 {
+			t.Fatalf("retry hint %d ms, want 15000..20000 (%q)", hint, rtclient.CloseReason(err))
+		}
+	}
+	// Plain HTTP clients get 429 with Retry-After.
+	resp, err := http.Get(b.srv.URL + "/v2/realtime/stream?token=" + tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ra, _ := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != http.StatusTooManyRequests || ra < 15 {
+		t.Fatalf("plain GET: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	other, err := rtclient.Dial(ctx, b.url, &rtclient.DialOptions{Token: a.token(t, "43")})
+	if err != nil {
+		t.Fatalf("another user: %v", err)
+	}
+	other.CloseNow()
+
+	conns[0].Close() // on a
+	waitFor(t, 5*time.Second, "a's connection released", func() bool { return a.cap.Held() == 4 })
+	c, err := rtclient.Dial(ctx, b.url, &rtclient.DialOptions{Token: tok})
+	if err != nil {
+		t.Fatalf("after one closed: %v", err)
+	}
+	conns = append(conns, c)
+	if got := a.eng.Snapshot().Refusals[stream.RefuseTooMany] + b.eng.Snapshot().Refusals[stream.RefuseTooMany]; got != 3 {
+		t.Fatalf("too_many_connections refusals %d, want 3", got)
+	}
+}
+
+// Racing connects of one user over two instances: exactly Max get in.
+func TestConnCapRace(t *testing.T) {
+	a := startInstance(t, "a", "", ConnCapConfig{Max: 5}, nil)
+	b := startInstance(t, "b", a.bus.ClientURL(), ConnCapConfig{Max: 5}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok := a.token(t, "7")
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int32
+	var mu sync.Mutex
+	var conns []*rtclient.Conn
+	for i := range 16 {
+		in := a
+		if i%2 == 1 {
+			in = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := rtclient.Dial(ctx, in.url, &rtclient.DialOptions{Token: tok})
+			switch {
+			case err == nil:
+				ok.Add(1)
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			case rtclient.CloseCode(err) == protocol.CloseTooMany:
+				refused.Add(1)
+			default:
+				t.Errorf("dial: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range conns {
+		c.CloseNow()
+	}
+	if ok.Load() != 5 || refused.Load() != 11 {
+		t.Fatalf("%d admitted, %d refused; want 5 and 11", ok.Load(), refused.Load())
+	}
+}
+
+// A dead instance's entries expire after TTL: its users can connect elsewhere again.
+// The live instance's heartbeat keeps its own entries beyond TTL.
+func TestConnCapDeadInstanceExpires(t *testing.T) {
+	a := startInstance(t, "a", "", ConnCapConfig{Max: 2, TTL: 1500 * time.Millisecond, Heartbeat: 300 * time.Millisecond}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, err := jetstream.New(a.bus.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := NewConnCap(ctx, js, ConnCapConfig{Max: 2, TTL: 1500 * time.Millisecond, Heartbeat: 300 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The "dead" instance holds one connection and stops heartbeating without releasing.
+	if _, _, err := dead.Acquire(ctx, "9"); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	tok := a.token(t, "9")
+	live, err := rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.CloseNow()
+	_, err = rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
+	if rtclient.CloseCode(err) != protocol.CloseTooMany {
+		t.Fatalf("while the dead entry lives: %v", err)
+	}
+	start := time.Now()
+	var c *rtclient.Conn
+	waitFor(t, 10*time.Second, "dead entry to expire", func() bool {
+		c, err = rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
+		return err == nil
+	})
+	defer c.CloseNow()
+	t.Logf("admitted %v after the dead instance stopped (TTL 1.5s)", time.Since(start).Round(100*time.Millisecond))
+	// Both live connections stay registered past TTL thanks to the heartbeat.
+	time.Sleep(2 * time.Second)
+	_, err = rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
+	if rtclient.CloseCode(err) != protocol.CloseTooMany {
+		t.Fatalf("live entries expired despite the heartbeat: %v", err)
+	}
+}
+
+// Connect rates: per IP answered 429 + Retry-After before the token is looked at; per
+// user closed 4102 with retry=<ms>; the overload gate closes 4103 with a jittered hint
+// and still admits a resuming session.
+func TestGuardRatesAndGate(t *testing.T) {
+	in := startInstance(t, "a", "", ConnCapConfig{}, func(g *Guard) {
+		g.IPRate = NewKeyedLimiter(0.1, 7, 0, nil)
+		g.UserRate = NewKeyedLimiter(0.1, 3, 0, nil)
+		g.Gate = NewGate(GateConfig{MaxConnections: 5, ResumeShare: 0.2})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var conns []*rtclient.Conn
+	defer func() {
+		for _, c := range conns {
+			c.CloseNow()
+		}
+	}()
+	dial := func(user string, cur *protocol.Cursor) error {
+		o := &rtclient.DialOptions{Token: in.token(t, user)}
+		if cur != nil {
+			o.Channels, o.Cursor = []string{"public:x"}, cur
+		}
+		c, err := rtclient.Dial(ctx, in.url, o)
+		if err == nil {
+			conns = append(conns, c)
+		}
+		return err
+	}
+	for i := range 3 {
+		if err := dial("1", nil); err != nil {
+			t.Fatalf("user 1 connect %d: %v", i, err)
+		}
+	}
+	err := dial("1", nil)
+	if rtclient.CloseCode(err) != protocol.CloseRateLimited || protocol.RetryHint(rtclient.CloseReason(err)) < 1000 {
+		t.Fatalf("4th connect of user 1: %v (%q)", err, rtclient.CloseReason(err))
+	}
+	// Gate: 5 places, 4 for new sessions; 3 are taken.
+	if err := dial("2", nil); err != nil {
+		t.Fatal(err)
+	}
+	err = dial("3", nil)
+	if rtclient.CloseCode(err) != protocol.CloseOverloaded || protocol.RetryHint(rtclient.CloseReason(err)) < 1000 {
+		t.Fatalf("new session over the share: %v", err)
+	}
+	if err := dial("4", &protocol.Cursor{Seq: 0, Epoch: in.eng.Epoch()}); err != nil {
+		t.Fatalf("resuming session refused: %v", err)
+	}
+	// IP: 7 attempts were charged (3+1+1+1+1), the burst; the next is refused by HTTP.
+	_, err = rtclient.Dial(ctx, in.url, &rtclient.DialOptions{Token: in.token(t, "5")})
+	var he *rtclient.HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.RetryAfter == "" {
+		t.Fatalf("IP rate: %v", err)
+	}
+	// Long-polls use the same Authenticate hook but are not charged to the connect rates.
+	for range 3 {
+		resp, err := http.Get(in.srv.URL + "/v2/realtime/poll?channels=public:x&timeout=0&token=" + in.token(t, "1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("poll after the connect limits were hit: %d", resp.StatusCode)
+		}
+	}
+	s := in.eng.Snapshot()
+	if s.Refusals[stream.RefuseRateLimited] != 2 || s.Refusals[stream.RefuseOverloaded] != 1 {
+		t.Fatalf("refusals %v", s.Refusals)
+	}
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
