@@ -82,7 +82,7 @@ func cmdFault(ctx context.Context, args []string) error {
 	}
 	defer t.close()
 	res := &faultResult{Kind: "fault", Time: time.Now().UTC().Format(time.RFC3339), Config: cfg, KillAtS: killAt.Seconds(), Load: loadavg()}
-	chans := channelNames(cfg.Channels, "fault.")
+	chans := channelNames(cfg.Channels, "public.fault.")
 	m0, err := t.metrics(ctx)
 	if err != nil {
 		return err

@@ -138,7 +138,7 @@ func runLoad(ctx context.Context, t *target, cfg loadConfig, logw io.Writer) (*l
 	cfg.Channels = max(cfg.Channels, 1)
 	cfg.ChannelsPerClient = min(max(cfg.ChannelsPerClient, 1), cfg.Channels)
 	res := &loadResult{Kind: "load", Config: cfg, Time: time.Now().UTC().Format(time.RFC3339), Load: loadavg()}
-	chans := channelNames(cfg.Channels, "bench.")
+	chans := channelNames(cfg.Channels, "public.bench.")
 	span := uint64(float64(cfg.Rate)*(cfg.Duration.Seconds()+5)) + 1024
 	f := newFleet(t, chans, cfg.Compress, span)
 

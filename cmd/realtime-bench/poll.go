@@ -78,7 +78,7 @@ type pollResult struct {
 func runPoll(ctx context.Context, t *target, cfg loadConfig, logw io.Writer) (*pollSide, error) {
 	feeds := cfg.Channels
 	side := &pollSide{Feeds: feeds, Transports: map[string]int{}}
-	chans := channelNames(feeds, "feed.")
+	chans := channelNames(feeds, "public.feed.")
 	var up, down atomic.Uint64
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = cfg.Clients*feeds + 16

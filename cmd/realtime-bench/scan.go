@@ -66,7 +66,7 @@ func scanEvents(b []byte, fn func(scannedEvent)) int {
 			next += i + len(keyEvent)
 			end = next
 		}
-		ev, ok := scanOne(b[i:end])
+		ev, ok := scanOne(b[i:end], next >= 0)
 		if !ok {
 			return n
 		}
@@ -77,8 +77,10 @@ func scanEvents(b []byte, fn func(scannedEvent)) int {
 	return n
 }
 
-// scanOne reads one event object (possibly followed by "," or "]}").
-func scanOne(e []byte) (scannedEvent, bool) {
+// scanOne reads one event object. When more events follow, e ends just after it (with
+// ","), so "ts" is in its last bytes; the last event of a frame or poll answer may be
+// followed by anything (a poll answer's cursor), so "ts" is searched forward.
+func scanOne(e []byte, followed bool) (scannedEvent, bool) {
 	var ev scannedEvent
 	j := bytes.Index(e, keySeq)
 	if j < 0 {
@@ -89,13 +91,21 @@ func scanOne(e []byte) (scannedEvent, bool) {
 		return ev, false
 	}
 	ev.Seq = seq
-	// "ts":<13 digits>} then "," or "]}": the last 48 bytes hold it.
-	w := max(p, len(e)-48)
-	t := bytes.LastIndex(e[w:], keyTS)
-	if t < 0 {
-		return ev, false
+	var tsAt int
+	if followed { // "ts":<13 digits>}, then ",": the last 48 bytes hold it
+		w := max(p, len(e)-48)
+		t := bytes.LastIndex(e[w:], keyTS)
+		if t < 0 {
+			return ev, false
+		}
+		tsAt = w + t
+	} else {
+		t := bytes.Index(e[p:], keyTS)
+		if t < 0 {
+			return ev, false
+		}
+		tsAt = p + t
 	}
-	tsAt := w + t
 	// The payload's "t" follows channel and type (each at most 128 bytes).
 	head := e[p:min(tsAt, p+320)]
 	if d := bytes.Index(head, keyData); d >= 0 {

@@ -3,6 +3,7 @@ package main
 import (
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"encore.app/realtime/protocol"
@@ -28,6 +29,16 @@ func TestScanEvents(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("event %d: got %+v want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+func TestScanPollAnswer(t *testing.T) {
+	body := []byte(`{"events":[{"id":"a","seq":5,"channel":"c","data":{"t":9},"ts":11},{"id":"b","seq":6,"channel":"c","data":{"t":10},"ts":12}],` +
+		`"cursor":{"seq":6,"epoch":"e"},"transport":"stream","retryMs":0,"padding":"` + strings.Repeat("x", 100) + `"}`)
+	var got []scannedEvent
+	scanEvents(body, func(e scannedEvent) { got = append(got, e) })
+	if len(got) != 2 || got[0] != (scannedEvent{5, 9, 11}) || got[1] != (scannedEvent{6, 10, 12}) {
+		t.Fatalf("got %+v", got)
 	}
 }
 

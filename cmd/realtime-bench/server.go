@@ -90,6 +90,11 @@ func attach(urls []string, key string) *target {
 	return &target{urls: urls, key: key, http: newHTTPClient()}
 }
 
+// benchServerArgs lift the per-IP connect limits of the security layer: every bench
+// client connects from 127.0.0.1, which would otherwise be throttled like one office
+// reconnecting at once. Channels are public ("public." prefix), so clients need no token.
+var benchServerArgs = []string{"-ip-connect-rate", "0", "-connect-rate", "0"}
+
 // spawnServer starts realtimed as a child on a free loopback port with a fresh data dir.
 func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 	dir := o.Dir
@@ -117,7 +122,8 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 		bin: bin, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "realtimed.log"), pprof: true,
 	}
 	t.args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", t.dataDir,
-		"-publisher-key", o.Key, "-log-level", "warn", "-pprof"}, o.Args...)
+		"-publisher-key", o.Key, "-log-level", "warn", "-pprof"}, benchServerArgs...)
+	t.args = append(t.args, o.Args...)
 	if err := t.start(ctx); err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ func cmdSoak(ctx context.Context, args []string) error {
 	}
 	res := &soakResult{Kind: "soak", Time: time.Now().UTC().Format(time.RFC3339), Config: cfg,
 		ChurnPerSec: *churn * float64(cfg.Clients), WarmupS: cfg.Duration.Seconds() * *warm, Load: loadavg()}
-	chans := channelNames(cfg.Channels, "soak.")
+	chans := channelNames(cfg.Channels, "public.soak.")
 	f := newFleet(t, chans, cfg.Compress, 1) // no per-event accounting: base stays 0
 	assign := func(i int) []int { return []int{i % cfg.Channels} }
 	if _, err := f.dialAll(ctx, cfg.Clients, cfg.DialConcurrency, assign); err != nil {
