@@ -225,8 +225,8 @@ func (s *suite) markdown(charts map[string][]byte) string {
 	p("\nMachine: %s.\n\n", machine())
 	if len(s.loads) > 0 {
 		p("### Latency and throughput (one channel, every client subscribed)\n\n")
-		p("| clients × events/s | published/s | delivered/s | lost | dup | p50 ms | p95 ms | p99 ms | max ms | events/frame | wire B/event | server cores | bench cores | other load (cores) | target |\n")
-		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		p("| clients × events/s | published/s | delivered/s | lost | dup | slow-consumer closes | p50 ms | p95 ms | p99 ms | max ms | publish request p99 ms | server queue p99 ms | events/frame | wire B/event | server µs/event | server cores | bench cores | other load (cores) | target |\n")
+		p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range s.loads {
 			a := r.Accounting
 			target := "-"
@@ -236,9 +236,10 @@ func (s *suite) markdown(charts map[string][]byte) string {
 			case r.Config.Clients == 5000 && r.Config.Rate == 100:
 				target = "p99 ≤ 100, 0 lost: " + okMark(r.Latency.P99 <= 100 && a.Lost == 0 && r.Published > 0)
 			}
-			p("| %d × %d | %.0f | %.0f | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f | %.2f | %s |\n",
-				r.Config.Clients, r.Config.Rate, r.PublishedPerSec, r.DeliveredPerSec, a.Lost, a.Duplicates,
-				r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.Server.EventsPerFrame, r.Server.WireBytesPerEv,
+			p("| %d × %d | %.0f | %.0f | %d | %d | %d | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
+				r.Config.Clients, r.Config.Rate, r.PublishedPerSec, r.DeliveredPerSec, a.Lost, a.Duplicates, r.Server.Disconnects["slow_consumer"],
+				r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.PublishReqMs.P99, r.Server.WriteLatencyMs.P99,
+				r.Server.EventsPerFrame, r.Server.WireBytesPerEv, r.Server.CPUMicrosPerEv,
 				r.CPU.ServerCores, r.CPU.BenchCores, r.CPU.OtherCores, target)
 		}
 		p("\nPayload ~%d B (mean %.0f B of JSON), %.0f s per run after connecting, first %.0f s not timed. Load average at the start of each run: ",
