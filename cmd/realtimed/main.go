@@ -47,6 +47,7 @@ type options struct {
 	drainTimeout                                                                 time.Duration
 	pprof                                                                        *bool
 	sec                                                                          securityOptions
+	natsAuth                                                                     bus.ClientAuth // natsflags.go
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -81,13 +82,14 @@ func parseFlags(args []string) (*options, error) {
 	str(&o.natsListen, "nats-listen", "REALTIME_NATS_LISTEN", "", "let the embedded NATS also listen on this address (e.g. 127.0.0.1:4222) so other instances can join it")
 	str(&o.publisherKey, "publisher-key", "REALTIME_PUBLISHER_KEY", "", "key for POST /v2/realtime/publish (Bearer); empty = dev mode with key \"dev\"")
 	str(&o.adminKey, "admin-key", "REALTIME_ADMIN_KEY", "", "flags admin key (Bearer, at least 16 bytes) for /v2/flags/admin; empty = dev mode with a fixed key")
-	str(&o.instance, "instance", "REALTIME_INSTANCE", "", "instance name (default hostname-pid)")
+	str(&o.instance, "instance", "REALTIME_INSTANCE", "", "instance name (default: <hostname>-<random>, kept in <data>/instance-id)")
 	str(&o.origins, "origins", "REALTIME_ORIGINS", "", "comma-separated allowed browser Origin host patterns (default: same host only)")
 	str(&o.logFormat, "log-format", "REALTIME_LOG_FORMAT", "text", "text or json")
 	str(&o.logLevel, "log-level", "REALTIME_LOG_LEVEL", "info", "debug, info, warn, error")
 	dur(&o.retentionAge, "retention-age", "REALTIME_RETENTION_AGE", 24*time.Hour, "keep events this long for replay")
 	num(&retBytes, "retention-mb", "REALTIME_RETENTION_MB", 1024, "keep at most this many MiB of events")
-	num(&o.replicas, "replicas", "REALTIME_REPLICAS", 1, "stream replicas (3 on a NATS cluster)")
+	num(&o.replicas, "replicas", "REALTIME_REPLICAS", 1, "stream replicas: 1 with the embedded server, 3 on a NATS cluster of 3 or more nodes")
+	natsAuthFlags(fs, &o.natsAuth)
 	dur(&o.engine.BatchWindow, "batch-window", "REALTIME_BATCH_WINDOW", 20*time.Millisecond, "coalescing window after a frame")
 	num(&o.engine.BatchMaxEvents, "batch-max", "REALTIME_BATCH_MAX", 100, "most events per frame")
 	num(&o.engine.QueueMaxEvents, "queue-events", "REALTIME_QUEUE_EVENTS", 4096, "per-connection queue bound (events)")
@@ -156,6 +158,8 @@ type server struct {
 	mon   *monitor
 	http  *http.Server
 	flags *flagsPart // flags.go
+	// release frees the data directory's instance lock (identity.go).
+	release func()
 }
 
 // breakerState is the bus circuit breaker's state for monitoring ("" = none).
@@ -169,11 +173,26 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	if err != nil {
 		return nil, err
 	}
+	natsOpts, err := o.natsAuth.Options()
+	if err != nil {
+		return nil, err
+	}
+	if o.natsURL == "" && !o.natsAuth.IsZero() {
+		return nil, errors.New("NATS credentials and TLS options (-nats-creds, -nats-user, -nats-tls-*, ...) need -nats-url")
+	}
+	release := func() {}
+	if o.instance == "" {
+		if o.instance, release, err = instanceIdentity(data); err != nil {
+			return nil, err
+		}
+	}
 	b, err := bus.NewJetStream(ctx, bus.Config{
 		URL: o.natsURL, DataDir: filepath.Join(data, "nats"), ListenAddr: o.natsListen,
 		MaxAge: o.retentionAge, MaxBytes: o.retentionBytes, Replicas: o.replicas, Logger: log,
+		NATSOptions: natsOpts,
 	})
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("bus: %w", err)
 	}
 	cfg := o.engine
@@ -190,6 +209,7 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	sec, err := newSecurity(ctx, &o.sec, &cfg, b, log)
 	if err != nil {
 		b.Close()
+		release()
 		return nil, err
 	}
 	mon := newMonitor()
@@ -198,14 +218,16 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	if err != nil {
 		sec.close()
 		b.Close()
+		release()
 		return nil, err
 	}
 	if err := eng.Start(ctx); err != nil {
 		sec.close()
 		b.Close()
+		release()
 		return nil, err
 	}
-	s := &server{o: o, log: log, bus: b, eng: eng, sec: sec, mon: mon}
+	s := &server{o: o, log: log, bus: b, eng: eng, sec: sec, mon: mon, release: release}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
 	if *o.pprof {
@@ -257,6 +279,9 @@ func (s *server) close() {
 	_ = s.eng.Close()
 	s.sec.close()
 	_ = s.bus.Close()
+	if s.release != nil {
+		s.release()
+	}
 }
 
 func splitComma(s string) []string {

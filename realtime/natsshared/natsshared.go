@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -51,7 +52,9 @@ func Bus(ctx context.Context, o Options) (*bus.JetStream, error) {
 	if dir == "" {
 		dir = filepath.Join(os.TempDir(), "encore-realtime")
 	}
-	b, err := bus.NewJetStream(ctx, bus.Config{URL: o.URL, DataDir: filepath.Join(dir, "nats")})
+	// Stream replicas: $REALTIME_REPLICAS (3 on a NATS cluster); default 1.
+	replicas, _ := strconv.Atoi(os.Getenv("REALTIME_REPLICAS"))
+	b, err := bus.NewJetStream(ctx, bus.Config{URL: o.URL, DataDir: filepath.Join(dir, "nats"), Replicas: replicas})
 	if err != nil {
 		return nil, fmt.Errorf("natsshared: %w", err)
 	}

@@ -15,7 +15,10 @@ import (
 
 // Config configures a Client.
 type Config struct {
-	URL      string
+	URL string
+	// URLs, when set, replaces URL with several interchangeable instances, tried in
+	// turn (see urls.go).
+	URLs     []string
 	Token    string
 	Channels []string
 	// Cursor to resume from (zero: live from now).
@@ -81,6 +84,9 @@ type Client struct {
 	// polling: events come by long-poll; probeAt: when to try the stream again.
 	polling bool
 	probeAt time.Time
+
+	attempts int    // connection attempts, for URL rotation (run goroutine only)
+	instance string // welcome.Instance of the current or last connection
 }
 
 // Start runs the client until ctx ends, Close, or a "do not reconnect" close.
@@ -211,7 +217,7 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 	if !cur.IsZero() {
 		curp = &cur
 	}
-	conn, err := Dial(ctx, c.cfg.URL, &DialOptions{Token: c.cfg.Token, Channels: c.cfg.Channels, Cursor: curp,
+	conn, err := Dial(ctx, c.nextURL(), &DialOptions{Token: c.cfg.Token, Channels: c.cfg.Channels, Cursor: curp,
 		Compression: c.cfg.Compression})
 	if err != nil {
 		if code := CloseCode(err); protocol.ActionFor(code) == protocol.ActionUsePoll {
@@ -239,6 +245,7 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 	}
 	c.mu.Lock()
 	c.conn = conn
+	c.instance = conn.Welcome.Instance
 	if c.stats.Connects > 0 {
 		c.stats.Reconnects++
 	}

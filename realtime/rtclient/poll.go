@@ -145,7 +145,7 @@ func (c *Client) pollLoop(ctx context.Context) (wait time.Duration, stop error) 
 func (c *Client) pollOnce(ctx context.Context) (resp *protocol.PollResponse, status int, retryAfter time.Duration, err error) {
 	base := c.cfg.PollURL
 	if base == "" {
-		if base, err = PollURL(c.cfg.URL); err != nil {
+		if base, err = PollURL(c.lastURL()); err != nil {
 			return nil, 0, 0, err
 		}
 	}

@@ -53,6 +53,9 @@ type Config struct {
 	ReplayTimeout time.Duration
 	MaxBusReplays int
 	ReplayWait    time.Duration
+	// EpochCheckInterval is how often the engine asks the bus whether its stream was
+	// recreated (default 5s); see epoch.go.
+	EpochCheckInterval time.Duration
 
 	// PublisherKey protects POST /v2/realtime/publish (Bearer token). Empty refuses
 	// every publish unless AllowAnonymousPublish is set (dev mode only).
@@ -186,6 +189,7 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&d.ReplayTimeout, 10*time.Second)
 	defi(&d.MaxBusReplays, 32)
 	def(&d.ReplayWait, 2*time.Second)
+	def(&d.EpochCheckInterval, 5*time.Second)
 	if d.MaxPublishBytes <= 0 {
 		d.MaxPublishBytes = 1 << 20
 	}

@@ -47,6 +47,10 @@ type Engine struct {
 	conns   sync.WaitGroup // one per registered client, done at the end of its teardown
 
 	bg sync.WaitGroup // sweeper and bus subscription owner
+
+	resub        resubscriber  // live subscription generation (epoch.go)
+	epochChanges atomic.Uint64 // stream recreations noticed (epoch.go)
+	replayLoad   replayLoad    // demand for bus replay slots (scale.go)
 }
 
 // New builds an engine over b. It does not touch the bus until Start.
@@ -91,11 +95,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.epoch.Store(&info.Epoch)
 	e.pool.reset(info.LastSeq)
-	if err := e.bus.Subscribe(e.ctx, info.LastSeq, e.dispatch); err != nil {
+	if err := e.subscribeBus(info.LastSeq); err != nil {
 		return fmt.Errorf("stream: subscribe: %w", err)
 	}
-	e.bg.Add(1)
+	e.bg.Add(2)
 	go e.sweep()
+	go e.watchEpoch()
 	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
 	return nil
 }

@@ -38,7 +38,7 @@ func (c *Client) runJob(j *replayJob) error {
 			var ok bool
 			release, ok = e.acquireReplay(c.ctx)
 			if !ok {
-				c.requestClose(protocol.CloseOverloaded, "replay busy", e.retryHint(), DiscReplayOverload, false)
+				c.requestClose(protocol.CloseOverloaded, "replay busy", e.replayRetryHint(), DiscReplayOverload, false)
 				return nil
 			}
 			defer release()
@@ -156,9 +156,12 @@ func (c *Client) replayFromBus(j *replayJob) error {
 func (e *Engine) acquireReplay(ctx context.Context) (release func(), ok bool) {
 	t := time.NewTimer(e.cfg.ReplayWait)
 	defer t.Stop()
+	e.replayLoad.waiting.Add(1)
+	defer e.replayLoad.waiting.Add(-1)
 	select {
 	case e.replaySlots <- struct{}{}:
-		return func() { <-e.replaySlots }, true
+		start := time.Now()
+		return func() { e.replayLoad.observe(time.Since(start)); <-e.replaySlots }, true
 	case <-t.C:
 		return nil, false
 	case <-ctx.Done():

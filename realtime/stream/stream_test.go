@@ -371,6 +371,11 @@ func TestCompression(t *testing.T) {
 	before := env.eng.Snapshot()
 	env.publish(evs...)
 	readEvents(t, ctx, c, 50)
+	// The server counts a frame after its write returns, which may be after the client
+	// read it: wait for the counters to catch up.
+	waitFor(t, 5*time.Second, "delivery counted", func() bool {
+		return env.eng.Snapshot().EventsDelivered-before.EventsDelivered == 50
+	})
 	s := env.eng.Snapshot()
 	raw, wire := s.BytesRaw-before.BytesRaw, s.BytesWire-before.BytesWire
 	if raw < uint64(50*len(payload)) {
