@@ -92,6 +92,8 @@ func parseFlags(args []string) (*options, error) {
 	natsAuthFlags(fs, &o.natsAuth)
 	dur(&o.engine.BatchWindow, "batch-window", "REALTIME_BATCH_WINDOW", 20*time.Millisecond, "coalescing window after a frame")
 	num(&o.engine.BatchMaxEvents, "batch-max", "REALTIME_BATCH_MAX", 100, "most events per frame")
+	dur(&o.engine.BatchWindowMax, "batch-window-max", "REALTIME_BATCH_WINDOW_MAX", 50*time.Millisecond, "widest batch window under load (see -frame-budget); at most -batch-window keeps it fixed")
+	num(&o.engine.FrameBudget, "frame-budget", "REALTIME_FRAME_BUDGET", 60000, "event frames per second past which the batch window widens")
 	num(&o.engine.QueueMaxEvents, "queue-events", "REALTIME_QUEUE_EVENTS", 4096, "per-connection queue bound (events)")
 	num(&o.engine.QueueMaxBytes, "queue-bytes", "REALTIME_QUEUE_BYTES", 4<<20, "per-connection queue bound (bytes)")
 	num(&o.compressionThreshold, "compress-threshold", "REALTIME_COMPRESS_THRESHOLD", 1024, "deflate frames of at least this many bytes; -1 disables compression")

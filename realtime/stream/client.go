@@ -227,7 +227,7 @@ func (c *Client) writeLoop() {
 		}
 		head := c.q[c.qHead]
 		if head.ev != nil && c.state == stateOpen && !c.batchFullLocked() {
-			if wait := time.Until(c.lastWrite.Add(cfg.BatchWindow)); wait > 0 {
+			if wait := time.Until(c.lastWrite.Add(c.e.batch.current())); wait > 0 {
 				c.mu.Unlock()
 				if !c.sleep(wait) {
 					c.finishWriter()

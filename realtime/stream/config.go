@@ -33,6 +33,12 @@ type Config struct {
 	// reaching a connection that wrote nothing for BatchWindow is written at once.
 	BatchMaxEvents int
 	BatchWindow    time.Duration
+	// BatchWindowMax and FrameBudget let the window widen under load: when the instance
+	// writes more than FrameBudget event frames per second (default 60000), the window
+	// grows up to BatchWindowMax (default 50ms) so that busy connections fit the budget.
+	// BatchWindowMax <= BatchWindow keeps the window fixed.
+	BatchWindowMax time.Duration
+	FrameBudget    int
 	// CompressionThreshold: frames of at least this many bytes are deflated for clients
 	// that negotiated permessage-deflate (default 1024; negative disables compression).
 	CompressionThreshold int
@@ -176,6 +182,8 @@ func (c *Config) withDefaults() (Config, error) {
 	defi(&d.QueueMaxBytes, 4<<20)
 	defi(&d.BatchMaxEvents, 100)
 	def(&d.BatchWindow, 20*time.Millisecond)
+	def(&d.BatchWindowMax, max(50*time.Millisecond, d.BatchWindow))
+	defi(&d.FrameBudget, 60000)
 	if d.CompressionThreshold == 0 {
 		d.CompressionThreshold = 1024
 	}

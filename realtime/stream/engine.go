@@ -33,7 +33,8 @@ type Engine struct {
 	pool        *pool
 	registry    *prometheus.Registry
 	replaySlots chan struct{} // semaphore of bus replays; never closed
-	lp          *longPoll     // waiting polls and the streaming switch (poll_waiters.go, switch.go)
+	batch       *batchGovernor
+	lp          *longPoll // waiting polls and the streaming switch (poll_waiters.go, switch.go)
 
 	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
 	cancel context.CancelFunc
@@ -77,6 +78,7 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	e.lp = newLongPoll(&c, &e.metrics.poll)
 	empty := ""
 	e.epoch.Store(&empty)
+	e.batch = newBatchGovernor(&e.cfg, &e.metrics.eventFrames)
 	e.registry = prometheus.NewRegistry()
 	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -98,9 +100,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.subscribeBus(info.LastSeq); err != nil {
 		return fmt.Errorf("stream: subscribe: %w", err)
 	}
-	e.bg.Add(2)
+	e.bg.Add(3)
 	go e.sweep()
 	go e.watchEpoch()
+	go e.govern()
 	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
 	return nil
 }
@@ -115,6 +118,7 @@ func (e *Engine) Registry() *prometheus.Registry { return e.registry }
 func (e *Engine) Snapshot() Snapshot {
 	s := e.metrics.snapshot()
 	s.Instance = e.cfg.Instance
+	s.BatchWindowMs = float64(e.batch.current()) / float64(time.Millisecond)
 	s.Epoch = e.Epoch()
 	e.pool.mu.Lock()
 	s.HeadSeq = e.pool.head

@@ -163,6 +163,8 @@ type Snapshot struct {
 	// Breaker is the bus circuit breaker's state ("closed", "open", "half-open"), when
 	// the bus has one (bus.Breaker).
 	Breaker string `json:"breaker,omitempty"`
+	// BatchWindowMs is the batch window in force (it widens under load, window.go).
+	BatchWindowMs float64 `json:"batchWindowMs"`
 }
 
 func (m *Metrics) snapshot() Snapshot {
