@@ -35,7 +35,8 @@ type target struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd's Wait returns
 	logPath string
-	pprof   bool // the server serves /debug/vars and /debug/pprof
+	ownDir  string // temp dir the bench created (data, log, built binary); removed by close
+	pprof   bool   // the server serves /debug/vars and /debug/pprof
 }
 
 // spawnOptions configure spawnServer.
@@ -97,18 +98,21 @@ var benchServerArgs = []string{"-ip-connect-rate", "0", "-connect-rate", "0"}
 
 // spawnServer starts realtimed as a child on a free loopback port with a fresh data dir.
 func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
-	dir := o.Dir
+	dir, own := o.Dir, ""
 	if dir == "" {
 		d, err := os.MkdirTemp("", "realtime-bench-")
 		if err != nil {
 			return nil, err
 		}
-		dir = d
+		dir, own = d, d
 	}
 	bin := o.Bin
 	if bin == "" {
 		b, err := buildServer(ctx, dir)
 		if err != nil {
+			if own != "" {
+				os.RemoveAll(own)
+			}
 			return nil, err
 		}
 		bin = b
@@ -119,12 +123,15 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 	}
 	t := &target{
 		urls: []string{"http://127.0.0.1:" + strconv.Itoa(port)}, key: o.Key, http: newHTTPClient(),
-		bin: bin, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "realtimed.log"), pprof: true,
+		bin: bin, dataDir: filepath.Join(dir, "data"), ownDir: own, logPath: filepath.Join(dir, "realtimed.log"), pprof: true,
 	}
 	t.args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", t.dataDir,
 		"-publisher-key", o.Key, "-log-level", "warn", "-pprof"}, benchServerArgs...)
 	t.args = append(t.args, o.Args...)
 	if err := t.start(ctx); err != nil {
+		if own != "" {
+			os.RemoveAll(own)
+		}
 		return nil, err
 	}
 	return t, nil
@@ -214,6 +221,9 @@ func (t *target) close() {
 	}
 	t.stop()
 	_ = os.RemoveAll(t.dataDir)
+	if t.ownDir != "" {
+		_ = os.RemoveAll(t.ownDir)
+	}
 }
 
 func (t *target) streamURL(i int) string {
