@@ -45,6 +45,7 @@ type options struct {
 	engine                                                                       stream.Config
 	compressionThreshold                                                         int
 	drainTimeout                                                                 time.Duration
+	pprof                                                                        *bool
 	sec                                                                          securityOptions
 	natsAuth                                                                     bus.ClientAuth // natsflags.go
 }
@@ -100,6 +101,7 @@ func parseFlags(args []string) (*options, error) {
 	num(&o.engine.WindowEvents, "window", "REALTIME_WINDOW", 10000, "in-memory replay window (events)")
 	num(&o.engine.MaxSubscriptions, "max-subscriptions", "REALTIME_MAX_SUBSCRIPTIONS", 100, "channels per connection")
 	dur(&o.drainTimeout, "drain-timeout", "REALTIME_DRAIN_TIMEOUT", 10*time.Second, "how long shutdown waits for connections to flush")
+	o.pprof = pprofFlag(fs)
 	registerSecurityFlags(fs, &o.sec)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -230,6 +232,9 @@ func newServer(ctx context.Context, o *options, log *slog.Logger) (*server, erro
 	s := &server{o: o, log: log, bus: b, eng: eng, sec: sec, mon: mon, release: release}
 	mux := http.NewServeMux()
 	eng.Mount(mux)
+	if *o.pprof {
+		mountPprof(mux)
+	}
 	sec.mount(mux)
 	if err := s.startFlags(ctx, mux); err != nil { // before monitoring: the dashboard shows the flag
 		s.close()

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"encore.app/monitoring/health"
+)
+
+// latencies is one recorder's publish-to-receive distribution (milliseconds), a DDSketch
+// with 1% relative accuracy (monitoring/health.Histogram). Not safe for concurrent use:
+// each client goroutine owns one and they are merged at the end.
+type latencies struct {
+	h        *health.Histogram
+	negative uint64 // receive before send (clock skew between hosts): not recorded
+}
+
+func newLatencies() *latencies { return &latencies{h: health.NewHistogram()} }
+
+// recordNanos adds one latency given the send and receive times in unix nanoseconds.
+func (l *latencies) recordNanos(sent, recv int64) {
+	d := recv - sent
+	if d < 0 {
+		l.negative++
+		return
+	}
+	l.h.Record(float64(d) / 1e6)
+}
+
+func (l *latencies) merge(o *latencies) {
+	_ = l.h.Merge(o.h)
+	l.negative += o.negative
+}
+
+// LatencySummary is a distribution in milliseconds.
+type LatencySummary struct {
+	Count uint64  `json:"count"`
+	P50   float64 `json:"p50Ms"`
+	P95   float64 `json:"p95Ms"`
+	P99   float64 `json:"p99Ms"`
+	Max   float64 `json:"maxMs"`
+}
+
+func (l *latencies) summary() LatencySummary {
+	n := l.h.Count()
+	if n == 0 {
+		return LatencySummary{}
+	}
+	return LatencySummary{Count: n, P50: l.h.Quantile(0.50), P95: l.h.Quantile(0.95),
+		P99: l.h.Quantile(0.99), Max: l.h.Max()}
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+// raiseFDLimit lifts RLIMIT_NOFILE to its hard limit (5,000 clients need >10,000 fds
+// between the bench and a spawned server, which inherits the limit).
+func raiseFDLimit() uint64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	r.Cur = r.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r)
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r)
+	return r.Cur
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU returns total and idle jiffies from /proc/stat (all cores).
+func machineCPU() (busy, total time.Duration) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fs := strings.Fields(line)
+	var sum, idle int64
+	for i, f := range fs[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		if i >= 8 { // guest time is already in user
+			break
+		}
+		sum += v
+		if i == 3 || i == 4 { // idle, iowait
+			idle += v
+		}
+	}
+	return time.Duration(sum-idle) * time.Second / clockTick, time.Duration(sum) * time.Second / clockTick
+}
+
+// cpuMeter measures CPU shares over an interval: this process, the spawned server, and
+// the whole machine (others' work included).
+type cpuMeter struct {
+	at            time.Time
+	self, server  time.Duration
+	mBusy, mTotal time.Duration
+	pid           int
+}
+
+func startCPU(pid int) cpuMeter {
+	m := cpuMeter{at: time.Now(), self: selfCPU(), pid: pid}
+	if pid != 0 {
+		p, _ := readProc(pid)
+		m.server = p.CPU
+	}
+	m.mBusy, m.mTotal = machineCPU()
+	return m
+}
+
+// CPUShare is CPU use over a run, in cores (1.0 = one core busy the whole time).
+type CPUShare struct {
+	WallSeconds  float64 `json:"wallSeconds"`
+	BenchCores   float64 `json:"benchCores"`
+	ServerCores  float64 `json:"serverCores"`  // 0 when not spawned
+	MachineCores float64 `json:"machineCores"` // everything on the machine
+	OtherCores   float64 `json:"otherCores"`   // machine minus bench and server
+	ServerCPU    float64 `json:"serverCpuSeconds"`
+	BenchCPU     float64 `json:"benchCpuSeconds"`
+	Cores        int     `json:"cores"`
+}
+
+func (m cpuMeter) stop() CPUShare {
+	wall := time.Since(m.at).Seconds()
+	s := CPUShare{WallSeconds: wall, Cores: numCPU()}
+	s.BenchCPU = (selfCPU() - m.self).Seconds()
+	if m.pid != 0 {
+		p, _ := readProc(m.pid)
+		s.ServerCPU = (p.CPU - m.server).Seconds()
+	}
+	b, t := machineCPU()
+	if t > m.mTotal {
+		s.MachineCores = float64(b-m.mBusy) / float64(t-m.mTotal) * float64(numCPU())
+	}
+	if wall > 0 {
+		s.BenchCores = s.BenchCPU / wall
+		s.ServerCores = s.ServerCPU / wall
+	}
+	s.OtherCores = max(0, s.MachineCores-s.BenchCores-s.ServerCores)
+	return s
+}
