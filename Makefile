@@ -24,6 +24,9 @@ test-go:
 test-client:
 	@if [ -x client/ci.sh ]; then client/ci.sh; else echo "client/ci.sh not present: no client tests"; fi
 
+bench: ## the load generator suite: regenerates docs/benchmarks.md tables and docs/bench charts (~25 min)
+	scripts/bench.sh
+
 fuzz: ## run each fuzz target for a while (not part of make test)
 	for f in FuzzDecodeClientFrame FuzzValidateChannel FuzzParseCursor; do \
 		$(GO) test -run XXX -fuzz $$f -fuzztime 30s ./realtime/protocol || exit 1; done
