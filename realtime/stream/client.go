@@ -54,7 +54,7 @@ type Client struct {
 	// immutable after construction
 	e       *Engine
 	conn    *websocket.Conn
-	cc      *countingConn // the socket under conn (nil if the server could not wrap it)
+	cc      *countingConn // the socket under conn (set by Hijack during Accept)
 	session string
 	ctx     context.Context // cancelled at teardown or engine close
 	cancel  context.CancelFunc
@@ -155,12 +155,7 @@ func (c *Client) resetQueueLocked() {
 	c.q, c.qHead, c.qEvents, c.qBytes = nil, 0, 0, 0
 }
 
-func (c *Client) wakeWriter() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
+func (c *Client) wakeWriter() { signal(c.kick) }
 
 func (c *Client) startWriterLocked() {
 	c.writing = true
@@ -339,17 +334,10 @@ func (c *Client) writeFailed(err error) {
 // write deadline: no context and timer per frame. A blocked write ends at the deadline
 // or when teardown closes the socket.
 func (c *Client) writeFrame(b []byte) error {
-	var err error
-	if c.cc == nil {
-		ctx, cancel := context.WithTimeout(c.ctx, c.e.cfg.WriteTimeout)
-		err = c.conn.Write(ctx, websocket.MessageText, b)
-		cancel()
-	} else {
-		c.cc.cork()
-		err = c.conn.Write(context.Background(), websocket.MessageText, b)
-		if uerr := c.cc.uncork(time.Now().Add(c.e.cfg.WriteTimeout)); err == nil {
-			err = uerr
-		}
+	c.cc.cork()
+	err := c.conn.Write(context.Background(), websocket.MessageText, b)
+	if uerr := c.cc.uncork(time.Now().Add(c.e.cfg.WriteTimeout)); err == nil {
+		err = uerr
 	}
 	if err != nil {
 		return err

@@ -100,10 +100,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.subscribeBus(info.LastSeq); err != nil {
 		return fmt.Errorf("stream: subscribe: %w", err)
 	}
-	e.bg.Add(3)
-	go e.sweep()
-	go e.watchEpoch()
-	go e.govern()
+	e.every(e.cfg.HeartbeatInterval, e.sweep)
+	e.every(e.cfg.EpochCheckInterval, func(time.Time) { e.checkEpoch() })
+	e.every(governPeriod, func(time.Time) { e.batch.tick(governPeriod) })
 	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
 	return nil
 }
@@ -143,27 +142,35 @@ func (e *Engine) dispatch(ev *protocol.Event) {
 	e.lp.wakeChannel(oe.channel) // after the window holds oe (poll_waiters.go)
 }
 
-// sweep pings every connection each heartbeat interval and closes those silent for
-// longer than the heartbeat timeout.
-func (e *Engine) sweep() {
-	defer e.bg.Done()
-	t := time.NewTicker(e.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case now := <-t.C:
-			ping := protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()})
-			deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
-			for _, c := range e.snapshotClients() {
-				if c.lastRead.Load() < deadline {
-					c.requestClose(protocol.CloseHeartbeat, "heartbeat timeout", 0, DiscHeartbeat, false)
-					continue
-				}
-				c.enqueueCtrl(ping)
+// every runs fn every d on a goroutine of the engine's background group until Close.
+func (e *Engine) every(d time.Duration, fn func(now time.Time)) {
+	e.bg.Add(1)
+	go func() {
+		defer e.bg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-e.ctx.Done():
+				return
+			case now := <-t.C:
+				fn(now)
 			}
 		}
+	}()
+}
+
+// sweep pings every connection (each heartbeat interval) and closes those silent for
+// longer than the heartbeat timeout.
+func (e *Engine) sweep(now time.Time) {
+	ping := protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()})
+	deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
+	for _, c := range e.snapshotClients() {
+		if c.lastRead.Load() < deadline {
+			c.requestClose(protocol.CloseHeartbeat, "heartbeat timeout", 0, DiscHeartbeat, false)
+			continue
+		}
+		c.enqueueCtrl(ping)
 	}
 }
 

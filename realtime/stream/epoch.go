@@ -11,7 +11,7 @@ import (
 // A bus stream that is deleted and recreated (operator action, lost storage) starts a
 // new epoch whose sequences begin again at 1. An engine that kept its old position
 // would drop the new stream's events as "already dispatched" and answer cursors with
-// its stale epoch. watchEpoch asks the bus for the epoch every EpochCheckInterval (the
+// its stale epoch. The engine asks the bus for the epoch every EpochCheckInterval (the
 // bus also recreates a missing stream on that call); when it changed, resync:
 //
 //  1. the live subscription is cancelled and its late deliveries are ignored;
@@ -53,21 +53,6 @@ func (e *Engine) subscribeBus(after uint64) error {
 		return err
 	}
 	return nil
-}
-
-// watchEpoch runs on the engine's background group until Close.
-func (e *Engine) watchEpoch() {
-	defer e.bg.Done()
-	t := time.NewTicker(e.cfg.EpochCheckInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-t.C:
-			e.checkEpoch()
-		}
-	}
 }
 
 // checkEpoch compares the bus's epoch with the engine's and resyncs on a change. A

@@ -43,18 +43,5 @@ func (g *batchGovernor) tick(period time.Duration) {
 	g.window.Store(int64(min(max(w, g.min), g.max)))
 }
 
-// govern runs the governor until the engine closes.
-func (e *Engine) govern() {
-	defer e.bg.Done()
-	const period = 250 * time.Millisecond
-	t := time.NewTicker(period)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-t.C:
-			e.batch.tick(period)
-		}
-	}
-}
+// governPeriod is how often the batch governor recomputes the window.
+const governPeriod = 250 * time.Millisecond
