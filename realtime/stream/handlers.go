@@ -378,7 +378,7 @@ var errTooManyEvents = errors.New("too many events")
 // Nothing of a batch is accepted when one event is bad; the error names its index.
 func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 	var req publishRequest
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
 		return nil, fmt.Errorf("bad JSON: %v", err)
 	}
