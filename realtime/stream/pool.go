@@ -37,8 +37,14 @@ func (p *pool) publish(ev *outEvent) (subs []*Client, ok bool) {
 	if ev.seq <= p.head {
 		return nil, false
 	}
+	// A gap (events deleted by retention before this instance read them, or malformed
+	// messages the bus skipped) was never in the window: cursors before it go to the bus,
+	// which knows whether the missing events still exist.
+	if gap := ev.seq - 1; gap > p.head && gap > p.floor {
+		p.floor = gap
+	}
 	if old := p.window.push(ev); old != nil {
-		p.floor = old.seq
+		p.floor = max(p.floor, old.seq)
 	}
 	p.head = ev.seq
 	return p.index[ev.channel], true
