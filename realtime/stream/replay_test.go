@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -175,6 +176,7 @@ func TestSlowConsumerResumes(t *testing.T) {
 	})
 
 	fastGot := make(chan []protocol.Event, 1)
+	var fastN atomic.Int64
 	const total = 8000 // 8 MB: more than loopback socket buffers hold
 	go func() {
 		var evs []protocol.Event
@@ -185,6 +187,7 @@ func TestSlowConsumerResumes(t *testing.T) {
 				break
 			}
 			evs = append(evs, f.Events...)
+			fastN.Store(int64(len(evs)))
 		}
 		fastGot <- evs
 	}()
@@ -193,7 +196,12 @@ func TestSlowConsumerResumes(t *testing.T) {
 	for i := range total {
 		evs = append(evs, &protocol.Event{ID: fmt.Sprintf("s-%d", i), Channel: "s", Data: []byte(`"` + pad + `"`)})
 	}
+	// Paced by the fast client (at most ~100 KB ahead of it, under its 256 KB bound):
+	// a busy machine may stall its reader, and it must not become a slow consumer too.
 	for i := 0; i < total; i += 50 {
+		for int64(i)-fastN.Load() > 100 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
 		env.publish(evs[i : i+50]...)
 	}
 	waitFor(t, 20*time.Second, "slow-consumer drop", func() bool { return env.eng.Snapshot().Drops["slow_consumer"] > 0 })

@@ -411,6 +411,17 @@ func (p *publisher) post(ctx context.Context, in *instance, body []byte) ([]bus.
 	return pr.Acks, resp.StatusCode, nil
 }
 
+// lastSeq is the highest acked sequence.
+func (p *publisher) lastSeq() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var last uint64
+	for _, ev := range p.order {
+		last = max(last, ev.Seq)
+	}
+	return last
+}
+
 // expected returns the acked events of channel in sequence order.
 func (p *publisher) expected(channel string) []protocol.Event {
 	p.mu.Lock()
@@ -437,9 +448,15 @@ type recorder struct {
 }
 
 func startRecorder(ctx context.Context, name string, urls []string, channels []string, cur protocol.Cursor) *recorder {
+	return startGatedRecorder(ctx, name, urls, channels, cur, nil)
+}
+
+// startGatedRecorder is startRecorder whose connections are opened through hc (nil: the
+// default client).
+func startGatedRecorder(ctx context.Context, name string, urls []string, channels []string, cur protocol.Cursor, hc *http.Client) *recorder {
 	r := &recorder{name: name, channels: channels}
 	r.cl = rtclient.Start(ctx, rtclient.Config{
-		URLs: urls, Channels: channels, Cursor: cur,
+		URLs: urls, Channels: channels, Cursor: cur, HTTPClient: hc,
 		BackoffMin: 20 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 		Logger: quiet(),
 		OnEvent: func(ev protocol.Event) {
@@ -586,4 +603,53 @@ func busInfo(t testing.TB, in *instance) bus.Info {
 		t.Fatal(err)
 	}
 	return info
+}
+
+// dialGate holds new connections while closed, so a test decides when clients may
+// reconnect instead of racing them.
+type dialGate struct {
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func newDialGate() *dialGate {
+	g := &dialGate{open: make(chan struct{})}
+	close(g.open)
+	return g
+}
+
+// hold makes dials wait until release.
+func (g *dialGate) hold() {
+	g.mu.Lock()
+	g.open = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *dialGate) release() {
+	g.mu.Lock()
+	select {
+	case <-g.open:
+	default:
+		close(g.open)
+	}
+	g.mu.Unlock()
+}
+
+// client is an HTTP client whose dials pass the gate; no idle connections are kept.
+func (g *dialGate) client() *http.Client {
+	d := &net.Dialer{}
+	return &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			g.mu.Lock()
+			open := g.open
+			g.mu.Unlock()
+			select {
+			case <-open:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+	}}
 }

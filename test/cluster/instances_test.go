@@ -37,13 +37,15 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 	start := protocol.Cursor{Epoch: info.Epoch, Seq: info.LastSeq}
 
 	channels := []string{"a", "b", "c", "d", "e", "f"}
+	gate := newDialGate()
+	hc := gate.client()
 	var rs []*recorder
 	for i := range 30 {
 		chs := []string{channels[i%6], channels[(i+1)%6]}
 		if i%5 == 0 {
 			chs = append(chs, channels[(i+3)%6])
 		}
-		rs = append(rs, startRecorder(ctx, fmt.Sprintf("client-%d", i), rotate(ins, i%3), chs, start))
+		rs = append(rs, startGatedRecorder(ctx, fmt.Sprintf("client-%d", i), rotate(ins, i%3), chs, start, hc))
 	}
 	defer func() {
 		for _, r := range rs {
@@ -88,6 +90,10 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 	const rounds = 40 // each round: 5 events on every channel, through the next instance
 	for round := range rounds {
 		if round == rounds/2 {
+			// The dead instance's clients reconnect only after the survivors have
+			// dispatched a round past their windows: their resumes must come from
+			// JetStream, whatever the machine's load does to the timing.
+			gate.hold()
 			ins[0].kill()
 			p.remove(ins[0])
 			// A crash does not withdraw the record: it is still there...
@@ -101,6 +107,13 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 			if err := p.publish(ctx, batch("x", ch, round*5, 5)); err != nil {
 				t.Fatal(err)
 			}
+		}
+		if round == rounds/2 {
+			last := p.lastSeq()
+			waitFor(t, 20*time.Second, "survivors dispatched the round after the kill", func() bool {
+				return ins[1].eng.Snapshot().HeadSeq >= last && ins[2].eng.Snapshot().HeadSeq >= last
+			})
+			gate.release()
 		}
 	}
 	waitComplete(t, 30*time.Second, p, rs)
