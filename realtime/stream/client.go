@@ -94,6 +94,9 @@ type Client struct {
 	// owned by the writer goroutine
 	timer *time.Timer
 	batch []*outEvent
+	// liveAfter: the client resumed with a cursor ahead of this instance; live events
+	// up to it are ones it already processed, and are not written again.
+	liveAfter uint64
 
 	wg sync.WaitGroup // the writer goroutine
 }
@@ -237,7 +240,11 @@ func (c *Client) writeLoop() {
 		if head.ev != nil {
 			for c.qHead < len(c.q) && c.q[c.qHead].ev != nil && len(c.batch) < cfg.BatchMaxEvents {
 				ev := c.q[c.qHead].ev
-				c.batch = append(c.batch, ev)
+				if ev.seq > c.liveAfter {
+					c.batch = append(c.batch, ev)
+				} else {
+					c.e.metrics.eventsAlreadySeen.Add(1)
+				}
 				c.q[c.qHead] = item{}
 				c.qHead++
 				c.qEvents--

@@ -242,11 +242,12 @@ func (c *Client) handleSubscribe(f *protocol.ClientFrame) {
 		}
 		ok = append(ok, ch)
 	}
-	added, results, job := e.pool.subscribe(c, ok, f.Cursor, e.Epoch(), e.cfg.MaxSubscriptions)
+	added := e.pool.subscribe(c, ok, f.Cursor, e.Epoch(), e.cfg.MaxSubscriptions, func(job *replayJob) {
+		job.reqID = f.ID
+		job.results = append(job.results, refused...)
+		c.enqueue(item{job: job})
+	})
 	e.metrics.subscriptions.Add(int64(len(added)))
-	job.reqID = f.ID
-	job.results = append(results, refused...)
-	c.enqueue(item{job: job})
 }
 
 func (c *Client) handleUnsubscribe(f *protocol.ClientFrame) {

@@ -38,6 +38,12 @@ func quietLogger() *slog.Logger {
 
 func newEnv(t testing.TB, cfg Config, bcfg bus.Config) *testEnv {
 	t.Helper()
+	return newEnvWrapped(t, cfg, bcfg, nil)
+}
+
+// newEnvWrapped is newEnv with the engine's bus wrapped by wrap (nil: unwrapped).
+func newEnvWrapped(t testing.TB, cfg Config, bcfg bus.Config, wrap func(bus.Bus) bus.Bus) *testEnv {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if bcfg.DataDir == "" && bcfg.URL == "" {
@@ -54,7 +60,11 @@ func newEnv(t testing.TB, cfg Config, bcfg bus.Config) *testEnv {
 	if cfg.PublisherKey == "" {
 		cfg.PublisherKey = "test-key"
 	}
-	e, err := New(cfg, b)
+	var eb bus.Bus = b
+	if wrap != nil {
+		eb = wrap(b)
+	}
+	e, err := New(cfg, eb)
 	if err != nil {
 		b.Close()
 		t.Fatal(err)

@@ -78,6 +78,7 @@ type Metrics struct {
 	eventsDispatched    atomic.Uint64
 	eventsDelivered     atomic.Uint64
 	eventsReplayed      atomic.Uint64
+	eventsAlreadySeen   atomic.Uint64
 	framesWritten       atomic.Uint64
 	eventFrames         atomic.Uint64 // frames carrying events
 	bytesRaw            atomic.Uint64
@@ -130,19 +131,22 @@ type LatencySummary struct {
 
 // Snapshot is the JSON body of /v2/realtime/metrics: cumulative counters since start.
 type Snapshot struct {
-	Instance          string            `json:"instance"`
-	Time              int64             `json:"time"`
-	UptimeSeconds     float64           `json:"uptimeSeconds"`
-	Epoch             string            `json:"epoch"`
-	HeadSeq           uint64            `json:"headSeq"`
-	ActiveConnections int64             `json:"activeConnections"`
-	ConnectionsTotal  uint64            `json:"connectionsTotal"`
-	Subscriptions     int64             `json:"subscriptions"`
-	EventsPublished   uint64            `json:"eventsPublished"`
-	EventsDuplicate   uint64            `json:"eventsDuplicate"`
-	EventsDispatched  uint64            `json:"eventsDispatched"`
-	EventsDelivered   uint64            `json:"eventsDelivered"`
-	EventsReplayed    uint64            `json:"eventsReplayed"`
+	Instance          string  `json:"instance"`
+	Time              int64   `json:"time"`
+	UptimeSeconds     float64 `json:"uptimeSeconds"`
+	Epoch             string  `json:"epoch"`
+	HeadSeq           uint64  `json:"headSeq"`
+	ActiveConnections int64   `json:"activeConnections"`
+	ConnectionsTotal  uint64  `json:"connectionsTotal"`
+	Subscriptions     int64   `json:"subscriptions"`
+	EventsPublished   uint64  `json:"eventsPublished"`
+	EventsDuplicate   uint64  `json:"eventsDuplicate"`
+	EventsDispatched  uint64  `json:"eventsDispatched"`
+	EventsDelivered   uint64  `json:"eventsDelivered"`
+	EventsReplayed    uint64  `json:"eventsReplayed"`
+	// EventsAlreadySeen: live events not written because the connection resumed with a
+	// cursor at or past them (it was ahead of this instance).
+	EventsAlreadySeen uint64            `json:"eventsAlreadySeen"`
 	FramesWritten     uint64            `json:"framesWritten"`
 	EventFrames       uint64            `json:"eventFrames"`
 	EventsPerFrame    float64           `json:"eventsPerFrame"`
@@ -179,6 +183,7 @@ func (m *Metrics) snapshot() Snapshot {
 		EventsDispatched:  m.eventsDispatched.Load(),
 		EventsDelivered:   m.eventsDelivered.Load(),
 		EventsReplayed:    m.eventsReplayed.Load(),
+		EventsAlreadySeen: m.eventsAlreadySeen.Load(),
 		FramesWritten:     m.framesWritten.Load(),
 		EventFrames:       m.eventFrames.Load(),
 		BytesRaw:          m.bytesRaw.Load(),
@@ -272,6 +277,7 @@ func newCollector(e *Engine) *collector {
 	add("events_dispatched_total", "Bus events fanned out by this instance.")
 	add("events_delivered_total", "Events written to connections (live and replayed).")
 	add("events_replayed_total", "Events written by recoveries.")
+	add("events_already_seen_total", "Live events skipped because the connection resumed from a cursor past them.")
 	add("frames_written_total", "Frames written to connections.")
 	add("bytes_raw_total", "Frame bytes before compression.")
 	add("bytes_wire_total", "Bytes written to sockets (after compression, with framing).")
@@ -307,6 +313,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("events_dispatched_total", s.EventsDispatched)
 	k("events_delivered_total", s.EventsDelivered)
 	k("events_replayed_total", s.EventsReplayed)
+	k("events_already_seen_total", s.EventsAlreadySeen)
 	k("frames_written_total", s.FramesWritten)
 	k("bytes_raw_total", s.BytesRaw)
 	k("bytes_wire_total", s.BytesWire)

@@ -50,11 +50,17 @@ func (p *pool) publish(ev *outEvent) (subs []*Client, ok bool) {
 	return p.index[ev.channel], true
 }
 
-// subscribe adds c to channels (already validated and authorized) and returns the
-// per-channel results and the replay job to enqueue. It is called by c's read loop only.
-func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epoch string, maxSubs int) (added []string, results []protocol.ChannelResult, job *replayJob) {
+// subscribe adds c to channels (already validated and authorized) and hands the replay
+// job, with the per-channel results, to submit. submit runs under the pool's lock, so
+// the job is queued before any live event of the new channels (dispatch fans out
+// after taking the same lock): the answer and the replay always precede them. It is
+// called by c's read loop only.
+func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epoch string, maxSubs int, submit func(*replayJob)) (added []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	var results []protocol.ChannelResult
+	var job *replayJob
+	defer func() { job.results = results; submit(job) }()
 	hadSubs := len(c.subs) > 0
 	for _, ch := range channels {
 		if _, dup := c.subs[ch]; dup {
@@ -76,7 +82,7 @@ func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epo
 	}
 	job = &replayJob{channels: added, head: p.head}
 	if cur.IsZero() {
-		return added, results, job
+		return added
 	}
 	job.cursor = *cur
 	job.recovery = true
@@ -99,7 +105,7 @@ func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epo
 	default:
 		job.fromBus = true
 	}
-	return added, results, job
+	return added
 }
 
 // unsubscribe removes c from channels and reports which it was subscribed to.

@@ -34,7 +34,8 @@ func TestPoolWindowGap(t *testing.T) {
 			}
 			c := &Client{subs: map[string]struct{}{}}
 			cur := &protocol.Cursor{Seq: tc.cursor, Epoch: "e"}
-			_, _, job := p.subscribe(c, []string{"c"}, cur, "e", 10)
+			var job *replayJob
+			p.subscribe(c, []string{"c"}, cur, "e", 10, func(j *replayJob) { job = j })
 			if job.fromBus != tc.fromBus || len(job.events) != tc.events {
 				t.Fatalf("fromBus %v events %d, want %v %d (floor %d)", job.fromBus, len(job.events), tc.fromBus, tc.events, p.floor)
 			}

@@ -44,6 +44,9 @@ func (c *Client) runJob(j *replayJob) error {
 			defer release()
 		}
 		rec = e.checkCursor(c.ctx, j)
+		if j.checkAhead && rec.Recovered {
+			c.liveAfter = max(c.liveAfter, j.cursor.Seq)
+		}
 	}
 	switch {
 	case rec != nil && rec.Recovered && j.cursor.Seq > j.head:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -289,4 +290,74 @@ func TestReplaySlotsBounded(t *testing.T) {
 	if complete == 0 || refused == 0 {
 		t.Fatalf("complete %d refused %d: want some of each", complete, refused)
 	}
+}
+
+// heldBus delays live delivery to the engine while held: the bus runs ahead of the
+// instance, as it does for an instance that is catching up.
+type heldBus struct {
+	bus.Bus
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func (h *heldBus) hold() {
+	h.mu.Lock()
+	h.open = make(chan struct{})
+	h.mu.Unlock()
+}
+
+func (h *heldBus) release() {
+	h.mu.Lock()
+	close(h.open)
+	h.open = nil
+	h.mu.Unlock()
+}
+
+func (h *heldBus) Subscribe(ctx context.Context, after uint64, fn bus.Handler) error {
+	return h.Bus.Subscribe(ctx, after, func(ev *protocol.Event) {
+		h.mu.Lock()
+		open := h.open
+		h.mu.Unlock()
+		if open != nil {
+			select {
+			case <-open:
+			case <-ctx.Done():
+			}
+		}
+		fn(ev)
+	})
+}
+
+// A cursor ahead of this instance (behind the bus) is recovered, and the live events up
+// to it, which the client already processed elsewhere, are not written to it again.
+func TestCursorAheadOfInstance(t *testing.T) {
+	hb := &heldBus{}
+	env := newEnvWrapped(t, Config{}, bus.Config{}, func(b bus.Bus) bus.Bus { hb.Bus = b; return hb })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	watcher := env.dial(ctx, nil)
+	subscribe(t, ctx, watcher, nil, "a")
+	env.publishN("a", 0, 2)
+	readEvents(t, ctx, watcher, 2)
+
+	hb.hold()
+	acks := env.publishN("a", 2, 10) // in the bus, not yet dispatched here
+	cur := protocol.Cursor{Seq: acks[4].Seq, Epoch: watcher.Welcome.Epoch}
+	c := env.dial(ctx, nil)
+	f := subscribe(t, ctx, c, &cur, "a")
+	if f.Recovery == nil || !f.Recovery.Recovered || f.Recovery.From != cur.Seq+1 {
+		t.Fatalf("recovery %+v, want recovered from %d", f.Recovery, cur.Seq+1)
+	}
+	hb.release()
+	last := env.publishN("a", 12, 1)
+	got, _ := readEvents(t, ctx, c, 6)
+	checkSequence(t, got, "a", 7, 6) // events 7..12: 2..6 were processed before the resume
+	if got[len(got)-1].Seq != last[0].Seq {
+		t.Fatalf("last event seq %d, want %d", got[len(got)-1].Seq, last[0].Seq)
+	}
+	if n := env.eng.Snapshot().EventsAlreadySeen; n != 5 {
+		t.Errorf("already seen %d, want 5", n)
+	}
+	all, _ := readEvents(t, ctx, watcher, 11)
+	checkSequence(t, all, "a", 2, 11)
 }
