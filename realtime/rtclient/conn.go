@@ -180,6 +180,10 @@ func (c *Conn) Subscribe(ctx context.Context, id string, channels []string, cur 
 	return c.Send(ctx, &protocol.ClientFrame{Type: protocol.TypeSubscribe, ID: id, Channels: channels, Cursor: cur})
 }
 
+// Ping sends a WebSocket ping and waits for the pong; a ReadFrame must be running
+// concurrently (it reads the pong).
+func (c *Conn) Ping(ctx context.Context) error { return c.ws.Ping(ctx) }
+
 // Close closes the connection normally.
 func (c *Conn) Close() error { return c.ws.Close(websocket.StatusNormalClosure, "") }
 

@@ -55,6 +55,7 @@ type Client struct {
 	e       *Engine
 	conn    *websocket.Conn
 	cc      *countingConn // the socket under conn (set by Hijack during Accept)
+	deflate bool          // permessage-deflate was negotiated
 	session string
 	ctx     context.Context // cancelled at teardown or engine close
 	cancel  context.CancelFunc
@@ -341,21 +342,45 @@ func (c *Client) writeFailed(err error) {
 // write deadline: no context and timer per frame. A blocked write ends at the deadline
 // or when teardown closes the socket.
 func (c *Client) writeFrame(b []byte) error {
+	if c.rawOK(len(b)) {
+		bp := framePool.Get().(*[]byte)
+		*bp = append(append((*bp)[:0], make([]byte, wsHeaderMax)...), b...)
+		err := c.writeRaw(*bp, wsHeaderMax)
+		putFrame(bp)
+		return c.wrote(len(b), err)
+	}
+	return c.writeLibrary(b)
+}
+
+// writeLibrary writes b through the WebSocket library (which compresses it).
+func (c *Client) writeLibrary(b []byte) error {
 	c.cc.cork()
 	err := c.conn.Write(context.Background(), websocket.MessageText, b)
 	if uerr := c.cc.uncork(time.Now().Add(c.e.cfg.WriteTimeout)); err == nil {
 		err = uerr
 	}
+	return c.wrote(len(b), err)
+}
+
+// wrote counts a frame of n payload bytes once its write succeeded.
+func (c *Client) wrote(n int, err error) error {
 	if err != nil {
 		return err
 	}
 	m := c.e.metrics
 	m.framesWritten.Add(1)
-	m.bytesRaw.Add(uint64(len(b)))
+	m.bytesRaw.Add(uint64(n))
 	return nil
 }
 
-// writeEvents writes evs as one events frame.
+func putFrame(bp *[]byte) {
+	if cap(*bp) <= 1<<20 {
+		framePool.Put(bp)
+	}
+}
+
+// writeEvents writes evs as one events frame. The frame is built behind room for its
+// header, so that a raw frame goes out without another copy.
 func (c *Client) writeEvents(evs []*outEvent, replayed bool) error {
 	bp := framePool.Get().(*[]byte)
 	encs := encPool.Get().(*[][]byte)
@@ -363,13 +388,16 @@ func (c *Client) writeEvents(evs []*outEvent, replayed bool) error {
 	for _, ev := range evs {
 		*encs = append(*encs, ev.enc)
 	}
-	*bp = protocol.AppendEventsFrame((*bp)[:0], *encs)
-	err := c.writeFrame(*bp)
+	*bp = protocol.AppendEventsFrame(append((*bp)[:0], make([]byte, wsHeaderMax)...), *encs)
+	var err error
+	if n := len(*bp) - wsHeaderMax; c.rawOK(n) {
+		err = c.wrote(n, c.writeRaw(*bp, wsHeaderMax))
+	} else {
+		err = c.writeLibrary((*bp)[wsHeaderMax:])
+	}
 	clear(*encs)
 	encPool.Put(encs)
-	if cap(*bp) <= 1<<20 {
-		framePool.Put(bp)
-	}
+	putFrame(bp)
 	if err != nil {
 		return err
 	}

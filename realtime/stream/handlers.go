@@ -89,7 +89,8 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	c := &Client{
 		e: e, conn: conn, cc: cw.cc, session: newSessionID(),
-		ctx: ctx, cancel: cancel,
+		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
+		ctx:     ctx, cancel: cancel,
 		kick: make(chan struct{}, 1),
 		subs: map[string]struct{}{},
 	}
@@ -537,6 +538,17 @@ func (c *countingConn) uncork(deadline time.Time) error {
 		*b = (*b)[:0]
 		corkPool.Put(b)
 	}
+	return err
+}
+
+// writeAll writes p in one call that must finish by deadline (a raw frame).
+func (c *countingConn) writeAll(p []byte, deadline time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.Conn.SetWriteDeadline(deadline)
+	n, err := c.Conn.Write(p)
+	c.wire.Add(uint64(n))
+	_ = c.Conn.SetWriteDeadline(time.Time{})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -477,4 +478,75 @@ func TestOriginCheck(t *testing.T) {
 		t.Fatalf("allowed origin: %v", err)
 	}
 	c.Close()
+}
+
+// Frames of every header size (7-bit, 16-bit and 64-bit lengths) reach plain and
+// compressing clients intact while the clients ping (the library answers with pongs on
+// the same socket, interleaved with the writer's raw frames).
+func TestFrameSizesWithPings(t *testing.T) {
+	env := newEnv(t, Config{BatchWindow: 30 * time.Millisecond}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compression=%v", compress), func(t *testing.T) {
+			var evs []*protocol.Event
+			add := func(n, size int) {
+				for range n {
+					i := len(evs)
+					evs = append(evs, &protocol.Event{ID: fmt.Sprintf("f-%v-%d", compress, i), Channel: "f",
+						Data: []byte(fmt.Sprintf(`{"i":%d,"pad":"%s"}`, i, strings.Repeat(string(rune('a'+i%26)), size)))})
+				}
+			}
+			add(1, 1)      // one small event: a frame under 126 bytes
+			add(1, 600)    // 16-bit length
+			add(100, 1000) // coalesced: frames over 64 KiB
+			c := env.dial(ctx, &rtclient.DialOptions{Compression: compress})
+			subscribe(t, ctx, c, nil, "f")
+			stop := make(chan struct{})
+			pingCtx, stopPings := context.WithCancel(ctx)
+			defer stopPings()
+			pinged := make(chan int)
+			go func() {
+				n := 0
+				defer func() { pinged <- n }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					pctx, pcancel := context.WithTimeout(pingCtx, 5*time.Second)
+					err := c.Ping(pctx)
+					pcancel()
+					if err != nil {
+						select {
+						case <-stop: // the reader is done: the last pong may not be read
+						default:
+							t.Errorf("ping %d: %v", n, err)
+						}
+						return
+					}
+					n++
+				}
+			}()
+			before := env.eng.Snapshot().FramesWritten
+			env.publish(evs[0])
+			env.publish(evs[1])
+			env.publish(evs[2:]...)
+			got, _ := readEvents(t, ctx, c, len(evs))
+			close(stop)
+			stopPings()
+			for i, ev := range got {
+				if ev.ID != evs[i].ID || !bytes.Equal(ev.Data, evs[i].Data) {
+					t.Fatalf("event %d: id %s (%d data bytes), want %s (%d)", i, ev.ID, len(ev.Data), evs[i].ID, len(evs[i].Data))
+				}
+			}
+			if n := <-pinged; n == 0 {
+				t.Error("no ping answered")
+			}
+			if frames := env.eng.Snapshot().FramesWritten - before; frames >= uint64(len(evs)) {
+				t.Errorf("%d frames for %d events: nothing coalesced", frames, len(evs))
+			}
+		})
+	}
 }
