@@ -59,7 +59,6 @@ type Client struct {
 	session string
 	ctx     context.Context // cancelled at teardown or engine close
 	cancel  context.CancelFunc
-	kick    chan struct{} // wakes a waiting writer; capacity 1, never closed
 
 	lastRead atomic.Int64             // unix nanos of the last frame read
 	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
@@ -81,8 +80,9 @@ type Client struct {
 	qHead       int
 	qEvents     int // event items queued
 	qBytes      int
-	qPeakBytes  int  // high-water mark of qBytes, for tests and debugging
-	writing     bool // a writer goroutine is running
+	qPeakBytes  int        // high-water mark of qBytes, for tests and debugging
+	sched       schedState // where the writer is (flusher.go)
+	gen         uint64     // generation of the current flusher entry
 	state       connState
 	closeCode   protocol.CloseCode
 	closeReason string
@@ -92,15 +92,24 @@ type Client struct {
 	lastWrite   time.Time
 	expiry      *time.Timer // closes the connection when the token expires (security.go)
 
-	// owned by the writer goroutine
-	timer *time.Timer
+	// owned by the flusher worker running the writer
 	batch []*outEvent
 	// liveAfter: the client resumed with a cursor ahead of this instance; live events
 	// up to it are ones it already processed, and are not written again.
 	liveAfter uint64
 
-	wg sync.WaitGroup // the writer goroutine
+	wg sync.WaitGroup // one while the writer is scheduled or running
 }
+
+// schedState is where a connection's writer is.
+type schedState uint8
+
+const (
+	schedNone    schedState = iota // nothing to write
+	schedDelayed                   // waiting for its batch window to end (flusher heap)
+	schedReady                     // in the flusher's FIFO
+	schedRunning                   // a worker runs it
+)
 
 // UserID is the authenticated user of the connection ("" when anonymous).
 func (c *Client) UserID() string { return c.id.Load().UserID }
@@ -139,11 +148,7 @@ func (c *Client) enqueue(it item) {
 	if it.ev != nil {
 		c.qEvents++
 	}
-	if !c.writing {
-		c.startWriterLocked()
-	} else if c.batchFullLocked() {
-		c.wakeWriter()
-	}
+	c.kickLocked()
 	c.mu.Unlock()
 }
 
@@ -159,12 +164,45 @@ func (c *Client) resetQueueLocked() {
 	c.q, c.qHead, c.qEvents, c.qBytes = nil, 0, 0, 0
 }
 
-func (c *Client) wakeWriter() { signal(c.kick) }
+// kickLocked schedules the writer after an enqueue or a close request: at once when
+// the head of the queue can go now, at the end of the batch window otherwise. A writer
+// waiting for its window is moved up when a full batch (or a close) is queued; a
+// running writer finds the new item itself.
+func (c *Client) kickLocked() {
+	switch c.sched {
+	case schedNone:
+		c.wg.Add(1)
+		c.scheduleLocked()
+	case schedDelayed:
+		if c.state != stateOpen || c.batchFullLocked() {
+			c.gen++
+			c.sched = schedReady
+			c.e.fl.pushReady(c, c.gen)
+		}
+	}
+}
 
-func (c *Client) startWriterLocked() {
-	c.writing = true
-	c.wg.Add(1)
-	go c.writeLoop()
+// scheduleLocked puts a writer with something queued in the flusher: delayed when the
+// head is an event of an open connection inside its batch window, ready otherwise.
+func (c *Client) scheduleLocked() {
+	c.gen++
+	if due, wait := c.windowEndLocked(); wait {
+		c.sched = schedDelayed
+		c.e.fl.pushDelayed(c, c.gen, due)
+		return
+	}
+	c.sched = schedReady
+	c.e.fl.pushReady(c, c.gen)
+}
+
+// windowEndLocked reports whether the head of the queue must wait for the end of the
+// batch window, and when that is.
+func (c *Client) windowEndLocked() (time.Time, bool) {
+	if c.qHead == len(c.q) || c.q[c.qHead].ev == nil || c.state != stateOpen || c.batchFullLocked() {
+		return time.Time{}, false
+	}
+	due := c.lastWrite.Add(c.e.batch.current())
+	return due, time.Until(due) > 0
 }
 
 // requestClose asks the writer to close the connection with code. flush writes what
@@ -190,11 +228,7 @@ func (c *Client) requestCloseLocked(code protocol.CloseCode, text string, retryM
 		}
 		c.resetQueueLocked()
 	}
-	if !c.writing {
-		c.startWriterLocked()
-	} else {
-		c.wakeWriter()
-	}
+	c.kickLocked()
 }
 
 func (c *Client) setDiscLocked(why DisconnectReason) {
@@ -203,10 +237,18 @@ func (c *Client) setDiscLocked(why DisconnectReason) {
 	}
 }
 
-// writeLoop drains the queue, batching events, and exits when the queue is empty. It
-// sends the close frame when a close was requested.
-func (c *Client) writeLoop() {
-	defer c.wg.Done()
+// runWriter runs on a flusher worker: it writes what is queued, batching events,
+// until the queue is empty (the writer is done) or the next events must wait for the
+// batch window (it is delayed again). It sends the close frame when a close was
+// requested. gen is the flusher entry's generation: a stale entry does nothing.
+func (c *Client) runWriter(gen uint64) {
+	c.mu.Lock()
+	if c.gen != gen || (c.sched != schedReady && c.sched != schedDelayed) {
+		c.mu.Unlock()
+		return
+	}
+	c.sched = schedRunning
+	c.mu.Unlock()
 	cfg := &c.e.cfg
 	for {
 		c.mu.Lock()
@@ -225,17 +267,14 @@ func (c *Client) writeLoop() {
 			c.finishWriter()
 			return
 		}
-		head := c.q[c.qHead]
-		if head.ev != nil && c.state == stateOpen && !c.batchFullLocked() {
-			if wait := time.Until(c.lastWrite.Add(c.e.batch.current())); wait > 0 {
-				c.mu.Unlock()
-				if !c.sleep(wait) {
-					c.finishWriter()
-					return
-				}
-				continue
-			}
+		if due, wait := c.windowEndLocked(); wait {
+			c.gen++
+			c.sched = schedDelayed
+			c.e.fl.pushDelayed(c, c.gen, due)
+			c.mu.Unlock()
+			return
 		}
+		head := c.q[c.qHead]
 		c.batch = c.batch[:0]
 		var one item
 		if head.ev != nil {
@@ -287,42 +326,17 @@ func (c *Client) writeLoop() {
 	}
 }
 
-// finishWriter marks the writer stopped. A concurrent enqueue may then start another.
-// It releases the writer-owned fields first: the next writer may start right after.
+// finishWriter marks the writer done. A later enqueue schedules it again.
 func (c *Client) finishWriter() {
-	c.releaseWriterFields()
-	c.mu.Lock()
-	c.writing = false
-	c.mu.Unlock()
-}
-
-func (c *Client) releaseWriterFields() {
-	if c.timer != nil {
-		c.timer.Stop()
-		c.timer = nil
-	}
 	c.batch = nil
-}
-
-// sleep waits for d, a kick, or the client's end. It reports false on the end.
-func (c *Client) sleep(d time.Duration) bool {
-	if c.timer == nil {
-		c.timer = time.NewTimer(d)
-	} else {
-		c.timer.Reset(d)
-	}
-	select {
-	case <-c.timer.C:
-		return true
-	case <-c.kick:
-		return true
-	case <-c.ctx.Done():
-		return false
-	}
+	c.mu.Lock()
+	c.sched = schedNone
+	c.mu.Unlock()
+	c.wg.Done()
 }
 
 func (c *Client) writeFailed(err error) {
-	c.releaseWriterFields()
+	c.batch = nil
 	c.mu.Lock()
 	c.setDiscLocked(DiscWriteError)
 	if c.qEvents > 0 {
@@ -330,10 +344,11 @@ func (c *Client) writeFailed(err error) {
 	}
 	c.state = stateClosed
 	c.resetQueueLocked()
-	c.writing = false
+	c.sched = schedNone
 	c.mu.Unlock()
 	c.e.log.Debug("write failed", "session", c.session, "err", err)
 	_ = c.conn.CloseNow()
+	c.wg.Done()
 }
 
 // writeFrame writes one text message with the write timeout and counts it.

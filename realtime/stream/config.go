@@ -23,6 +23,9 @@ type Config struct {
 	// WriteTimeout bounds one frame write (default 10s); a write that takes longer
 	// drops the connection (write_timeout).
 	WriteTimeout time.Duration
+	// Writers is how many goroutines write to connections (default 2 x GOMAXPROCS, at
+	// least 4); a writer blocked on one connection is replaced while it waits.
+	Writers int
 
 	// QueueMaxEvents and QueueMaxBytes bound each connection's queue (defaults 4096
 	// events, 4 MiB). Overflow closes the connection as a slow consumer.

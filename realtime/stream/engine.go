@@ -34,6 +34,7 @@ type Engine struct {
 	registry    *prometheus.Registry
 	replaySlots chan struct{} // semaphore of bus replays; never closed
 	batch       *batchGovernor
+	fl          *flusher  // runs the connections' writers (flusher.go)
 	lp          *longPoll // waiting polls and the streaming switch (poll_waiters.go, switch.go)
 
 	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
@@ -79,6 +80,7 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	empty := ""
 	e.epoch.Store(&empty)
 	e.batch = newBatchGovernor(&e.cfg, &e.metrics.eventFrames)
+	e.fl = newFlusher(e.cfg.Writers)
 	e.registry = prometheus.NewRegistry()
 	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -256,6 +258,7 @@ func (e *Engine) Close() error {
 	e.lp.stop()
 	e.lp.wg.Wait()
 	e.conns.Wait()
+	e.fl.stop()
 	e.bg.Wait()
 	return nil
 }

@@ -91,7 +91,6 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		e: e, conn: conn, cc: cw.cc, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
 		ctx:     ctx, cancel: cancel,
-		kick: make(chan struct{}, 1),
 		subs: map[string]struct{}{},
 	}
 	c.id.Store(id)
@@ -284,6 +283,9 @@ func (c *Client) teardown(why DisconnectReason) {
 			e.metrics.drop(DropClosing, c.qEvents)
 		}
 		c.resetQueueLocked()
+	}
+	if c.sched == schedDelayed {
+		c.kickLocked() // a writer waiting for its window runs now and stops
 	}
 	c.mu.Unlock()
 	// Cut the socket now when nothing more can be written usefully (it broke, or the

@@ -550,3 +550,43 @@ func TestFrameSizesWithPings(t *testing.T) {
 		})
 	}
 }
+
+// Connections whose sockets stop draining block the writers writing to them; the
+// flusher replaces a blocked writer, so the other connections keep being served long
+// before the blocked writes reach their timeout.
+func TestBlockedWritersAreReplaced(t *testing.T) {
+	env := newEnv(t, Config{Writers: 1, WriteTimeout: 30 * time.Second}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range 3 {
+		stalled := env.dial(ctx, nil) // subscribes and never reads again
+		subscribe(t, ctx, stalled, nil, "big")
+	}
+	healthy := env.dial(ctx, nil)
+	subscribe(t, ctx, healthy, nil, "big")
+	pad := strings.Repeat("x", 60<<10)
+	const total = 200 // 12 MB: more than the stalled sockets' buffers hold
+	start := time.Now()
+	go func() {
+		for i := 0; i < total; i += 10 {
+			var evs []*protocol.Event
+			for j := i; j < i+10; j++ {
+				evs = append(evs, &protocol.Event{ID: fmt.Sprintf("big-%d", j), Channel: "big", Data: []byte(`"` + pad + `"`)})
+			}
+			if _, err := env.eng.Publish(ctx, evs); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	got, _ := readEvents(t, ctx, healthy, total)
+	checkSequence(t, got, "big", 0, total)
+	took := time.Since(start)
+	if took > 15*time.Second {
+		t.Errorf("healthy client took %v: it waited for blocked writes", took)
+	}
+	if n := env.eng.fl.spawn.Load(); n == 0 {
+		t.Error("no writer was replaced: the stalled sockets never blocked one")
+	}
+	t.Logf("healthy client got %d events in %v; %d writers started to replace blocked ones", total, took.Round(time.Millisecond), env.eng.fl.spawn.Load())
+}

@@ -1,0 +1,260 @@
+package stream
+
+import (
+	"container/heap"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// flusher runs the connections' writers on a few worker goroutines instead of one
+// goroutine per busy connection.
+//
+// With a goroutine per connection, every frame costs a timer, a wake-up and often a
+// goroutine start, and when one channel is fanned out to thousands of clients their
+// batch windows line up: thousands of writers become runnable together, and every
+// goroutine of the publish path (HTTP handler, NATS client and embedded server, the
+// dispatcher) waits behind all of them in the Go scheduler's run queue, hop after hop.
+// Here a connection with something to write is either ready (in a FIFO the workers
+// take from) or delayed until its batch window ends (in a heap that one timer
+// goroutine drains into the FIFO). Workers yield between connections, so the publish
+// path runs between two writes, not after thousands.
+//
+// A worker blocked on one connection (a socket that does not drain, a replay reading
+// the bus) must not stall the others: a monitor counts workers busy for longer than
+// stuckAfter and starts replacements, the way the Go runtime hands a processor off
+// from a thread blocked in a system call. Surplus workers exit once the blocked ones
+// are back.
+type flusher struct {
+	target int // workers to keep unblocked
+
+	mu      sync.Mutex
+	cond    *sync.Cond // ready gained an entry, or stop
+	ready   []flushEntry
+	rhead   int
+	delayed delayHeap
+	wake    chan struct{} // the timer goroutine: a new earliest due, or stop
+	workers []*flushWorker
+	stuck   int // workers busy past stuckAfter, as of the monitor's last look
+	stopped bool
+
+	start sync.Once
+	wg    sync.WaitGroup
+	spawn atomic.Uint64 // workers started beyond the target (tests, metrics)
+}
+
+// flushEntry is a scheduled connection; gen tells a current entry from a stale one.
+type flushEntry struct {
+	c   *Client
+	gen uint64
+	due int64 // unix nanos (delayed entries)
+}
+
+type flushWorker struct {
+	since atomic.Int64 // unix nanos when the current connection was taken; 0 when idle
+	exit  bool         // guarded by flusher.mu
+}
+
+// stuckAfter: a worker on one connection for longer is counted as blocked.
+const stuckAfter = 20 * time.Millisecond
+
+func newFlusher(workers int) *flusher {
+	if workers <= 0 {
+		workers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	f := &flusher{target: workers, wake: make(chan struct{}, 1)}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+func (f *flusher) startOnce() {
+	f.start.Do(func() {
+		f.mu.Lock()
+		if f.stopped {
+			f.mu.Unlock()
+			return
+		}
+		for range f.target {
+			f.addWorkerLocked()
+		}
+		f.mu.Unlock()
+		f.wg.Add(2)
+		go f.timerLoop()
+		go f.monitor()
+	})
+}
+
+func (f *flusher) addWorkerLocked() {
+	w := &flushWorker{}
+	f.workers = append(f.workers, w)
+	f.wg.Add(1)
+	go f.work(w)
+}
+
+// pushReady queues c (at generation gen) for a worker.
+func (f *flusher) pushReady(c *Client, gen uint64) {
+	f.startOnce()
+	f.mu.Lock()
+	f.ready = append(f.ready, flushEntry{c: c, gen: gen})
+	f.mu.Unlock()
+	f.cond.Signal()
+}
+
+// pushDelayed queues c (at generation gen) for a worker at due.
+func (f *flusher) pushDelayed(c *Client, gen uint64, due time.Time) {
+	f.startOnce()
+	d := due.UnixNano()
+	f.mu.Lock()
+	earliest := len(f.delayed) == 0 || d < f.delayed[0].due
+	heap.Push(&f.delayed, flushEntry{c: c, gen: gen, due: d})
+	f.mu.Unlock()
+	if earliest {
+		signal(f.wake)
+	}
+}
+
+// stop ends the goroutines once every connection is gone (Engine.Close).
+func (f *flusher) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	f.cond.Broadcast()
+	signal(f.wake)
+	f.wg.Wait()
+}
+
+func (f *flusher) work(w *flushWorker) {
+	defer f.wg.Done()
+	for {
+		f.mu.Lock()
+		for f.rhead == len(f.ready) && !f.stopped && !w.exit {
+			f.cond.Wait()
+		}
+		if w.exit || (f.stopped && f.rhead == len(f.ready)) {
+			f.removeWorkerLocked(w)
+			f.mu.Unlock()
+			return
+		}
+		e := f.ready[f.rhead]
+		f.ready[f.rhead] = flushEntry{}
+		f.rhead++
+		if f.rhead == len(f.ready) {
+			f.ready, f.rhead = f.ready[:0], 0
+		} else if f.rhead > 1024 && f.rhead*2 > len(f.ready) {
+			n := copy(f.ready, f.ready[f.rhead:])
+			clear(f.ready[n:])
+			f.ready, f.rhead = f.ready[:n], 0
+		}
+		f.mu.Unlock()
+
+		w.since.Store(time.Now().UnixNano())
+		e.c.runWriter(e.gen)
+		w.since.Store(0)
+
+		// Surplus after a blocked worker came back: leave.
+		f.mu.Lock()
+		if len(f.workers)-f.stuck > f.target && !f.stopped {
+			w.exit = true
+		}
+		f.mu.Unlock()
+		runtime.Gosched() // the publish path runs between two connections
+	}
+}
+
+func (f *flusher) removeWorkerLocked(w *flushWorker) {
+	for i, x := range f.workers {
+		if x == w {
+			f.workers = append(f.workers[:i], f.workers[i+1:]...)
+			return
+		}
+	}
+}
+
+// timerLoop moves delayed connections to the ready FIFO when their window ends.
+func (f *flusher) timerLoop() {
+	defer f.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		f.mu.Lock()
+		now := time.Now().UnixNano()
+		moved := 0
+		for len(f.delayed) > 0 && f.delayed[0].due <= now {
+			e := heap.Pop(&f.delayed).(flushEntry)
+			f.ready = append(f.ready, e)
+			moved++
+		}
+		wait := time.Duration(-1)
+		if len(f.delayed) > 0 {
+			wait = time.Duration(f.delayed[0].due - now)
+		}
+		stopped := f.stopped
+		f.mu.Unlock()
+		switch {
+		case moved == 1:
+			f.cond.Signal()
+		case moved > 1:
+			f.cond.Broadcast()
+		}
+		if stopped {
+			return
+		}
+		if wait >= 0 {
+			t.Reset(wait)
+		}
+		select {
+		case <-t.C:
+		case <-f.wake:
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// monitor starts a replacement for every worker blocked on one connection.
+func (f *flusher) monitor() {
+	defer f.wg.Done()
+	t := time.NewTicker(stuckAfter / 2)
+	defer t.Stop()
+	for {
+		<-t.C
+		f.mu.Lock()
+		if f.stopped {
+			f.mu.Unlock()
+			return
+		}
+		limit := time.Now().Add(-stuckAfter).UnixNano()
+		stuck := 0
+		for _, w := range f.workers {
+			if s := w.since.Load(); s != 0 && s < limit {
+				stuck++
+			}
+		}
+		f.stuck = stuck
+		for len(f.workers)-stuck < f.target {
+			f.addWorkerLocked()
+			f.spawn.Add(1)
+		}
+		f.mu.Unlock()
+	}
+}
+
+// delayHeap orders delayed entries by due time.
+type delayHeap []flushEntry
+
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].due < h[j].due }
+func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *delayHeap) Push(x any)        { *h = append(*h, x.(flushEntry)) }
+func (h *delayHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = flushEntry{}
+	*h = old[:len(old)-1]
+	return e
+}
