@@ -257,8 +257,11 @@ func (c *Client) runWriter(gen uint64) {
 			c.state = stateClosed
 			c.resetQueueLocked()
 			c.mu.Unlock()
-			_ = c.conn.Close(websocket.StatusCode(code), reason)
-			c.finishWriter()
+			// The closing handshake waits for the client's answer: not on a worker.
+			go func() {
+				_ = c.conn.Close(websocket.StatusCode(code), reason)
+				c.finishWriter()
+			}()
 			return
 		}
 		if c.state == stateClosed || len(c.q) == c.qHead {

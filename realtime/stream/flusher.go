@@ -18,8 +18,8 @@ import (
 // dispatcher) waits behind all of them in the Go scheduler's run queue, hop after hop.
 // Here a connection with something to write is either ready (in a FIFO the workers
 // take from) or delayed until its batch window ends (in a heap that one timer
-// goroutine drains into the FIFO). Workers yield between connections, so the publish
-// path runs between two writes, not after thousands.
+// goroutine drains into the FIFO). Workers yield every 250 µs, so the publish
+// path runs within a fraction of a millisecond, not after thousands of writes.
 //
 // A worker blocked on one connection (a socket that does not drain, a replay reading
 // the bus) must not stall the others: a monitor counts workers busy for longer than
@@ -126,6 +126,7 @@ func (f *flusher) stop() {
 
 func (f *flusher) work(w *flushWorker) {
 	defer f.wg.Done()
+	lastYield := time.Now()
 	for {
 		f.mu.Lock()
 		for f.rhead == len(f.ready) && !f.stopped && !w.exit {
@@ -148,7 +149,8 @@ func (f *flusher) work(w *flushWorker) {
 		}
 		f.mu.Unlock()
 
-		w.since.Store(time.Now().UnixNano())
+		now := time.Now()
+		w.since.Store(now.UnixNano())
 		e.c.runWriter(e.gen)
 		w.since.Store(0)
 
@@ -158,9 +160,18 @@ func (f *flusher) work(w *flushWorker) {
 			w.exit = true
 		}
 		f.mu.Unlock()
-		runtime.Gosched() // the publish path runs between two connections
+		// Let the publish path run between connections, at most every yieldEvery: a
+		// yield per connection would leave the writers one turn each among every
+		// runnable goroutine of the process.
+		if now.Sub(lastYield) >= yieldEvery {
+			runtime.Gosched()
+			lastYield = time.Now()
+		}
 	}
 }
+
+// yieldEvery is how long a worker writes before it yields the processor.
+const yieldEvery = 250 * time.Microsecond
 
 func (f *flusher) removeWorkerLocked(w *flushWorker) {
 	for i, x := range f.workers {
