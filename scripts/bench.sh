@@ -4,7 +4,7 @@
 # section of docs/benchmarks.md.
 #
 #   scripts/bench.sh                    # everything (about 25 minutes with a 10-minute soak)
-#   scripts/bench.sh matrix idle        # only some steps: matrix idle bandwidth poll soak fault report
+#   scripts/bench.sh matrix idle        # only some steps: matrix idle bandwidth poll soak fault fault-nats report
 #   BENCH_DURATION=10s BENCH_SOAK=2m scripts/bench.sh
 #
 # Each step spawns its own cmd/realtimed (fresh data directory, free loopback port).
@@ -17,7 +17,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 OUT=${BENCH_OUT:-docs/bench}
 DUR=${BENCH_DURATION:-20s}
 SOAK=${BENCH_SOAK:-10m}
-STEPS=${*:-matrix idle bandwidth poll soak fault report}
+STEPS=${*:-matrix idle bandwidth poll soak fault fault-nats report}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -43,6 +43,7 @@ for step in $STEPS; do
 			echo "poll baseline skipped (see the error above)" >&2 ;;
 	soak) bench soak -clients 1000 -churn 0.02 -rate 200 -duration "$SOAK" -json "$OUT/soak.json" ;;
 	fault) bench fault -clients 100 -rate 200 -duration 30s -kills 2 -json "$OUT/fault.json" ;;
+	fault-nats) bench fault -clients 100 -rate 200 -duration 30s -kills 2 -nats-nodes 3 -json "$OUT/fault-nats.json" ;;
 	report) "$tmp/realtime-bench" report -dir "$OUT" -doc docs/benchmarks.md ;;
 	*) echo "unknown step $step" >&2; exit 2 ;;
 	esac

@@ -23,22 +23,27 @@ import (
 // must reach every client of its channel.
 
 type faultResult struct {
-	Kind           string         `json:"kind"`
-	Time           string         `json:"time"`
-	Config         loadConfig     `json:"config"`
-	KillAtS        float64        `json:"killAtSeconds"`
-	Kills          int            `json:"kills"`
-	RestartSeconds []float64      `json:"restartSeconds"` // SIGKILL -> /healthz answers
-	RecoveryMs     LatencySummary `json:"recoveryMs"`     // SIGKILL -> client gets its first post-kill event
-	Accounting     accounting     `json:"accounting"`
-	DedupDropped   uint64         `json:"dedupDropped"` // duplicates rtclient dropped by id
-	Reconnects     uint64         `json:"reconnects"`
-	Recovered      uint64         `json:"recovered"`
-	NotRecovered   uint64         `json:"notRecovered"`
-	Published      uint64         `json:"published"`
-	PublishErrors  uint64         `json:"publishErrors"`
-	Latency        LatencySummary `json:"latencyMs"`
-	DrainSeconds   float64        `json:"drainSeconds"`
+	Kind           string     `json:"kind"`
+	Time           string     `json:"time"`
+	Config         loadConfig `json:"config"`
+	KillAtS        float64    `json:"killAtSeconds"`
+	Kills          int        `json:"kills"`
+	Killed         string     `json:"killed"`              // "server" or "nats-node"
+	NATSNodes      int        `json:"natsNodes,omitempty"` // external cluster size (0: embedded)
+	OutageS        float64    `json:"outageSeconds,omitempty"`
+	RestartSeconds []float64  `json:"restartSeconds"` // SIGKILL -> /healthz answers (server) or accepts connections (node)
+	// RecoveryMs: SIGKILL -> the client gets its first event on a new connection (server
+	// kills) or its first event published after the kill (node kills).
+	RecoveryMs    LatencySummary `json:"recoveryMs"`
+	Accounting    accounting     `json:"accounting"`
+	DedupDropped  uint64         `json:"dedupDropped"` // duplicates rtclient dropped by id
+	Reconnects    uint64         `json:"reconnects"`
+	Recovered     uint64         `json:"recovered"`
+	NotRecovered  uint64         `json:"notRecovered"`
+	Published     uint64         `json:"published"`
+	PublishErrors uint64         `json:"publishErrors"`
+	Latency       LatencySummary `json:"latencyMs"`
+	DrainSeconds  float64        `json:"drainSeconds"`
 	// NoEventAfterKill counts (client, kill) pairs with no event on a new connection
 	// before the next kill or the end: clients that did not recover.
 	NoEventAfterKill int    `json:"noEventAfterKill"`
@@ -66,6 +71,8 @@ func cmdFault(ctx context.Context, args []string) error {
 		duration: 20 * time.Second, label: "fault"})
 	killAt := fs.Duration("kill-at", 0, "when to kill the server (default duration/3)")
 	kills := fs.Int("kills", 1, "how many kill+restart cycles, spread over the run")
+	natsNodes := fs.Int("nats-nodes", 0, "run on a NATS cluster of this many child processes (at least 3; stream R3) and kill NATS nodes, not the server")
+	outage := fs.Duration("outage", 2*time.Second, "with -nats-nodes: how long a killed node stays down")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -76,12 +83,27 @@ func cmdFault(ctx context.Context, args []string) error {
 	if *killAt <= 0 {
 		*killAt = cfg.Duration / 3
 	}
-	t, err := c.target(ctx, nil)
+	var cl *natsCluster
+	var extra []string
+	if *natsNodes > 0 {
+		var err error
+		if cl, err = startNATSCluster(ctx, *natsNodes); err != nil {
+			return err
+		}
+		defer cl.close()
+		extra = []string{"-nats-url", cl.urls(), "-replicas", "3"}
+		logf(os.Stderr, "fault: NATS cluster of %d nodes at %s", *natsNodes, cl.urls())
+	}
+	t, err := c.target(ctx, extra)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	res := &faultResult{Kind: "fault", Time: time.Now().UTC().Format(time.RFC3339), Config: cfg, KillAtS: killAt.Seconds(), Load: loadavg()}
+	res := &faultResult{Kind: "fault", Time: time.Now().UTC().Format(time.RFC3339), Config: cfg, KillAtS: killAt.Seconds(),
+		Killed: "server", NATSNodes: *natsNodes, Load: loadavg()}
+	if cl != nil {
+		res.Killed, res.OutageS = "nats-node", outage.Seconds()
+	}
 	chans := channelNames(cfg.Channels, "public.fault.")
 	m0, err := t.metrics(ctx)
 	if err != nil {
@@ -104,14 +126,20 @@ func cmdFault(ctx context.Context, args []string) error {
 				if fc.seen.add(ev.Seq) {
 					fc.got.Add(1)
 				}
-				if k := killNanos.Load(); k > 0 && fc.firstAt.Load() == 0 && now > k {
-					if c := fc.client.Load(); c != nil && c.Stats().Reconnects > fc.recAtKill.Load() {
-						fc.firstAt.Store(now)
+				var sent int64
+				if bytes.HasPrefix(ev.Data, []byte(`{"t":`)) {
+					if u, _, ok := parseUint(ev.Data, 5); ok {
+						sent = int64(u)
+						fc.lat.recordNanos(sent, now)
 					}
 				}
-				if bytes.HasPrefix(ev.Data, []byte(`{"t":`)) {
-					if sent, _, ok := parseUint(ev.Data, 5); ok {
-						fc.lat.recordNanos(int64(sent), now)
+				if k := killNanos.Load(); k > 0 && fc.firstAt.Load() == 0 && now > k {
+					if cl != nil {
+						if sent > k { // published after the node died
+							fc.firstAt.Store(now)
+						}
+					} else if c := fc.client.Load(); c != nil && c.Stats().Reconnects > fc.recAtKill.Load() {
+						fc.firstAt.Store(now)
 					}
 				}
 				fc.mu.Unlock()
@@ -159,6 +187,29 @@ func cmdFault(ctx context.Context, args []string) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(time.Until(pubStart.Add(at))):
+		}
+		if cl != nil {
+			i := k % len(cl.nodes)
+			logf(os.Stderr, "fault: SIGKILL NATS node %s (acked so far %d)", cl.nodes[i].name, led.count())
+			harvest()
+			kt := time.Now()
+			for _, fc := range clients {
+				fc.firstAt.Store(0)
+			}
+			killNanos.Store(kt.UnixNano())
+			cl.kill(i)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(*outage):
+			}
+			if err := cl.start(ctx, i); err != nil {
+				return fmt.Errorf("restart NATS node: %w", err)
+			}
+			res.RestartSeconds = append(res.RestartSeconds, time.Since(kt).Seconds())
+			res.Kills++
+			logf(os.Stderr, "fault: NATS node %s back after %.2fs", cl.nodes[i].name, time.Since(kt).Seconds())
+			continue
 		}
 		logf(os.Stderr, "fault: SIGKILL pid %d (acked so far %d)", t.pid(), led.count())
 		harvest()
@@ -229,12 +280,19 @@ func cmdFault(ctx context.Context, args []string) error {
 func printFault(w io.Writer, r *faultResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	a := r.Accounting
-	fmt.Fprintf(tw, "fault\t%d rtclient clients on %d channels, %d ev/s for %.0fs, %d SIGKILL+restart (first at %.0fs)\n",
-		r.Config.Clients, r.Config.Channels, r.Config.Rate, r.Config.DurationS, r.Kills, r.KillAtS)
+	what := "of the server"
+	if r.Killed == "nats-node" {
+		what = fmt.Sprintf("of a NATS node (cluster of %d, stream R3; %.0fs down)", r.NATSNodes, r.OutageS)
+	}
+	fmt.Fprintf(tw, "fault\t%d rtclient clients on %d channels, %d ev/s for %.0fs, %d SIGKILL+restart %s (first at %.0fs)\n",
+		r.Config.Clients, r.Config.Channels, r.Config.Rate, r.Config.DurationS, r.Kills, what, r.KillAtS)
 	fmt.Fprintf(tw, "published\t%d acked, %d failed publish attempts retried\n", r.Published, r.PublishErrors)
 	fmt.Fprintf(tw, "delivered\t%d of %d; LOST %d, duplicates after dedup %d (dedup dropped %d)\n",
 		a.Received, a.Expected, a.Lost, a.Duplicates, r.DedupDropped)
 	fmt.Fprintf(tw, "restart\t%v s (SIGKILL -> healthy)\n", r.RestartSeconds)
+	if r.Killed == "nats-node" {
+		fmt.Fprintf(tw, "\t(recovery below: SIGKILL -> first event published after it)\n")
+	}
 	fmt.Fprintf(tw, "recovery\tSIGKILL -> first event after it, per client: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
 		r.RecoveryMs.P50, r.RecoveryMs.P99, r.RecoveryMs.Max)
 	fmt.Fprintf(tw, "reconnects\t%d; recovered %d, not recovered %d; no event after a kill: %d\n", r.Reconnects, r.Recovered, r.NotRecovered, r.NoEventAfterKill)

@@ -7,6 +7,7 @@
 //	realtime-bench poll -clients 200                                # long-poll baseline vs stream
 //	realtime-bench soak -duration 10m                               # churn, memory curve, plateau check
 //	realtime-bench fault                                            # SIGKILL + restart mid-stream
+//	realtime-bench fault -nats-nodes 3                              # SIGKILL a node of a 3-node NATS cluster
 //	realtime-bench report -dir docs/bench -doc docs/benchmarks.md   # tables and SVG charts
 //
 // Every mode prints a table and, with -json, writes its result as JSON. By default the
@@ -145,6 +146,8 @@ func run(args []string) error {
 		return cmdPoll(ctx, args)
 	case "soak":
 		return cmdSoak(ctx, args)
+	case "nats-node": // a child of fault -nats-nodes
+		return cmdNATSNode(args)
 	case "fault":
 		return cmdFault(ctx, args)
 	case "report":

@@ -27,7 +27,7 @@ type suite struct {
 	bandwidth *bandwidthResult
 	poll      *pollResult
 	soak      *soakResult
-	fault     *faultResult
+	faults    []*faultResult // server kills first, then NATS node kills
 }
 
 func loadSuite(dir string) (*suite, error) {
@@ -67,8 +67,9 @@ func loadSuite(dir string) (*suite, error) {
 			s.soak = &soakResult{}
 			dst = s.soak
 		case "fault":
-			s.fault = &faultResult{}
-			dst = s.fault
+			r := &faultResult{}
+			s.faults = append(s.faults, r)
+			dst = r
 		default:
 			continue
 		}
@@ -309,15 +310,25 @@ func (s *suite) markdown(charts map[string][]byte) string {
 			p("![soak memory](bench/soak.svg)\n\n")
 		}
 	}
-	if f := s.fault; f != nil {
+	sort.SliceStable(s.faults, func(i, j int) bool { return s.faults[i].NATSNodes < s.faults[j].NATSNodes })
+	if len(s.faults) > 0 {
 		p("### Faults: SIGKILL and restart mid-stream\n\n")
-		p("| clients | events/s | kills | acked events | lost | duplicates after dedup | restart (kill → healthy) | recovery p50 / max (kill → first event on the new connection) | not recovered |\n|---|---|---|---|---|---|---|---|---|\n")
-		var rs []string
-		for _, x := range f.RestartSeconds {
-			rs = append(rs, fmt.Sprintf("%.2f s", x))
+		p("Server kills: the bench SIGKILLs `realtimed` (embedded NATS) and restarts it on the same data directory; recovery is kill → first event on the client's new connection. ")
+		p("NATS node kills: `realtimed` runs on a cluster of NATS child processes (stream R3); the bench SIGKILLs one node, keeps it down for the outage, restarts it on the same store; the server stays up, and recovery is kill → first event published after the kill.\n\n")
+		p("| killed | clients | events/s | kills | acked events | lost | duplicates after dedup | restart | recovery p50 / max | not recovered |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, f := range s.faults {
+			var rs []string
+			for _, x := range f.RestartSeconds {
+				rs = append(rs, fmt.Sprintf("%.2f s", x))
+			}
+			what := "server (embedded NATS)"
+			if f.Killed == "nats-node" {
+				what = fmt.Sprintf("NATS node of %d (%.0f s down)", f.NATSNodes, f.OutageS)
+			}
+			p("| %s | %d | %d | %d | %d | %d | %d | %s | %.0f / %.0f ms | %d |\n", what, f.Config.Clients, f.Config.Rate, f.Kills, f.Published,
+				f.Accounting.Lost, f.Accounting.Duplicates, strings.Join(rs, ", "), f.RecoveryMs.P50, f.RecoveryMs.Max, f.NotRecovered)
 		}
-		p("| %d | %d | %d | %d | %d | %d | %s | %.0f / %.0f ms | %d |\n\n", f.Config.Clients, f.Config.Rate, f.Kills, f.Published,
-			f.Accounting.Lost, f.Accounting.Duplicates, strings.Join(rs, ", "), f.RecoveryMs.P50, f.RecoveryMs.Max, f.NotRecovered)
+		p("\n")
 	}
 	return b.String()
 }
