@@ -299,13 +299,7 @@ func (c *Client) runWriter(gen uint64) {
 			c.qHead++
 			c.qBytes -= one.size()
 		}
-		if c.qHead == len(c.q) {
-			c.q, c.qHead = c.q[:0], 0
-		} else if c.qHead > 1024 && c.qHead*2 > len(c.q) {
-			n := copy(c.q, c.q[c.qHead:])
-			clear(c.q[n:])
-			c.q, c.qHead = c.q[:n], 0
-		}
+		c.q, c.qHead = compactFIFO(c.q, c.qHead)
 		c.mu.Unlock()
 
 		var err error

@@ -140,13 +140,7 @@ func (f *flusher) work(w *flushWorker) {
 		e := f.ready[f.rhead]
 		f.ready[f.rhead] = flushEntry{}
 		f.rhead++
-		if f.rhead == len(f.ready) {
-			f.ready, f.rhead = f.ready[:0], 0
-		} else if f.rhead > 1024 && f.rhead*2 > len(f.ready) {
-			n := copy(f.ready, f.ready[f.rhead:])
-			clear(f.ready[n:])
-			f.ready, f.rhead = f.ready[:n], 0
-		}
+		f.ready, f.rhead = compactFIFO(f.ready, f.rhead)
 		f.mu.Unlock()
 
 		now := time.Now()
@@ -253,6 +247,21 @@ func (f *flusher) monitor() {
 		}
 		f.mu.Unlock()
 	}
+}
+
+// compactFIFO returns a slice-backed FIFO (q, consumed up to head) rewound when it is
+// empty, or moved to the front when more than half of it (and over 1024 slots) is
+// consumed, so that it neither grows without bound nor copies on every pop.
+func compactFIFO[T any](q []T, head int) ([]T, int) {
+	switch {
+	case head == len(q):
+		return q[:0], 0
+	case head > 1024 && head*2 > len(q):
+		n := copy(q, q[head:])
+		clear(q[n:])
+		return q[:n], 0
+	}
+	return q, head
 }
 
 // delayHeap orders delayed entries by due time.
