@@ -94,6 +94,7 @@ func parseFlags(args []string) (*options, error) {
 	num(&o.engine.BatchMaxEvents, "batch-max", "REALTIME_BATCH_MAX", 100, "most events per frame")
 	dur(&o.engine.BatchWindowMax, "batch-window-max", "REALTIME_BATCH_WINDOW_MAX", 50*time.Millisecond, "widest batch window under load (see -frame-budget); at most -batch-window keeps it fixed")
 	num(&o.engine.FrameBudget, "frame-budget", "REALTIME_FRAME_BUDGET", 60000, "event frames per second past which the batch window widens")
+	num(&o.engine.Writers, "writers", "REALTIME_WRITERS", 0, "goroutines writing to connections (a blocked one is replaced); 0 = 2 x GOMAXPROCS, at least 4")
 	num(&o.engine.QueueMaxEvents, "queue-events", "REALTIME_QUEUE_EVENTS", 4096, "per-connection queue bound (events)")
 	num(&o.engine.QueueMaxBytes, "queue-bytes", "REALTIME_QUEUE_BYTES", 4<<20, "per-connection queue bound (bytes)")
 	num(&o.compressionThreshold, "compress-threshold", "REALTIME_COMPRESS_THRESHOLD", 1024, "deflate frames of at least this many bytes; -1 disables compression")
