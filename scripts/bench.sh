@@ -33,6 +33,7 @@ for step in $STEPS; do
 		for c in 100 1000 5000; do
 			for r in 100 1000; do
 				bench load -clients "$c" -rate "$r" -duration "$DUR" -json "$OUT/load-${c}x${r}.json"
+				sleep 5 # let the previous run's processes and sockets go before the next one
 			done
 		done ;;
 	idle) bench idle -clients 5000 -json "$OUT/idle-5000.json" ;;
