@@ -55,6 +55,11 @@ export interface RealtimeClientOptions {
   breakerThreshold?: number;
   /** While polling, probe the stream after this long when the server gave no hint, ms. Default 60000. */
   probeIntervalMs?: number;
+  /**
+   * When polling because the stream itself failed (a proxy that blocks WebSockets), each
+   * failed probe doubles the wait before the next one, up to this, ms. Default 600000.
+   */
+  probeMaxMs?: number;
   /** Abort a poll request after this long, ms. Default 65000. */
   pollTimeoutMs?: number;
   /** Wait this long before the next poll when a poll came back quickly and empty, ms. Default 1000. */
@@ -183,6 +188,13 @@ export class RealtimeClient {
   /** Timer of the next reconnect, poll or probe (one at a time). */
   private retryTimer: ReturnType<typeof setTimeout> | null = null;
   private probeTimer: ReturnType<typeof setTimeout> | null = null;
+  /**
+   * Why the client polls: the server said so (flag, transport frame: its transport:"stream"
+   * brings the client back), or the stream failed on the way (the server's "stream" does
+   * not mean this client can reach it; probes back off instead).
+   */
+  private pollCause: "server" | "failure" = "server";
+  private probeFailures = 0;
   private probeDueAt = 0;
   private pollAbort: AbortController | null = null;
   /** Bumped by every teardown, so late async results (fetch, refreshToken) are dropped. */
@@ -518,7 +530,14 @@ export class RealtimeClient {
     if (conn.probing) {
       // The stream is still not usable: keep polling, probe again later.
       if (action === "stop") return this.finish({ code, reason, byApp: false });
-      this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe failed");
+      if (action === "use-poll") {
+        this.pollCause = "server";
+        this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe refused");
+        return;
+      }
+      this.pollCause = "failure";
+      this.probeFailures++;
+      this.enterPoll(this.failedProbeDelay(), "probe failed");
       return;
     }
     switch (action) {
@@ -533,7 +552,7 @@ export class RealtimeClient {
       case "backoff": {
         const threshold = this.opts.breakerThreshold ?? 5;
         if (threshold > 0 && this.failures >= threshold) {
-          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`);
+          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`, "failure");
         }
         return this.scheduleReconnect(this.backoff.next());
       }
@@ -650,6 +669,8 @@ export class RealtimeClient {
       this.pollAbort = null;
     }
     conn.probing = false;
+    this.pollCause = "server";
+    this.probeFailures = 0;
     this.setTransport("stream", "stream welcomed");
     this.setState("open");
     this.emitter.emit("welcome", w);
@@ -853,8 +874,16 @@ export class RealtimeClient {
     return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
   }
 
+  /** failedProbeDelay is the wait before the next probe after probeFailures failed ones. */
+  private failedProbeDelay(): number {
+    const max = this.opts.probeMaxMs ?? 600000;
+    return Math.min(max, this.probeInterval() * 2 ** Math.min(this.probeFailures, 20));
+  }
+
   /** switchToPoll moves to long-polling and probes the stream after probeAfterMs. */
-  private switchToPoll(probeAfterMs: number, reason: string): void {
+  private switchToPoll(probeAfterMs: number, reason: string, cause: "server" | "failure" = "server"): void {
+    this.pollCause = cause;
+    if (cause === "server") this.probeFailures = 0;
     this.failures = 0;
     this.setTransport("poll", reason);
     this.enterPoll(probeAfterMs, reason);
@@ -1003,12 +1032,15 @@ export class RealtimeClient {
       }
     }
     this.healthChanged();
-    if (body.transport === "stream") {
+    // The server's transport advice is about the flag. A client polling because the stream
+    // failed on its way (a proxy that blocks WebSockets) keeps its own probe schedule: a
+    // probe after every poll would fail every time.
+    if (body.transport === "stream" && this.pollCause === "server") {
       // Streaming is allowed again: probe now.
       this.probeStream();
       return;
     }
-    if (typeof body.retryMs === "number" && body.retryMs > 0) this.scheduleProbe(body.retryMs, true);
+    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
     const quick = receivedAt - started < 1000;
     this.schedulePoll(events.length === 0 && quick ? (this.opts.pollIdleDelayMs ?? 1000) : 0);
   }

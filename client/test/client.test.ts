@@ -754,6 +754,38 @@ describe("long-polling fallback", () => {
     expect(FakeWebSocket.instances).toHaveLength(2);
   });
 
+  it("polling because the stream fails: transport:\"stream\" answers do not trigger probes, and failed probes back off", async () => {
+    const stream = json({ events: [], cursor: { seq: 3, epoch: "E1" }, transport: "stream" });
+    const server = pollServer([stream, stream, stream, stream, stream]);
+    const { client } = newClient({ fetch: server.fetch as any, breakerThreshold: 3, probeIntervalMs: 10_000, probeMaxMs: 40_000 });
+    client.subscribe("a", () => {});
+    client.connect();
+    FakeWebSocket.last().serverClose(1006); // a proxy refuses WebSockets: failures 1..3
+    nextSocket().serverClose(1006);
+    nextSocket().serverClose(1006);
+    expect(client.state).toBe("polling");
+    const sockets = FakeWebSocket.instances.length;
+    await vi.advanceTimersByTimeAsync(5_000); // five polls answered "stream": no probe
+    expect(server.urls.length).toBeGreaterThanOrEqual(5);
+    expect(FakeWebSocket.instances.length).toBe(sockets);
+    await vi.advanceTimersByTimeAsync(5_000); // the scheduled probe at 10 s
+    expect(FakeWebSocket.instances.length).toBe(sockets + 1);
+    // Each failed probe doubles the wait: 20 s, then 40 s (the cap), then 40 s.
+    for (const wait of [20_000, 40_000, 40_000]) {
+      FakeWebSocket.last().serverClose(1006);
+      expect(client.state).toBe("polling");
+      const n = FakeWebSocket.instances.length;
+      await vi.advanceTimersByTimeAsync(wait - 1);
+      expect(FakeWebSocket.instances.length).toBe(n);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(FakeWebSocket.instances.length).toBe(n + 1);
+    }
+    // The stream works again: back on it, and a later switch starts from the interval.
+    FakeWebSocket.last().welcome({ seq: 3 });
+    await flush();
+    expect(client.state).toBe("open");
+  });
+
   it("a poll answered recovered:false emits resync", async () => {
     const server = pollServer([json({ events: [], cursor: { seq: 50, epoch: "E2" }, recovery: { recovered: false, reason: "too_old" }, transport: "poll" })]);
     const { client } = newClient({ fetch: server.fetch as any });

@@ -348,6 +348,13 @@ var RealtimeClient = class {
     /** Timer of the next reconnect, poll or probe (one at a time). */
     this.retryTimer = null;
     this.probeTimer = null;
+    /**
+     * Why the client polls: the server said so (flag, transport frame: its transport:"stream"
+     * brings the client back), or the stream failed on the way (the server's "stream" does
+     * not mean this client can reach it; probes back off instead).
+     */
+    this.pollCause = "server";
+    this.probeFailures = 0;
     this.probeDueAt = 0;
     this.pollAbort = null;
     /** Bumped by every teardown, so late async results (fetch, refreshToken) are dropped. */
@@ -643,7 +650,14 @@ var RealtimeClient = class {
     }
     if (conn.probing) {
       if (action === "stop") return this.finish({ code, reason, byApp: false });
-      this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe failed");
+      if (action === "use-poll") {
+        this.pollCause = "server";
+        this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe refused");
+        return;
+      }
+      this.pollCause = "failure";
+      this.probeFailures++;
+      this.enterPoll(this.failedProbeDelay(), "probe failed");
       return;
     }
     switch (action) {
@@ -658,7 +672,7 @@ var RealtimeClient = class {
       case "backoff": {
         const threshold = this.opts.breakerThreshold ?? 5;
         if (threshold > 0 && this.failures >= threshold) {
-          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`);
+          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`, "failure");
         }
         return this.scheduleReconnect(this.backoff.next());
       }
@@ -768,6 +782,8 @@ var RealtimeClient = class {
       this.pollAbort = null;
     }
     conn.probing = false;
+    this.pollCause = "server";
+    this.probeFailures = 0;
     this.setTransport("stream", "stream welcomed");
     this.setState("open");
     this.emitter.emit("welcome", w);
@@ -947,8 +963,15 @@ var RealtimeClient = class {
     const u = this.opts.url ?? defaultStreamUrl();
     return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
   }
+  /** failedProbeDelay is the wait before the next probe after probeFailures failed ones. */
+  failedProbeDelay() {
+    const max = this.opts.probeMaxMs ?? 6e5;
+    return Math.min(max, this.probeInterval() * 2 ** Math.min(this.probeFailures, 20));
+  }
   /** switchToPoll moves to long-polling and probes the stream after probeAfterMs. */
-  switchToPoll(probeAfterMs, reason) {
+  switchToPoll(probeAfterMs, reason, cause = "server") {
+    this.pollCause = cause;
+    if (cause === "server") this.probeFailures = 0;
     this.failures = 0;
     this.setTransport("poll", reason);
     this.enterPoll(probeAfterMs, reason);
@@ -1083,11 +1106,11 @@ var RealtimeClient = class {
       }
     }
     this.healthChanged();
-    if (body.transport === "stream") {
+    if (body.transport === "stream" && this.pollCause === "server") {
       this.probeStream();
       return;
     }
-    if (typeof body.retryMs === "number" && body.retryMs > 0) this.scheduleProbe(body.retryMs, true);
+    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
     const quick = receivedAt - started < 1e3;
     this.schedulePoll(events.length === 0 && quick ? this.opts.pollIdleDelayMs ?? 1e3 : 0);
   }
