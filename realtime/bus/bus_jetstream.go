@@ -273,6 +273,9 @@ func (j *JetStream) clientOptions(extra ...nats.Option) []nats.Option {
 	return append(opts, j.cfg.NATSOptions...)
 }
 
+// createAttempt bounds one stream create-or-update request (ensureStream retries).
+const createAttempt = 4 * time.Second
+
 // ensureStream creates the stream or updates its config, and refreshes the epoch.
 func (j *JetStream) ensureStream(ctx context.Context) error {
 	sc := jetstream.StreamConfig{
@@ -287,7 +290,25 @@ func (j *JetStream) ensureStream(ctx context.Context) error {
 		Duplicates: j.cfg.DupWindow,
 		Discard:    jetstream.DiscardOld,
 	}
-	s, err := j.js.CreateOrUpdateStream(ctx, sc)
+	// One request can be lost while the cluster is in flux (a meta leader election, a
+	// stream just deleted, replica nodes still down): each attempt gets a few seconds,
+	// and an unavailable or no-peers answer is retried until ctx ends. A refusal (a
+	// conflicting config) is returned at once.
+	var s jetstream.Stream
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(ctx, boundedWait(ctx, createAttempt))
+		s, err = j.js.CreateOrUpdateStream(actx, sc)
+		cancel()
+		if err == nil || !(isUnavailable(err) || isNoPeers(err)) || ctx.Err() != nil {
+			break
+		}
+		j.log.Warn("bus: create stream: retrying", "stream", j.cfg.Stream, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(boundedWait(ctx, 200*time.Millisecond)):
+		}
+	}
 	if err != nil {
 		return j.wrap("create stream "+j.cfg.Stream, err)
 	}
@@ -845,6 +866,15 @@ func isUnavailable(err error) bool {
 	}
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
+// errCodeClusterNoPeers: "no suitable peers for placement" (a replica's node is
+// down, as while a cluster forms or recovers). nats.go has no constant for it.
+const errCodeClusterNoPeers jetstream.ErrorCode = 10005
+
+func isNoPeers(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeClusterNoPeers
 }
 
 func isNoStream(err error) bool {

@@ -143,3 +143,33 @@ func reconnected(rs []*recorder) int {
 	}
 	return n
 }
+
+// An instance that starts while the cluster has no JetStream quorum (two of three nodes
+// down: a cluster still forming, or recovering) waits for it instead of failing on the
+// first lost stream request.
+func TestBusStartsBeforeQuorum(t *testing.T) {
+	t.Parallel()
+	cl := startCluster(t, 3)
+	cl.stopNode(1)
+	cl.stopNode(2)
+	back := make(chan struct{})
+	go func() {
+		defer close(back)
+		time.Sleep(2 * time.Second)
+		cl.startNode(1)
+		cl.startNode(2)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	start := time.Now()
+	b, err := bus.NewJetStream(ctx, bus.Config{URL: cl.urls(0), Replicas: 3, Logger: quiet(), Stream: "QUORUM"})
+	<-back
+	if err != nil {
+		t.Fatalf("bus did not start once the quorum was back: %v", err)
+	}
+	defer b.Close()
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("stream ready after %v, before the quorum was back", took)
+	}
+	t.Logf("stream ready %v after the start, nodes back after 2s", time.Since(start).Round(time.Millisecond))
+}
