@@ -27,7 +27,8 @@ import (
 // from a thread blocked in a system call. Surplus workers exit once the blocked ones
 // are back.
 type flusher struct {
-	target int // workers to keep unblocked
+	target int       // workers to keep unblocked
+	base   time.Time // due times are monotonic offsets from it (a wall clock step moves nothing)
 
 	mu      sync.Mutex
 	cond    *sync.Cond // ready gained an entry, or stop
@@ -48,7 +49,7 @@ type flusher struct {
 type flushEntry struct {
 	c   *Client
 	gen uint64
-	due int64 // unix nanos (delayed entries)
+	due time.Duration // since flusher.base (delayed entries)
 }
 
 type flushWorker struct {
@@ -63,7 +64,7 @@ func newFlusher(workers int) *flusher {
 	if workers <= 0 {
 		workers = max(4, 2*runtime.GOMAXPROCS(0))
 	}
-	f := &flusher{target: workers, wake: make(chan struct{}, 1)}
+	f := &flusher{target: workers, base: time.Now(), wake: make(chan struct{}, 1)}
 	f.cond = sync.NewCond(&f.mu)
 	return f
 }
@@ -104,7 +105,7 @@ func (f *flusher) pushReady(c *Client, gen uint64) {
 // pushDelayed queues c (at generation gen) for a worker at due.
 func (f *flusher) pushDelayed(c *Client, gen uint64, due time.Time) {
 	f.startOnce()
-	d := due.UnixNano()
+	d := due.Sub(f.base)
 	f.mu.Lock()
 	earliest := len(f.delayed) == 0 || d < f.delayed[0].due
 	heap.Push(&f.delayed, flushEntry{c: c, gen: gen, due: d})
@@ -183,7 +184,7 @@ func (f *flusher) timerLoop() {
 	defer t.Stop()
 	for {
 		f.mu.Lock()
-		now := time.Now().UnixNano()
+		now := time.Since(f.base)
 		moved := 0
 		for len(f.delayed) > 0 && f.delayed[0].due <= now {
 			e := heap.Pop(&f.delayed).(flushEntry)
@@ -192,7 +193,7 @@ func (f *flusher) timerLoop() {
 		}
 		wait := time.Duration(-1)
 		if len(f.delayed) > 0 {
-			wait = time.Duration(f.delayed[0].due - now)
+			wait = f.delayed[0].due - now
 		}
 		stopped := f.stopped
 		f.mu.Unlock()
