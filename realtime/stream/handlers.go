@@ -75,7 +75,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if e.cfg.CompressionThreshold < 0 {
 		opts.CompressionMode = websocket.CompressionDisabled
 	}
-	cw := &countingWriter{ResponseWriter: w, m: e.metrics}
+	cw := &countingWriter{ResponseWriter: w, m: e.metrics, timeout: e.cfg.WriteTimeout}
 	conn, err := websocket.Accept(cw, r, opts)
 	if err != nil {
 		e.metrics.refuse(RefuseUpgrade)
@@ -459,8 +459,9 @@ const (
 // counts the bytes that really cross the socket (after compression, with framing).
 type countingWriter struct {
 	http.ResponseWriter
-	m  *Metrics
-	cc *countingConn // set by Hijack
+	m       *Metrics
+	timeout time.Duration // the socket's write timeout (countingConn.timeout)
+	cc      *countingConn // set by Hijack
 }
 
 func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -472,7 +473,7 @@ func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	cc := &countingConn{Conn: nc, wire: &cw.m.bytesWire, read: &cw.m.bytesRead}
+	cc := &countingConn{Conn: nc, wire: &cw.m.bytesWire, read: &cw.m.bytesRead, timeout: cw.timeout}
 	cw.cc = cc
 	// Small buffers instead of net/http's 4 KiB pair: an idle connection keeps them for
 	// its whole life, and frames larger than a buffer bypass it anyway. Bytes the
@@ -497,6 +498,11 @@ type countingConn struct {
 	mu     sync.Mutex // orders gathered and direct writes; held across uncork's write
 	corked bool
 	buf    *[]byte // gathered bytes, from corkPool, while corked
+
+	// timeout bounds a direct write (the library's pongs and close frames). Every write
+	// sets its own deadline first and none clears it: an expired deadline left behind
+	// never touches a later write, and a frame costs one timer update, not two.
+	timeout time.Duration
 }
 
 var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
@@ -509,6 +515,9 @@ func (c *countingConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	c.mu.Unlock()
+	if c.timeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
 	n, err := c.Conn.Write(p)
 	c.wire.Add(uint64(n))
 	return n, err
@@ -534,7 +543,6 @@ func (c *countingConn) uncork(deadline time.Time) error {
 		var n int
 		n, err = c.Conn.Write(*b)
 		c.wire.Add(uint64(n))
-		_ = c.Conn.SetWriteDeadline(time.Time{})
 	}
 	if cap(*b) <= 1<<20 {
 		*b = (*b)[:0]
@@ -550,7 +558,6 @@ func (c *countingConn) writeAll(p []byte, deadline time.Time) error {
 	_ = c.Conn.SetWriteDeadline(deadline)
 	n, err := c.Conn.Write(p)
 	c.wire.Add(uint64(n))
-	_ = c.Conn.SetWriteDeadline(time.Time{})
 	return err
 }
 

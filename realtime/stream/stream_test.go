@@ -590,3 +590,28 @@ func TestBlockedWritersAreReplaced(t *testing.T) {
 	}
 	t.Logf("healthy client got %d events in %v; %d writers started to replace blocked ones", total, took.Round(time.Millisecond), env.eng.fl.spawn.Load())
 }
+
+// A write that cannot finish within WriteTimeout (the client stopped reading and its
+// socket buffers are full) ends the connection as write_error, before the queue bound.
+func TestWriteTimeout(t *testing.T) {
+	env := newEnv(t, Config{WriteTimeout: 500 * time.Millisecond, QueueMaxBytes: 256 << 20, QueueMaxEvents: 100000}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stalled := env.dial(ctx, nil) // never reads after subscribing
+	subscribe(t, ctx, stalled, nil, "wt")
+	pad := strings.Repeat("x", 60<<10)
+	for i := 0; i < 400; i += 10 { // 24 MB, more than loopback socket buffers hold
+		var evs []*protocol.Event
+		for j := i; j < i+10; j++ {
+			evs = append(evs, &protocol.Event{ID: fmt.Sprintf("wt-%d", j), Channel: "wt", Data: []byte(`"` + pad + `"`)})
+		}
+		env.publish(evs...)
+		if env.eng.Snapshot().Disconnects["write_error"] > 0 {
+			break
+		}
+	}
+	waitFor(t, 10*time.Second, "write_error disconnect", func() bool { return env.eng.Snapshot().Disconnects["write_error"] == 1 })
+	if s := env.eng.Snapshot(); s.SlowDisconnects != 0 {
+		t.Errorf("slow-consumer disconnects %d: the queue bound was hit first", s.SlowDisconnects)
+	}
+}
