@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"encore.app/realtime/bus"
@@ -18,7 +22,79 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// The NATS cluster helper re-executes the running binary as "nats-node": in tests
+	// that binary is this one.
+	if len(os.Args) > 1 && os.Args[1] == "nats-node" {
+		if err := cmdNATSNode(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
+}
+
+// The fault run's NATS cluster: three child processes form a JetStream cluster; one is
+// killed with SIGKILL and restarted on its store, and an R3 stream keeps every message
+// it acknowledged.
+func TestNATSClusterKillRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three nats-server processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cl, err := startNATSCluster(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.close()
+	nc, err := nats.Connect(cl.urls(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "K", Subjects: []string{"k.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			for {
+				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := js.Publish(pctx, "k.x", []byte(strconv.Itoa(i)), jetstream.WithMsgID("m-"+strconv.Itoa(i)))
+				pcancel()
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	publish(0, 50)
+	cl.kill(0)
+	publish(50, 50) // two of three nodes: the stream goes on
+	if err := cl.start(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.waitJetStream(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, "K")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 100 {
+		t.Fatalf("stream holds %d messages, want 100", info.State.Msgs)
+	}
 }
 
 // inProcess starts the real engine on a real embedded JetStream behind a loopback HTTP
