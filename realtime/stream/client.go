@@ -175,9 +175,7 @@ func (c *Client) kickLocked() {
 		c.scheduleLocked()
 	case schedDelayed:
 		if c.state != stateOpen || c.batchFullLocked() {
-			c.gen++
-			c.sched = schedReady
-			c.e.fl.pushReady(c, c.gen)
+			c.readyLocked()
 		}
 	}
 }
@@ -185,14 +183,25 @@ func (c *Client) kickLocked() {
 // scheduleLocked puts a writer with something queued in the flusher: delayed when the
 // head is an event of an open connection inside its batch window, ready otherwise.
 func (c *Client) scheduleLocked() {
-	c.gen++
 	if due, wait := c.windowEndLocked(); wait {
-		c.sched = schedDelayed
-		c.e.fl.pushDelayed(c, c.gen, due)
+		c.delayLocked(due)
 		return
 	}
+	c.readyLocked()
+}
+
+// readyLocked queues the writer for a worker now; delayLocked at due. Each makes a new
+// flusher entry and leaves any earlier one stale.
+func (c *Client) readyLocked() {
+	c.gen++
 	c.sched = schedReady
 	c.e.fl.pushReady(c, c.gen)
+}
+
+func (c *Client) delayLocked(due time.Time) {
+	c.gen++
+	c.sched = schedDelayed
+	c.e.fl.pushDelayed(c, c.gen, due)
 }
 
 // windowEndLocked reports whether the head of the queue must wait for the end of the
@@ -271,9 +280,7 @@ func (c *Client) runWriter(gen uint64) {
 			return
 		}
 		if due, wait := c.windowEndLocked(); wait {
-			c.gen++
-			c.sched = schedDelayed
-			c.e.fl.pushDelayed(c, c.gen, due)
+			c.delayLocked(due)
 			c.mu.Unlock()
 			return
 		}

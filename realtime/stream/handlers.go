@@ -515,9 +515,16 @@ func (c *countingConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	c.mu.Unlock()
+	var deadline time.Time // zero: none
 	if c.timeout > 0 {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+		deadline = time.Now().Add(c.timeout)
 	}
+	return c.writeBy(p, deadline)
+}
+
+// writeBy writes p, which must be sent by deadline, and counts the bytes that left.
+func (c *countingConn) writeBy(p []byte, deadline time.Time) (int, error) {
+	_ = c.Conn.SetWriteDeadline(deadline)
 	n, err := c.Conn.Write(p)
 	c.wire.Add(uint64(n))
 	return n, err
@@ -539,10 +546,7 @@ func (c *countingConn) uncork(deadline time.Time) error {
 	c.corked, c.buf = false, nil
 	var err error
 	if len(*b) > 0 {
-		_ = c.Conn.SetWriteDeadline(deadline)
-		var n int
-		n, err = c.Conn.Write(*b)
-		c.wire.Add(uint64(n))
+		_, err = c.writeBy(*b, deadline)
 	}
 	if cap(*b) <= 1<<20 {
 		*b = (*b)[:0]
@@ -555,9 +559,7 @@ func (c *countingConn) uncork(deadline time.Time) error {
 func (c *countingConn) writeAll(p []byte, deadline time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_ = c.Conn.SetWriteDeadline(deadline)
-	n, err := c.Conn.Write(p)
-	c.wire.Add(uint64(n))
+	_, err := c.writeBy(p, deadline)
 	return err
 }
 
