@@ -2,7 +2,8 @@ import { Backoff, type BackoffOptions } from "./backoff.js";
 import { actionFor, CloseCode, httpAction, retryHint, type CloseAction } from "./codes.js";
 import { Dedup, type DedupOptions } from "./dedup.js";
 import { Emitter } from "./emitter.js";
-import { HealthMonitor, type ConnectionState, type HealthSnapshot } from "./health.js";
+import { HealthMonitor, type HealthSnapshot } from "./health.js";
+import { StateMachine, type ConnectionState, type StateEvent } from "./state.js";
 import { browserNetwork, OPEN, type NetworkMonitor, type WebSocketCtor, type WebSocketLike } from "./socket.js";
 import type {
   Cursor,
@@ -76,6 +77,12 @@ export interface RealtimeClientOptions {
   now?: () => number;
   /** Random source in [0,1) for jitter. Default Math.random. */
   random?: () => number;
+  /**
+   * An illegal state transition (a client bug) throws when true and is logged (the client
+   * goes on) when false. Default: true unless process.env.NODE_ENV is "production" (set
+   * by bundlers; a page without one counts as production).
+   */
+  strictTransitions?: boolean;
 }
 
 /** ResyncInfo tells the app that events may have been missed: reload state from its source of truth. */
@@ -175,7 +182,7 @@ export class RealtimeClient {
   private readonly network: NetworkMonitor;
   private readonly handlers = new Map<string, Set<EventHandler<any>>>();
 
-  private st: ConnectionState = "idle";
+  private readonly machine: StateMachine;
   private mode: Transport = "stream";
   private conn: Conn | null = null;
   private cur: Cursor | null = null;
@@ -216,6 +223,11 @@ export class RealtimeClient {
     this.network = opts.network ?? browserNetwork();
     this.token = opts.token;
     this.last = this.monitor.snapshot();
+    this.machine = new StateMachine(opts.strictTransitions);
+  }
+
+  private get st(): ConnectionState {
+    return this.machine.state;
   }
 
   // ---- public API ----
@@ -333,10 +345,11 @@ export class RealtimeClient {
 
   // ---- state ----
 
-  private setState(s: ConnectionState): void {
-    if (s === this.st) return;
-    const prev = this.st;
-    this.st = s;
+  /** setState applies ev through the transition table (state.ts), which asserts it. */
+  private setState(ev: StateEvent): void {
+    const prev = this.machine.fire(ev);
+    const s = this.machine.state;
+    if (s === prev) return;
     this.monitor.setState(s);
     this.emitter.emit("state", s, prev);
     this.emitHealth();
@@ -397,7 +410,7 @@ export class RealtimeClient {
     this.unsubscribeNetwork?.();
     this.unsubscribeNetwork = null;
     this.lastCloseInfo = info;
-    this.setState("closed");
+    this.setState("stop");
     this.emitter.emit("closed", info);
   }
 
@@ -410,7 +423,7 @@ export class RealtimeClient {
 
   private scheduleReconnect(delayMs: number): void {
     this.clearRetry();
-    this.setState("reconnecting");
+    this.setState("retry");
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.start();
@@ -481,7 +494,7 @@ export class RealtimeClient {
         if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
       }, this.opts.connectTimeoutMs ?? 10000),
     );
-    if (!probing) this.setState("connecting");
+    if (!probing) this.setState("connect");
   }
 
   /** retire detaches conn's handlers and closes it; its close event is then ignored. */
@@ -566,7 +579,7 @@ export class RealtimeClient {
       this.finish({ code: close.code, reason: close.reason, byApp: false });
       return;
     }
-    this.setState("reconnecting");
+    this.setState("retry");
     const gen = this.generation;
     Promise.resolve()
       .then(refresh)
@@ -672,7 +685,7 @@ export class RealtimeClient {
     this.pollCause = "server";
     this.probeFailures = 0;
     this.setTransport("stream", "stream welcomed");
-    this.setState("open");
+    this.setState("welcome");
     this.emitter.emit("welcome", w);
     this.flushSubscriptions();
     this.ping();
@@ -929,7 +942,7 @@ export class RealtimeClient {
       return;
     }
     if (this.probeTimer === null) this.scheduleProbe(this.probeInterval());
-    this.setState("polling");
+    this.setState("poll");
     this.pollOnce();
   }
 

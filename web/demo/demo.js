@@ -192,7 +192,7 @@ function reportError(err) {
   }, 0);
 }
 
-// src/health.ts
+// src/state.ts
 var STATES = [
   "idle",
   "connecting",
@@ -202,6 +202,80 @@ var STATES = [
   "offline",
   "closed"
 ];
+var EVENT_TARGET = {
+  connect: "connecting",
+  welcome: "open",
+  retry: "reconnecting",
+  poll: "polling",
+  offline: "offline",
+  stop: "closed"
+};
+var TRANSITIONS = {
+  // Created; connect() not called yet. A URL that cannot work stops at once.
+  idle: { connect: "connecting", offline: "offline", stop: "closed" },
+  // reconnect() while connecting starts a new attempt.
+  connecting: {
+    connect: "connecting",
+    welcome: "open",
+    retry: "reconnecting",
+    poll: "polling",
+    offline: "offline",
+    stop: "closed"
+  },
+  open: { connect: "connecting", retry: "reconnecting", poll: "polling", offline: "offline", stop: "closed" },
+  // The timer (or a refreshed token) starts the next attempt, or polling again; a failed
+  // token refresh waits again.
+  reconnecting: { connect: "connecting", retry: "reconnecting", poll: "polling", offline: "offline", stop: "closed" },
+  // A probe's welcome moves back to the stream; a poll refused for a token waits in reconnecting.
+  polling: { welcome: "open", retry: "reconnecting", poll: "polling", offline: "offline", stop: "closed" },
+  // Back online: the transport of the current mode starts; still offline: nothing.
+  offline: { connect: "connecting", poll: "polling", offline: "offline", stop: "closed" },
+  // connect() again; in poll mode it polls, offline it waits. A bad URL stays closed.
+  closed: { connect: "connecting", poll: "polling", offline: "offline", stop: "closed" }
+};
+function nextState(state, ev) {
+  return TRANSITIONS[state][ev];
+}
+var IllegalTransitionError = class extends Error {
+  constructor(state, event) {
+    super(`RealtimeClient: illegal transition: ${event} in state ${state}`);
+    this.state = state;
+    this.event = event;
+    this.name = "IllegalTransitionError";
+  }
+};
+function isDevelopment() {
+  try {
+    return true;
+  } catch {
+    return false;
+  }
+}
+var StateMachine = class {
+  constructor(strict = isDevelopment(), onIllegal = (err) => console.error(err)) {
+    this.strict = strict;
+    this.onIllegal = onIllegal;
+    this.current = "idle";
+  }
+  get state() {
+    return this.current;
+  }
+  /** fire applies ev and returns the state before it (equal to state when nothing changed). */
+  fire(ev) {
+    const prev = this.current;
+    let next = nextState(prev, ev);
+    if (next === void 0) {
+      const err = new IllegalTransitionError(prev, ev);
+      if (this.strict) throw err;
+      this.onIllegal(err);
+      next = EVENT_TARGET[ev];
+    }
+    this.current = next;
+    return prev;
+  }
+};
+
+// src/health.ts
 var HealthMonitor = class {
   constructor(now, latencyWindow = 512, rttWindow = 8) {
     this.now = now;
@@ -336,7 +410,6 @@ var subscribeIds = 0;
 var RealtimeClient = class {
   constructor(opts = {}) {
     this.handlers = /* @__PURE__ */ new Map();
-    this.st = "idle";
     this.mode = "stream";
     this.conn = null;
     this.cur = null;
@@ -373,6 +446,10 @@ var RealtimeClient = class {
     this.network = opts.network ?? browserNetwork();
     this.token = opts.token;
     this.last = this.monitor.snapshot();
+    this.machine = new StateMachine(opts.strictTransitions);
+  }
+  get st() {
+    return this.machine.state;
   }
   // ---- public API ----
   /** state is the current connection state. */
@@ -474,10 +551,11 @@ var RealtimeClient = class {
     this.send({ type: "auth", token });
   }
   // ---- state ----
-  setState(s) {
-    if (s === this.st) return;
-    const prev = this.st;
-    this.st = s;
+  /** setState applies ev through the transition table (state.ts), which asserts it. */
+  setState(ev) {
+    const prev = this.machine.fire(ev);
+    const s = this.machine.state;
+    if (s === prev) return;
     this.monitor.setState(s);
     this.emitter.emit("state", s, prev);
     this.emitHealth();
@@ -532,7 +610,7 @@ var RealtimeClient = class {
     this.unsubscribeNetwork?.();
     this.unsubscribeNetwork = null;
     this.lastCloseInfo = info;
-    this.setState("closed");
+    this.setState("stop");
     this.emitter.emit("closed", info);
   }
   clearRetry() {
@@ -543,7 +621,7 @@ var RealtimeClient = class {
   }
   scheduleReconnect(delayMs) {
     this.clearRetry();
-    this.setState("reconnecting");
+    this.setState("retry");
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.start();
@@ -608,7 +686,7 @@ var RealtimeClient = class {
         if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
       }, this.opts.connectTimeoutMs ?? 1e4)
     );
-    if (!probing) this.setState("connecting");
+    if (!probing) this.setState("connect");
   }
   /** retire detaches conn's handlers and closes it; its close event is then ignored. */
   retire(conn, code, reason) {
@@ -685,7 +763,7 @@ var RealtimeClient = class {
       this.finish({ code: close.code, reason: close.reason, byApp: false });
       return;
     }
-    this.setState("reconnecting");
+    this.setState("retry");
     const gen = this.generation;
     Promise.resolve().then(refresh).then(
       (tok) => {
@@ -785,7 +863,7 @@ var RealtimeClient = class {
     this.pollCause = "server";
     this.probeFailures = 0;
     this.setTransport("stream", "stream welcomed");
-    this.setState("open");
+    this.setState("welcome");
     this.emitter.emit("welcome", w);
     this.flushSubscriptions();
     this.ping();
@@ -1013,7 +1091,7 @@ var RealtimeClient = class {
       return;
     }
     if (this.probeTimer === null) this.scheduleProbe(this.probeInterval());
-    this.setState("polling");
+    this.setState("poll");
     this.pollOnce();
   }
   pollOnce() {
