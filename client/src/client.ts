@@ -4,7 +4,9 @@ import { Dedup, type DedupOptions } from "./dedup.js";
 import { Emitter } from "./emitter.js";
 import { HealthMonitor, type HealthSnapshot } from "./health.js";
 import { StateMachine, type ConnectionState, type StateEvent } from "./state.js";
-import { browserNetwork, OPEN, type NetworkMonitor, type WebSocketCtor, type WebSocketLike } from "./socket.js";
+import { browserNetwork, type NetworkMonitor, type WebSocketCtor } from "./socket.js";
+import { StreamConn, StreamOpenError, StreamTransport } from "./stream.js";
+import type { ClientEvents, CloseInfo, EventHandler } from "./events.js";
 import type {
   Cursor,
   ErrorFrame,
@@ -85,62 +87,11 @@ export interface RealtimeClientOptions {
   strictTransitions?: boolean;
 }
 
-/** ResyncInfo tells the app that events may have been missed: reload state from its source of truth. */
-export interface ResyncInfo {
-  /** Server's reason: epoch_mismatch, too_old, cursor_ahead, unavailable, cursor_after_live_subscribe. */
-  reason: string;
-  /** Channels whose events may be missing. */
-  channels: string[];
-  /** Epoch the client continues with. */
-  epoch: string;
-}
+export type { ClientError, ClientEvents, CloseInfo, EventHandler, ResyncInfo } from "./events.js";
 
-/** ClientError is reported through the "error" event; the connection goes on. */
-export interface ClientError {
-  kind: "channel" | "frame" | "handler" | "token" | "poll" | "protocol";
-  message: string;
-  code?: string;
-  channel?: string;
-  cause?: unknown;
-}
-
-/** CloseInfo describes why the client reached the "closed" state. */
-export interface CloseInfo {
-  code: number;
-  reason: string;
-  /** True when the app called close(). */
-  byApp: boolean;
-}
-
-/** ClientEvents lists the events of RealtimeClient.on. */
-export interface ClientEvents {
-  /** The connection state changed. */
-  state: (state: ConnectionState, prev: ConnectionState) => void;
-  /** A resume was answered recovered:false: resync app state for these channels. */
-  resync: (info: ResyncInfo) => void;
-  /** The health snapshot changed (throttled to healthEmitMs for event traffic). */
-  health: (snapshot: HealthSnapshot) => void;
-  /** The transport changed between "stream" and "poll". */
-  transport: (transport: Transport, reason: string) => void;
-  /** The server confirmed these channels (a subscribe answer; also after every reconnect). */
-  subscribed: (channels: string[]) => void;
-  /** A stream connection was welcomed. */
-  welcome: (frame: WelcomeFrame) => void;
-  /** Something went wrong that the client handled (refused channel, error frame, throwing handler). */
-  error: (err: ClientError) => void;
-  /** The client stopped for good (close() or a do-not-reconnect code). */
-  closed: (info: CloseInfo) => void;
-}
-
-/** EventHandler receives the events of one channel, in seq order, without duplicates. */
-export type EventHandler<T = unknown> = (event: RealtimeEvent<T>) => void;
-
-/** One stream connection attempt. Owned by the client; replaced on every attempt. */
-interface Conn {
-  ws: WebSocketLike;
-  welcome: WelcomeFrame | null;
-  openedAt: number;
-  /** Local time of the welcome (0 before). */
+/** The subscription state of one welcomed connection; dropped when it is retired. */
+interface Session {
+  welcome: WelcomeFrame;
   welcomedAt: number;
   /** Channels subscribed (sent) on this connection. */
   channels: Set<string>;
@@ -150,13 +101,10 @@ interface Conn {
   cursorKind: "resume" | "baseline" | null;
   /** Channels of the first subscribe (for resync). */
   firstChannels: string[];
-  timers: ReturnType<typeof setTimeout>[];
   /** Subscribe frames sent and not answered yet: request ID -> channels. */
   pending: Map<string, string[]>;
-  /** A retry of refused-for-now channels is scheduled. */
-  retryQueued: boolean;
-  deadTimer: ReturnType<typeof setTimeout> | null;
-  probing: boolean;
+  /** Retry of refused-for-now channels, if scheduled. */
+  retry: ReturnType<typeof setTimeout> | null;
 }
 
 let subscribeIds = 0;
@@ -184,7 +132,8 @@ export class RealtimeClient {
 
   private readonly machine: StateMachine;
   private mode: Transport = "stream";
-  private conn: Conn | null = null;
+  private readonly stream: StreamTransport;
+  private session: Session | null = null;
   private cur: Cursor | null = null;
   /** Replayed events have seq <= replayTo: not counted in latency. */
   private replayTo = 0;
@@ -224,6 +173,28 @@ export class RealtimeClient {
     this.token = opts.token;
     this.last = this.monitor.snapshot();
     this.machine = new StateMachine(opts.strictTransitions);
+    this.stream = new StreamTransport(
+      {
+        WebSocket: opts.WebSocket,
+        now: this.now,
+        connectTimeoutMs: opts.connectTimeoutMs ?? 10000,
+        pingIntervalMs: opts.pingIntervalMs ?? 15000,
+        healthIntervalMs: opts.healthIntervalMs ?? 30000,
+      },
+      {
+        traffic: (at) => (this.monitor.lastMessageAt = at),
+        welcome: (conn, w) => this.onWelcome(conn, w),
+        frame: (conn, f) => this.onFrame(conn, f),
+        pong: (sentAt, receivedAt, serverTime) => {
+          this.monitor.pong(sentAt, receivedAt, serverTime);
+          this.emitHealth();
+        },
+        error: (err) => this.emitter.emit("error", err),
+        closed: (conn, code, reason) => this.handleClose(conn, code, reason),
+        detached: () => this.endSession(),
+        healthReport: () => this.monitor.report(),
+      },
+    );
   }
 
   private get st(): ConnectionState {
@@ -402,7 +373,7 @@ export class RealtimeClient {
       this.pollAbort.abort();
       this.pollAbort = null;
     }
-    if (this.conn) this.retire(this.conn, CloseCode.Normal, reason);
+    this.stream.retireCurrent(CloseCode.Normal, reason);
   }
 
   private finish(info: CloseInfo): void {
@@ -458,80 +429,20 @@ export class RealtimeClient {
   }
 
   private openSocket(probing: boolean): void {
-    const Ctor = this.opts.WebSocket ?? (globalThis as any).WebSocket;
-    if (!Ctor) throw new Error("RealtimeClient: no WebSocket implementation (pass options.WebSocket)");
     this.clearRetry();
-    let ws: WebSocketLike;
     try {
-      ws = new Ctor(this.streamUrl());
+      this.stream.open(() => this.streamUrl(), probing);
     } catch (err) {
+      if (!(err instanceof StreamOpenError)) throw err;
       // A bad URL can never work: stop instead of looping.
-      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err)}`, cause: err });
+      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err.cause)}`, cause: err.cause });
       this.finish({ code: CloseCode.BadRequest, reason: "bad url", byApp: false });
       return;
     }
-    const conn: Conn = {
-      ws,
-      welcome: null,
-      welcomedAt: 0,
-      openedAt: this.now(),
-      channels: new Set(),
-      subscribed: false,
-      cursorKind: null,
-      firstChannels: [],
-      timers: [],
-      pending: new Map(),
-      retryQueued: false,
-      deadTimer: null,
-      probing,
-    };
-    this.conn = conn;
-    ws.onmessage = (ev) => this.onMessage(conn, ev.data);
-    ws.onclose = (ev) => this.onClose(conn, ev.code, ev.reason);
-    ws.onerror = () => {}; // a close event always follows
-    conn.timers.push(
-      setTimeout(() => {
-        if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
-      }, this.opts.connectTimeoutMs ?? 10000),
-    );
     if (!probing) this.setState("connect");
   }
 
-  /** retire detaches conn's handlers and closes it; its close event is then ignored. */
-  private retire(conn: Conn, code: number, reason: string): void {
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = null;
-    conn.ws.onmessage = null;
-    conn.ws.onclose = null;
-    conn.ws.onopen = null;
-    conn.ws.onerror = null;
-    if (conn.ws.readyState < 2) {
-      // Browsers accept only 1000 and 3000-4999 from applications, and a short reason.
-      const c = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
-      try {
-        conn.ws.close(c, reason.slice(0, 60));
-      } catch {
-        // closing already
-      }
-    }
-    if (this.conn === conn) this.conn = null;
-  }
-
-  /** lost ends conn locally (dead or stuck connection) and handles it like a close. */
-  private lost(conn: Conn, code: number, reason: string): void {
-    this.retire(conn, 4000, reason);
-    this.handleClose(conn, code, reason);
-  }
-
-  private onClose(conn: Conn, code: number, reason: string): void {
-    if (this.conn !== conn) return;
-    this.retire(conn, code, reason);
-    this.handleClose(conn, code, reason);
-  }
-
-  private handleClose(conn: Conn, code: number, reason: string): void {
+  private handleClose(conn: StreamConn, code: number, reason: string): void {
     if (this.st === "closed") return;
     const action: CloseAction = actionFor(code);
     const hint = retryHint(reason);
@@ -601,73 +512,35 @@ export class RealtimeClient {
   }
 
   private send(frame: object): boolean {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || conn.ws.readyState !== OPEN) return false;
-    try {
-      conn.ws.send(JSON.stringify(frame));
-      return true;
-    } catch {
-      return false;
-    }
+    return this.stream.send(frame);
   }
 
-  private onMessage(conn: Conn, data: unknown): void {
-    if (this.conn !== conn) return;
-    this.monitor.lastMessageAt = this.now();
-    this.armDeadTimer(conn);
-    let frame: ServerFrame;
-    try {
-      frame = JSON.parse(typeof data === "string" ? data : String(data));
-    } catch {
-      this.emitter.emit("error", { kind: "protocol", message: "frame is not JSON" });
-      return;
-    }
-    if (!frame || typeof frame !== "object") return;
-    if (!conn.welcome && frame.type !== "welcome") {
-      this.emitter.emit("error", { kind: "protocol", message: `frame ${frame.type} before welcome` });
-      return;
-    }
+  private onFrame(conn: StreamConn, frame: ServerFrame): void {
     switch (frame.type) {
-      case "welcome":
-        return this.onWelcome(conn, frame);
       case "subscribed":
-        return this.onSubscribed(conn, frame);
+        return this.onSubscribed(frame);
       case "events":
         return this.onEvents(frame);
-      case "ping":
-        this.send({ type: "pong", ts: frame.ts });
-        return;
-      case "pong":
-        if (typeof frame.ts === "number") {
-          this.monitor.pong(frame.ts, this.now(), frame.serverTime);
-          this.emitHealth();
-        }
-        return;
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
-        return this.onErrorFrame(conn, frame);
+        return this.onErrorFrame(frame);
       default:
-        return; // unknown frame types are ignored (protocol: fields and frames can be added)
+        return; // ping (answered by the transport); unknown frame types are ignored (protocol: frames can be added)
     }
   }
 
-  private armDeadTimer(conn: Conn): void {
-    const hb = conn.welcome?.heartbeatMs ?? 0;
-    if (hb <= 0) return;
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = setTimeout(() => {
-      if (this.conn === conn) this.lost(conn, CloseCode.Heartbeat, "no frame for two heartbeat intervals");
-    }, 2 * hb);
-  }
-
-  private onWelcome(conn: Conn, w: WelcomeFrame): void {
-    if (conn.welcome) return;
-    conn.welcome = w;
-    conn.welcomedAt = this.now();
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    this.armDeadTimer(conn);
+  private onWelcome(conn: StreamConn, w: WelcomeFrame): void {
+    this.session = {
+      welcome: w,
+      welcomedAt: conn.welcomedAt,
+      channels: new Set(),
+      subscribed: false,
+      cursorKind: null,
+      firstChannels: [],
+      pending: new Map(),
+      retry: null,
+    };
     this.failures = 0;
     if (this.everWelcomed) this.monitor.reconnects++;
     this.everWelcomed = true;
@@ -681,24 +554,17 @@ export class RealtimeClient {
       this.pollAbort.abort();
       this.pollAbort = null;
     }
-    conn.probing = false;
     this.pollCause = "server";
     this.probeFailures = 0;
     this.setTransport("stream", "stream welcomed");
     this.setState("welcome");
     this.emitter.emit("welcome", w);
     this.flushSubscriptions();
-    this.ping();
-    const pingEvery = this.opts.pingIntervalMs ?? 15000;
-    if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
-    const healthEvery = this.opts.healthIntervalMs ?? 30000;
-    if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.monitor.report() }), healthEvery));
-    }
   }
 
-  private ping(): void {
-    this.send({ type: "ping", ts: this.now() });
+  private endSession(): void {
+    if (this.session?.retry) clearTimeout(this.session.retry);
+    this.session = null;
   }
 
   private channelsChanged(): void {
@@ -725,8 +591,8 @@ export class RealtimeClient {
    * subscribe of a connection carries the cursor and every channel (protocol "Recovery").
    */
   private flushSubscriptions(): void {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || this.st !== "open") return;
+    const conn = this.session;
+    if (!conn || this.st !== "open") return;
     const want = this.channels;
     const add = want.filter((c) => !conn.channels.has(c));
     const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
@@ -770,19 +636,18 @@ export class RealtimeClient {
    * retryLater forgets channels the server refused for now (a replay in progress, rate
    * limited) and subscribes them again after a short pause on the same connection.
    */
-  private retryLater(conn: Conn, channels: string[]): void {
+  private retryLater(conn: Session, channels: string[]): void {
     for (const c of channels) conn.channels.delete(c);
-    if (conn.retryQueued) return;
-    conn.retryQueued = true;
-    const t = setTimeout(() => {
-      conn.timers = conn.timers.filter((x) => x !== t);
-      conn.retryQueued = false;
-      if (this.conn === conn) this.flushSubscriptions();
+    if (conn.retry !== null) return;
+    conn.retry = setTimeout(() => {
+      conn.retry = null;
+      if (this.session === conn) this.flushSubscriptions();
     }, 250 + Math.floor(this.random() * 250));
-    conn.timers.push(t);
   }
 
-  private onSubscribed(conn: Conn, f: SubscribedFrame): void {
+  private onSubscribed(f: SubscribedFrame): void {
+    const conn = this.session;
+    if (!conn) return;
     if (f.id) conn.pending.delete(f.id);
     const later: string[] = [];
     for (const r of f.results ?? []) {
@@ -803,7 +668,7 @@ export class RealtimeClient {
       const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
       if (ok.length > 0) this.emitter.emit("subscribed", ok);
     }
-    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
+    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome.epoch ?? "", conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
   }
 
   /** onRecovery handles the recovery answer of a stream resume or of a poll. */
@@ -838,8 +703,8 @@ export class RealtimeClient {
     }
     if (this.cur) {
       if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
-    } else if (this.conn?.welcome) {
-      this.cur = { seq: ev.seq, epoch: this.conn.welcome.epoch ?? "" };
+    } else if (this.session) {
+      this.cur = { seq: ev.seq, epoch: this.session.welcome.epoch ?? "" };
     }
     if (this.dedup.check(ev.id)) {
       this.monitor.duplicates++;
@@ -858,15 +723,16 @@ export class RealtimeClient {
     }
   }
 
-  private onTransport(conn: Conn, f: TransportFrame): void {
+  private onTransport(conn: StreamConn, f: TransportFrame): void {
     if (f.transport !== "poll") return; // "stream": we are on it already
-    this.retire(conn, CloseCode.Normal, "switching to long-poll");
+    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
     this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
   }
 
-  private onErrorFrame(conn: Conn, f: ErrorFrame): void {
-    const chans = f.id ? conn.pending.get(f.id) : undefined;
-    if (chans) {
+  private onErrorFrame(f: ErrorFrame): void {
+    const conn = this.session;
+    const chans = conn && f.id ? conn.pending.get(f.id) : undefined;
+    if (conn && chans) {
       // A subscribe frame was refused as a whole: those channels are not subscribed.
       conn.pending.delete(f.id!);
       if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
@@ -928,7 +794,7 @@ export class RealtimeClient {
   /** probeStream tries the stream while polling; on welcome the client moves back. */
   private probeStream(): void {
     if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
-    if (this.conn) return; // already on (or probing) the stream
+    if (this.stream.current) return; // already on (or probing) the stream
     this.generation++;
     this.pollAbort?.abort();
     this.pollAbort = null;

@@ -405,13 +405,183 @@ function browserNetwork() {
   };
 }
 
+// src/stream.ts
+var StreamOpenError = class extends Error {
+  constructor(cause) {
+    super(String(cause));
+    this.cause = cause;
+    this.name = "StreamOpenError";
+  }
+};
+var StreamConn = class {
+  constructor(ws, openedAt, probe) {
+    this.ws = ws;
+    this.openedAt = openedAt;
+    this.probe = probe;
+    /** The welcome frame; null until the server sent it. */
+    this.welcome = null;
+    /** Local time of the welcome (0 before). */
+    this.welcomedAt = 0;
+    /** Timeouts and intervals of this connection, cleared when it is retired. */
+    this.timers = [];
+    this.deadTimer = null;
+  }
+  /** probing is true for a probe not welcomed yet: its close keeps the client polling. */
+  get probing() {
+    return this.probe && this.welcome === null;
+  }
+};
+var StreamTransport = class {
+  constructor(opts, host) {
+    this.opts = opts;
+    this.host = host;
+    this.conn = null;
+  }
+  /** current is the connection in use (attempt, probe or welcomed), or null. */
+  get current() {
+    return this.conn;
+  }
+  /**
+   * open starts an attempt to url() and makes it current. It throws StreamOpenError if
+   * the WebSocket constructor (or url) throws, and Error if there is no WebSocket at all.
+   */
+  open(url, probe) {
+    const Ctor = this.opts.WebSocket ?? globalThis.WebSocket;
+    if (!Ctor) throw new Error("RealtimeClient: no WebSocket implementation (pass options.WebSocket)");
+    let ws;
+    try {
+      ws = new Ctor(url());
+    } catch (err) {
+      throw new StreamOpenError(err);
+    }
+    const conn = new StreamConn(ws, this.opts.now(), probe);
+    this.conn = conn;
+    ws.onmessage = (ev) => this.onMessage(conn, ev.data);
+    ws.onclose = (ev) => this.onClose(conn, ev.code, ev.reason);
+    ws.onerror = () => {
+    };
+    conn.timers.push(
+      setTimeout(() => {
+        if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
+      }, this.opts.connectTimeoutMs)
+    );
+    return conn;
+  }
+  /**
+   * send writes frame on the current connection if it is welcomed and open; it reports
+   * whether the frame went out.
+   */
+  send(frame) {
+    const conn = this.conn;
+    if (!conn || !conn.welcome || conn.ws.readyState !== OPEN) return false;
+    try {
+      conn.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  /** retire closes the current connection, if any; its events are ignored from now on. */
+  retireCurrent(code, reason) {
+    if (this.conn) this.retire(this.conn, code, reason);
+  }
+  /** retire detaches conn's handlers and closes it; its close event is then ignored. */
+  retire(conn, code, reason) {
+    for (const t of conn.timers) clearTimeout(t);
+    conn.timers = [];
+    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
+    conn.deadTimer = null;
+    conn.ws.onmessage = null;
+    conn.ws.onclose = null;
+    conn.ws.onopen = null;
+    conn.ws.onerror = null;
+    if (conn.ws.readyState < 2) {
+      const c = code === 1e3 || code >= 3e3 && code <= 4999 ? code : 1e3;
+      try {
+        conn.ws.close(c, reason.slice(0, 60));
+      } catch {
+      }
+    }
+    if (this.conn === conn) {
+      this.conn = null;
+      this.host.detached(conn);
+    }
+  }
+  /** lost ends conn locally (dead or stuck connection) and reports it like a close. */
+  lost(conn, code, reason) {
+    this.retire(conn, 4e3, reason);
+    this.host.closed(conn, code, reason);
+  }
+  onClose(conn, code, reason) {
+    if (this.conn !== conn) return;
+    this.retire(conn, code, reason);
+    this.host.closed(conn, code, reason);
+  }
+  onMessage(conn, data) {
+    if (this.conn !== conn) return;
+    this.host.traffic(this.opts.now());
+    this.armDeadTimer(conn);
+    let frame;
+    try {
+      frame = JSON.parse(typeof data === "string" ? data : String(data));
+    } catch {
+      this.host.error({ kind: "protocol", message: "frame is not JSON" });
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (!conn.welcome && frame.type !== "welcome") {
+      this.host.error({ kind: "protocol", message: `frame ${frame.type} before welcome` });
+      return;
+    }
+    switch (frame.type) {
+      case "welcome":
+        return this.onWelcome(conn, frame);
+      case "ping":
+        this.send({ type: "pong", ts: frame.ts });
+        return this.host.frame(conn, frame);
+      case "pong":
+        if (typeof frame.ts === "number") this.host.pong(frame.ts, this.opts.now(), frame.serverTime);
+        return;
+      default:
+        return this.host.frame(conn, frame);
+    }
+  }
+  armDeadTimer(conn) {
+    const hb = conn.welcome?.heartbeatMs ?? 0;
+    if (hb <= 0) return;
+    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
+    conn.deadTimer = setTimeout(() => {
+      if (this.conn === conn) this.lost(conn, CloseCode.Heartbeat, "no frame for two heartbeat intervals");
+    }, 2 * hb);
+  }
+  onWelcome(conn, w) {
+    if (conn.welcome) return;
+    conn.welcome = w;
+    conn.welcomedAt = this.opts.now();
+    for (const t of conn.timers) clearTimeout(t);
+    conn.timers = [];
+    this.armDeadTimer(conn);
+    this.host.welcome(conn, w);
+    this.ping();
+    const pingEvery = this.opts.pingIntervalMs;
+    if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
+    const healthEvery = this.opts.healthIntervalMs;
+    if (healthEvery > 0) {
+      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.host.healthReport() }), healthEvery));
+    }
+  }
+  ping() {
+    this.send({ type: "ping", ts: this.opts.now() });
+  }
+};
+
 // src/client.ts
 var subscribeIds = 0;
 var RealtimeClient = class {
   constructor(opts = {}) {
     this.handlers = /* @__PURE__ */ new Map();
     this.mode = "stream";
-    this.conn = null;
+    this.session = null;
     this.cur = null;
     /** Replayed events have seq <= replayTo: not counted in latency. */
     this.replayTo = 0;
@@ -447,6 +617,28 @@ var RealtimeClient = class {
     this.token = opts.token;
     this.last = this.monitor.snapshot();
     this.machine = new StateMachine(opts.strictTransitions);
+    this.stream = new StreamTransport(
+      {
+        WebSocket: opts.WebSocket,
+        now: this.now,
+        connectTimeoutMs: opts.connectTimeoutMs ?? 1e4,
+        pingIntervalMs: opts.pingIntervalMs ?? 15e3,
+        healthIntervalMs: opts.healthIntervalMs ?? 3e4
+      },
+      {
+        traffic: (at) => this.monitor.lastMessageAt = at,
+        welcome: (conn, w) => this.onWelcome(conn, w),
+        frame: (conn, f) => this.onFrame(conn, f),
+        pong: (sentAt, receivedAt, serverTime) => {
+          this.monitor.pong(sentAt, receivedAt, serverTime);
+          this.emitHealth();
+        },
+        error: (err) => this.emitter.emit("error", err),
+        closed: (conn, code, reason) => this.handleClose(conn, code, reason),
+        detached: () => this.endSession(),
+        healthReport: () => this.monitor.report()
+      }
+    );
   }
   get st() {
     return this.machine.state;
@@ -603,7 +795,7 @@ var RealtimeClient = class {
       this.pollAbort.abort();
       this.pollAbort = null;
     }
-    if (this.conn) this.retire(this.conn, CloseCode.Normal, reason);
+    this.stream.retireCurrent(CloseCode.Normal, reason);
   }
   finish(info) {
     this.teardown(info.reason || "closed");
@@ -650,72 +842,16 @@ var RealtimeClient = class {
     return base + (base.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
   }
   openSocket(probing) {
-    const Ctor = this.opts.WebSocket ?? globalThis.WebSocket;
-    if (!Ctor) throw new Error("RealtimeClient: no WebSocket implementation (pass options.WebSocket)");
     this.clearRetry();
-    let ws;
     try {
-      ws = new Ctor(this.streamUrl());
+      this.stream.open(() => this.streamUrl(), probing);
     } catch (err) {
-      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err)}`, cause: err });
+      if (!(err instanceof StreamOpenError)) throw err;
+      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err.cause)}`, cause: err.cause });
       this.finish({ code: CloseCode.BadRequest, reason: "bad url", byApp: false });
       return;
     }
-    const conn = {
-      ws,
-      welcome: null,
-      welcomedAt: 0,
-      openedAt: this.now(),
-      channels: /* @__PURE__ */ new Set(),
-      subscribed: false,
-      cursorKind: null,
-      firstChannels: [],
-      timers: [],
-      pending: /* @__PURE__ */ new Map(),
-      retryQueued: false,
-      deadTimer: null,
-      probing
-    };
-    this.conn = conn;
-    ws.onmessage = (ev) => this.onMessage(conn, ev.data);
-    ws.onclose = (ev) => this.onClose(conn, ev.code, ev.reason);
-    ws.onerror = () => {
-    };
-    conn.timers.push(
-      setTimeout(() => {
-        if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
-      }, this.opts.connectTimeoutMs ?? 1e4)
-    );
     if (!probing) this.setState("connect");
-  }
-  /** retire detaches conn's handlers and closes it; its close event is then ignored. */
-  retire(conn, code, reason) {
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = null;
-    conn.ws.onmessage = null;
-    conn.ws.onclose = null;
-    conn.ws.onopen = null;
-    conn.ws.onerror = null;
-    if (conn.ws.readyState < 2) {
-      const c = code === 1e3 || code >= 3e3 && code <= 4999 ? code : 1e3;
-      try {
-        conn.ws.close(c, reason.slice(0, 60));
-      } catch {
-      }
-    }
-    if (this.conn === conn) this.conn = null;
-  }
-  /** lost ends conn locally (dead or stuck connection) and handles it like a close. */
-  lost(conn, code, reason) {
-    this.retire(conn, 4e3, reason);
-    this.handleClose(conn, code, reason);
-  }
-  onClose(conn, code, reason) {
-    if (this.conn !== conn) return;
-    this.retire(conn, code, reason);
-    this.handleClose(conn, code, reason);
   }
   handleClose(conn, code, reason) {
     if (this.st === "closed") return;
@@ -782,70 +918,33 @@ var RealtimeClient = class {
     );
   }
   send(frame) {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || conn.ws.readyState !== OPEN) return false;
-    try {
-      conn.ws.send(JSON.stringify(frame));
-      return true;
-    } catch {
-      return false;
-    }
+    return this.stream.send(frame);
   }
-  onMessage(conn, data) {
-    if (this.conn !== conn) return;
-    this.monitor.lastMessageAt = this.now();
-    this.armDeadTimer(conn);
-    let frame;
-    try {
-      frame = JSON.parse(typeof data === "string" ? data : String(data));
-    } catch {
-      this.emitter.emit("error", { kind: "protocol", message: "frame is not JSON" });
-      return;
-    }
-    if (!frame || typeof frame !== "object") return;
-    if (!conn.welcome && frame.type !== "welcome") {
-      this.emitter.emit("error", { kind: "protocol", message: `frame ${frame.type} before welcome` });
-      return;
-    }
+  onFrame(conn, frame) {
     switch (frame.type) {
-      case "welcome":
-        return this.onWelcome(conn, frame);
       case "subscribed":
-        return this.onSubscribed(conn, frame);
+        return this.onSubscribed(frame);
       case "events":
         return this.onEvents(frame);
-      case "ping":
-        this.send({ type: "pong", ts: frame.ts });
-        return;
-      case "pong":
-        if (typeof frame.ts === "number") {
-          this.monitor.pong(frame.ts, this.now(), frame.serverTime);
-          this.emitHealth();
-        }
-        return;
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
-        return this.onErrorFrame(conn, frame);
+        return this.onErrorFrame(frame);
       default:
         return;
     }
   }
-  armDeadTimer(conn) {
-    const hb = conn.welcome?.heartbeatMs ?? 0;
-    if (hb <= 0) return;
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = setTimeout(() => {
-      if (this.conn === conn) this.lost(conn, CloseCode.Heartbeat, "no frame for two heartbeat intervals");
-    }, 2 * hb);
-  }
   onWelcome(conn, w) {
-    if (conn.welcome) return;
-    conn.welcome = w;
-    conn.welcomedAt = this.now();
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    this.armDeadTimer(conn);
+    this.session = {
+      welcome: w,
+      welcomedAt: conn.welcomedAt,
+      channels: /* @__PURE__ */ new Set(),
+      subscribed: false,
+      cursorKind: null,
+      firstChannels: [],
+      pending: /* @__PURE__ */ new Map(),
+      retry: null
+    };
     this.failures = 0;
     if (this.everWelcomed) this.monitor.reconnects++;
     this.everWelcomed = true;
@@ -859,23 +958,16 @@ var RealtimeClient = class {
       this.pollAbort.abort();
       this.pollAbort = null;
     }
-    conn.probing = false;
     this.pollCause = "server";
     this.probeFailures = 0;
     this.setTransport("stream", "stream welcomed");
     this.setState("welcome");
     this.emitter.emit("welcome", w);
     this.flushSubscriptions();
-    this.ping();
-    const pingEvery = this.opts.pingIntervalMs ?? 15e3;
-    if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
-    const healthEvery = this.opts.healthIntervalMs ?? 3e4;
-    if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.monitor.report() }), healthEvery));
-    }
   }
-  ping() {
-    this.send({ type: "ping", ts: this.now() });
+  endSession() {
+    if (this.session?.retry) clearTimeout(this.session.retry);
+    this.session = null;
   }
   channelsChanged() {
     if (this.mode === "poll" && this.st === "polling") {
@@ -898,8 +990,8 @@ var RealtimeClient = class {
    * subscribe of a connection carries the cursor and every channel (protocol "Recovery").
    */
   flushSubscriptions() {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || this.st !== "open") return;
+    const conn = this.session;
+    if (!conn || this.st !== "open") return;
     const want = this.channels;
     const add = want.filter((c) => !conn.channels.has(c));
     const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
@@ -937,16 +1029,15 @@ var RealtimeClient = class {
    */
   retryLater(conn, channels) {
     for (const c of channels) conn.channels.delete(c);
-    if (conn.retryQueued) return;
-    conn.retryQueued = true;
-    const t = setTimeout(() => {
-      conn.timers = conn.timers.filter((x) => x !== t);
-      conn.retryQueued = false;
-      if (this.conn === conn) this.flushSubscriptions();
+    if (conn.retry !== null) return;
+    conn.retry = setTimeout(() => {
+      conn.retry = null;
+      if (this.session === conn) this.flushSubscriptions();
     }, 250 + Math.floor(this.random() * 250));
-    conn.timers.push(t);
   }
-  onSubscribed(conn, f) {
+  onSubscribed(f) {
+    const conn = this.session;
+    if (!conn) return;
     if (f.id) conn.pending.delete(f.id);
     const later = [];
     for (const r of f.results ?? []) {
@@ -967,7 +1058,7 @@ var RealtimeClient = class {
       const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
       if (ok.length > 0) this.emitter.emit("subscribed", ok);
     }
-    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
+    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome.epoch ?? "", conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
   }
   /** onRecovery handles the recovery answer of a stream resume or of a poll. */
   onRecovery(r, epoch, headSeq, channels, counted) {
@@ -999,8 +1090,8 @@ var RealtimeClient = class {
     }
     if (this.cur) {
       if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
-    } else if (this.conn?.welcome) {
-      this.cur = { seq: ev.seq, epoch: this.conn.welcome.epoch ?? "" };
+    } else if (this.session) {
+      this.cur = { seq: ev.seq, epoch: this.session.welcome.epoch ?? "" };
     }
     if (this.dedup.check(ev.id)) {
       this.monitor.duplicates++;
@@ -1020,12 +1111,13 @@ var RealtimeClient = class {
   }
   onTransport(conn, f) {
     if (f.transport !== "poll") return;
-    this.retire(conn, CloseCode.Normal, "switching to long-poll");
+    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
     this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
   }
-  onErrorFrame(conn, f) {
-    const chans = f.id ? conn.pending.get(f.id) : void 0;
-    if (chans) {
+  onErrorFrame(f) {
+    const conn = this.session;
+    const chans = conn && f.id ? conn.pending.get(f.id) : void 0;
+    if (conn && chans) {
       conn.pending.delete(f.id);
       if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
       for (const c of chans) conn.channels.delete(c);
@@ -1078,7 +1170,7 @@ var RealtimeClient = class {
   /** probeStream tries the stream while polling; on welcome the client moves back. */
   probeStream() {
     if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
-    if (this.conn) return;
+    if (this.stream.current) return;
     this.generation++;
     this.pollAbort?.abort();
     this.pollAbort = null;
