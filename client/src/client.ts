@@ -1,21 +1,17 @@
 import { Backoff, type BackoffOptions } from "./backoff.js";
 import { actionFor, CloseCode, httpAction, retryHint, type CloseAction } from "./codes.js";
-import { Dedup, type DedupOptions } from "./dedup.js";
+import type { DedupOptions } from "./dedup.js";
 import { Emitter } from "./emitter.js";
 import { HealthMonitor, type HealthSnapshot } from "./health.js";
 import { StateMachine, type ConnectionState, type StateEvent } from "./state.js";
 import { browserNetwork, type NetworkMonitor, type WebSocketCtor } from "./socket.js";
 import { StreamConn, StreamOpenError, StreamTransport } from "./stream.js";
+import { Subscriptions } from "./subscriptions.js";
 import type { ClientEvents, CloseInfo, EventHandler } from "./events.js";
 import type {
   Cursor,
-  ErrorFrame,
-  EventsFrame,
   PollResponse,
-  Recovery,
-  RealtimeEvent,
   ServerFrame,
-  SubscribedFrame,
   Transport,
   TransportFrame,
   WelcomeFrame,
@@ -89,26 +85,6 @@ export interface RealtimeClientOptions {
 
 export type { ClientError, ClientEvents, CloseInfo, EventHandler, ResyncInfo } from "./events.js";
 
-/** The subscription state of one welcomed connection; dropped when it is retired. */
-interface Session {
-  welcome: WelcomeFrame;
-  welcomedAt: number;
-  /** Channels subscribed (sent) on this connection. */
-  channels: Set<string>;
-  /** True once a subscribe went out (the only one that may carry a cursor). */
-  subscribed: boolean;
-  /** "resume" if the first subscribe carried a cursor from events, "baseline" if from welcome. */
-  cursorKind: "resume" | "baseline" | null;
-  /** Channels of the first subscribe (for resync). */
-  firstChannels: string[];
-  /** Subscribe frames sent and not answered yet: request ID -> channels. */
-  pending: Map<string, string[]>;
-  /** Retry of refused-for-now channels, if scheduled. */
-  retry: ReturnType<typeof setTimeout> | null;
-}
-
-let subscribeIds = 0;
-
 /**
  * RealtimeClient keeps one WebSocket to /v2/realtime/stream for every channel the app
  * subscribes to, reconnects with backoff, resumes by cursor, drops duplicates, measures
@@ -125,18 +101,13 @@ export class RealtimeClient {
   private readonly random: () => number;
   private readonly emitter: Emitter<ClientEvents>;
   private readonly backoff: Backoff;
-  private readonly dedup: Dedup;
   private readonly monitor: HealthMonitor;
   private readonly network: NetworkMonitor;
-  private readonly handlers = new Map<string, Set<EventHandler<any>>>();
+  private readonly subs: Subscriptions;
 
   private readonly machine: StateMachine;
   private mode: Transport = "stream";
   private readonly stream: StreamTransport;
-  private session: Session | null = null;
-  private cur: Cursor | null = null;
-  /** Replayed events have seq <= replayTo: not counted in latency. */
-  private replayTo = 0;
   private token: string | undefined;
   private everWelcomed = false;
   /** Consecutive stream attempts that never reached welcome. */
@@ -167,12 +138,17 @@ export class RealtimeClient {
     this.random = opts.random ?? Math.random;
     this.emitter = new Emitter<ClientEvents>();
     this.backoff = new Backoff(opts.backoff, this.random);
-    this.dedup = new Dedup(opts.dedup, this.now);
     this.monitor = new HealthMonitor(this.now, opts.latencyWindow ?? 512);
     this.network = opts.network ?? browserNetwork();
     this.token = opts.token;
     this.last = this.monitor.snapshot();
     this.machine = new StateMachine(opts.strictTransitions);
+    this.subs = new Subscriptions(
+      { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5000 },
+      this.monitor,
+      this.emitter,
+      { send: (f) => this.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() },
+    );
     this.stream = new StreamTransport(
       {
         WebSocket: opts.WebSocket,
@@ -191,7 +167,7 @@ export class RealtimeClient {
         },
         error: (err) => this.emitter.emit("error", err),
         closed: (conn, code, reason) => this.handleClose(conn, code, reason),
-        detached: () => this.endSession(),
+        detached: () => this.subs.end(),
         healthReport: () => this.monitor.report(),
       },
     );
@@ -215,12 +191,12 @@ export class RealtimeClient {
 
   /** cursor is the position the client resumes from; null before the first welcome. */
   get cursor(): Cursor | null {
-    return this.cur ? { ...this.cur } : null;
+    return this.subs.cursor.value;
   }
 
   /** channels lists the channels with at least one handler. */
   get channels(): string[] {
-    return [...this.handlers.keys()];
+    return this.subs.channels;
   }
 
   /** closeInfo says why the client is closed; null unless state is "closed". */
@@ -253,25 +229,12 @@ export class RealtimeClient {
    */
   subscribe<T = unknown>(channel: string, handler: EventHandler<T>): () => void {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
-    let set = this.handlers.get(channel);
-    const fresh = !set;
-    if (!set) {
-      set = new Set();
-      this.handlers.set(channel, set);
-    }
-    set.add(handler);
-    if (fresh) this.channelsChanged();
+    if (this.subs.add(channel, handler)) this.channelsChanged();
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const s = this.handlers.get(channel);
-      if (!s) return;
-      s.delete(handler);
-      if (s.size === 0) {
-        this.handlers.delete(channel);
-        this.channelsChanged();
-      }
+      if (this.subs.remove(channel, handler)) this.channelsChanged();
     };
   }
 
@@ -518,29 +481,21 @@ export class RealtimeClient {
   private onFrame(conn: StreamConn, frame: ServerFrame): void {
     switch (frame.type) {
       case "subscribed":
-        return this.onSubscribed(frame);
+        return this.subs.onSubscribed(frame);
       case "events":
-        return this.onEvents(frame);
+        if (this.subs.onEvents(frame, this.now())) this.healthChanged();
+        return;
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
-        return this.onErrorFrame(frame);
+        return this.subs.onErrorFrame(frame);
       default:
         return; // ping (answered by the transport); unknown frame types are ignored (protocol: frames can be added)
     }
   }
 
   private onWelcome(conn: StreamConn, w: WelcomeFrame): void {
-    this.session = {
-      welcome: w,
-      welcomedAt: conn.welcomedAt,
-      channels: new Set(),
-      subscribed: false,
-      cursorKind: null,
-      firstChannels: [],
-      pending: new Map(),
-      retry: null,
-    };
+    this.subs.begin(w, conn.welcomedAt);
     this.failures = 0;
     if (this.everWelcomed) this.monitor.reconnects++;
     this.everWelcomed = true;
@@ -559,12 +514,7 @@ export class RealtimeClient {
     this.setTransport("stream", "stream welcomed");
     this.setState("welcome");
     this.emitter.emit("welcome", w);
-    this.flushSubscriptions();
-  }
-
-  private endSession(): void {
-    if (this.session?.retry) clearTimeout(this.session.retry);
-    this.session = null;
+    this.subs.flush();
   }
 
   private channelsChanged(): void {
@@ -582,163 +532,14 @@ export class RealtimeClient {
     // Coalesce the subscribe/unsubscribe calls of one tick (e.g. a React render) into one frame each.
     queueMicrotask(() => {
       this.flushQueued = false;
-      this.flushSubscriptions();
+      this.subs.flush();
     });
-  }
-
-  /**
-   * flushSubscriptions makes the connection's channel set match the handlers. The first
-   * subscribe of a connection carries the cursor and every channel (protocol "Recovery").
-   */
-  private flushSubscriptions(): void {
-    const conn = this.session;
-    if (!conn || this.st !== "open") return;
-    const want = this.channels;
-    const add = want.filter((c) => !conn.channels.has(c));
-    const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
-    if (drop.length > 0 && this.send({ type: "unsubscribe", channels: drop })) {
-      for (const c of drop) conn.channels.delete(c);
-    }
-    if (add.length === 0) return;
-    const frame: { type: "subscribe"; id: string; channels: string[]; cursor?: Cursor } = {
-      type: "subscribe",
-      id: "s" + ++subscribeIds,
-      channels: add,
-    };
-    if (!conn.subscribed) {
-      const w = conn.welcome;
-      if (this.cur) {
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "resume";
-      } else if (this.now() - conn.welcomedAt <= (this.opts.baselineWindowMs ?? 5000)) {
-        // A fresh client starts from the head announced by this connection's welcome:
-        // every event published after the socket opened reaches it, even before the
-        // subscribe is registered, and later resumes start from a real position.
-        this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "baseline";
-      }
-      // Otherwise (the first subscribe comes long after welcome) the welcome's head is
-      // stale: replaying from it would hand the app events from before it subscribed. The
-      // subscription is live from now and the cursor starts at its first event.
-      conn.firstChannels = add;
-    }
-    if (this.send(frame)) {
-      conn.subscribed = true;
-      for (const c of add) conn.channels.add(c);
-      conn.pending.set(frame.id, add);
-      // Bound the map even if a server never answers some frames.
-      if (conn.pending.size > 64) conn.pending.delete(conn.pending.keys().next().value as string);
-    }
-  }
-
-  /**
-   * retryLater forgets channels the server refused for now (a replay in progress, rate
-   * limited) and subscribes them again after a short pause on the same connection.
-   */
-  private retryLater(conn: Session, channels: string[]): void {
-    for (const c of channels) conn.channels.delete(c);
-    if (conn.retry !== null) return;
-    conn.retry = setTimeout(() => {
-      conn.retry = null;
-      if (this.session === conn) this.flushSubscriptions();
-    }, 250 + Math.floor(this.random() * 250));
-  }
-
-  private onSubscribed(f: SubscribedFrame): void {
-    const conn = this.session;
-    if (!conn) return;
-    if (f.id) conn.pending.delete(f.id);
-    const later: string[] = [];
-    for (const r of f.results ?? []) {
-      if (!r.ok && (r.code === "replay_in_progress" || r.code === "rate_limited")) {
-        later.push(r.channel);
-      } else if (!r.ok) {
-        conn.channels.delete(r.channel);
-        this.emitter.emit("error", {
-          kind: "channel",
-          channel: r.channel,
-          code: r.code,
-          message: r.error ?? r.code ?? "refused",
-        });
-      }
-    }
-    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
-    if (f.op !== "unsubscribe") {
-      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
-      if (ok.length > 0) this.emitter.emit("subscribed", ok);
-    }
-    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome.epoch ?? "", conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
-  }
-
-  /** onRecovery handles the recovery answer of a stream resume or of a poll. */
-  private onRecovery(r: Recovery, epoch: string, headSeq: number, channels: string[], counted: boolean): void {
-    if (r.recovered) {
-      if (counted) this.monitor.recoveries++;
-      this.replayTo = Math.max(this.replayTo, r.to ?? 0);
-      this.emitHealth();
-      return;
-    }
-    this.monitor.notRecovered++;
-    const reason = r.reason ?? "not_recovered";
-    const old = this.cur;
-    const reset = !old || reason === "epoch_mismatch" || reason === "cursor_ahead" || (epoch !== "" && old.epoch !== epoch);
-    this.cur = { seq: reset ? headSeq : Math.max(old!.seq, headSeq), epoch: epoch || old?.epoch || "" };
-    this.emitter.emit("resync", { reason, channels: [...channels], epoch: this.cur.epoch });
-    this.emitHealth();
-  }
-
-  private onEvents(f: EventsFrame): void {
-    if (!Array.isArray(f.events)) return;
-    const at = this.now();
-    for (const ev of f.events) this.deliver(ev, at);
-    this.healthChanged();
-  }
-
-  /** deliver advances the cursor, drops duplicates and calls the channel's handlers. */
-  private deliver(ev: RealtimeEvent, receivedAt: number): void {
-    if (!ev || typeof ev.id !== "string" || typeof ev.seq !== "number" || typeof ev.channel !== "string") {
-      this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
-      return;
-    }
-    if (this.cur) {
-      if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
-    } else if (this.session) {
-      this.cur = { seq: ev.seq, epoch: this.session.welcome.epoch ?? "" };
-    }
-    if (this.dedup.check(ev.id)) {
-      this.monitor.duplicates++;
-      return;
-    }
-    this.monitor.eventsReceived++;
-    if (ev.seq > this.replayTo && typeof ev.ts === "number" && ev.ts > 0) this.monitor.latency(ev.ts, receivedAt);
-    const set = this.handlers.get(ev.channel);
-    if (!set) return;
-    for (const h of [...set]) {
-      try {
-        h(ev);
-      } catch (err) {
-        this.emitter.emit("error", { kind: "handler", channel: ev.channel, message: String(err), cause: err });
-      }
-    }
   }
 
   private onTransport(conn: StreamConn, f: TransportFrame): void {
     if (f.transport !== "poll") return; // "stream": we are on it already
     this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
     this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
-  }
-
-  private onErrorFrame(f: ErrorFrame): void {
-    const conn = this.session;
-    const chans = conn && f.id ? conn.pending.get(f.id) : undefined;
-    if (conn && chans) {
-      // A subscribe frame was refused as a whole: those channels are not subscribed.
-      conn.pending.delete(f.id!);
-      if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
-      for (const c of chans) conn.channels.delete(c);
-    }
-    this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
   }
 
   // ---- long-polling ----
@@ -822,7 +623,8 @@ export class RealtimeClient {
       return;
     }
     const params = [`channels=${channels.map(encodeURIComponent).join(",")}`];
-    if (this.cur) params.push(`cursor=${this.cur.seq}.${encodeURIComponent(this.cur.epoch)}`);
+    const cursor = this.subs.cursor.query();
+    if (cursor) params.push(`cursor=${cursor}`);
     if (this.token) params.push(`token=${encodeURIComponent(this.token)}`);
     const base = this.pollUrlBase();
     const url = base + (base.includes("?") ? "&" : "?") + params.join("&");
@@ -900,16 +702,7 @@ export class RealtimeClient {
     this.backoff.reset();
     const receivedAt = this.now();
     this.monitor.lastMessageAt = receivedAt;
-    if (body.recovery) {
-      this.onRecovery(body.recovery, body.cursor?.epoch ?? this.cur?.epoch ?? "", body.cursor?.seq ?? 0, channels, true);
-    }
-    const events = Array.isArray(body.events) ? body.events : [];
-    for (const ev of events) this.deliver(ev, receivedAt);
-    if (body.cursor && typeof body.cursor.seq === "number") {
-      if (!this.cur || body.cursor.epoch !== this.cur.epoch || body.cursor.seq > this.cur.seq) {
-        this.cur = { seq: body.cursor.seq, epoch: String(body.cursor.epoch ?? "") };
-      }
-    }
+    const count = this.subs.applyPoll(body, channels, receivedAt);
     this.healthChanged();
     // The server's transport advice is about the flag. A client polling because the stream
     // failed on its way (a proxy that blocks WebSockets) keeps its own probe schedule: a
@@ -921,7 +714,7 @@ export class RealtimeClient {
     }
     if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
     const quick = receivedAt - started < 1000;
-    this.schedulePoll(events.length === 0 && quick ? (this.opts.pollIdleDelayMs ?? 1000) : 0);
+    this.schedulePoll(count === 0 && quick ? (this.opts.pollIdleDelayMs ?? 1000) : 0);
   }
 }
 

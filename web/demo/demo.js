@@ -102,57 +102,6 @@ function httpAction(status) {
   return "backoff";
 }
 
-// src/dedup.ts
-var Dedup = class {
-  constructor(opts = {}, now = Date.now) {
-    this.now = now;
-    this.seenAt = /* @__PURE__ */ new Map();
-    /** evicted counts IDs forgotten because of maxSize (not expiry). */
-    this.evicted = 0;
-    this.ttlMs = opts.ttlMs ?? 10 * 60 * 1e3;
-    this.maxSize = opts.maxSize ?? 1e4;
-    if (!(this.ttlMs > 0) || !(this.maxSize >= 1)) {
-      throw new RangeError(`dedup: need ttlMs > 0 and maxSize >= 1 (got ${this.ttlMs}, ${this.maxSize})`);
-    }
-  }
-  /**
-   * check records id and reports whether it was already seen (a duplicate) within the
-   * TTL. A duplicate does not refresh the ID's expiry: insertion order stays time order.
-   */
-  check(id) {
-    const t = this.now();
-    this.expire(t);
-    const at = this.seenAt.get(id);
-    if (at !== void 0) return true;
-    this.seenAt.set(id, t);
-    while (this.seenAt.size > this.maxSize) {
-      const oldest = this.seenAt.keys().next().value;
-      this.seenAt.delete(oldest);
-      this.evicted++;
-    }
-    return false;
-  }
-  /** has reports whether id is remembered (without recording it). */
-  has(id) {
-    this.expire(this.now());
-    return this.seenAt.has(id);
-  }
-  /** size is the number of IDs remembered now. */
-  get size() {
-    this.expire(this.now());
-    return this.seenAt.size;
-  }
-  clear() {
-    this.seenAt.clear();
-  }
-  expire(t) {
-    for (const [id, at] of this.seenAt) {
-      if (t - at < this.ttlMs) break;
-      this.seenAt.delete(id);
-    }
-  }
-};
-
 // src/emitter.ts
 var Emitter = class {
   constructor(onListenerError = reportError) {
@@ -575,16 +524,328 @@ var StreamTransport = class {
   }
 };
 
-// src/client.ts
-var subscribeIds = 0;
-var RealtimeClient = class {
-  constructor(opts = {}) {
-    this.handlers = /* @__PURE__ */ new Map();
-    this.mode = "stream";
-    this.session = null;
+// src/cursor.ts
+var CursorTracker = class {
+  constructor() {
     this.cur = null;
+  }
+  /** value is a copy of the cursor; null before the client has a position. */
+  get value() {
+    return this.cur ? { ...this.cur } : null;
+  }
+  /** has reports whether the client has a position yet. */
+  get has() {
+    return this.cur !== null;
+  }
+  /**
+   * observe records a processed event (delivered or dropped as a duplicate). Without a
+   * position yet, the cursor starts at this event when epoch is known (a welcomed stream
+   * connection), and stays unset otherwise.
+   */
+  observe(seq, epoch) {
+    if (this.cur) {
+      if (seq > this.cur.seq) this.cur.seq = seq;
+    } else if (epoch !== null) {
+      this.cur = { seq, epoch };
+    }
+  }
+  /**
+   * baseline starts a fresh client at the head announced by welcome, so that every event
+   * published after the socket opened reaches it.
+   */
+  baseline(w) {
+    this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
+    return { ...this.cur };
+  }
+  /**
+   * notRecovered applies an answer recovered:false: the position restarts at the head
+   * headSeq of epoch when the epoch changed or the cursor was ahead, else it keeps the
+   * higher seq. It returns the epoch the client continues with.
+   */
+  notRecovered(r, epoch, headSeq) {
+    const reason = r.reason ?? "not_recovered";
+    const old = this.cur;
+    const reset = !old || reason === "epoch_mismatch" || reason === "cursor_ahead" || epoch !== "" && old.epoch !== epoch;
+    this.cur = { seq: reset ? headSeq : Math.max(old.seq, headSeq), epoch: epoch || old?.epoch || "" };
+    return this.cur.epoch;
+  }
+  /** fromPoll takes the cursor of a poll answer: later in the epoch, or of another epoch. */
+  fromPoll(c) {
+    if (!c || typeof c.seq !== "number") return;
+    if (!this.cur || c.epoch !== this.cur.epoch || c.seq > this.cur.seq) {
+      this.cur = { seq: c.seq, epoch: String(c.epoch ?? "") };
+    }
+  }
+  /** query is the cursor as the poll endpoint's `cursor` parameter, `<seq>.<epoch>`; null without one. */
+  query() {
+    return this.cur ? `${this.cur.seq}.${encodeURIComponent(this.cur.epoch)}` : null;
+  }
+};
+
+// src/dedup.ts
+var Dedup = class {
+  constructor(opts = {}, now = Date.now) {
+    this.now = now;
+    this.seenAt = /* @__PURE__ */ new Map();
+    /** evicted counts IDs forgotten because of maxSize (not expiry). */
+    this.evicted = 0;
+    this.ttlMs = opts.ttlMs ?? 10 * 60 * 1e3;
+    this.maxSize = opts.maxSize ?? 1e4;
+    if (!(this.ttlMs > 0) || !(this.maxSize >= 1)) {
+      throw new RangeError(`dedup: need ttlMs > 0 and maxSize >= 1 (got ${this.ttlMs}, ${this.maxSize})`);
+    }
+  }
+  /**
+   * check records id and reports whether it was already seen (a duplicate) within the
+   * TTL. A duplicate does not refresh the ID's expiry: insertion order stays time order.
+   */
+  check(id) {
+    const t = this.now();
+    this.expire(t);
+    const at = this.seenAt.get(id);
+    if (at !== void 0) return true;
+    this.seenAt.set(id, t);
+    while (this.seenAt.size > this.maxSize) {
+      const oldest = this.seenAt.keys().next().value;
+      this.seenAt.delete(oldest);
+      this.evicted++;
+    }
+    return false;
+  }
+  /** has reports whether id is remembered (without recording it). */
+  has(id) {
+    this.expire(this.now());
+    return this.seenAt.has(id);
+  }
+  /** size is the number of IDs remembered now. */
+  get size() {
+    this.expire(this.now());
+    return this.seenAt.size;
+  }
+  clear() {
+    this.seenAt.clear();
+  }
+  expire(t) {
+    for (const [id, at] of this.seenAt) {
+      if (t - at < this.ttlMs) break;
+      this.seenAt.delete(id);
+    }
+  }
+};
+
+// src/subscriptions.ts
+var RETRY_CODES = /* @__PURE__ */ new Set(["replay_in_progress", "rate_limited"]);
+var MAX_PENDING = 64;
+var subscribeIds = 0;
+var Subscriptions = class {
+  constructor(opts, monitor, emitter, host) {
+    this.opts = opts;
+    this.monitor = monitor;
+    this.emitter = emitter;
+    this.host = host;
+    /** cursor is the resume position (advanced by every processed event). */
+    this.cursor = new CursorTracker();
+    this.handlers = /* @__PURE__ */ new Map();
     /** Replayed events have seq <= replayTo: not counted in latency. */
     this.replayTo = 0;
+    this.session = null;
+    this.dedup = new Dedup(opts.dedup, opts.now);
+  }
+  /** channels lists the channels with at least one handler, in subscription order. */
+  get channels() {
+    return [...this.handlers.keys()];
+  }
+  /** add registers handler for channel; it reports whether the channel is new. */
+  add(channel, handler) {
+    let set = this.handlers.get(channel);
+    const fresh = !set;
+    if (!set) {
+      set = /* @__PURE__ */ new Set();
+      this.handlers.set(channel, set);
+    }
+    set.add(handler);
+    return fresh;
+  }
+  /** remove drops handler; it reports whether the channel lost its last handler. */
+  remove(channel, handler) {
+    const s = this.handlers.get(channel);
+    if (!s) return false;
+    s.delete(handler);
+    if (s.size > 0) return false;
+    this.handlers.delete(channel);
+    return true;
+  }
+  // ---- the current stream connection ----
+  /** begin starts the session of a welcomed connection: nothing is subscribed on it yet. */
+  begin(welcome, welcomedAt) {
+    this.end();
+    this.session = {
+      welcome,
+      welcomedAt,
+      channels: /* @__PURE__ */ new Set(),
+      subscribed: false,
+      cursorKind: null,
+      firstChannels: [],
+      pending: /* @__PURE__ */ new Map(),
+      retry: null
+    };
+  }
+  /** end forgets the connection's session (it was retired). */
+  end() {
+    if (this.session?.retry) clearTimeout(this.session.retry);
+    this.session = null;
+  }
+  /**
+   * flush makes the connection's channel set match the handlers. The first subscribe of
+   * a connection carries the cursor and every channel (protocol "Recovery").
+   */
+  flush() {
+    const conn = this.session;
+    if (!conn || !this.host.open()) return;
+    const add = this.channels.filter((c) => !conn.channels.has(c));
+    const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
+    if (drop.length > 0 && this.host.send({ type: "unsubscribe", channels: drop })) {
+      for (const c of drop) conn.channels.delete(c);
+    }
+    if (add.length === 0) return;
+    const frame = {
+      type: "subscribe",
+      id: "s" + ++subscribeIds,
+      channels: add
+    };
+    if (!conn.subscribed) {
+      const cur = this.cursor.value;
+      if (cur) {
+        frame.cursor = cur;
+        conn.cursorKind = "resume";
+      } else if (this.opts.now() - conn.welcomedAt <= this.opts.baselineWindowMs) {
+        frame.cursor = this.cursor.baseline(conn.welcome);
+        conn.cursorKind = "baseline";
+      }
+      conn.firstChannels = add;
+    }
+    if (this.host.send(frame)) {
+      conn.subscribed = true;
+      for (const c of add) conn.channels.add(c);
+      conn.pending.set(frame.id, add);
+      if (conn.pending.size > MAX_PENDING) conn.pending.delete(conn.pending.keys().next().value);
+    }
+  }
+  /**
+   * retryLater forgets channels the server refused for now (a replay in progress, rate
+   * limited) and subscribes them again after a short pause on the same connection.
+   */
+  retryLater(conn, channels) {
+    for (const c of channels) conn.channels.delete(c);
+    if (conn.retry !== null) return;
+    conn.retry = setTimeout(() => {
+      conn.retry = null;
+      if (this.session === conn) this.flush();
+    }, 250 + Math.floor(this.opts.random() * 250));
+  }
+  /** onSubscribed reads the answer to a subscribe or unsubscribe frame. */
+  onSubscribed(f) {
+    const conn = this.session;
+    if (!conn) return;
+    if (f.id) conn.pending.delete(f.id);
+    const later = [];
+    for (const r of f.results ?? []) {
+      if (!r.ok && r.code !== void 0 && RETRY_CODES.has(r.code)) {
+        later.push(r.channel);
+      } else if (!r.ok) {
+        conn.channels.delete(r.channel);
+        this.emitter.emit("error", {
+          kind: "channel",
+          channel: r.channel,
+          code: r.code,
+          message: r.error ?? r.code ?? "refused"
+        });
+      }
+    }
+    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
+    if (f.op !== "unsubscribe") {
+      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
+      if (ok.length > 0) this.emitter.emit("subscribed", ok);
+    }
+    if (f.recovery) {
+      const epoch = f.epoch ?? conn.welcome.epoch ?? "";
+      this.onRecovery(f.recovery, epoch, conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
+    }
+  }
+  /** onErrorFrame reads an `error` frame; one answering a pending subscribe unsubscribes its channels. */
+  onErrorFrame(f) {
+    const conn = this.session;
+    const chans = conn && f.id ? conn.pending.get(f.id) : void 0;
+    if (conn && chans) {
+      conn.pending.delete(f.id);
+      if (RETRY_CODES.has(f.code)) return this.retryLater(conn, chans);
+      for (const c of chans) conn.channels.delete(c);
+    }
+    this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
+  }
+  /** onRecovery handles the recovery answer of a stream resume or of a poll. */
+  onRecovery(r, epoch, headSeq, channels, counted) {
+    if (r.recovered) {
+      if (counted) this.monitor.recoveries++;
+      this.replayTo = Math.max(this.replayTo, r.to ?? 0);
+      this.host.healthChanged();
+      return;
+    }
+    this.monitor.notRecovered++;
+    const reason = r.reason ?? "not_recovered";
+    const continued = this.cursor.notRecovered(r, epoch, headSeq);
+    this.emitter.emit("resync", { reason, channels: [...channels], epoch: continued });
+    this.host.healthChanged();
+  }
+  // ---- delivery ----
+  /** onEvents delivers an `events` frame of the stream, received at local time at; false if it has no events list. */
+  onEvents(f, at) {
+    if (!Array.isArray(f.events)) return false;
+    for (const ev of f.events) this.deliver(ev, at);
+    return true;
+  }
+  /**
+   * applyPoll takes a poll answer for channels: its recovery, its events, then its
+   * cursor (which may be beyond the last event).
+   */
+  applyPoll(body, channels, receivedAt) {
+    if (body.recovery) {
+      this.onRecovery(body.recovery, body.cursor?.epoch ?? this.cursor.value?.epoch ?? "", body.cursor?.seq ?? 0, channels, true);
+    }
+    const events = Array.isArray(body.events) ? body.events : [];
+    for (const ev of events) this.deliver(ev, receivedAt);
+    this.cursor.fromPoll(body.cursor);
+    return events.length;
+  }
+  /** deliver advances the cursor, drops duplicates and calls the channel's handlers. */
+  deliver(ev, receivedAt) {
+    if (!ev || typeof ev.id !== "string" || typeof ev.seq !== "number" || typeof ev.channel !== "string") {
+      this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
+      return;
+    }
+    this.cursor.observe(ev.seq, this.session ? this.session.welcome.epoch ?? "" : null);
+    if (this.dedup.check(ev.id)) {
+      this.monitor.duplicates++;
+      return;
+    }
+    this.monitor.eventsReceived++;
+    if (ev.seq > this.replayTo && typeof ev.ts === "number" && ev.ts > 0) this.monitor.latency(ev.ts, receivedAt);
+    const set = this.handlers.get(ev.channel);
+    if (!set) return;
+    for (const h of [...set]) {
+      try {
+        h(ev);
+      } catch (err) {
+        this.emitter.emit("error", { kind: "handler", channel: ev.channel, message: String(err), cause: err });
+      }
+    }
+  }
+};
+
+// src/client.ts
+var RealtimeClient = class {
+  constructor(opts = {}) {
+    this.mode = "stream";
     this.everWelcomed = false;
     /** Consecutive stream attempts that never reached welcome. */
     this.failures = 0;
@@ -611,12 +872,17 @@ var RealtimeClient = class {
     this.random = opts.random ?? Math.random;
     this.emitter = new Emitter();
     this.backoff = new Backoff(opts.backoff, this.random);
-    this.dedup = new Dedup(opts.dedup, this.now);
     this.monitor = new HealthMonitor(this.now, opts.latencyWindow ?? 512);
     this.network = opts.network ?? browserNetwork();
     this.token = opts.token;
     this.last = this.monitor.snapshot();
     this.machine = new StateMachine(opts.strictTransitions);
+    this.subs = new Subscriptions(
+      { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5e3 },
+      this.monitor,
+      this.emitter,
+      { send: (f) => this.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() }
+    );
     this.stream = new StreamTransport(
       {
         WebSocket: opts.WebSocket,
@@ -635,7 +901,7 @@ var RealtimeClient = class {
         },
         error: (err) => this.emitter.emit("error", err),
         closed: (conn, code, reason) => this.handleClose(conn, code, reason),
-        detached: () => this.endSession(),
+        detached: () => this.subs.end(),
         healthReport: () => this.monitor.report()
       }
     );
@@ -654,11 +920,11 @@ var RealtimeClient = class {
   }
   /** cursor is the position the client resumes from; null before the first welcome. */
   get cursor() {
-    return this.cur ? { ...this.cur } : null;
+    return this.subs.cursor.value;
   }
   /** channels lists the channels with at least one handler. */
   get channels() {
-    return [...this.handlers.keys()];
+    return this.subs.channels;
   }
   /** closeInfo says why the client is closed; null unless state is "closed". */
   get closeInfo() {
@@ -686,25 +952,12 @@ var RealtimeClient = class {
    */
   subscribe(channel, handler) {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
-    let set = this.handlers.get(channel);
-    const fresh = !set;
-    if (!set) {
-      set = /* @__PURE__ */ new Set();
-      this.handlers.set(channel, set);
-    }
-    set.add(handler);
-    if (fresh) this.channelsChanged();
+    if (this.subs.add(channel, handler)) this.channelsChanged();
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const s = this.handlers.get(channel);
-      if (!s) return;
-      s.delete(handler);
-      if (s.size === 0) {
-        this.handlers.delete(channel);
-        this.channelsChanged();
-      }
+      if (this.subs.remove(channel, handler)) this.channelsChanged();
     };
   }
   /** connect starts the client (no-op unless idle or closed). */
@@ -923,28 +1176,20 @@ var RealtimeClient = class {
   onFrame(conn, frame) {
     switch (frame.type) {
       case "subscribed":
-        return this.onSubscribed(frame);
+        return this.subs.onSubscribed(frame);
       case "events":
-        return this.onEvents(frame);
+        if (this.subs.onEvents(frame, this.now())) this.healthChanged();
+        return;
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
-        return this.onErrorFrame(frame);
+        return this.subs.onErrorFrame(frame);
       default:
         return;
     }
   }
   onWelcome(conn, w) {
-    this.session = {
-      welcome: w,
-      welcomedAt: conn.welcomedAt,
-      channels: /* @__PURE__ */ new Set(),
-      subscribed: false,
-      cursorKind: null,
-      firstChannels: [],
-      pending: /* @__PURE__ */ new Map(),
-      retry: null
-    };
+    this.subs.begin(w, conn.welcomedAt);
     this.failures = 0;
     if (this.everWelcomed) this.monitor.reconnects++;
     this.everWelcomed = true;
@@ -963,11 +1208,7 @@ var RealtimeClient = class {
     this.setTransport("stream", "stream welcomed");
     this.setState("welcome");
     this.emitter.emit("welcome", w);
-    this.flushSubscriptions();
-  }
-  endSession() {
-    if (this.session?.retry) clearTimeout(this.session.retry);
-    this.session = null;
+    this.subs.flush();
   }
   channelsChanged() {
     if (this.mode === "poll" && this.st === "polling") {
@@ -982,147 +1223,13 @@ var RealtimeClient = class {
     this.flushQueued = true;
     queueMicrotask(() => {
       this.flushQueued = false;
-      this.flushSubscriptions();
+      this.subs.flush();
     });
-  }
-  /**
-   * flushSubscriptions makes the connection's channel set match the handlers. The first
-   * subscribe of a connection carries the cursor and every channel (protocol "Recovery").
-   */
-  flushSubscriptions() {
-    const conn = this.session;
-    if (!conn || this.st !== "open") return;
-    const want = this.channels;
-    const add = want.filter((c) => !conn.channels.has(c));
-    const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
-    if (drop.length > 0 && this.send({ type: "unsubscribe", channels: drop })) {
-      for (const c of drop) conn.channels.delete(c);
-    }
-    if (add.length === 0) return;
-    const frame = {
-      type: "subscribe",
-      id: "s" + ++subscribeIds,
-      channels: add
-    };
-    if (!conn.subscribed) {
-      const w = conn.welcome;
-      if (this.cur) {
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "resume";
-      } else if (this.now() - conn.welcomedAt <= (this.opts.baselineWindowMs ?? 5e3)) {
-        this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "baseline";
-      }
-      conn.firstChannels = add;
-    }
-    if (this.send(frame)) {
-      conn.subscribed = true;
-      for (const c of add) conn.channels.add(c);
-      conn.pending.set(frame.id, add);
-      if (conn.pending.size > 64) conn.pending.delete(conn.pending.keys().next().value);
-    }
-  }
-  /**
-   * retryLater forgets channels the server refused for now (a replay in progress, rate
-   * limited) and subscribes them again after a short pause on the same connection.
-   */
-  retryLater(conn, channels) {
-    for (const c of channels) conn.channels.delete(c);
-    if (conn.retry !== null) return;
-    conn.retry = setTimeout(() => {
-      conn.retry = null;
-      if (this.session === conn) this.flushSubscriptions();
-    }, 250 + Math.floor(this.random() * 250));
-  }
-  onSubscribed(f) {
-    const conn = this.session;
-    if (!conn) return;
-    if (f.id) conn.pending.delete(f.id);
-    const later = [];
-    for (const r of f.results ?? []) {
-      if (!r.ok && (r.code === "replay_in_progress" || r.code === "rate_limited")) {
-        later.push(r.channel);
-      } else if (!r.ok) {
-        conn.channels.delete(r.channel);
-        this.emitter.emit("error", {
-          kind: "channel",
-          channel: r.channel,
-          code: r.code,
-          message: r.error ?? r.code ?? "refused"
-        });
-      }
-    }
-    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
-    if (f.op !== "unsubscribe") {
-      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
-      if (ok.length > 0) this.emitter.emit("subscribed", ok);
-    }
-    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome.epoch ?? "", conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
-  }
-  /** onRecovery handles the recovery answer of a stream resume or of a poll. */
-  onRecovery(r, epoch, headSeq, channels, counted) {
-    if (r.recovered) {
-      if (counted) this.monitor.recoveries++;
-      this.replayTo = Math.max(this.replayTo, r.to ?? 0);
-      this.emitHealth();
-      return;
-    }
-    this.monitor.notRecovered++;
-    const reason = r.reason ?? "not_recovered";
-    const old = this.cur;
-    const reset = !old || reason === "epoch_mismatch" || reason === "cursor_ahead" || epoch !== "" && old.epoch !== epoch;
-    this.cur = { seq: reset ? headSeq : Math.max(old.seq, headSeq), epoch: epoch || old?.epoch || "" };
-    this.emitter.emit("resync", { reason, channels: [...channels], epoch: this.cur.epoch });
-    this.emitHealth();
-  }
-  onEvents(f) {
-    if (!Array.isArray(f.events)) return;
-    const at = this.now();
-    for (const ev of f.events) this.deliver(ev, at);
-    this.healthChanged();
-  }
-  /** deliver advances the cursor, drops duplicates and calls the channel's handlers. */
-  deliver(ev, receivedAt) {
-    if (!ev || typeof ev.id !== "string" || typeof ev.seq !== "number" || typeof ev.channel !== "string") {
-      this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
-      return;
-    }
-    if (this.cur) {
-      if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
-    } else if (this.session) {
-      this.cur = { seq: ev.seq, epoch: this.session.welcome.epoch ?? "" };
-    }
-    if (this.dedup.check(ev.id)) {
-      this.monitor.duplicates++;
-      return;
-    }
-    this.monitor.eventsReceived++;
-    if (ev.seq > this.replayTo && typeof ev.ts === "number" && ev.ts > 0) this.monitor.latency(ev.ts, receivedAt);
-    const set = this.handlers.get(ev.channel);
-    if (!set) return;
-    for (const h of [...set]) {
-      try {
-        h(ev);
-      } catch (err) {
-        this.emitter.emit("error", { kind: "handler", channel: ev.channel, message: String(err), cause: err });
-      }
-    }
   }
   onTransport(conn, f) {
     if (f.transport !== "poll") return;
     this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
     this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
-  }
-  onErrorFrame(f) {
-    const conn = this.session;
-    const chans = conn && f.id ? conn.pending.get(f.id) : void 0;
-    if (conn && chans) {
-      conn.pending.delete(f.id);
-      if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
-      for (const c of chans) conn.channels.delete(c);
-    }
-    this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
   }
   // ---- long-polling ----
   probeInterval() {
@@ -1196,7 +1303,8 @@ var RealtimeClient = class {
       return;
     }
     const params2 = [`channels=${channels.map(encodeURIComponent).join(",")}`];
-    if (this.cur) params2.push(`cursor=${this.cur.seq}.${encodeURIComponent(this.cur.epoch)}`);
+    const cursor = this.subs.cursor.query();
+    if (cursor) params2.push(`cursor=${cursor}`);
     if (this.token) params2.push(`token=${encodeURIComponent(this.token)}`);
     const base = this.pollUrlBase();
     const url = base + (base.includes("?") ? "&" : "?") + params2.join("&");
@@ -1265,16 +1373,7 @@ var RealtimeClient = class {
     this.backoff.reset();
     const receivedAt = this.now();
     this.monitor.lastMessageAt = receivedAt;
-    if (body.recovery) {
-      this.onRecovery(body.recovery, body.cursor?.epoch ?? this.cur?.epoch ?? "", body.cursor?.seq ?? 0, channels, true);
-    }
-    const events = Array.isArray(body.events) ? body.events : [];
-    for (const ev of events) this.deliver(ev, receivedAt);
-    if (body.cursor && typeof body.cursor.seq === "number") {
-      if (!this.cur || body.cursor.epoch !== this.cur.epoch || body.cursor.seq > this.cur.seq) {
-        this.cur = { seq: body.cursor.seq, epoch: String(body.cursor.epoch ?? "") };
-      }
-    }
+    const count = this.subs.applyPoll(body, channels, receivedAt);
     this.healthChanged();
     if (body.transport === "stream" && this.pollCause === "server") {
       this.probeStream();
@@ -1282,7 +1381,7 @@ var RealtimeClient = class {
     }
     if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
     const quick = receivedAt - started < 1e3;
-    this.schedulePoll(events.length === 0 && quick ? this.opts.pollIdleDelayMs ?? 1e3 : 0);
+    this.schedulePoll(count === 0 && quick ? this.opts.pollIdleDelayMs ?? 1e3 : 0);
   }
 };
 function retryAfterMs(res, body) {
