@@ -1,21 +1,22 @@
+// RealtimeClient: the public API and the decisions. The transports (stream.ts, poll.ts and
+// the probe schedule in probe.ts) carry frames; subscriptions.ts keeps channels, cursor and
+// delivery; state.ts asserts every state change. This file decides what a close, a poll
+// answer or a network change means, and which transport runs.
 import { Backoff, type BackoffOptions } from "./backoff.js";
-import { actionFor, CloseCode, httpAction, retryHint, type CloseAction } from "./codes.js";
+import { actionFor, CloseCode, httpAction, retryHint } from "./codes.js";
 import type { DedupOptions } from "./dedup.js";
 import { Emitter } from "./emitter.js";
-import { HealthMonitor, type HealthSnapshot } from "./health.js";
-import { StateMachine, type ConnectionState, type StateEvent } from "./state.js";
-import { browserNetwork, type NetworkMonitor, type WebSocketCtor } from "./socket.js";
-import { StreamConn, StreamOpenError, StreamTransport } from "./stream.js";
-import { Subscriptions } from "./subscriptions.js";
 import type { ClientEvents, CloseInfo, EventHandler } from "./events.js";
-import type {
-  Cursor,
-  PollResponse,
-  ServerFrame,
-  Transport,
-  TransportFrame,
-  WelcomeFrame,
-} from "./types.js";
+import { HealthMonitor, type HealthSnapshot } from "./health.js";
+import { PollTransport, type PollResult } from "./poll.js";
+import { ProbeSchedule, type PollCause } from "./probe.js";
+import { browserNetwork, type NetworkMonitor, type WebSocketCtor } from "./socket.js";
+import { StateMachine, type ConnectionState, type StateEvent } from "./state.js";
+import { StreamOpenError, StreamTransport, type StreamConn } from "./stream.js";
+import { Subscriptions } from "./subscriptions.js";
+import { Timer } from "./timer.js";
+import type { Cursor, PollResponse, ServerFrame, Transport, TransportFrame, WelcomeFrame } from "./types.js";
+import { pollBaseUrl, streamUrl } from "./urls.js";
 
 /** RealtimeClientOptions configures a RealtimeClient. Every field is optional. */
 export interface RealtimeClientOptions {
@@ -96,47 +97,44 @@ export type { ClientError, ClientEvents, CloseInfo, EventHandler, ResyncInfo } f
  * event loop; handlers are called synchronously from the socket's message event.
  */
 export class RealtimeClient {
+  // Immutable after construction.
   private readonly opts: RealtimeClientOptions;
   private readonly now: () => number;
   private readonly random: () => number;
-  private readonly emitter: Emitter<ClientEvents>;
+  private readonly emitter = new Emitter<ClientEvents>();
   private readonly backoff: Backoff;
   private readonly monitor: HealthMonitor;
   private readonly network: NetworkMonitor;
-  private readonly subs: Subscriptions;
-
   private readonly machine: StateMachine;
-  private mode: Transport = "stream";
+  private readonly subs: Subscriptions;
   private readonly stream: StreamTransport;
+  private readonly poll: PollTransport;
+  private readonly probe: ProbeSchedule;
+
+  // Connection decisions.
+  /** The transport in use; "poll" also while a probe connects. Changed by setTransport. */
+  private mode: Transport = "stream";
   private token: string | undefined;
   private everWelcomed = false;
-  /** Consecutive stream attempts that never reached welcome. */
+  /** Consecutive stream attempts that never reached welcome (the breaker counts them). */
   private failures = 0;
-  /** Timer of the next reconnect, poll or probe (one at a time). */
-  private retryTimer: ReturnType<typeof setTimeout> | null = null;
-  private probeTimer: ReturnType<typeof setTimeout> | null = null;
-  /**
-   * Why the client polls: the server said so (flag, transport frame: its transport:"stream"
-   * brings the client back), or the stream failed on the way (the server's "stream" does
-   * not mean this client can reach it; probes back off instead).
-   */
-  private pollCause: "server" | "failure" = "server";
-  private probeFailures = 0;
-  private probeDueAt = 0;
-  private pollAbort: AbortController | null = null;
-  /** Bumped by every teardown, so late async results (fetch, refreshToken) are dropped. */
-  private generation = 0;
-  private flushQueued = false;
-  private healthTimer: ReturnType<typeof setTimeout> | null = null;
-  private unsubscribeNetwork: (() => void) | null = null;
-  private last: HealthSnapshot;
+  /** The next reconnect, or the retry of a failed token refresh. */
+  private readonly retry = new Timer();
+  /** The refreshToken call in flight; cancelled by teardown. */
+  private refreshing: { cancelled: boolean } | null = null;
   private lastCloseInfo: CloseInfo | null = null;
+  private unsubscribeNetwork: (() => void) | null = null;
+  /** A subscribe flush is queued for the end of this tick. */
+  private flushQueued = false;
+
+  // Health events.
+  private readonly healthTimer = new Timer();
+  private last: HealthSnapshot;
 
   constructor(opts: RealtimeClientOptions = {}) {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
-    this.emitter = new Emitter<ClientEvents>();
     this.backoff = new Backoff(opts.backoff, this.random);
     this.monitor = new HealthMonitor(this.now, opts.latencyWindow ?? 512);
     this.network = opts.network ?? browserNetwork();
@@ -147,7 +145,7 @@ export class RealtimeClient {
       { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5000 },
       this.monitor,
       this.emitter,
-      { send: (f) => this.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() },
+      { send: (f) => this.stream.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() },
     );
     this.stream = new StreamTransport(
       {
@@ -166,10 +164,15 @@ export class RealtimeClient {
           this.emitHealth();
         },
         error: (err) => this.emitter.emit("error", err),
-        closed: (conn, code, reason) => this.handleClose(conn, code, reason),
+        closed: (conn, code, reason) => this.onStreamClosed(conn, code, reason),
         detached: () => this.subs.end(),
         healthReport: () => this.monitor.report(),
       },
+    );
+    this.poll = new PollTransport({ fetch: opts.fetch, now: this.now, timeoutMs: opts.pollTimeoutMs ?? 65000 });
+    this.probe = new ProbeSchedule(
+      { now: this.now, intervalMs: opts.probeIntervalMs ?? 60000, maxMs: opts.probeMaxMs ?? 600000 },
+      () => this.probeStream(),
     );
   }
 
@@ -274,10 +277,10 @@ export class RealtimeClient {
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
   setToken(token: string): void {
     this.token = token;
-    this.send({ type: "auth", token });
+    this.stream.send({ type: "auth", token });
   }
 
-  // ---- state ----
+  // ---- state and health ----
 
   /** setState applies ev through the transition table (state.ts), which asserts it. */
   private setState(ev: StateEvent): void {
@@ -289,23 +292,6 @@ export class RealtimeClient {
     this.emitHealth();
   }
 
-  private emitHealth(): void {
-    if (this.healthTimer !== null) {
-      clearTimeout(this.healthTimer);
-      this.healthTimer = null;
-    }
-    this.last = this.monitor.snapshot();
-    this.emitter.emit("health", this.last);
-  }
-
-  private healthChanged(): void {
-    if (this.healthTimer !== null) return;
-    this.healthTimer = setTimeout(() => {
-      this.healthTimer = null;
-      this.emitHealth();
-    }, this.opts.healthEmitMs ?? 1000);
-  }
-
   private setTransport(t: Transport, reason: string): void {
     if (t === this.mode) return;
     this.mode = t;
@@ -313,6 +299,21 @@ export class RealtimeClient {
     this.emitter.emit("transport", t, reason);
     this.emitHealth();
   }
+
+  /** emitHealth emits a fresh snapshot now (and drops a throttled one). */
+  private emitHealth(): void {
+    this.healthTimer.clear();
+    this.last = this.monitor.snapshot();
+    this.emitter.emit("health", this.last);
+  }
+
+  /** healthChanged emits a snapshot within healthEmitMs (event traffic). */
+  private healthChanged(): void {
+    if (this.healthTimer.armed) return;
+    this.healthTimer.set(this.opts.healthEmitMs ?? 1000, () => this.emitHealth());
+  }
+
+  // ---- lifecycle ----
 
   /** start opens the transport of the current mode, or waits for the network. */
   private start(): void {
@@ -326,16 +327,10 @@ export class RealtimeClient {
 
   /** teardown stops every timer and transport of the current attempt; state is the caller's. */
   private teardown(reason: string): void {
-    this.generation++;
-    this.clearRetry();
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
-    }
+    this.cancelRefresh();
+    this.retry.clear();
+    this.probe.clear();
+    this.poll.stop();
     this.stream.retireCurrent(CloseCode.Normal, reason);
   }
 
@@ -348,20 +343,10 @@ export class RealtimeClient {
     this.emitter.emit("closed", info);
   }
 
-  private clearRetry(): void {
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-  }
-
   private scheduleReconnect(delayMs: number): void {
-    this.clearRetry();
+    this.retry.clear();
     this.setState("retry");
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.start();
-    }, Math.max(0, delayMs));
+    this.retry.set(delayMs, () => this.start());
   }
 
   /** retryAfterDelay is the hint plus up to the hint again of jitter, within the backoff cap. */
@@ -383,18 +368,50 @@ export class RealtimeClient {
     this.start();
   }
 
-  // ---- stream ----
-
-  private streamUrl(): string {
-    const base = this.opts.url ?? defaultStreamUrl();
-    if (!this.token) return base;
-    return base + (base.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
+  /**
+   * refreshThen asks refreshToken for a new token in state reconnecting, then calls next;
+   * a failing refresh is retried with backoff. Without refreshToken the close is final.
+   */
+  private refreshThen(next: () => void, close: { code: number; reason: string }): void {
+    const refresh = this.opts.refreshToken;
+    if (!refresh) {
+      this.emitter.emit("error", { kind: "token", message: "token expired and no refreshToken option" });
+      this.finish({ code: close.code, reason: close.reason, byApp: false });
+      return;
+    }
+    this.setState("retry");
+    const op = { cancelled: false };
+    this.refreshing = op;
+    const current = () => !op.cancelled && this.st === "reconnecting";
+    Promise.resolve()
+      .then(refresh)
+      .then(
+        (tok) => {
+          if (!current()) return;
+          this.refreshing = null;
+          this.token = tok;
+          next();
+        },
+        (err) => {
+          if (!current()) return;
+          this.refreshing = null;
+          this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
+          this.retry.set(this.backoff.next(), () => this.refreshThen(next, close));
+        },
+      );
   }
 
+  private cancelRefresh(): void {
+    if (this.refreshing) this.refreshing.cancelled = true;
+    this.refreshing = null;
+  }
+
+  // ---- stream ----
+
   private openSocket(probing: boolean): void {
-    this.clearRetry();
+    this.retry.clear();
     try {
-      this.stream.open(() => this.streamUrl(), probing);
+      this.stream.open(() => streamUrl(this.opts.url, this.token), probing);
     } catch (err) {
       if (!(err instanceof StreamOpenError)) throw err;
       // A bad URL can never work: stop instead of looping.
@@ -405,77 +422,20 @@ export class RealtimeClient {
     if (!probing) this.setState("connect");
   }
 
-  private handleClose(conn: StreamConn, code: number, reason: string): void {
-    if (this.st === "closed") return;
-    const action: CloseAction = actionFor(code);
-    const hint = retryHint(reason);
-    if (conn.welcome) {
-      if (this.now() - conn.openedAt >= (this.opts.stableAfterMs ?? 10000)) this.backoff.reset();
-    } else {
-      this.failures++;
-    }
-    if (conn.probing) {
-      // The stream is still not usable: keep polling, probe again later.
-      if (action === "stop") return this.finish({ code, reason, byApp: false });
-      if (action === "use-poll") {
-        this.pollCause = "server";
-        this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe refused");
-        return;
-      }
-      this.pollCause = "failure";
-      this.probeFailures++;
-      this.enterPoll(this.failedProbeDelay(), "probe failed");
-      return;
-    }
-    switch (action) {
-      case "stop":
-        return this.finish({ code, reason, byApp: false });
-      case "use-poll":
-        return this.switchToPoll(hint > 0 ? hint : this.probeInterval(), `close ${code}`);
-      case "refresh-token":
-        return this.refreshThen(() => this.start(), { code, reason });
-      case "retry-after":
-        return this.scheduleReconnect(this.retryAfterDelay(hint));
-      case "backoff": {
-        const threshold = this.opts.breakerThreshold ?? 5;
-        if (threshold > 0 && this.failures >= threshold) {
-          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`, "failure");
-        }
-        return this.scheduleReconnect(this.backoff.next());
-      }
-    }
-  }
-
-  private refreshThen(next: () => void, close: { code: number; reason: string }): void {
-    const refresh = this.opts.refreshToken;
-    if (!refresh) {
-      this.emitter.emit("error", { kind: "token", message: "token expired and no refreshToken option" });
-      this.finish({ code: close.code, reason: close.reason, byApp: false });
-      return;
-    }
-    this.setState("retry");
-    const gen = this.generation;
-    Promise.resolve()
-      .then(refresh)
-      .then(
-        (tok) => {
-          if (gen !== this.generation || this.st !== "reconnecting") return;
-          this.token = tok;
-          next();
-        },
-        (err) => {
-          if (gen !== this.generation || this.st !== "reconnecting") return;
-          this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
-          this.retryTimer = setTimeout(() => {
-            this.retryTimer = null;
-            this.refreshThen(next, close);
-          }, this.backoff.next());
-        },
-      );
-  }
-
-  private send(frame: object): boolean {
-    return this.stream.send(frame);
+  private onWelcome(conn: StreamConn, w: WelcomeFrame): void {
+    this.subs.begin(w, conn.welcomedAt);
+    this.failures = 0;
+    if (this.everWelcomed) this.monitor.reconnects++;
+    this.everWelcomed = true;
+    this.monitor.session = w.session ?? null;
+    this.monitor.instance = w.instance ?? null;
+    this.probe.clear();
+    this.poll.stop();
+    this.probe.welcomed();
+    this.setTransport("stream", "stream welcomed");
+    this.setState("welcome");
+    this.emitter.emit("welcome", w);
+    this.subs.flush();
   }
 
   private onFrame(conn: StreamConn, frame: ServerFrame): void {
@@ -494,36 +454,54 @@ export class RealtimeClient {
     }
   }
 
-  private onWelcome(conn: StreamConn, w: WelcomeFrame): void {
-    this.subs.begin(w, conn.welcomedAt);
-    this.failures = 0;
-    if (this.everWelcomed) this.monitor.reconnects++;
-    this.everWelcomed = true;
-    this.monitor.session = w.session ?? null;
-    this.monitor.instance = w.instance ?? null;
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
+  private onTransport(conn: StreamConn, f: TransportFrame): void {
+    if (f.transport !== "poll") return; // "stream": we are on it already
+    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
+    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probe.intervalMs, f.reason ?? "server asked");
+  }
+
+  /** onStreamClosed decides what the end of a stream connection (or probe) leads to. */
+  private onStreamClosed(conn: StreamConn, code: number, reason: string): void {
+    if (this.st === "closed") return;
+    const action = actionFor(code);
+    const hint = retryHint(reason);
+    if (conn.welcome) {
+      if (this.now() - conn.openedAt >= (this.opts.stableAfterMs ?? 10000)) this.backoff.reset();
+    } else {
+      this.failures++;
     }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
+    if (conn.probing) {
+      // The stream is still not usable: keep polling, probe again later.
+      if (action === "stop") return this.finish({ code, reason, byApp: false });
+      if (action === "use-poll") {
+        this.probe.refused();
+        return this.enterPoll(hint > 0 ? hint : this.probe.intervalMs);
+      }
+      return this.enterPoll(this.probe.failed());
     }
-    this.pollCause = "server";
-    this.probeFailures = 0;
-    this.setTransport("stream", "stream welcomed");
-    this.setState("welcome");
-    this.emitter.emit("welcome", w);
-    this.subs.flush();
+    switch (action) {
+      case "stop":
+        return this.finish({ code, reason, byApp: false });
+      case "use-poll":
+        return this.switchToPoll(hint > 0 ? hint : this.probe.intervalMs, `close ${code}`);
+      case "refresh-token":
+        return this.refreshThen(() => this.start(), { code, reason });
+      case "retry-after":
+        return this.scheduleReconnect(this.retryAfterDelay(hint));
+      case "backoff": {
+        const threshold = this.opts.breakerThreshold ?? 5;
+        if (threshold > 0 && this.failures >= threshold) {
+          return this.switchToPoll(this.probe.intervalMs, `${this.failures} failed stream attempts`, "failure");
+        }
+        return this.scheduleReconnect(this.backoff.next());
+      }
+    }
   }
 
   private channelsChanged(): void {
     if (this.mode === "poll" && this.st === "polling") {
       // Restart the pending long-poll so it carries the new channel set.
-      this.generation++;
-      this.pollAbort?.abort();
-      this.pollAbort = null;
-      this.clearRetry();
+      this.poll.stop();
       this.pollOnce();
       return;
     }
@@ -536,71 +514,20 @@ export class RealtimeClient {
     });
   }
 
-  private onTransport(conn: StreamConn, f: TransportFrame): void {
-    if (f.transport !== "poll") return; // "stream": we are on it already
-    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
-    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
-  }
-
   // ---- long-polling ----
 
-  private probeInterval(): number {
-    return this.opts.probeIntervalMs ?? 60000;
-  }
-
-  private pollUrlBase(): string {
-    if (this.opts.pollUrl) return this.opts.pollUrl;
-    const u = this.opts.url ?? defaultStreamUrl();
-    return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
-  }
-
-  /** failedProbeDelay is the wait before the next probe after probeFailures failed ones. */
-  private failedProbeDelay(): number {
-    const max = this.opts.probeMaxMs ?? 600000;
-    return Math.min(max, this.probeInterval() * 2 ** Math.min(this.probeFailures, 20));
-  }
-
   /** switchToPoll moves to long-polling and probes the stream after probeAfterMs. */
-  private switchToPoll(probeAfterMs: number, reason: string, cause: "server" | "failure" = "server"): void {
-    this.pollCause = cause;
-    if (cause === "server") this.probeFailures = 0;
+  private switchToPoll(probeAfterMs: number, reason: string, cause: PollCause = "server"): void {
+    this.probe.begin(cause);
     this.failures = 0;
     this.setTransport("poll", reason);
-    this.enterPoll(probeAfterMs, reason);
+    this.enterPoll(probeAfterMs);
   }
 
-  private enterPoll(probeAfterMs: number, _reason: string): void {
+  private enterPoll(probeAfterMs: number): void {
     this.mode = "poll";
-    this.scheduleProbe(probeAfterMs);
+    this.probe.schedule(probeAfterMs);
     this.startPolling();
-  }
-
-  /**
-   * scheduleProbe arranges a stream probe in ms. With earliestOnly, an already scheduled
-   * earlier probe is kept: a hint repeated in every poll answer cannot postpone it forever.
-   */
-  private scheduleProbe(ms: number, earliestOnly = false): void {
-    const due = this.now() + Math.max(0, ms);
-    if (this.probeTimer !== null) {
-      if (earliestOnly && this.probeDueAt <= due) return;
-      clearTimeout(this.probeTimer);
-    }
-    this.probeDueAt = due;
-    this.probeTimer = setTimeout(() => {
-      this.probeTimer = null;
-      this.probeStream();
-    }, Math.max(0, ms));
-  }
-
-  /** probeStream tries the stream while polling; on welcome the client moves back. */
-  private probeStream(): void {
-    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
-    if (this.stream.current) return; // already on (or probing) the stream
-    this.generation++;
-    this.pollAbort?.abort();
-    this.pollAbort = null;
-    this.clearRetry();
-    this.openSocket(true);
   }
 
   private startPolling(): void {
@@ -608,67 +535,51 @@ export class RealtimeClient {
       this.setState("offline");
       return;
     }
-    if (this.probeTimer === null) this.scheduleProbe(this.probeInterval());
+    if (!this.probe.armed) this.probe.schedule(this.probe.intervalMs);
     this.setState("poll");
     this.pollOnce();
+  }
+
+  /** probeStream tries the stream while polling; on welcome the client moves back. */
+  private probeStream(): void {
+    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
+    if (this.stream.current) return; // already on (or probing) the stream
+    this.cancelRefresh();
+    this.poll.stop();
+    this.retry.clear();
+    this.openSocket(true);
   }
 
   private pollOnce(): void {
     const channels = this.channels;
     if (channels.length === 0) return; // nothing to ask for; subscribe() restarts polling
-    const f = this.opts.fetch ?? (globalThis as any).fetch;
-    if (!f) {
+    if (!this.poll.available) {
       this.emitter.emit("error", { kind: "poll", message: "no fetch implementation; going back to the stream" });
       this.backToStream();
       return;
     }
-    const params = [`channels=${channels.map(encodeURIComponent).join(",")}`];
-    const cursor = this.subs.cursor.query();
-    if (cursor) params.push(`cursor=${cursor}`);
-    if (this.token) params.push(`token=${encodeURIComponent(this.token)}`);
-    const base = this.pollUrlBase();
-    const url = base + (base.includes("?") ? "&" : "?") + params.join("&");
-    const ctl = new AbortController();
-    this.pollAbort = ctl;
-    const gen = ++this.generation;
-    const started = this.now();
-    const timeout = setTimeout(() => ctl.abort(), this.opts.pollTimeoutMs ?? 65000);
-    const current = () => gen === this.generation && this.st === "polling";
-    Promise.resolve()
-      .then(() => f(url, { signal: ctl.signal, credentials: "same-origin", headers: { Accept: "application/json" } }))
-      .then(async (res: Response) => {
-        if (!current()) return;
-        if (!res.ok) {
-          let body: PollResponse | null = null;
-          try {
-            body = await res.json();
-          } catch {
-            // no JSON body
-          }
-          if (!current()) return;
-          return this.pollFailed(res.status, retryAfterMs(res, body));
-        }
-        const body = (await res.json()) as PollResponse;
-        if (!current()) return;
-        this.onPoll(body, channels, started);
-      })
-      .catch((err) => {
-        if (!current()) return;
-        this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(err)}`, cause: err });
-        this.schedulePoll(this.backoff.next());
-      })
-      .finally(() => {
-        clearTimeout(timeout);
-        if (this.pollAbort === ctl) this.pollAbort = null;
-      });
+    const query = { url: pollBaseUrl(this.opts.url, this.opts.pollUrl), channels, cursor: this.subs.cursor.query(), token: this.token };
+    this.poll.request(query, (r) => {
+      if (this.st === "polling") this.onPollResult(r);
+    });
   }
 
   private schedulePoll(delayMs: number): void {
-    this.clearRetry();
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
+    this.poll.after(delayMs, () => {
       if (this.st === "polling") this.pollOnce();
-    }, Math.max(0, delayMs));
+    });
+  }
+
+  private onPollResult(r: PollResult): void {
+    switch (r.kind) {
+      case "answer":
+        return this.onPoll(r.body, r.channels, r.started);
+      case "refused":
+        return this.pollFailed(r.status, r.hintMs);
+      case "failed":
+        this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(r.error)}`, cause: r.error });
+        return this.schedulePoll(this.backoff.next());
+    }
   }
 
   private pollFailed(status: number, hintMs: number): void {
@@ -690,10 +601,8 @@ export class RealtimeClient {
 
   /** backToStream leaves polling (endpoint missing, or server says streaming is allowed). */
   private backToStream(): void {
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
+    this.probe.clear();
+    this.poll.stop();
     this.setTransport("stream", "poll unavailable");
     this.scheduleReconnect(this.backoff.next());
   }
@@ -707,26 +616,13 @@ export class RealtimeClient {
     // The server's transport advice is about the flag. A client polling because the stream
     // failed on its way (a proxy that blocks WebSockets) keeps its own probe schedule: a
     // probe after every poll would fail every time.
-    if (body.transport === "stream" && this.pollCause === "server") {
+    if (body.transport === "stream" && this.probe.followsServer) {
       // Streaming is allowed again: probe now.
       this.probeStream();
       return;
     }
-    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
+    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.probe.followsServer) this.probe.schedule(body.retryMs, true);
     const quick = receivedAt - started < 1000;
     this.schedulePoll(count === 0 && quick ? (this.opts.pollIdleDelayMs ?? 1000) : 0);
   }
-}
-
-function retryAfterMs(res: Response, body: PollResponse | null): number {
-  if (body && typeof body.retryMs === "number" && body.retryMs > 0) return body.retryMs;
-  const h = res.headers?.get?.("Retry-After");
-  if (h && /^\d+$/.test(h.trim())) return Number(h.trim()) * 1000;
-  return 0;
-}
-
-function defaultStreamUrl(): string {
-  const loc = (globalThis as any).location;
-  if (!loc || !loc.host) throw new Error("RealtimeClient: options.url is required outside a page");
-  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v2/realtime/stream`;
 }

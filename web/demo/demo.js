@@ -333,6 +333,193 @@ var HealthMonitor = class {
   }
 };
 
+// src/timer.ts
+var Timer = class {
+  constructor() {
+    this.id = null;
+  }
+  /** set runs fn after ms (at least 0), cancelling the pending callback if any. */
+  set(ms2, fn) {
+    this.clear();
+    this.id = setTimeout(() => {
+      this.id = null;
+      fn();
+    }, Math.max(0, ms2));
+  }
+  /** clear cancels the pending callback; a no-op when none is pending. */
+  clear() {
+    if (this.id !== null) {
+      clearTimeout(this.id);
+      this.id = null;
+    }
+  }
+  /** armed reports whether a callback is pending. */
+  get armed() {
+    return this.id !== null;
+  }
+};
+
+// src/urls.ts
+function defaultStreamUrl() {
+  const loc = globalThis.location;
+  if (!loc || !loc.host) throw new Error("RealtimeClient: options.url is required outside a page");
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v2/realtime/stream`;
+}
+function withQuery(url, params2) {
+  if (params2.length === 0) return url;
+  return url + (url.includes("?") ? "&" : "?") + params2.join("&");
+}
+function streamUrl(url, token) {
+  const base = url ?? defaultStreamUrl();
+  return token ? withQuery(base, ["token=" + encodeURIComponent(token)]) : base;
+}
+function pollBaseUrl(url, pollUrl2) {
+  if (pollUrl2) return pollUrl2;
+  const u = url ?? defaultStreamUrl();
+  return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
+}
+
+// src/poll.ts
+function pollUrl(q) {
+  const params2 = [`channels=${q.channels.map(encodeURIComponent).join(",")}`];
+  if (q.cursor) params2.push(`cursor=${q.cursor}`);
+  if (q.token) params2.push(`token=${encodeURIComponent(q.token)}`);
+  return withQuery(q.url, params2);
+}
+function retryAfterMs(res, body) {
+  if (body && typeof body.retryMs === "number" && body.retryMs > 0) return body.retryMs;
+  const h = res.headers?.get?.("Retry-After");
+  if (h && /^\d+$/.test(h.trim())) return Number(h.trim()) * 1e3;
+  return 0;
+}
+var PollTransport = class {
+  constructor(opts) {
+    this.opts = opts;
+    this.req = null;
+    this.next = new Timer();
+  }
+  /** available reports whether there is a fetch implementation to poll with. */
+  get available() {
+    return Boolean(this.opts.fetch ?? globalThis.fetch);
+  }
+  /** inFlight reports whether a request is waiting for its answer. */
+  get inFlight() {
+    return this.req !== null;
+  }
+  /**
+   * request starts a poll for q, cancelling the one in flight, and calls done once with
+   * its result unless it is cancelled first. If done throws on an answer, done is called
+   * again with that error as a failed result.
+   */
+  request(q, done) {
+    const f = this.opts.fetch ?? globalThis.fetch;
+    this.cancel();
+    const url = pollUrl(q);
+    const req = { ctl: new AbortController(), cancelled: false };
+    this.req = req;
+    const started = this.opts.now();
+    const timeout = setTimeout(() => req.ctl.abort(), this.opts.timeoutMs);
+    const live = () => !req.cancelled;
+    Promise.resolve().then(() => f(url, { signal: req.ctl.signal, credentials: "same-origin", headers: { Accept: "application/json" } })).then(async (res) => {
+      if (!live()) return;
+      if (!res.ok) {
+        let body2 = null;
+        try {
+          body2 = await res.json();
+        } catch {
+        }
+        if (!live()) return;
+        return done({ kind: "refused", status: res.status, hintMs: retryAfterMs(res, body2) });
+      }
+      const body = await res.json();
+      if (!live()) return;
+      done({ kind: "answer", body, channels: q.channels, started });
+    }).catch((error) => {
+      if (!live()) return;
+      done({ kind: "failed", error });
+    }).finally(() => {
+      clearTimeout(timeout);
+      if (this.req === req) this.req = null;
+    });
+  }
+  /** after runs fn (the next poll) after ms, replacing a pending one. */
+  after(ms2, fn) {
+    this.next.set(ms2, fn);
+  }
+  /** stop cancels the request in flight and the pending next poll. */
+  stop() {
+    this.cancel();
+    this.next.clear();
+  }
+  cancel() {
+    if (!this.req) return;
+    this.req.cancelled = true;
+    this.req.ctl.abort();
+    this.req = null;
+  }
+};
+
+// src/probe.ts
+var ProbeSchedule = class {
+  constructor(opts, onDue) {
+    this.opts = opts;
+    this.onDue = onDue;
+    this.why = "server";
+    this.failures = 0;
+    this.dueAt = 0;
+    this.timer = new Timer();
+  }
+  /** intervalMs is the wait before a probe when nothing else says when. */
+  get intervalMs() {
+    return this.opts.intervalMs;
+  }
+  get cause() {
+    return this.why;
+  }
+  /** followsServer reports whether the server's transport advice applies (it made the client poll). */
+  get followsServer() {
+    return this.why === "server";
+  }
+  /** armed reports whether a probe is scheduled. */
+  get armed() {
+    return this.timer.armed;
+  }
+  /**
+   * schedule arranges a probe in ms. With earliestOnly, an already scheduled earlier
+   * probe is kept: a hint repeated in every poll answer cannot postpone it forever.
+   */
+  schedule(ms2, earliestOnly = false) {
+    const due = this.opts.now() + Math.max(0, ms2);
+    if (this.timer.armed && earliestOnly && this.dueAt <= due) return;
+    this.dueAt = due;
+    this.timer.set(ms2, this.onDue);
+  }
+  /** clear cancels the scheduled probe. */
+  clear() {
+    this.timer.clear();
+  }
+  /** begin records why polling starts; the server's reasons forget earlier failed probes. */
+  begin(cause) {
+    this.why = cause;
+    if (cause === "server") this.failures = 0;
+  }
+  /** refused records a probe the server refused (close 43xx): the server decides again. */
+  refused() {
+    this.why = "server";
+  }
+  /** failed records a failed probe and returns the wait before the next one. */
+  failed() {
+    this.why = "failure";
+    this.failures++;
+    return Math.min(this.opts.maxMs, this.opts.intervalMs * 2 ** Math.min(this.failures, 20));
+  }
+  /** welcomed records that the stream works: the next switch starts afresh. */
+  welcomed() {
+    this.why = "server";
+    this.failures = 0;
+  }
+};
+
 // src/socket.ts
 var OPEN = 1;
 function browserNetwork() {
@@ -845,32 +1032,26 @@ var Subscriptions = class {
 // src/client.ts
 var RealtimeClient = class {
   constructor(opts = {}) {
+    this.emitter = new Emitter();
+    // Connection decisions.
+    /** The transport in use; "poll" also while a probe connects. Changed by setTransport. */
     this.mode = "stream";
     this.everWelcomed = false;
-    /** Consecutive stream attempts that never reached welcome. */
+    /** Consecutive stream attempts that never reached welcome (the breaker counts them). */
     this.failures = 0;
-    /** Timer of the next reconnect, poll or probe (one at a time). */
-    this.retryTimer = null;
-    this.probeTimer = null;
-    /**
-     * Why the client polls: the server said so (flag, transport frame: its transport:"stream"
-     * brings the client back), or the stream failed on the way (the server's "stream" does
-     * not mean this client can reach it; probes back off instead).
-     */
-    this.pollCause = "server";
-    this.probeFailures = 0;
-    this.probeDueAt = 0;
-    this.pollAbort = null;
-    /** Bumped by every teardown, so late async results (fetch, refreshToken) are dropped. */
-    this.generation = 0;
-    this.flushQueued = false;
-    this.healthTimer = null;
-    this.unsubscribeNetwork = null;
+    /** The next reconnect, or the retry of a failed token refresh. */
+    this.retry = new Timer();
+    /** The refreshToken call in flight; cancelled by teardown. */
+    this.refreshing = null;
     this.lastCloseInfo = null;
+    this.unsubscribeNetwork = null;
+    /** A subscribe flush is queued for the end of this tick. */
+    this.flushQueued = false;
+    // Health events.
+    this.healthTimer = new Timer();
     this.opts = opts;
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
-    this.emitter = new Emitter();
     this.backoff = new Backoff(opts.backoff, this.random);
     this.monitor = new HealthMonitor(this.now, opts.latencyWindow ?? 512);
     this.network = opts.network ?? browserNetwork();
@@ -881,7 +1062,7 @@ var RealtimeClient = class {
       { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5e3 },
       this.monitor,
       this.emitter,
-      { send: (f) => this.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() }
+      { send: (f) => this.stream.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() }
     );
     this.stream = new StreamTransport(
       {
@@ -900,10 +1081,15 @@ var RealtimeClient = class {
           this.emitHealth();
         },
         error: (err) => this.emitter.emit("error", err),
-        closed: (conn, code, reason) => this.handleClose(conn, code, reason),
+        closed: (conn, code, reason) => this.onStreamClosed(conn, code, reason),
         detached: () => this.subs.end(),
         healthReport: () => this.monitor.report()
       }
+    );
+    this.poll = new PollTransport({ fetch: opts.fetch, now: this.now, timeoutMs: opts.pollTimeoutMs ?? 65e3 });
+    this.probe = new ProbeSchedule(
+      { now: this.now, intervalMs: opts.probeIntervalMs ?? 6e4, maxMs: opts.probeMaxMs ?? 6e5 },
+      () => this.probeStream()
     );
   }
   get st() {
@@ -993,9 +1179,9 @@ var RealtimeClient = class {
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
   setToken(token) {
     this.token = token;
-    this.send({ type: "auth", token });
+    this.stream.send({ type: "auth", token });
   }
-  // ---- state ----
+  // ---- state and health ----
   /** setState applies ev through the transition table (state.ts), which asserts it. */
   setState(ev) {
     const prev = this.machine.fire(ev);
@@ -1005,21 +1191,6 @@ var RealtimeClient = class {
     this.emitter.emit("state", s, prev);
     this.emitHealth();
   }
-  emitHealth() {
-    if (this.healthTimer !== null) {
-      clearTimeout(this.healthTimer);
-      this.healthTimer = null;
-    }
-    this.last = this.monitor.snapshot();
-    this.emitter.emit("health", this.last);
-  }
-  healthChanged() {
-    if (this.healthTimer !== null) return;
-    this.healthTimer = setTimeout(() => {
-      this.healthTimer = null;
-      this.emitHealth();
-    }, this.opts.healthEmitMs ?? 1e3);
-  }
   setTransport(t, reason) {
     if (t === this.mode) return;
     this.mode = t;
@@ -1027,6 +1198,18 @@ var RealtimeClient = class {
     this.emitter.emit("transport", t, reason);
     this.emitHealth();
   }
+  /** emitHealth emits a fresh snapshot now (and drops a throttled one). */
+  emitHealth() {
+    this.healthTimer.clear();
+    this.last = this.monitor.snapshot();
+    this.emitter.emit("health", this.last);
+  }
+  /** healthChanged emits a snapshot within healthEmitMs (event traffic). */
+  healthChanged() {
+    if (this.healthTimer.armed) return;
+    this.healthTimer.set(this.opts.healthEmitMs ?? 1e3, () => this.emitHealth());
+  }
+  // ---- lifecycle ----
   /** start opens the transport of the current mode, or waits for the network. */
   start() {
     if (!this.network.online()) {
@@ -1038,16 +1221,10 @@ var RealtimeClient = class {
   }
   /** teardown stops every timer and transport of the current attempt; state is the caller's. */
   teardown(reason) {
-    this.generation++;
-    this.clearRetry();
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
-    }
+    this.cancelRefresh();
+    this.retry.clear();
+    this.probe.clear();
+    this.poll.stop();
     this.stream.retireCurrent(CloseCode.Normal, reason);
   }
   finish(info) {
@@ -1058,19 +1235,10 @@ var RealtimeClient = class {
     this.setState("stop");
     this.emitter.emit("closed", info);
   }
-  clearRetry() {
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-  }
   scheduleReconnect(delayMs) {
-    this.clearRetry();
+    this.retry.clear();
     this.setState("retry");
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.start();
-    }, Math.max(0, delayMs));
+    this.retry.set(delayMs, () => this.start());
   }
   /** retryAfterDelay is the hint plus up to the hint again of jitter, within the backoff cap. */
   retryAfterDelay(hintMs) {
@@ -1088,63 +1256,10 @@ var RealtimeClient = class {
     this.failures = 0;
     this.start();
   }
-  // ---- stream ----
-  streamUrl() {
-    const base = this.opts.url ?? defaultStreamUrl();
-    if (!this.token) return base;
-    return base + (base.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
-  }
-  openSocket(probing) {
-    this.clearRetry();
-    try {
-      this.stream.open(() => this.streamUrl(), probing);
-    } catch (err) {
-      if (!(err instanceof StreamOpenError)) throw err;
-      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err.cause)}`, cause: err.cause });
-      this.finish({ code: CloseCode.BadRequest, reason: "bad url", byApp: false });
-      return;
-    }
-    if (!probing) this.setState("connect");
-  }
-  handleClose(conn, code, reason) {
-    if (this.st === "closed") return;
-    const action = actionFor(code);
-    const hint = retryHint(reason);
-    if (conn.welcome) {
-      if (this.now() - conn.openedAt >= (this.opts.stableAfterMs ?? 1e4)) this.backoff.reset();
-    } else {
-      this.failures++;
-    }
-    if (conn.probing) {
-      if (action === "stop") return this.finish({ code, reason, byApp: false });
-      if (action === "use-poll") {
-        this.pollCause = "server";
-        this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe refused");
-        return;
-      }
-      this.pollCause = "failure";
-      this.probeFailures++;
-      this.enterPoll(this.failedProbeDelay(), "probe failed");
-      return;
-    }
-    switch (action) {
-      case "stop":
-        return this.finish({ code, reason, byApp: false });
-      case "use-poll":
-        return this.switchToPoll(hint > 0 ? hint : this.probeInterval(), `close ${code}`);
-      case "refresh-token":
-        return this.refreshThen(() => this.start(), { code, reason });
-      case "retry-after":
-        return this.scheduleReconnect(this.retryAfterDelay(hint));
-      case "backoff": {
-        const threshold = this.opts.breakerThreshold ?? 5;
-        if (threshold > 0 && this.failures >= threshold) {
-          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`, "failure");
-        }
-        return this.scheduleReconnect(this.backoff.next());
-      }
-    }
-  }
+  /**
+   * refreshThen asks refreshToken for a new token in state reconnecting, then calls next;
+   * a failing refresh is retried with backoff. Without refreshToken the close is final.
+   */
   refreshThen(next, close) {
     const refresh = this.opts.refreshToken;
     if (!refresh) {
@@ -1153,25 +1268,55 @@ var RealtimeClient = class {
       return;
     }
     this.setState("retry");
-    const gen = this.generation;
+    const op = { cancelled: false };
+    this.refreshing = op;
+    const current = () => !op.cancelled && this.st === "reconnecting";
     Promise.resolve().then(refresh).then(
       (tok) => {
-        if (gen !== this.generation || this.st !== "reconnecting") return;
+        if (!current()) return;
+        this.refreshing = null;
         this.token = tok;
         next();
       },
       (err) => {
-        if (gen !== this.generation || this.st !== "reconnecting") return;
+        if (!current()) return;
+        this.refreshing = null;
         this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = null;
-          this.refreshThen(next, close);
-        }, this.backoff.next());
+        this.retry.set(this.backoff.next(), () => this.refreshThen(next, close));
       }
     );
   }
-  send(frame) {
-    return this.stream.send(frame);
+  cancelRefresh() {
+    if (this.refreshing) this.refreshing.cancelled = true;
+    this.refreshing = null;
+  }
+  // ---- stream ----
+  openSocket(probing) {
+    this.retry.clear();
+    try {
+      this.stream.open(() => streamUrl(this.opts.url, this.token), probing);
+    } catch (err) {
+      if (!(err instanceof StreamOpenError)) throw err;
+      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err.cause)}`, cause: err.cause });
+      this.finish({ code: CloseCode.BadRequest, reason: "bad url", byApp: false });
+      return;
+    }
+    if (!probing) this.setState("connect");
+  }
+  onWelcome(conn, w) {
+    this.subs.begin(w, conn.welcomedAt);
+    this.failures = 0;
+    if (this.everWelcomed) this.monitor.reconnects++;
+    this.everWelcomed = true;
+    this.monitor.session = w.session ?? null;
+    this.monitor.instance = w.instance ?? null;
+    this.probe.clear();
+    this.poll.stop();
+    this.probe.welcomed();
+    this.setTransport("stream", "stream welcomed");
+    this.setState("welcome");
+    this.emitter.emit("welcome", w);
+    this.subs.flush();
   }
   onFrame(conn, frame) {
     switch (frame.type) {
@@ -1188,34 +1333,50 @@ var RealtimeClient = class {
         return;
     }
   }
-  onWelcome(conn, w) {
-    this.subs.begin(w, conn.welcomedAt);
-    this.failures = 0;
-    if (this.everWelcomed) this.monitor.reconnects++;
-    this.everWelcomed = true;
-    this.monitor.session = w.session ?? null;
-    this.monitor.instance = w.instance ?? null;
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
+  onTransport(conn, f) {
+    if (f.transport !== "poll") return;
+    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
+    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probe.intervalMs, f.reason ?? "server asked");
+  }
+  /** onStreamClosed decides what the end of a stream connection (or probe) leads to. */
+  onStreamClosed(conn, code, reason) {
+    if (this.st === "closed") return;
+    const action = actionFor(code);
+    const hint = retryHint(reason);
+    if (conn.welcome) {
+      if (this.now() - conn.openedAt >= (this.opts.stableAfterMs ?? 1e4)) this.backoff.reset();
+    } else {
+      this.failures++;
     }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
+    if (conn.probing) {
+      if (action === "stop") return this.finish({ code, reason, byApp: false });
+      if (action === "use-poll") {
+        this.probe.refused();
+        return this.enterPoll(hint > 0 ? hint : this.probe.intervalMs);
+      }
+      return this.enterPoll(this.probe.failed());
     }
-    this.pollCause = "server";
-    this.probeFailures = 0;
-    this.setTransport("stream", "stream welcomed");
-    this.setState("welcome");
-    this.emitter.emit("welcome", w);
-    this.subs.flush();
+    switch (action) {
+      case "stop":
+        return this.finish({ code, reason, byApp: false });
+      case "use-poll":
+        return this.switchToPoll(hint > 0 ? hint : this.probe.intervalMs, `close ${code}`);
+      case "refresh-token":
+        return this.refreshThen(() => this.start(), { code, reason });
+      case "retry-after":
+        return this.scheduleReconnect(this.retryAfterDelay(hint));
+      case "backoff": {
+        const threshold = this.opts.breakerThreshold ?? 5;
+        if (threshold > 0 && this.failures >= threshold) {
+          return this.switchToPoll(this.probe.intervalMs, `${this.failures} failed stream attempts`, "failure");
+        }
+        return this.scheduleReconnect(this.backoff.next());
+      }
+    }
   }
   channelsChanged() {
     if (this.mode === "poll" && this.st === "polling") {
-      this.generation++;
-      this.pollAbort?.abort();
-      this.pollAbort = null;
-      this.clearRetry();
+      this.poll.stop();
       this.pollOnce();
       return;
     }
@@ -1226,123 +1387,65 @@ var RealtimeClient = class {
       this.subs.flush();
     });
   }
-  onTransport(conn, f) {
-    if (f.transport !== "poll") return;
-    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
-    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
-  }
   // ---- long-polling ----
-  probeInterval() {
-    return this.opts.probeIntervalMs ?? 6e4;
-  }
-  pollUrlBase() {
-    if (this.opts.pollUrl) return this.opts.pollUrl;
-    const u = this.opts.url ?? defaultStreamUrl();
-    return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
-  }
-  /** failedProbeDelay is the wait before the next probe after probeFailures failed ones. */
-  failedProbeDelay() {
-    const max = this.opts.probeMaxMs ?? 6e5;
-    return Math.min(max, this.probeInterval() * 2 ** Math.min(this.probeFailures, 20));
-  }
   /** switchToPoll moves to long-polling and probes the stream after probeAfterMs. */
   switchToPoll(probeAfterMs, reason, cause = "server") {
-    this.pollCause = cause;
-    if (cause === "server") this.probeFailures = 0;
+    this.probe.begin(cause);
     this.failures = 0;
     this.setTransport("poll", reason);
-    this.enterPoll(probeAfterMs, reason);
+    this.enterPoll(probeAfterMs);
   }
-  enterPoll(probeAfterMs, _reason) {
+  enterPoll(probeAfterMs) {
     this.mode = "poll";
-    this.scheduleProbe(probeAfterMs);
+    this.probe.schedule(probeAfterMs);
     this.startPolling();
-  }
-  /**
-   * scheduleProbe arranges a stream probe in ms. With earliestOnly, an already scheduled
-   * earlier probe is kept: a hint repeated in every poll answer cannot postpone it forever.
-   */
-  scheduleProbe(ms2, earliestOnly = false) {
-    const due = this.now() + Math.max(0, ms2);
-    if (this.probeTimer !== null) {
-      if (earliestOnly && this.probeDueAt <= due) return;
-      clearTimeout(this.probeTimer);
-    }
-    this.probeDueAt = due;
-    this.probeTimer = setTimeout(() => {
-      this.probeTimer = null;
-      this.probeStream();
-    }, Math.max(0, ms2));
-  }
-  /** probeStream tries the stream while polling; on welcome the client moves back. */
-  probeStream() {
-    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
-    if (this.stream.current) return;
-    this.generation++;
-    this.pollAbort?.abort();
-    this.pollAbort = null;
-    this.clearRetry();
-    this.openSocket(true);
   }
   startPolling() {
     if (!this.network.online()) {
       this.setState("offline");
       return;
     }
-    if (this.probeTimer === null) this.scheduleProbe(this.probeInterval());
+    if (!this.probe.armed) this.probe.schedule(this.probe.intervalMs);
     this.setState("poll");
     this.pollOnce();
+  }
+  /** probeStream tries the stream while polling; on welcome the client moves back. */
+  probeStream() {
+    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
+    if (this.stream.current) return;
+    this.cancelRefresh();
+    this.poll.stop();
+    this.retry.clear();
+    this.openSocket(true);
   }
   pollOnce() {
     const channels = this.channels;
     if (channels.length === 0) return;
-    const f = this.opts.fetch ?? globalThis.fetch;
-    if (!f) {
+    if (!this.poll.available) {
       this.emitter.emit("error", { kind: "poll", message: "no fetch implementation; going back to the stream" });
       this.backToStream();
       return;
     }
-    const params2 = [`channels=${channels.map(encodeURIComponent).join(",")}`];
-    const cursor = this.subs.cursor.query();
-    if (cursor) params2.push(`cursor=${cursor}`);
-    if (this.token) params2.push(`token=${encodeURIComponent(this.token)}`);
-    const base = this.pollUrlBase();
-    const url = base + (base.includes("?") ? "&" : "?") + params2.join("&");
-    const ctl = new AbortController();
-    this.pollAbort = ctl;
-    const gen = ++this.generation;
-    const started = this.now();
-    const timeout = setTimeout(() => ctl.abort(), this.opts.pollTimeoutMs ?? 65e3);
-    const current = () => gen === this.generation && this.st === "polling";
-    Promise.resolve().then(() => f(url, { signal: ctl.signal, credentials: "same-origin", headers: { Accept: "application/json" } })).then(async (res) => {
-      if (!current()) return;
-      if (!res.ok) {
-        let body2 = null;
-        try {
-          body2 = await res.json();
-        } catch {
-        }
-        if (!current()) return;
-        return this.pollFailed(res.status, retryAfterMs(res, body2));
-      }
-      const body = await res.json();
-      if (!current()) return;
-      this.onPoll(body, channels, started);
-    }).catch((err) => {
-      if (!current()) return;
-      this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(err)}`, cause: err });
-      this.schedulePoll(this.backoff.next());
-    }).finally(() => {
-      clearTimeout(timeout);
-      if (this.pollAbort === ctl) this.pollAbort = null;
+    const query = { url: pollBaseUrl(this.opts.url, this.opts.pollUrl), channels, cursor: this.subs.cursor.query(), token: this.token };
+    this.poll.request(query, (r) => {
+      if (this.st === "polling") this.onPollResult(r);
     });
   }
   schedulePoll(delayMs) {
-    this.clearRetry();
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
+    this.poll.after(delayMs, () => {
       if (this.st === "polling") this.pollOnce();
-    }, Math.max(0, delayMs));
+    });
+  }
+  onPollResult(r) {
+    switch (r.kind) {
+      case "answer":
+        return this.onPoll(r.body, r.channels, r.started);
+      case "refused":
+        return this.pollFailed(r.status, r.hintMs);
+      case "failed":
+        this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(r.error)}`, cause: r.error });
+        return this.schedulePoll(this.backoff.next());
+    }
   }
   pollFailed(status, hintMs) {
     const action = httpAction(status);
@@ -1362,10 +1465,8 @@ var RealtimeClient = class {
   }
   /** backToStream leaves polling (endpoint missing, or server says streaming is allowed). */
   backToStream() {
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
+    this.probe.clear();
+    this.poll.stop();
     this.setTransport("stream", "poll unavailable");
     this.scheduleReconnect(this.backoff.next());
   }
@@ -1375,26 +1476,15 @@ var RealtimeClient = class {
     this.monitor.lastMessageAt = receivedAt;
     const count = this.subs.applyPoll(body, channels, receivedAt);
     this.healthChanged();
-    if (body.transport === "stream" && this.pollCause === "server") {
+    if (body.transport === "stream" && this.probe.followsServer) {
       this.probeStream();
       return;
     }
-    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
+    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.probe.followsServer) this.probe.schedule(body.retryMs, true);
     const quick = receivedAt - started < 1e3;
     this.schedulePoll(count === 0 && quick ? this.opts.pollIdleDelayMs ?? 1e3 : 0);
   }
 };
-function retryAfterMs(res, body) {
-  if (body && typeof body.retryMs === "number" && body.retryMs > 0) return body.retryMs;
-  const h = res.headers?.get?.("Retry-After");
-  if (h && /^\d+$/.test(h.trim())) return Number(h.trim()) * 1e3;
-  return 0;
-}
-function defaultStreamUrl() {
-  const loc = globalThis.location;
-  if (!loc || !loc.host) throw new Error("RealtimeClient: options.url is required outside a page");
-  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v2/realtime/stream`;
-}
 
 // demo/demo.ts
 var params = new URLSearchParams(location.search);
