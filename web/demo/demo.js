@@ -39,48 +39,56 @@ var Backoff = class {
   }
 };
 
-// src/codes.ts
+// src/codes.gen.ts
 var CloseCode = {
   Normal: 1e3,
   GoingAway: 1001,
-  Abnormal: 1006,
   TooBig: 1009,
   Internal: 1011,
+  Abnormal: 1006,
+  /** generic: reconnect with backoff */
   Reconnect: 4e3,
+  /** no pong/traffic within the heartbeat timeout */
   Heartbeat: 4001,
+  /** slow consumer: queue overflowed; resume by cursor after retry */
   Slow: 4100,
+  /** server draining; reconnect (elsewhere) after retry */
   Shutdown: 4101,
+  /** too many connects or messages; retry after */
   RateLimited: 4102,
+  /** instance at capacity or dependency down; retry after */
   Overloaded: 4103,
+  /** per-user connection cap reached; retry after */
   TooMany: 4104,
+  /** token expired; refresh it, then reconnect */
   TokenExpired: 4200,
+  /** streaming disabled for this user; long-poll, probe after retry */
   UsePoll: 4300,
+  /** protocol violation the client cannot fix by retrying */
   BadRequest: 4400,
+  /** no or invalid credentials */
   Unauthorized: 4401,
+  /** not allowed (origin, ...) */
   Forbidden: 4403
 };
+var DEFAULT_CLOSE_ACTION = "backoff";
+var CLOSE_ACTIONS = [
+  [1e3, 1e3, "stop"],
+  [1002, 1003, "stop"],
+  [1007, 1009, "stop"],
+  [4100, 4199, "retry-after"],
+  [4200, 4299, "refresh-token"],
+  [4300, 4399, "use-poll"],
+  [4400, 4999, "stop"]
+];
+
+// src/codes.ts
 function actionFor(code) {
-  if (code >= 4e3 && code < 4100) return "backoff";
-  if (code >= 4100 && code < 4200) return "retry-after";
-  if (code >= 4200 && code < 4300) return "refresh-token";
-  if (code >= 4300 && code < 4400) return "use-poll";
-  if (code >= 4400 && code < 5e3) return "stop";
-  switch (code) {
-    case 1e3:
-    // normal: the app (or server, on purpose) closed it
-    case 1002:
-    // protocol error
-    case 1003:
-    // unsupported data
-    case 1007:
-    // invalid payload
-    case 1008:
-    // policy violation
-    case 1009:
-      return "stop";
-    default:
-      return "backoff";
+  for (const [first, last, action] of CLOSE_ACTIONS) {
+    if (code < first) break;
+    if (code <= last) return action;
   }
+  return DEFAULT_CLOSE_ACTION;
 }
 function retryHint(reason) {
   if (!reason) return 0;
