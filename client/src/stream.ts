@@ -26,7 +26,7 @@ export interface StreamOptions {
 export interface StreamHost {
   /** Any frame arrived (it proves the connection alive), at local time at. */
   traffic(at: number): void;
-  /** The connection was welcomed; the host subscribes. Pings start after it returns. */
+  /** The connection was welcomed; the host subscribes. Pings start after it returns, unless it retired conn. */
   welcome(conn: StreamConn, frame: WelcomeFrame): void;
   /** A frame after welcome other than welcome and pong (ping is answered already). */
   frame(conn: StreamConn, frame: ServerFrame): void;
@@ -230,6 +230,9 @@ export class StreamTransport {
     conn.timers = [];
     this.armDeadTimer(conn);
     this.host.welcome(conn, w);
+    // The host (or an app listener it called) may have retired conn meanwhile: close(),
+    // reconnect(), going offline. Its intervals would then run for good.
+    if (this.conn !== conn) return;
     this.ping();
     const pingEvery = this.opts.pingIntervalMs;
     if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));

@@ -108,6 +108,15 @@ describe("StreamTransport", () => {
     expect(t.current).toBe(conn);
   });
 
+  it("starts no ping or health interval for a connection the host retired in welcome", () => {
+    const { t } = newTransport({ pingIntervalMs: 1000, healthIntervalMs: 1000 }, { welcome: () => t.retireCurrent(1000, "closed by app") });
+    t.open(() => URL, false);
+    const ws = FakeWebSocket.last();
+    ws.welcome({ heartbeatMs: 0 });
+    expect(ws.sent).toEqual([]);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
   it("answers server pings, passes them on, and reports pongs with local times", () => {
     const { t, named } = newTransport();
     t.open(() => URL, false);

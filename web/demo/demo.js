@@ -706,6 +706,7 @@ var StreamTransport = class {
     conn.timers = [];
     this.armDeadTimer(conn);
     this.host.welcome(conn, w);
+    if (this.conn !== conn) return;
     this.ping();
     const pingEvery = this.opts.pingIntervalMs;
     if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
