@@ -540,13 +540,15 @@ export class RealtimeClient {
     this.pollOnce();
   }
 
-  /** probeStream tries the stream while polling; on welcome the client moves back. */
+  /**
+   * probeStream tries the stream while polling; on welcome the client moves back. A probe
+   * due in another state is dropped: after a token refresh (reconnecting), startPolling
+   * schedules the next one.
+   */
   private probeStream(): void {
-    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
-    if (this.stream.current) return; // already on (or probing) the stream
-    this.cancelRefresh();
+    if (this.st !== "polling") return;
+    if (this.stream.current) return; // already probing the stream
     this.poll.stop();
-    this.retry.clear();
     this.openSocket(true);
   }
 

@@ -1,7 +1,7 @@
 // Regression tests for client bugs found while splitting client.ts into modules.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { FakeWebSocket } from "./fake-ws.js";
-import { newClient } from "./helpers.js";
+import { flush, json, newClient, pollServer, URL } from "./helpers.js";
 
 beforeEach(() => {
   vi.useFakeTimers({ now: 1_700_000_000_000 });
@@ -17,5 +17,28 @@ describe("fixed bugs", () => {
     FakeWebSocket.last().welcome({ heartbeatMs: 0 });
     expect(client.state).toBe("closed");
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("a probe due while a poll's token refresh is pending waits for the refresh", async () => {
+    let resolve!: (t: string) => void;
+    const refreshToken = vi.fn(() => new Promise<string>((r) => (resolve = r)));
+    const server = pollServer([json({}, 401)]);
+    const { client } = newClient({ fetch: server.fetch as any, refreshToken, probeIntervalMs: 1000, token: "old" });
+    client.subscribe("a", () => {});
+    client.connect();
+    FakeWebSocket.last().welcome();
+    await flush();
+    FakeWebSocket.last().serverClose(4300); // poll; the probe is due in 1 s
+    await vi.advanceTimersByTimeAsync(0);
+    expect(client.state).toBe("reconnecting"); // 401: refreshing the token
+    expect(refreshToken).toHaveBeenCalledOnce();
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(FakeWebSocket.instances).toHaveLength(1); // no probe with the expired token
+    resolve("fresh");
+    await vi.advanceTimersByTimeAsync(0);
+    expect(client.state).toBe("polling");
+    expect(server.urls.at(-1)).toContain("token=fresh");
+    await vi.advanceTimersByTimeAsync(1000); // probing resumes, with the new token
+    expect(FakeWebSocket.last().url).toBe(URL + "?token=fresh");
   });
 });

@@ -1418,13 +1418,15 @@ var RealtimeClient = class {
     this.setState("poll");
     this.pollOnce();
   }
-  /** probeStream tries the stream while polling; on welcome the client moves back. */
+  /**
+   * probeStream tries the stream while polling; on welcome the client moves back. A probe
+   * due in another state is dropped: after a token refresh (reconnecting), startPolling
+   * schedules the next one.
+   */
   probeStream() {
-    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
+    if (this.st !== "polling") return;
     if (this.stream.current) return;
-    this.cancelRefresh();
     this.poll.stop();
-    this.retry.clear();
     this.openSocket(true);
   }
   pollOnce() {
