@@ -605,6 +605,9 @@ export class RealtimeClient {
   private backToStream(): void {
     this.probe.clear();
     this.poll.stop();
+    // A probe still connecting (polling restarted while it was opening) would otherwise
+    // outlive the switch: welcomed in reconnecting, or replaced by the next attempt unclosed.
+    this.stream.retireCurrent(CloseCode.Normal, "back to the stream");
     this.setTransport("stream", "poll unavailable");
     this.scheduleReconnect(this.backoff.next());
   }

@@ -101,7 +101,7 @@ export class StreamTransport {
   }
 
   /**
-   * open starts an attempt to url() and makes it current. It throws StreamOpenError if
+   * open starts an attempt to url() and makes it current (retiring a current one). It throws StreamOpenError if
    * the WebSocket constructor (or url) throws, and Error if there is no WebSocket at all.
    */
   open(url: () => string, probe: boolean): StreamConn {
@@ -113,6 +113,8 @@ export class StreamTransport {
     } catch (err) {
       throw new StreamOpenError(err);
     }
+    // One connection at a time: a previous one still current is retired, not leaked.
+    if (this.conn) this.retire(this.conn, CloseCode.Normal, "replaced");
     const conn = new StreamConn(ws, this.opts.now(), probe);
     this.conn = conn;
     ws.onmessage = (ev) => this.onMessage(conn, ev.data);

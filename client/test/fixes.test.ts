@@ -41,4 +41,30 @@ describe("fixed bugs", () => {
     await vi.advanceTimersByTimeAsync(1000); // probing resumes, with the new token
     expect(FakeWebSocket.last().url).toBe(URL + "?token=fresh");
   });
+
+  it("going back to the stream (no poll endpoint) retires a probe in flight instead of leaking it", async () => {
+    const server = pollServer([json({}, 404)]);
+    const { client } = newClient({ fetch: server.fetch as any, probeIntervalMs: 1000 });
+    client.subscribe("a", () => {});
+    client.connect();
+    FakeWebSocket.last().welcome();
+    await flush();
+    FakeWebSocket.last().serverClose(4300, "retry=1000"); // polling; the first poll is held below
+    server.fetch.mockImplementationOnce(
+      (_url: string, init: RequestInit) => new Promise<Response>((_, reject) => init.signal?.addEventListener("abort", () => reject(new Error("aborted")))),
+    );
+    await vi.advanceTimersByTimeAsync(1000); // the probe opens
+    const probe = FakeWebSocket.last();
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    client.subscribe("b", () => {}); // restarts polling while the probe connects: answered 404
+    await vi.advanceTimersByTimeAsync(0);
+    expect(client.transport).toBe("stream");
+    expect(client.state).toBe("reconnecting");
+    expect(probe.closedBy).not.toBeNull();
+    probe.welcome(); // a late welcome of the retired probe changes nothing
+    expect(client.state).toBe("reconnecting");
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(FakeWebSocket.instances).toHaveLength(3);
+    expect(client.state).toBe("connecting");
+  });
 });

@@ -218,4 +218,15 @@ describe("StreamTransport", () => {
     expect(conn.probing).toBe(false);
     expect(t.open(() => URL, false).probing).toBe(false);
   });
+
+  it("open retires the connection it replaces", () => {
+    const { t, calls } = newTransport();
+    t.open(() => URL, true);
+    const first = FakeWebSocket.last();
+    const second = t.open(() => URL, false);
+    expect(first.closedBy).toEqual({ code: 1000, reason: "replaced" });
+    expect(first.onclose).toBeNull();
+    expect(calls).toEqual([["detached"]]);
+    expect(t.current).toBe(second);
+  });
 });

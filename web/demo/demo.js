@@ -586,7 +586,7 @@ var StreamTransport = class {
     return this.conn;
   }
   /**
-   * open starts an attempt to url() and makes it current. It throws StreamOpenError if
+   * open starts an attempt to url() and makes it current (retiring a current one). It throws StreamOpenError if
    * the WebSocket constructor (or url) throws, and Error if there is no WebSocket at all.
    */
   open(url, probe) {
@@ -598,6 +598,7 @@ var StreamTransport = class {
     } catch (err) {
       throw new StreamOpenError(err);
     }
+    if (this.conn) this.retire(this.conn, CloseCode.Normal, "replaced");
     const conn = new StreamConn(ws, this.opts.now(), probe);
     this.conn = conn;
     ws.onmessage = (ev) => this.onMessage(conn, ev.data);
@@ -1478,6 +1479,7 @@ var RealtimeClient = class {
   backToStream() {
     this.probe.clear();
     this.poll.stop();
+    this.stream.retireCurrent(CloseCode.Normal, "back to the stream");
     this.setTransport("stream", "poll unavailable");
     this.scheduleReconnect(this.backoff.next());
   }
