@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import {
   EVENT_TARGET,
@@ -105,6 +107,22 @@ describe("transition table", () => {
     expect(m.state).toBe("open");
     expect(seen).toHaveLength(1);
     expect(seen[0]).toMatchObject({ state: "idle", event: "welcome" });
+  });
+
+  it("is the table docs/client.md shows", () => {
+    const doc = readFileSync(fileURLToPath(new URL("../../docs/client.md", import.meta.url)), "utf8");
+    const lines = doc.split("\n");
+    const head = lines.findIndex((l) => l.startsWith("| from \\ event |"));
+    expect(head).toBeGreaterThan(0);
+    const events = lines[head].split("|").slice(2, -1).map((c) => c.trim());
+    expect(events).toEqual(STATE_EVENTS);
+    const rows = lines.slice(head + 2, head + 2 + STATES.length);
+    const documented = rows.flatMap((row) => {
+      const cells = row.split("|").slice(1, -1).map((c) => c.trim());
+      const from = cells[0].replace(/`/g, "") as ConnectionState;
+      return cells.slice(1).flatMap((to, i) => (to ? [[from, events[i], to]] : []));
+    });
+    expect(documented).toEqual(LEGAL);
   });
 
   it("is strict by default outside production (vitest sets NODE_ENV=test)", () => {
