@@ -112,7 +112,7 @@ export class RealtimeClient {
   private readonly probe: ProbeSchedule;
 
   // Connection decisions.
-  /** The transport in use; "poll" also while a probe connects. Changed by setTransport. */
+  /** The transport in use; "poll" also while a probe connects. Changed by setTransport (enterPoll re-asserts "poll"). */
   private mode: Transport = "stream";
   private token: string | undefined;
   private everWelcomed = false;

@@ -1044,7 +1044,7 @@ var RealtimeClient = class {
   constructor(opts = {}) {
     this.emitter = new Emitter();
     // Connection decisions.
-    /** The transport in use; "poll" also while a probe connects. Changed by setTransport. */
+    /** The transport in use; "poll" also while a probe connects. Changed by setTransport (enterPoll re-asserts "poll"). */
     this.mode = "stream";
     this.everWelcomed = false;
     /** Consecutive stream attempts that never reached welcome (the breaker counts them). */
