@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"encore.app/realtime/access"
 	"encore.app/realtime/protocol"
 )
 
@@ -138,29 +139,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Identity is who holds a connection.
-type Identity struct {
-	UserID string
-	// Claims are free-form strings the authenticator wants to keep (e.g. allowed channels).
-	Channels []string
-	// ExpiresAt, when set, is when the credential stops being valid.
-	ExpiresAt time.Time
-}
+// Identity is who holds a connection (realtime/access, shared with auth and limits).
+type Identity = access.Identity
 
-// AuthError is returned by Authenticate to choose the HTTP status of a refusal.
-type AuthError struct {
-	Status     int           // 401, 403, 429, 503
-	RetryAfter time.Duration // for 429/503
-	Msg        string
-	// Close, when set, answers a WebSocket request by upgrading and closing at once
-	// with this code (and RetryAfter as "retry=<ms>"), because browsers cannot read the
-	// HTTP status of a refused upgrade. Other requests get Status.
-	Close protocol.CloseCode
-	// Reason names the refusal in metrics (default "auth").
-	Reason string
-}
-
-func (e *AuthError) Error() string { return e.Msg }
+// AuthError is returned by Authenticate (or Admit) to choose the answer of a refusal.
+type AuthError = access.AuthError
 
 func (c *Config) withDefaults() (Config, error) {
 	d := *c

@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"encore.app/realtime/access"
 )
 
 // DropReason says why an event meant for a connection was not delivered.
@@ -55,12 +57,12 @@ func (r DisconnectReason) String() string { return discNames[r] }
 // Refusal reasons for connections refused before or at upgrade. AuthError.Reason may
 // name one of the others; unknown names count as RefuseAuth.
 const (
-	RefuseAuth        = "auth"
-	RefuseDraining    = "draining"
-	RefuseUpgrade     = "upgrade"
-	RefuseRateLimited = "rate_limited"
-	RefuseTooMany     = "too_many_connections"
-	RefuseOverloaded  = "overloaded"
+	RefuseAuth        = access.RefuseAuth
+	RefuseDraining    = access.RefuseDraining
+	RefuseUpgrade     = access.RefuseUpgrade
+	RefuseRateLimited = access.RefuseRateLimited
+	RefuseTooMany     = access.RefuseTooMany
+	RefuseOverloaded  = access.RefuseOverloaded
 )
 
 var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded}
