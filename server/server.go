@@ -158,7 +158,9 @@ func (s *Server) Publish(ctx context.Context, evs []*protocol.Event) ([]bus.Ack,
 func (s *Server) Overview() httpapi.OverviewBody { return s.mon.api.Overview() }
 
 // Series is the body of GET /v2/monitoring/series.
-func (s *Server) Series() httpapi.SeriesBody { return httpapi.SeriesBody{Series: s.mon.fleet.Aggregator.Series()} }
+func (s *Server) Series() httpapi.SeriesBody {
+	return httpapi.SeriesBody{Series: s.mon.fleet.Aggregator.Series()}
+}
 
 // snapshot is this instance's record in the fleet bucket.
 func (s *Server) snapshot() health.InstanceSnapshot {
