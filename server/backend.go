@@ -38,7 +38,11 @@ type backend interface {
 func openBackend(ctx context.Context, o *Options, dir string, log *slog.Logger) (backend, error) {
 	switch o.Bus {
 	case BusNATS:
-		return openNATS(ctx, o, dir, log)
+		b, err := openNATS(ctx, o, dir, log)
+		if err != nil {
+			return nil, err // not a nil *natsBackend in a non-nil interface
+		}
+		return b, nil
 	default: // Validate refuses it first
 		return nil, fmt.Errorf("%s: unknown bus %q", o.name("Bus"), o.Bus)
 	}

@@ -1,21 +1,25 @@
-package main
+package server
 
 import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"encore.app/realtime/bus"
 )
 
 func TestInstanceIdentityPersists(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	name, release, err := instanceIdentity(dir)
+	d, err := openDataDir(dir, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := d.instance()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,80 +27,93 @@ func TestInstanceIdentityPersists(t *testing.T) {
 	if !strings.HasPrefix(name, host+"-") {
 		t.Errorf("name %q does not start with the hostname %q", name, host)
 	}
-	release()
-	again, release2, err := instanceIdentity(dir)
+	d.release()
+	d, err = openDataDir(dir, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release2()
-	if again != name {
+	defer d.release()
+	if again, _ := d.instance(); again != name {
 		t.Errorf("after a restart the name is %q, was %q", again, name)
 	}
-	if other, rel, err := instanceIdentity(t.TempDir()); err != nil || other == name {
-		t.Errorf("another data dir: %q %v (want a different name)", other, err)
-	} else {
-		rel()
+	other, err := openDataDir(t.TempDir(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.release()
+	if n, err := other.instance(); err != nil || n == name {
+		t.Errorf("another data dir: %q %v (want a different name)", n, err)
 	}
 }
 
-func TestInstanceLockRefusesALiveProcess(t *testing.T) {
-	dir := t.TempDir()
-	// the test's parent process (go test) is alive and is not us
-	lock := filepath.Join(dir, lockFile)
-	if err := os.WriteFile(lock, []byte(strconv.Itoa(os.Getppid())+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err := instanceIdentity(dir)
-	if err == nil || !strings.Contains(err.Error(), "in use by process") {
-		t.Fatalf("err %v, want in use", err)
-	}
-
-	// a lock left by a process that exited is taken over
-	cmd := exec.Command("true")
-	if err := cmd.Run(); err != nil {
-		t.Skip("no `true` command:", err)
-	}
-	if err := os.WriteFile(lock, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, release, err := instanceIdentity(dir)
+// A relative directory is under Environment.Root.
+func TestDataDirUnderRoot(t *testing.T) {
+	root := t.TempDir()
+	d, err := openDataDir("data", root, 0)
 	if err != nil {
-		t.Fatalf("stale lock: %v", err)
+		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(lock)
-	if strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
-		t.Errorf("lock holds %q, want our pid", b)
+	defer d.release()
+	if d.path != filepath.Join(root, "data") {
+		t.Fatalf("path %s", d.path)
 	}
-	release()
-	if _, err := os.Stat(lock); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("lock not removed: %v", err)
+}
+
+// A second holder of the directory is refused with the first one's pid, or waits for
+// it with a lock wait; a lock file left behind by a dead process is taken over.
+func TestDataDirLock(t *testing.T) {
+	dir := t.TempDir()
+	first, err := openDataDir(dir, "", 0)
+	if err != nil {
+		t.Fatal(err)
 	}
+	_, err = openDataDir(dir, "", 0)
+	if err == nil || !strings.Contains(err.Error(), "in use by process "+strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second holder: %v", err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		first.release()
+	}()
+	second, err := openDataDir(dir, "", time.Minute) // waits for the release
+	if err != nil {
+		t.Fatalf("waiting holder: %v", err)
+	}
+	second.release()
+
+	// A lock file whose process is gone holds no lock: it is taken over.
+	if err := os.WriteFile(filepath.Join(dir, lockFile), []byte("999999999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third, err := openDataDir(dir, "", 0)
+	if err != nil {
+		t.Fatalf("stale lock file: %v", err)
+	}
+	third.release()
 }
 
 func TestNATSFlagsFromEnvironment(t *testing.T) {
-	t.Setenv("REALTIME_NATS_USER", "rt")
-	t.Setenv("REALTIME_NATS_PASSWORD", "pw")
-	o, err := parseFlags([]string{"-nats-tls-ca", "/etc/ca.pem", "-replicas", "3"})
+	o, err := parseArgs(t, map[string]string{"REALTIME_NATS_USER": "rt", "REALTIME_NATS_PASSWORD": "pw"},
+		"-nats-url", "nats://n:4222", "-nats-tls-ca", "/etc/ca.pem", "-replicas", "3")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := bus.ClientAuth{User: "rt", Password: "pw", TLSCA: "/etc/ca.pem"}
-	if o.natsAuth != want || o.replicas != 3 {
-		t.Fatalf("got %+v replicas %d, want %+v and 3", o.natsAuth, o.replicas, want)
+	if o.natsAuth() != want || o.Replicas != 3 {
+		t.Fatalf("got %+v replicas %d, want %+v and 3", o.natsAuth(), o.Replicas, want)
 	}
 }
 
 func TestNATSOptionsNeedURL(t *testing.T) {
-	o, err := parseFlags([]string{"-data", t.TempDir(), "-nats-token", "t"})
+	_, err := parseArgs(t, nil, "-data", t.TempDir(), "-nats-token", "t")
+	if err == nil || !strings.Contains(err.Error(), "need an external NATS") || !strings.Contains(err.Error(), "-nats-url") {
+		t.Fatalf("err %v, want a clear refusal", err)
+	}
+	o, err := parseArgs(t, nil, "-data", t.TempDir(), "-nats-url", "nats://127.0.0.1:1", "-nats-user", "u")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = newServer(context.Background(), o, newLogger("text", "error"))
-	if err == nil || !strings.Contains(err.Error(), "need -nats-url") {
-		t.Fatalf("err %v, want a clear refusal", err)
-	}
-	o, _ = parseFlags([]string{"-data", t.TempDir(), "-nats-url", "nats://127.0.0.1:1", "-nats-user", "u"})
-	if _, err = newServer(context.Background(), o, newLogger("text", "error")); !errors.Is(err, bus.ErrClientAuth) {
+	if _, err = New(context.Background(), o); !errors.Is(err, bus.ErrClientAuth) {
 		t.Fatalf("user without password: %v", err)
 	}
 }
