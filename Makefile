@@ -14,9 +14,9 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-check-generated: ## regenerate templ views (and the demo bundle) and fail if they differ from the commit
-	$(GO) generate ./dashboard/
-	git diff --exit-code -- dashboard/views
+check-generated: ## regenerate templ views and the settings files (Encore config, docs/settings.md); fail if they differ from the commit
+	$(GO) generate ./dashboard/ ./server/
+	git diff --exit-code -- dashboard/views realtime/config_gen.go realtime/defaults.cue docs/settings.md
 
 test-go:
 	$(GO) test -race -count=1 -timeout 15m ./...

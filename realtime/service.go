@@ -1,119 +1,132 @@
 // Service realtime streams events to browsers over one WebSocket per tab, fed by the
-// realtime-events topic through a NATS JetStream bus that every instance reads.
+// realtime-events topic through a bus that every instance reads.
 //
-// This package is the Encore shell: endpoint and pub/sub declarations and a few lines
-// each. The engine is the plain package realtime/stream.
+// This package is the Encore shell of the assembly in encore.app/server: config and
+// secrets (config_gen.go, config.cue), endpoint declarations (api.go), the topic and its
+// subscription (pubsub.go) and the auth handler (auth.go). The process's one
+// server.Server is built here, on first use by any service (Server).
 package realtime
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"encore.dev"
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
 
-	"encore.app/flags/flag"
-	"encore.app/monitoring/health"
-	"encore.app/realtime/bus"
-	"encore.app/realtime/natsshared"
-	"encore.app/realtime/stream"
-	"encore.app/realtime/streamflag"
+	"encore.app/server"
 )
-
-// secrets are set with `encore secret set --type dev,local,prod NATSURL` (empty: embedded
-// NATS), `encore secret set PublisherKey` and `encore secret set TokenKeys`
-// ("kid:secret,...", HS256 subscriber token keys, the first signs; docs/security.md).
-var secrets struct {
-	NATSURL      string
-	PublisherKey string
-	TokenKeys    string
-}
 
 //encore:service
 type Service struct {
-	engine *stream.Engine
-	guard  *shellGuard
-	fleet  *health.Fleet        // publishes this instance's figures for the monitoring service
-	flags  *flag.KVStore        // watches the flags bucket on the shared NATS
-	follow *streamflag.Follower // applies realtime-streaming-v2 to the engine
+	srv *server.Server
 }
-
-// svc lets package-level handlers (the subscription, typed endpoints) reach the service.
-var svc *Service
 
 func initService() (*Service, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := natsshared.Bus(ctx, natsshared.Options{URL: secrets.NATSURL})
+	srv, err := Server()
 	if err != nil {
 		return nil, err
 	}
-	cfg, guard, err := securityConfig(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	e, err := stream.New(cfg, bus.NewBreaker(b, bus.BreakerConfig{Connected: b.Conn().IsConnected}))
-	if err != nil {
-		guard.close()
-		return nil, err
-	}
-	if err := e.Start(ctx); err != nil {
-		guard.close()
-		return nil, err
-	}
-	rlog.Info("realtime engine started", "epoch", e.Epoch())
-	health.ProvideConn(b.Conn()) // the monitoring service aggregates on the same NATS
-	fleet, err := health.StartFleet(ctx, b.Conn(), health.FleetConfig{Snapshot: func() health.InstanceSnapshot {
-		body, _ := json.Marshal(e.Snapshot())
-		snap, _ := health.DecodeEngineMetrics(body)
-		return snap
-	}})
-	if err != nil {
-		guard.close()
-		return nil, err
-	}
-	s := &Service{engine: e, guard: guard, fleet: fleet}
-	if err := s.followStreamingFlag(ctx); err != nil {
-		_ = fleet.Close()
-		e.Close()
-		guard.close()
-		return nil, err
-	}
-	svc = s
-	return svc, nil
+	return &Service{srv: srv}, nil
 }
 
-// followStreamingFlag opens the flag store on the shared NATS and makes the engine
-// follow realtime-streaming-v2 (OFF for a user: stream -> long-poll; ON: back).
-func (s *Service) followStreamingFlag(ctx context.Context) error {
-	js, err := natsshared.JetStream(ctx, natsshared.Options{URL: secrets.NATSURL})
-	if err != nil {
-		return err
-	}
-	if s.flags, err = flag.Open(ctx, js, flag.Options{Logger: slog.Default()}); err != nil {
-		return err
-	}
-	if s.follow, err = streamflag.Follow(s.engine, s.flags, slog.Default()); err != nil {
-		s.flags.Close()
-		return err
+// Shutdown drains the process's server: every socket is told to reconnect after a
+// jittered delay (4101), then the bus and the data directory are released. Encore
+// calls it on SIGINT/SIGTERM and on live reload, not when `encore run` is stopped.
+func (s *Service) Shutdown(p shutdown.Progress) error {
+	if err := s.srv.Shutdown(p.ForceCloseTasks); err != nil {
+		rlog.Warn("drain incomplete", "err", err)
 	}
 	return nil
 }
 
-// Shutdown drains: every socket is told to reconnect after a jittered delay (4101).
-// Not called when the development server is stopped; called on SIGINT/SIGTERM and on
-// live reload.
-func (s *Service) Shutdown(p shutdown.Progress) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s.follow.Close()
-	if err := s.engine.Shutdown(ctx); err != nil {
-		rlog.Warn("drain incomplete", "err", err)
+var (
+	shared   atomic.Pointer[server.Server]
+	sharedMu sync.Mutex // held while building
+)
+
+// Server returns the process's realtime server, building it on first use from the
+// Encore config and secrets. Every service of the app (flags, monitoring, dashboard)
+// reaches it here, so there is one engine, one bus and one flag store per process. A
+// failed build is not remembered: the next call tries again.
+func Server() (*server.Server, error) {
+	if s := shared.Load(); s != nil {
+		return s, nil
 	}
-	_ = s.fleet.Close()
-	s.flags.Close()
-	s.guard.close()
-	return natsshared.Close()
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if s := shared.Load(); s != nil {
+		return s, nil
+	}
+	opts, err := options()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := server.New(ctx, opts)
+	if err != nil {
+		rlog.Error("realtime: cannot start", "err", err)
+		return nil, err
+	}
+	shared.Store(s)
+	return s, nil
+}
+
+// Serve hands a request to the process's server: the body of every raw endpoint.
+func Serve(w http.ResponseWriter, req *http.Request) {
+	s, err := Server()
+	if err != nil {
+		http.Error(w, "realtime server unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	s.ServeHTTP(w, req)
+}
+
+// options maps the config and secrets onto server.Options. Local development
+// (`encore run`, `encore test`) may use dev keys and the embedded NATS; a deployment
+// may not (server.Environment.Hosted). The data directory is under the app root, so
+// every checkout has its own; tests get a fresh one per process.
+func options() (server.Options, error) {
+	meta := encore.Meta()
+	env := server.Environment{
+		Hosted:   meta.Environment.Cloud != encore.CloudLocal,
+		Root:     appRoot(),
+		LockWait: 15 * time.Second, // a live reload starts us before the old process is gone
+		Logger:   slog.Default(),
+	}
+	o, err := server.FromEncore(cfg, &secrets, env)
+	if err != nil {
+		return o, err
+	}
+	if meta.Environment.Type == encore.EnvTest {
+		if o.DataDir, err = os.MkdirTemp("", "realtime-encore-test-"); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// appRoot is the directory holding encore.app at or above the working directory
+// (`encore run` starts the app where it was called), else the working directory.
+func appRoot() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "encore.app")); err == nil {
+			return dir
+		} else if !errors.Is(err, os.ErrNotExist) || filepath.Dir(dir) == dir {
+			return wd
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"encore.app/dashboard/views"
@@ -84,6 +85,9 @@ type monitorPart struct {
 	fleet   *health.Fleet
 	api     *httpapi.Handler
 	dash    *web.Handler
+
+	agg      atomic.Pointer[health.Aggregator]                    // set once the fleet runs
+	onSample atomic.Pointer[func(health.Overview, health.Series)] // Server.OnFleetSample
 }
 
 func newMonitor() *monitorPart {
@@ -97,11 +101,13 @@ func (m *monitorPart) onHealth(_ *stream.Client, h *protocol.HealthReport) { m.c
 // overview API and the dashboard (showing flag).
 func (m *monitorPart) start(ctx context.Context, be backend, snapshot func() health.InstanceSnapshot,
 	flag func() views.Flag, log *slog.Logger) error {
-	fleet, err := be.Fleet(ctx, health.FleetConfig{Snapshot: snapshot, Aggregate: true})
+	fleet, err := be.Fleet(ctx, health.FleetConfig{Snapshot: snapshot, Aggregate: true,
+		Aggregator: health.AggregatorOptions{OnSample: m.sampled}})
 	if err != nil {
 		return fmt.Errorf("monitoring: %w", err)
 	}
 	m.fleet = fleet
+	m.agg.Store(fleet.Aggregator)
 	src, err := web.NewAggregatorSource(fleet.Aggregator, savings.DefaultPrices(), "realtime-streaming-v2", flag)
 	if err != nil {
 		fleet.Close()
@@ -113,6 +119,14 @@ func (m *monitorPart) start(ctx context.Context, be backend, snapshot func() hea
 	}
 	m.dash = web.New(src, web.Options{Logger: log})
 	return nil
+}
+
+// sampled runs on the aggregator's goroutine after every sample.
+func (m *monitorPart) sampled(ov health.Overview) {
+	f, agg := m.onSample.Load(), m.agg.Load()
+	if f != nil && agg != nil {
+		(*f)(ov, agg.Series())
+	}
 }
 
 func (m *monitorPart) close() {

@@ -162,6 +162,10 @@ func (s *Server) Series() httpapi.SeriesBody {
 	return httpapi.SeriesBody{Series: s.mon.fleet.Aggregator.Series()}
 }
 
+// OnFleetSample makes fn run after every fleet sample (every few seconds, on the
+// aggregator's goroutine; it must not block): the Encore shell sets its metrics there.
+func (s *Server) OnFleetSample(fn func(health.Overview, health.Series)) { s.mon.onSample.Store(&fn) }
+
 // snapshot is this instance's record in the fleet bucket.
 func (s *Server) snapshot() health.InstanceSnapshot {
 	b, _ := json.Marshal(s.eng.Snapshot())

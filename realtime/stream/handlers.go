@@ -339,7 +339,7 @@ type PublishResponse struct {
 // ServePublish handles POST /v2/realtime/publish.
 func (e *Engine) ServePublish(w http.ResponseWriter, r *http.Request) {
 	if !e.publisherAllowed(r) {
-		writeJSONError(w, http.StatusUnauthorized, "publisher key required (Authorization: Bearer <key>)")
+		writeJSONError(w, http.StatusUnauthorized, "publisher key required (Authorization: Bearer <key> or X-Publisher-Key: <key>)")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.MaxPublishBytes))
