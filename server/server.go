@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -167,14 +166,9 @@ func (s *Server) Series() httpapi.SeriesBody {
 func (s *Server) OnFleetSample(fn func(health.Overview, health.Series)) { s.mon.onSample.Store(&fn) }
 
 // snapshot is this instance's record in the fleet bucket.
+// It is the engine's snapshot (the same type) with what browsers reported.
 func (s *Server) snapshot() health.InstanceSnapshot {
-	b, _ := json.Marshal(s.eng.Snapshot())
-	snap, err := health.DecodeEngineMetrics(b)
-	if err != nil {
-		s.log.Warn("monitoring: engine snapshot", "err", err)
-	}
-	snap.Breaker = s.breaker.State()
-	snap.LongPollRequests = s.eng.Snapshot().LongPollRequests
+	snap := s.eng.Snapshot()
 	snap.Client = s.mon.clients.Summary()
 	return snap
 }
