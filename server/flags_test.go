@@ -120,6 +120,17 @@ func TestFlagsMounted(t *testing.T) {
 	if resp.StatusCode != 401 {
 		t.Fatalf("wrong admin key: %d", resp.StatusCode)
 	}
+	// The welcome frame carries the user's flags (docs/protocol.md).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := rtclient.Dial(ctx, "ws"+strings.TrimPrefix(ts.base, "http")+"/v2/realtime/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if f := c.Welcome.Flags; !f["realtime-streaming-v2"] {
+		t.Fatalf("welcome flags %v", f)
+	}
 }
 
 // Flag flip under load: 500 clients streaming while events flow; flag OFF moves all of

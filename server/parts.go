@@ -23,13 +23,15 @@ import (
 // flagsPart is the flag store, its HTTP API and the streaming switch that follows
 // realtime-streaming-v2. close stops the follower, then the store.
 type flagsPart struct {
-	store   flag.Store
-	api     *flag.API
-	handler http.Handler
-	follow  *streamflag.Follower
+	store    flag.Store
+	api      *flag.API
+	handler  http.Handler
+	follower *streamflag.Follower // nil until follow
 }
 
-func startFlags(ctx context.Context, o *Options, be backend, eng *stream.Engine, log *slog.Logger) (*flagsPart, error) {
+// openFlags opens the flag store and its HTTP API; user resolves the caller of
+// GET /v2/flags. follow starts the streaming switch once the engine runs.
+func openFlags(ctx context.Context, o *Options, be backend, user flag.UserResolver, log *slog.Logger) (*flagsPart, error) {
 	store, err := be.Flags(ctx, log)
 	if err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
@@ -39,13 +41,6 @@ func startFlags(ctx context.Context, o *Options, be backend, eng *stream.Engine,
 	if key == "" && !o.Env.Hosted {
 		key = DevAdminKey
 		log.Warn("DEV MODE: no flags admin key (" + o.name("AdminKey") + "): the flags admin API accepts the key \"" + DevAdminKey + "\"")
-	}
-	user := func(r *http.Request) (string, error) {
-		id, err := eng.Identify(r)
-		if err != nil {
-			return "", err
-		}
-		return id.UserID, nil
 	}
 	if key == "" {
 		// Hosted without a key: a random key nobody knows, so every admin request is refused.
@@ -57,11 +52,23 @@ func startFlags(ctx context.Context, o *Options, be backend, eng *stream.Engine,
 		return nil, fmt.Errorf("%s: %w", o.name("AdminKey"), err)
 	}
 	p.handler = flag.NewHandler(p.api, user)
-	if p.follow, err = streamflag.Follow(eng, store, log); err != nil {
-		store.Close()
-		return nil, fmt.Errorf("flags: %w", err)
-	}
 	return p, nil
+}
+
+// follow makes eng follow realtime-streaming-v2 (OFF for a user: stream connections
+// move to long-poll; ON: polls move back).
+func (p *flagsPart) follow(eng *stream.Engine, log *slog.Logger) error {
+	f, err := streamflag.Follow(eng, p.store, log)
+	if err != nil {
+		return fmt.Errorf("flags: %w", err)
+	}
+	p.follower = f
+	return nil
+}
+
+// userFlags is every flag evaluated for a user (stream.Config.WelcomeFlags).
+func (p *flagsPart) userFlags(userID string) map[string]bool {
+	return p.store.Evaluator().EvaluateAll(userID)
 }
 
 // streamingFlag is the dashboard's view of realtime-streaming-v2.
@@ -74,7 +81,9 @@ func (p *flagsPart) close() {
 	if p == nil {
 		return
 	}
-	p.follow.Close()
+	if p.follower != nil {
+		p.follower.Close()
+	}
 	_ = p.store.Close()
 }
 

@@ -86,9 +86,13 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 			return nil, fmt.Errorf("connection cap: %w", err)
 		}
 	}
+	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, log); err != nil {
+		return nil, err
+	}
 	cfg := engineConfig(&o, s.instance, s.authn, newGuard(&o, s.connCap), log)
 	s.mon = newMonitor()
 	cfg.OnHealth = s.mon.onHealth
+	cfg.WelcomeFlags = s.flags.userFlags
 	s.breaker = bus.NewBreaker(s.be.Bus(), bus.BreakerConfig{
 		CallTimeout: o.BusTimeout, Failures: uint32(o.BreakerFailures), OpenFor: o.BreakerOpen,
 		Connected: s.be.Connected,
@@ -102,7 +106,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if err = s.eng.Start(ctx); err != nil {
 		return nil, err
 	}
-	if s.flags, err = startFlags(ctx, &o, s.be, s.eng, log); err != nil {
+	if err = s.flags.follow(s.eng, log); err != nil {
 		return nil, err
 	}
 	if err = s.mon.start(ctx, s.be, s.snapshot, s.flags.streamingFlag, log); err != nil {
@@ -117,6 +121,16 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	s.mount(s.mux)
 	log.Info("realtime server ready", "instance", s.instance, "data", s.data.path, "bus", o.Bus, "embedded", o.NATSURL == "")
 	return s, nil
+}
+
+// identify resolves the caller of GET /v2/flags like a stream request (token or
+// anonymous in dev mode).
+func (s *Server) identify(r *http.Request) (string, error) {
+	id, err := s.eng.Identify(r)
+	if err != nil {
+		return "", err
+	}
+	return id.UserID, nil
 }
 
 // ServeHTTP serves every route of Routes.

@@ -133,6 +133,10 @@ type Config struct {
 	PollProbeInterval  time.Duration
 	StreamReturnSpread time.Duration
 
+	// WelcomeFlags returns the feature flags evaluated for a user, sent in the welcome
+	// frame (docs/protocol.md). Nil: the welcome carries no flags. Must not block.
+	WelcomeFlags func(userID string) map[string]bool
+
 	// OnHealth receives client health reports (feeds monitoring). Must not block.
 	OnHealth func(c *Client, h *protocol.HealthReport)
 
@@ -144,6 +148,14 @@ type Identity = access.Identity
 
 // AuthError is returned by Authenticate (or Admit) to choose the answer of a refusal.
 type AuthError = access.AuthError
+
+// welcomeFlags is Config.WelcomeFlags for id (nil without the hook).
+func (e *Engine) welcomeFlags(id *Identity) map[string]bool {
+	if e.cfg.WelcomeFlags == nil {
+		return nil
+	}
+	return e.cfg.WelcomeFlags(id.UserID)
+}
 
 func (c *Config) withDefaults() (Config, error) {
 	d := *c

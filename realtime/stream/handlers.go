@@ -107,7 +107,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	c.enqueueCtrl(protocol.Marshal(protocol.Welcome{
 		Type: protocol.TypeWelcome, Version: protocol.Version, Session: c.session, Instance: e.cfg.Instance,
 		HeartbeatMs: e.cfg.HeartbeatInterval.Milliseconds(), ServerTime: time.Now().UnixMilli(),
-		Epoch: e.Epoch(), Seq: e.headSeq(),
+		Epoch: e.Epoch(), Seq: e.headSeq(), Flags: e.welcomeFlags(id),
 		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
 			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
 	}))
