@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -24,7 +25,7 @@ import (
 // Call it before starting anything: its cleanup runs last.
 func leakCheck(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+	t.Cleanup(func() { goleak.VerifyNone(t, testutil.LeakOptions(opt)...) })
 }
 
 const testAdminKey = "test-admin-key-0123456789"

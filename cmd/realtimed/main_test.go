@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 type child struct {
@@ -94,6 +95,7 @@ func TestKillAndRestartResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns servers")
 	}
+	testutil.SkipReexec(t)
 	addr, data := freeAddr(t), t.TempDir()
 	srv := startChild(t, addr, data)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -17,11 +17,12 @@ import (
 	"go.uber.org/goleak"
 
 	"encore.app/dashboard/views"
+	"encore.app/internal/testutil"
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/savings"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
 
 // fleet is an Aggregator fed by hand, with a settable clock.
 type fleet struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/monitoring/health"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
@@ -32,7 +33,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 const publisherKey = "cluster-test-key"
