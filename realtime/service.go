@@ -108,7 +108,7 @@ func options() (server.Options, error) {
 		return o, err
 	}
 	if meta.Environment.Type == encore.EnvTest {
-		if o.DataDir, err = os.MkdirTemp("", "realtime-encore-test-"); err != nil {
+		if o.DataDir, err = server.TempDataDir("realtime-encore-test-"); err != nil {
 			return o, err
 		}
 	}

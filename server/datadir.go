@@ -111,3 +111,23 @@ func readSmall(p string) string {
 	}
 	return string(b)
 }
+
+// TempDataDir creates a fresh data directory under the system's temporary directory
+// for a process that keeps nothing (tests under `encore test`, which never shut the
+// app down), after removing the ones earlier processes left behind: those older than a
+// minute (a new one is locked at once) whose lock no live process holds.
+func TempDataDir(prefix string) (string, error) {
+	old, _ := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+	for _, dir := range old {
+		if fi, err := os.Stat(dir); err != nil || time.Since(fi.ModTime()) < time.Minute {
+			continue
+		}
+		release, err := tryLock(filepath.Join(dir, lockFile))
+		if err != nil {
+			continue // in use (or not ours to judge)
+		}
+		release()
+		_ = os.RemoveAll(dir)
+	}
+	return os.MkdirTemp("", prefix)
+}

@@ -117,3 +117,40 @@ func TestNATSOptionsNeedURL(t *testing.T) {
 		t.Fatalf("user without password: %v", err)
 	}
 }
+
+// TempDataDir removes the directories of processes that are gone, not of live ones.
+func TestTempDataDirRemovesLeftovers(t *testing.T) {
+	prefix := "realtime-test-tempdatadir-" + strconv.Itoa(os.Getpid()) + "-"
+	left, err := TempDataDir(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(left, lockFile), []byte("1\n"), 0o644); err != nil { // unlocked: its process is gone
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(left, time.Time{}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	live, err := TempDataDir(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := openDataDir(live, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(live, time.Time{}, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := TempDataDir(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.release(); os.RemoveAll(live); os.RemoveAll(fresh) })
+	if _, err := os.Stat(left); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("leftover %s not removed: %v", left, err)
+	}
+	if _, err := os.Stat(live); err != nil {
+		t.Errorf("live %s removed: %v", live, err)
+	}
+}

@@ -83,7 +83,7 @@ func (s Setting) cueValue() string {
 			v = []string{}
 		}
 	case "float":
-		t := s.text(&o)
+		t := s.Value(&o)
 		if !strings.ContainsAny(t, ".e") {
 			t += ".0"
 		}

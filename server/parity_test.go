@@ -234,7 +234,7 @@ func TestEncoreConfigAndFlagsBuildTheSameOptions(t *testing.T) {
 			if s.CUE == "" || s.Flag == "" {
 				continue
 			}
-			if a, b := s.text(&enc), s.text(&std); a != b {
+			if a, b := s.Value(&enc), s.Value(&std); a != b {
 				t.Errorf("%s: %s is %q from the Encore config, %q from the flags", what, s.Field, a, b)
 			}
 		}

@@ -166,8 +166,8 @@ func (s Setting) set(o *Options, text string) error {
 	return nil
 }
 
-// text formats the field of o in flag syntax.
-func (s Setting) text(o *Options) string {
+// Value formats the setting's value in o in flag syntax.
+func (s Setting) Value(o *Options) string {
 	v := s.value(o)
 	switch s.Kind {
 	case "list":
@@ -246,7 +246,7 @@ func RegisterFlags(fs *flag.FlagSet, o *Options, getenv func(string) (string, bo
 		fs.Var(fv, s.Flag, s.Help+" ($"+s.Env+")")
 		if s.Kind == "bool" {
 			// flag.BoolVar semantics: "-demo" alone means true, "-demo=false" turns it off.
-			fs.Lookup(s.Flag).DefValue = s.text(o)
+			fs.Lookup(s.Flag).DefValue = s.Value(o)
 		}
 	}
 	return errors.Join(errs...)
@@ -262,7 +262,7 @@ func (f *flagValue) String() string {
 	if f == nil || f.o == nil {
 		return ""
 	}
-	return f.s.text(f.o)
+	return f.s.Value(f.o)
 }
 
 func (f *flagValue) Set(v string) error { return f.s.set(f.o, v) }

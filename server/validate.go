@@ -29,7 +29,7 @@ func (o *Options) Validate() error {
 	}
 	for _, s := range Settings() {
 		if s.belowMin(o) {
-			bad(s.Field, "%s is below the minimum %s", s.text(o), s.Min)
+			bad(s.Field, "%s is below the minimum %s", s.Value(o), s.Min)
 		}
 	}
 	switch o.Bus {
