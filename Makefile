@@ -5,7 +5,7 @@ export GOTOOLCHAIN := local
 
 .PHONY: run test test-go test-client test-encore check-generated lint fuzz bench
 
-run: ## start the standalone server on http://127.0.0.1:4000 (embedded NATS, data in ./data)
+run: ## start the standalone server on http://127.0.0.1:4000 (embedded NATS, data in ./.realtime)
 	$(GO) run ./cmd/realtimed
 
 test: lint check-generated test-go test-client ## every test: vet, generated code, Go (race), client and browser

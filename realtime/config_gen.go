@@ -8,7 +8,7 @@ import "encore.dev/config"
 // server.Options, mapped onto it by server.FromEncore. Defaults are in defaults.cue;
 // change them in config.cue. Durations are strings ("250ms", "10s").
 type Config struct {
-	// DataDir: data directory (embedded NATS storage, instance name, lock); relative to the working directory, under Encore to the app root.
+	// DataDir: data directory (embedded NATS storage, instance name, lock); relative to the working directory, under Encore to the app root, where it must be hidden (.name) or outside: encore run reloads the app when files in the app change.
 	DataDir string
 	// Instance: instance name (default <hostname>-<random>, kept in <data>/instance-id).
 	Instance string

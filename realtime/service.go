@@ -42,7 +42,9 @@ func initService() (*Service, error) {
 // jittered delay (4101), then the bus and the data directory are released. Encore
 // calls it on SIGINT/SIGTERM and on live reload, not when `encore run` is stopped.
 func (s *Service) Shutdown(p shutdown.Progress) error {
-	if err := s.srv.Shutdown(p.ForceCloseTasks); err != nil {
+	// ForceShutdown ends with Encore's shutdown window (the other contexts of p end as
+	// soon as no request is running: a WebSocket is not one, its handler returned).
+	if err := s.srv.Shutdown(p.ForceShutdown); err != nil {
 		rlog.Warn("drain incomplete", "err", err)
 	}
 	return nil

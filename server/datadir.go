@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,7 @@ type dataDir struct {
 
 // openDataDir resolves dir against root (when relative), creates it and takes its lock,
 // waiting up to wait for another process to release it.
-func openDataDir(dir, root string, wait time.Duration) (*dataDir, error) {
+func openDataDir(dir, root string, wait time.Duration, log *slog.Logger) (*dataDir, error) {
 	if !filepath.IsAbs(dir) && root != "" {
 		dir = filepath.Join(root, dir)
 	}
@@ -46,7 +47,7 @@ func openDataDir(dir, root string, wait time.Duration) (*dataDir, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	release, err := lockDir(filepath.Join(dir, lockFile), wait)
+	release, err := lockDir(filepath.Join(dir, lockFile), wait, log)
 	if err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
 	}
@@ -84,12 +85,18 @@ func (d *dataDir) instance() (string, error) {
 var errLocked = errors.New("locked")
 
 // lockDir takes the lock file p, retrying every 100ms for up to wait.
-func lockDir(p string, wait time.Duration) (func(), error) {
+func lockDir(p string, wait time.Duration, log *slog.Logger) (func(), error) {
 	deadline := time.Now().Add(wait)
-	for {
+	for waited := false; ; waited = true {
 		release, err := tryLock(p)
 		if !errors.Is(err, errLocked) {
+			if waited && err == nil {
+				log.Info("data directory released by the previous process", "lock", p)
+			}
 			return release, err
+		}
+		if !waited && wait > 0 {
+			log.Info("data directory in use, waiting for it", "lock", p, "holder", strings.TrimSpace(readSmall(p)), "wait", wait)
 		}
 		if !time.Now().Before(deadline) {
 			holder := strings.TrimSpace(readSmall(p))

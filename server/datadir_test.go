@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,7 +17,7 @@ import (
 
 func TestInstanceIdentityPersists(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	d, err := openDataDir(dir, "", 0)
+	d, err := openDataDir(dir, "", 0, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func TestInstanceIdentityPersists(t *testing.T) {
 		t.Errorf("name %q does not start with the hostname %q", name, host)
 	}
 	d.release()
-	d, err = openDataDir(dir, "", 0)
+	d, err = openDataDir(dir, "", 0, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func TestInstanceIdentityPersists(t *testing.T) {
 	if again, _ := d.instance(); again != name {
 		t.Errorf("after a restart the name is %q, was %q", again, name)
 	}
-	other, err := openDataDir(t.TempDir(), "", 0)
+	other, err := openDataDir(t.TempDir(), "", 0, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +51,7 @@ func TestInstanceIdentityPersists(t *testing.T) {
 // A relative directory is under Environment.Root.
 func TestDataDirUnderRoot(t *testing.T) {
 	root := t.TempDir()
-	d, err := openDataDir("data", root, 0)
+	d, err := openDataDir("data", root, 0, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +65,11 @@ func TestDataDirUnderRoot(t *testing.T) {
 // it with a lock wait; a lock file left behind by a dead process is taken over.
 func TestDataDirLock(t *testing.T) {
 	dir := t.TempDir()
-	first, err := openDataDir(dir, "", 0)
+	first, err := openDataDir(dir, "", 0, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = openDataDir(dir, "", 0)
+	_, err = openDataDir(dir, "", 0, quiet)
 	if err == nil || !strings.Contains(err.Error(), "in use by process "+strconv.Itoa(os.Getpid())) {
 		t.Fatalf("second holder: %v", err)
 	}
@@ -75,7 +77,7 @@ func TestDataDirLock(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		first.release()
 	}()
-	second, err := openDataDir(dir, "", time.Minute) // waits for the release
+	second, err := openDataDir(dir, "", time.Minute, quiet) // waits for the release
 	if err != nil {
 		t.Fatalf("waiting holder: %v", err)
 	}
@@ -85,7 +87,7 @@ func TestDataDirLock(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, lockFile), []byte("999999999\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	third, err := openDataDir(dir, "", 0)
+	third, err := openDataDir(dir, "", 0, quiet)
 	if err != nil {
 		t.Fatalf("stale lock file: %v", err)
 	}
@@ -135,7 +137,7 @@ func TestTempDataDirRemovesLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := openDataDir(live, "", 0)
+	d, err := openDataDir(live, "", 0, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,3 +156,5 @@ func TestTempDataDirRemovesLeftovers(t *testing.T) {
 		t.Errorf("live %s removed: %v", live, err)
 	}
 }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

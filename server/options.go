@@ -26,7 +26,7 @@ import (
 type Options struct {
 	// Process and storage.
 	Addr         string        `flag:"addr" env:"REALTIME_ADDR" default:"127.0.0.1:4000" only:"standalone: an Encore app listens where encore run --port or the platform says" help:"listen address"`
-	DataDir      string        `flag:"data" env:"REALTIME_DATA" cue:"DataDir" default:"data" help:"data directory (embedded NATS storage, instance name, lock); relative to the working directory, under Encore to the app root"`
+	DataDir      string        `flag:"data" env:"REALTIME_DATA" cue:"DataDir" default:".realtime" help:"data directory (embedded NATS storage, instance name, lock); relative to the working directory, under Encore to the app root, where it must be hidden (.name) or outside: encore run reloads the app when files in the app change"`
 	Instance     string        `flag:"instance" env:"REALTIME_INSTANCE" cue:"Instance" help:"instance name (default <hostname>-<random>, kept in <data>/instance-id)"`
 	LogFormat    string        `flag:"log-format" env:"REALTIME_LOG_FORMAT" default:"text" only:"standalone: Encore collects and formats the logs itself" help:"text or json"`
 	LogLevel     string        `flag:"log-level" env:"REALTIME_LOG_LEVEL" default:"info" only:"standalone: Encore collects and filters the logs itself" help:"debug, info, warn, error"`

@@ -63,7 +63,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
-	if s.data, err = openDataDir(o.DataDir, o.Env.Root, o.Env.LockWait); err != nil {
+	if s.data, err = openDataDir(o.DataDir, o.Env.Root, o.Env.LockWait, log); err != nil {
 		return nil, err
 	}
 	s.instance = o.Instance

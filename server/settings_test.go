@@ -96,6 +96,7 @@ func TestValidateNamesTheSetting(t *testing.T) {
 		{Standalone, func(o *Options) { o.Bus = "carrier-pigeon" }, "-bus ($REALTIME_BUS): unknown bus \"carrier-pigeon\""},
 		{Standalone, func(o *Options) { o.NATSUser, o.NATSPassword = "u", "p" }, "-nats-url ($REALTIME_NATS_URL): credentials"},
 		{Encore, func(o *Options) { o.Env.Hosted = true; o.DevMint = true }, "DevMint in realtime/config.cue: the dev token endpoint"},
+		{Encore, func(o *Options) { o.DataDir = "data" }, "DataDir in realtime/config.cue: \"data\" is inside the app"},
 	} {
 		o := Defaults()
 		o.Env.Shell = tc.shell

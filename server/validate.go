@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -72,10 +73,31 @@ func (o *Options) Validate() error {
 				ErrSingleInstance, o.name("NATSURL"), o.name("SingleInstance")+": true"))
 		}
 	}
+	if o.Env.Shell == Encore && !o.Env.Hosted && watched(o.DataDir) {
+		bad("DataDir", "%q is inside the app, where encore run reloads the app whenever the embedded NATS writes a file "+
+			"(meta.sum looks like go.sum to it): use a hidden directory (.realtime) or a path outside the app", o.DataDir)
+	}
 	if o.Env.Hosted && o.DevMint {
 		bad("DevMint", "the dev token endpoint mints tokens for any user: local development only")
 	}
 	return errors.Join(errs...)
+}
+
+// watched reports whether encore run's file watcher sees a relative data directory: it
+// skips hidden directories (and node_modules) only.
+func watched(dir string) bool {
+	if filepath.IsAbs(dir) {
+		return false // outside the app, or the user's explicit choice
+	}
+	for _, part := range strings.Split(filepath.ToSlash(filepath.Clean(dir)), "/") {
+		if part == ".." {
+			return false
+		}
+		if len(part) > 1 && part[0] == '.' || part == "node_modules" {
+			return false
+		}
+	}
+	return true
 }
 
 // FromEncore returns the options of the Encore shell: the defaults, then every field of

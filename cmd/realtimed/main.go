@@ -2,7 +2,7 @@
 // (the same one the Encore services run) on a net/http server, with an embedded NATS
 // JetStream (or an external NATS).
 //
-//	go run ./cmd/realtimed            # http://127.0.0.1:4000, data in ./data
+//	go run ./cmd/realtimed            # http://127.0.0.1:4000, data in ./.realtime
 //	go run ./cmd/realtimed -h         # every setting, with its environment variable
 //	go run ./cmd/realtimed token ...  # mint a subscriber token
 //
