@@ -8,14 +8,9 @@
 package realtime
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"encore.dev"
@@ -50,37 +45,17 @@ func (s *Service) Shutdown(p shutdown.Progress) error {
 	return nil
 }
 
-var (
-	shared   atomic.Pointer[server.Server]
-	sharedMu sync.Mutex // held while building
-)
+var shared server.Shared
 
 // Server returns the process's realtime server, building it on first use from the
 // Encore config and secrets. Every service of the app (flags, monitoring, dashboard)
-// reaches it here, so there is one engine, one bus and one flag store per process. A
-// failed build is not remembered: the next call tries again.
+// reaches it here: one engine, one bus and one flag store per process.
 func Server() (*server.Server, error) {
-	if s := shared.Load(); s != nil {
-		return s, nil
-	}
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if s := shared.Load(); s != nil {
-		return s, nil
-	}
-	opts, err := options()
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, err := server.New(ctx, opts)
+	s, err := shared.Get(options)
 	if err != nil {
 		rlog.Error("realtime: cannot start", "err", err)
-		return nil, err
 	}
-	shared.Store(s)
-	return s, nil
+	return s, err
 }
 
 // Serve hands a request to the process's server: the body of every raw endpoint.
@@ -96,39 +71,18 @@ func Serve(w http.ResponseWriter, req *http.Request) {
 // options maps the config and secrets onto server.Options. Local development
 // (`encore run`, `encore test`) may use dev keys and the embedded NATS; a deployment
 // may not (server.Environment.Hosted). The data directory is under the app root, so
-// every checkout has its own; tests get a fresh one per process.
+// every checkout has its own; test processes get a fresh one each.
 func options() (server.Options, error) {
 	meta := encore.Meta()
-	env := server.Environment{
+	wd, _ := os.Getwd()
+	o, err := server.FromEncore(cfg, &secrets, server.Environment{
 		Hosted:   meta.Environment.Cloud != encore.CloudLocal,
-		Root:     appRoot(),
+		Root:     server.AppRoot(wd),
 		LockWait: 15 * time.Second, // a live reload starts us before the old process is gone
 		Logger:   slog.Default(),
+	})
+	if err == nil && meta.Environment.Type == encore.EnvTest {
+		o.DataDir, err = server.TempDataDir("realtime-encore-test-")
 	}
-	o, err := server.FromEncore(cfg, &secrets, env)
-	if err != nil {
-		return o, err
-	}
-	if meta.Environment.Type == encore.EnvTest {
-		if o.DataDir, err = server.TempDataDir("realtime-encore-test-"); err != nil {
-			return o, err
-		}
-	}
-	return o, nil
-}
-
-// appRoot is the directory holding encore.app at or above the working directory
-// (`encore run` starts the app where it was called), else the working directory.
-func appRoot() string {
-	wd, err := os.Getwd()
-	if err != nil {
-		return ""
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "encore.app")); err == nil {
-			return dir
-		} else if !errors.Is(err, os.ErrNotExist) || filepath.Dir(dir) == dir {
-			return wd
-		}
-	}
+	return o, err
 }

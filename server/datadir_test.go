@@ -158,3 +158,20 @@ func TestTempDataDirRemovesLeftovers(t *testing.T) {
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func TestAppRoot(t *testing.T) {
+	root := t.TempDir()
+	sub := filepath.Join(root, "a", "b")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := AppRoot(sub); got != sub {
+		t.Errorf("no encore.app: %s, want %s", got, sub)
+	}
+	if err := os.WriteFile(filepath.Join(root, "encore.app"), []byte("{}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := AppRoot(sub); got != root {
+		t.Errorf("below the app: %s, want %s", got, root)
+	}
+}
