@@ -242,17 +242,26 @@ func RegisterFlags(fs *flag.FlagSet, o *Options, getenv func(string) (string, bo
 				errs = append(errs, &settingError{"$" + s.Env, err})
 			}
 		}
-		fv := &flagValue{s: s, o: o}
-		fs.Var(fv, s.Flag, s.Help+" ($"+s.Env+")")
-		if s.Kind == "bool" {
-			// flag.BoolVar semantics: "-demo" alone means true, "-demo=false" turns it off.
-			fs.Lookup(s.Flag).DefValue = s.Value(o)
+		usage := s.Help + " ($" + s.Env + ")"
+		switch p := s.value(o).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, s.Flag, *p, usage)
+		case *int:
+			fs.IntVar(p, s.Flag, *p, usage)
+		case *float64:
+			fs.Float64Var(p, s.Flag, *p, usage)
+		case *bool:
+			fs.BoolVar(p, s.Flag, *p, usage)
+		case *time.Duration:
+			fs.DurationVar(p, s.Flag, *p, usage)
+		default: // a list
+			fs.Var(&flagValue{s: s, o: o}, s.Flag, usage)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// flagValue is a flag.Value over one setting of an Options.
+// flagValue is the flag.Value of a list setting (comma-separated).
 type flagValue struct {
 	s Setting
 	o *Options
@@ -266,9 +275,6 @@ func (f *flagValue) String() string {
 }
 
 func (f *flagValue) Set(v string) error { return f.s.set(f.o, v) }
-
-// IsBoolFlag lets "-pprof" stand for "-pprof=true".
-func (f *flagValue) IsBoolFlag() bool { return f.s.Kind == "bool" }
 
 func splitList(s string) []string {
 	var out []string
