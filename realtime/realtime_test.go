@@ -141,3 +141,25 @@ func TestAuthHandler(t *testing.T) {
 		}
 	}
 }
+
+// The server the Encore config builds serves every route of the table that the
+// endpoints declare (TestEncoreEndpointsMatchRoutes in package server checks the
+// declarations against the same table).
+func TestEncoreServerServesEveryRoute(t *testing.T) {
+	for _, r := range server.Routes() {
+		if r.Only != "" {
+			continue
+		}
+		path := strings.ReplaceAll(r.Path, "{name}", "realtime-streaming-v2")
+		if r.Path == "/dashboard/events" {
+			continue // an endless event stream; served by the same handler as /dashboard
+		}
+		req := httptest.NewRequest(r.Method, path, nil)
+		req.RemoteAddr = "127.0.0.1:1234"
+		w := httptest.NewRecorder()
+		Serve(w, req)
+		if w.Code == http.StatusNotFound || w.Code == http.StatusMethodNotAllowed || w.Code == http.StatusServiceUnavailable {
+			t.Errorf("%s %s: %d %s", r.Method, path, w.Code, strings.TrimSpace(w.Body.String()))
+		}
+	}
+}
