@@ -10,9 +10,19 @@
 // Encore service roots (realtime, flags, monitoring, dashboard) turn the Encore config
 // and secrets into the same Options (FromEncore) and declare one endpoint per route,
 // each handing the request to Server. So a feature exists in both shells or in
-// neither: a new endpoint is a route here plus one //encore:api line
-// (TestEncoreEndpointsMatchRoutes), a new setting is one tagged field of Options, a
-// new bus kind is a case of openBackend.
+// neither, and later work plugs in at one place:
+//
+//   - a new endpoint (presence, history) is a line of Routes with its handler on Server,
+//     plus one //encore:api declaration in the owning service, which
+//     TestEncoreEndpointsMatchRoutes holds to the table;
+//   - a new setting is one tagged field of Options: the flag, the environment variable,
+//     the Encore config key, its CUE default and docs/settings.md follow
+//     (go generate ./server);
+//   - a new bus kind (Postgres) is a value of Options.Bus, a case of Validate and of
+//     openBackend returning its backend (bus, flag store, fleet health, connection cap);
+//   - a check every published event must pass (typed channels) goes where both publish
+//     paths meet: the engine's ValidateEvents, which HTTP publishes (DecodePublish) and
+//     the Encore topic (Server.Publish) both call.
 //
 // The package imports no encore.dev code; go test covers it.
 package server

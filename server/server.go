@@ -155,14 +155,8 @@ var ErrInvalidEvent = errors.New("invalid event")
 // data size, batch size) and appends them to the bus. An event's ID, when set, is its
 // bus message ID (under Encore the topic's message ID: a redelivery is appended once).
 func (s *Server) Publish(ctx context.Context, evs []*protocol.Event) ([]bus.Ack, error) {
-	if len(evs) > s.opts.MaxPublishEvents {
-		return nil, fmt.Errorf("%w: %d events, limit %d", ErrInvalidEvent, len(evs), s.opts.MaxPublishEvents)
-	}
-	for i, ev := range evs {
-		ev.Seq, ev.TS = 0, 0
-		if err := protocol.ValidateEvent(ev, s.opts.MaxChannelLength, s.opts.MaxEventBytes); err != nil {
-			return nil, fmt.Errorf("%w: event %d: %w", ErrInvalidEvent, i, err)
-		}
+	if err := s.eng.ValidateEvents(evs); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidEvent, err)
 	}
 	return s.eng.Publish(ctx, evs)
 }

@@ -397,22 +397,33 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 		if len(req.Events) == 0 {
 			return nil, errors.New("\"events\" is empty")
 		}
-		if len(req.Events) > e.cfg.MaxPublishEvents {
-			return nil, fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(req.Events), e.cfg.MaxPublishEvents)
-		}
 		for i := range req.Events {
 			evs = append(evs, &req.Events[i])
 		}
 	} else {
 		evs = []*protocol.Event{&req.Event}
 	}
+	if err := e.ValidateEvents(evs); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// ValidateEvents checks events about to be published, however they arrived (HTTP
+// publish, the Encore topic): batch size, channel name, data size. It clears Seq and
+// TS (the bus sets them). The error of a bad event names its index; errTooManyEvents
+// marks a batch over MaxPublishEvents.
+func (e *Engine) ValidateEvents(evs []*protocol.Event) error {
+	if len(evs) > e.cfg.MaxPublishEvents {
+		return fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(evs), e.cfg.MaxPublishEvents)
+	}
 	for i, ev := range evs {
 		ev.Seq, ev.TS = 0, 0
 		if err := protocol.ValidateEvent(ev, e.cfg.MaxChannelLength, e.cfg.MaxEventData); err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
+			return fmt.Errorf("event %d: %w", i, err)
 		}
 	}
-	return evs, nil
+	return nil
 }
 
 // Publish appends validated events to the bus and counts them.
