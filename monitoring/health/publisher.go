@@ -87,11 +87,11 @@ func NewPublisher(kv jetstream.KeyValue, snapshot func() InstanceSnapshot, opts 
 // PublishOnce takes a snapshot and puts it.
 func (p *Publisher) PublishOnce(ctx context.Context) error {
 	s := p.snapshot()
-	if err := s.Validate(); err != nil {
+	if err := ValidateSnapshot(&s); err != nil {
 		p.failures.Add(1)
 		return err
 	}
-	b, err := s.Encode()
+	b, err := EncodeSnapshot(&s)
 	if err != nil {
 		p.failures.Add(1)
 		return err

@@ -1,4 +1,4 @@
-package health
+package stats
 
 import (
 	"encoding/base64"
@@ -26,7 +26,7 @@ const (
 )
 
 // ErrBadHistogram is returned when an encoded histogram cannot be decoded.
-var ErrBadHistogram = errors.New("health: bad histogram encoding")
+var ErrBadHistogram = errors.New("stats: bad histogram encoding")
 
 var latencyMapping = mustMapping()
 
@@ -52,6 +52,14 @@ type Histogram struct {
 // NewHistogram returns an empty Histogram.
 func NewHistogram() *Histogram {
 	return &Histogram{s: ddsketch.NewDDSketchWithExactSummaryStatistics(latencyMapping, boundedStore)}
+}
+
+// RecordN adds n values of ms at once (see Record).
+func (h *Histogram) RecordN(ms float64, n uint64) bool {
+	if math.IsNaN(ms) || ms < 0 || n == 0 {
+		return false
+	}
+	return h.s.AddWithCount(min(ms, MaxLatencyMillis), float64(n)) == nil
 }
 
 // Record adds one value in milliseconds. Negative values and NaN are ignored (and

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -24,51 +25,43 @@ import (
 // Call it before starting anything: its cleanup runs last.
 func leakCheck(t *testing.T) {
 	opt := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+	t.Cleanup(func() { goleak.VerifyNone(t, testutil.LeakOptions(opt)...) })
 }
 
 const testAdminKey = "test-admin-key-0123456789"
 
-// testServer is the wired standalone server on 127.0.0.1 with its data in a temp dir.
+// testServer is the assembled server on a loopback httptest server with its data in a temp dir.
 type testServer struct {
 	base string // http://127.0.0.1:port
-	srv  *server
+	srv  *Server
 }
 
 func startServer(t testing.TB, extra ...string) *testServer {
 	t.Helper()
 	args := append([]string{"-data", t.TempDir(), "-admin-key", testAdminKey, "-publisher-key", "test-pub",
-		"-addr", "127.0.0.1:0",
 		"-public-prefixes", "*", "-ip-connect-rate", "0"}, extra...) // dev mode, 500 clients on one IP
-	o, err := parseFlags(args)
+	o, err := parseArgs(t, nil, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.drainTimeout = 5 * time.Second
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithCancel(context.Background())
-	setup, setupCancel := context.WithTimeout(ctx, 30*time.Second)
+	o.DrainTimeout = 5 * time.Second
+	o.Env.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	setup, setupCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer setupCancel()
-	srv, err := newServer(setup, o, log)
+	srv, err := New(setup, o)
 	if err != nil {
-		cancel()
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		srv.close()
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.serve(ctx, ln) }()
+	hs := httptest.NewServer(srv)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
 		}
+		hs.Close()
 	})
-	return &testServer{base: "http://" + ln.Addr().String(), srv: srv}
+	return &testServer{base: hs.URL, srv: srv}
 }
 
 // setStreaming flips realtime-streaming-v2 through the admin HTTP API.
@@ -127,6 +120,17 @@ func TestFlagsMounted(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Fatalf("wrong admin key: %d", resp.StatusCode)
+	}
+	// The welcome frame carries the user's flags (docs/protocol.md).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := rtclient.Dial(ctx, "ws"+strings.TrimPrefix(ts.base, "http")+"/v2/realtime/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if f := c.Welcome.Flags; !f["realtime-streaming-v2"] {
+		t.Fatalf("welcome flags %v", f)
 	}
 }
 

@@ -1,7 +1,6 @@
-package main
+package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,32 +19,37 @@ import (
 
 const testKeys = "k1:0123456789abcdef0123456789abcdef-test"
 
-// startServer wires a server from flags (as `realtimed` would) on a loopback httptest
+// startSecured builds a server from flags (as realtimed would) on a loopback httptest
 // server.
-func startSecured(t *testing.T, args ...string) (*server, *httptest.Server, string) {
+func startSecured(t *testing.T, args ...string) (*Server, *httptest.Server, string) {
 	t.Helper()
-	o, err := parseFlags(append([]string{"-data", t.TempDir()}, args...))
+	o, err := parseArgs(t, nil, append([]string{"-data", t.TempDir()}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	o.Env.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	s, err := newServer(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s.http.Handler)
-	t.Cleanup(func() { hs.Close(); s.close() })
+	hs := httptest.NewServer(s)
+	t.Cleanup(func() { hs.Close(); s.Close() })
 	return s, hs, "ws" + strings.TrimPrefix(hs.URL, "http") + "/v2/realtime/stream"
 }
 
 func mint(t *testing.T, user string, channels ...string) string {
 	t.Helper()
-	var out bytes.Buffer
-	if err := tokenCommand([]string{"-keys", testKeys, "-user", user, "-ttl", "10m", "-channels", strings.Join(channels, ",")}, &out); err != nil {
+	k, err := auth.ParseKeys(testKeys)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(out.String())
+	tok, err := k.Mint(user, 10*time.Minute, channels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // -origins: browsers from other origins are refused (403) before anything else.
@@ -165,26 +169,14 @@ func TestDevModeAndDevMint(t *testing.T) {
 	}
 }
 
-// Without -dev-mint the endpoint does not exist; env vars set the flags.
+// Environment variables set the security settings.
 func TestSecurityFlagsFromEnv(t *testing.T) {
-	t.Setenv("REALTIME_MAX_CONNS_PER_USER", "3")
-	t.Setenv("REALTIME_CONNECT_RATE", "0.5")
-	t.Setenv("REALTIME_TOKEN_KEYS", testKeys)
-	o, err := parseFlags(nil)
+	o, err := parseArgs(t, map[string]string{"REALTIME_MAX_CONNS_PER_USER": "3", "REALTIME_CONNECT_RATE": "0.5",
+		"REALTIME_TOKEN_KEYS": testKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.sec.maxConnsPerUser != 3 || o.sec.connectRate != 0.5 || o.sec.tokenKeys != testKeys || o.sec.devMint {
-		t.Fatalf("options %+v", o.sec)
-	}
-	if _, err := auth.ParseKeys(o.sec.tokenKeys); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := tokenCommand([]string{"-user", "9"}, &out); err != nil { // keys from the environment
-		t.Fatal(err)
-	}
-	if err := tokenCommand([]string{"-keys", "k:short", "-user", "9"}, &out); err == nil {
-		t.Fatal("short key accepted")
+	if o.MaxConnsPerUser != 3 || o.ConnectRate != 0.5 || o.TokenKeys != testKeys || o.DevMint {
+		t.Fatalf("options %+v", o)
 	}
 }

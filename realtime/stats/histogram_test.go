@@ -1,12 +1,10 @@
-package health
+package stats
 
 import (
 	"encoding/json"
 	"errors"
 	"math"
-	"strconv"
 	"testing"
-	"time"
 )
 
 // within reports whether got is within RelativeAccuracy of want.
@@ -144,38 +142,4 @@ func FuzzHistogramUnmarshal(f *testing.F) {
 			t.Fatalf("decoded histogram gives p50 %v", s.P50)
 		}
 	})
-}
-
-// BenchmarkWindowRecordParallel is the cost of recording one latency from many goroutines
-// (as an engine's connection writers would).
-func BenchmarkWindowRecordParallel(b *testing.B) {
-	w := NewWindow(time.Minute, 6, nil)
-	b.RunParallel(func(pb *testing.PB) {
-		v := 0.1
-		for pb.Next() {
-			w.Record(v)
-			v += 0.01
-		}
-	})
-}
-
-// BenchmarkAggregatorOverview merges 100 instances with histograms.
-func BenchmarkAggregatorOverview(b *testing.B) {
-	a := NewAggregator(AggregatorOptions{})
-	for i := 0; i < 100; i++ {
-		s := InstanceSnapshot{Instance: "i" + strconv.Itoa(i), Time: 1, Drops: map[string]uint64{"slow_consumer": 1}}
-		s.WriteLatency, s.Client.RTT, s.Client.LatencyP50, s.Client.LatencyP99 = NewHistogram(), NewHistogram(), NewHistogram(), NewHistogram()
-		for v := 1; v < 1000; v++ {
-			s.WriteLatency.Record(float64(v) / 100)
-			s.Client.RTT.Record(float64(v) / 10)
-			s.Client.LatencyP50.Record(float64(v) / 20)
-			s.Client.LatencyP99.Record(float64(v) / 5)
-		}
-		if err := a.Put(s); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for b.Loop() {
-		a.Overview()
-	}
 }
