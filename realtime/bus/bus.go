@@ -57,6 +57,13 @@ type Bus interface {
 	// It never waits for new events.
 	Replay(ctx context.Context, channels []string, after, upTo uint64, fn func(*protocol.Event) error) error
 
+	// Last calls fn for the newest n retained events of channel with seq <= upTo (0: no
+	// bound), oldest first, and stops early if fn returns an error (which it returns).
+	// It reads what the channel holds near upTo, never the whole stream or channel
+	// (bus_history.go). For SQL: ... WHERE channel = $1 AND seq <= $2 ORDER BY seq
+	// DESC LIMIT $3, reversed.
+	Last(ctx context.Context, channel string, upTo uint64, n int, fn func(*protocol.Event) error) error
+
 	// Info returns the stream's epoch and sequence range.
 	Info(ctx context.Context) (Info, error)
 

@@ -289,6 +289,8 @@ func (j *JetStream) ensureStream(ctx context.Context) error {
 		Replicas:   j.cfg.Replicas,
 		Duplicates: j.cfg.DupWindow,
 		Discard:    jetstream.DiscardOld,
+		// Direct gets answer history requests from the per-subject index (bus_history.go).
+		AllowDirect: true,
 	}
 	// One request can be lost while the cluster is in flux (a meta leader election, a
 	// stream just deleted, replica nodes still down): each attempt gets a few seconds,

@@ -64,6 +64,8 @@ type ClientFrame struct {
 	Token string `json:"token,omitempty"`
 	// Health for health reports.
 	Health *HealthReport `json:"health,omitempty"`
+	// Presence and history requests (presence.go).
+	RequestFields
 }
 
 // HealthReport is the client's periodic view of its own connection.

@@ -142,6 +142,10 @@ func DecodeClientFrame(b []byte, maxChannels, maxChannelLen int) (*ClientFrame, 
 		if f.Token == "" {
 			return &f, fmt.Errorf("%w: auth needs a token", ErrBadFrame)
 		}
+	case TypePresence, TypeHistory:
+		if err := validateRequest(&f, maxChannelLen); err != nil {
+			return &f, err
+		}
 	case "":
 		return &f, fmt.Errorf("%w: missing type", ErrBadFrame)
 	default:
