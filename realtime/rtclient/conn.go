@@ -49,6 +49,8 @@ type Frame struct {
 	// error
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// presence, presence_diff, history (presence.go)
+	PresenceFields
 	// Size is the frame's length in bytes as received (after decompression).
 	Size int `json:"-"`
 }

@@ -140,6 +140,16 @@ type Config struct {
 	// OnHealth receives client health reports (feeds monitoring). Must not block.
 	OnHealth func(c *Client, h *protocol.HealthReport)
 
+	// Presence and history (presence.go, history.go). Presence tracks every
+	// subscription (nil: presence is off; snapshot requests are refused).
+	// PresenceMaxMembers caps the members of one snapshot (default 1000; a request
+	// asks for 100 by default). HistoryMaxEvents caps the events of one history answer
+	// (default 1000; 100 by default) and HistoryMaxBytes its size (default 1 MiB).
+	Presence           Presence
+	PresenceMaxMembers int
+	HistoryMaxEvents   int
+	HistoryMaxBytes    int
+
 	Logger *slog.Logger
 }
 
@@ -218,6 +228,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if d.StreamReturnSpread == 0 {
 		d.StreamReturnSpread = 500 * time.Millisecond
 	}
+	defi(&d.PresenceMaxMembers, DefaultPresenceMaxMembers)
+	defi(&d.HistoryMaxEvents, DefaultHistoryMaxEvents)
+	defi(&d.HistoryMaxBytes, DefaultHistoryMaxBytes)
 	def(&d.RetryMin, 500*time.Millisecond)
 	def(&d.RetryMax, 5*time.Second)
 	if d.Logger == nil {

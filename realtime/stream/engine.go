@@ -53,6 +53,7 @@ type Engine struct {
 	resub        resubscriber  // live subscription generation (epoch.go)
 	epochChanges atomic.Uint64 // stream recreations noticed (epoch.go)
 	replayLoad   replayLoad    // demand for bus replay slots (scale.go)
+	ext          extensions    // presence and history (requests.go)
 }
 
 // New builds an engine over b. It does not touch the bus until Start.
@@ -85,6 +86,7 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newPollCollector(e))
+	e.ext.init(e)
 	return e, nil
 }
 
@@ -258,6 +260,7 @@ func (e *Engine) Close() error {
 	e.lp.stop()
 	e.lp.wg.Wait()
 	e.conns.Wait()
+	e.ext.wait()
 	e.fl.stop()
 	e.bg.Wait()
 	return nil
@@ -269,7 +272,7 @@ func newSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Handler serves the engine's routes on a fresh mux: the stream, poll, publish, metrics and
+// Handler serves the engine's routes on a fresh mux: the stream, poll, publish, metrics, history, presence and
 // Prometheus endpoints.
 func (e *Engine) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -283,5 +286,7 @@ func (e *Engine) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v2/realtime/poll", e.ServePoll)
 	mux.HandleFunc("POST /v2/realtime/publish", e.ServePublish)
 	mux.HandleFunc("GET /v2/realtime/metrics", e.ServeMetrics)
+	mux.HandleFunc("GET /v2/realtime/history", e.ServeHistory)
+	mux.HandleFunc("GET /v2/realtime/presence", e.ServePresence)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))
 }

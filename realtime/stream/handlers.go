@@ -200,6 +200,10 @@ func (c *Client) readLoop() DisconnectReason {
 			}
 		case protocol.TypeAuth:
 			c.handleAuth(f)
+		case protocol.TypeHistory:
+			c.handleHistory(f)
+		case protocol.TypePresence:
+			c.handlePresence(f)
 		}
 	}
 }
@@ -207,7 +211,7 @@ func (c *Client) readLoop() DisconnectReason {
 func knownType(t string) bool {
 	switch t {
 	case protocol.TypeSubscribe, protocol.TypeUnsubscribe, protocol.TypePing, protocol.TypePong,
-		protocol.TypeHealth, protocol.TypeAuth:
+		protocol.TypeHealth, protocol.TypeAuth, protocol.TypeHistory, protocol.TypePresence:
 		return true
 	}
 	return false
@@ -248,11 +252,13 @@ func (c *Client) handleSubscribe(f *protocol.ClientFrame) {
 		c.enqueue(item{job: job})
 	})
 	e.metrics.subscriptions.Add(int64(len(added)))
+	c.presenceSubscribed(f, ok, added)
 }
 
 func (c *Client) handleUnsubscribe(f *protocol.ClientFrame) {
 	removed := c.e.pool.unsubscribe(c, f.Channels)
 	c.e.metrics.subscriptions.Add(-int64(len(removed)))
+	c.presenceUnsubscribed(removed)
 	gone := make(map[string]bool, len(removed))
 	for _, ch := range removed {
 		gone[ch] = true
@@ -273,6 +279,7 @@ func (c *Client) handleUnsubscribe(f *protocol.ClientFrame) {
 // let the writer finish (a requested close is sent), release everything, count.
 func (c *Client) teardown(why DisconnectReason) {
 	e := c.e
+	c.presenceTeardown()
 	n := e.pool.removeAll(c)
 	e.metrics.subscriptions.Add(-int64(n))
 	c.mu.Lock()

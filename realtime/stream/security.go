@@ -140,6 +140,7 @@ func (c *Client) recheckSubscriptions(id *Identity, reqID string) {
 	}
 	removed := e.pool.unsubscribe(c, refused)
 	e.metrics.subscriptions.Add(-int64(len(removed)))
+	c.presenceUnsubscribed(removed)
 	res := make([]protocol.ChannelResult, 0, len(removed))
 	for _, ch := range removed {
 		res = append(res, protocol.ChannelResult{Channel: ch, Code: protocol.CodeForbidden, Error: "no longer allowed by the refreshed token"})
