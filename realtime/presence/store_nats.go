@@ -52,15 +52,15 @@ type NATSConfig struct {
 // caller's.
 type NATSStore struct {
 	// immutable
-	cfg     NATSConfig
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	cfg         NATSConfig
+	nc          *nats.Conn
+	js          jetstream.JetStream
 	stream      string // the summaries bucket's stream, KV_<bucket>
 	prefix      string // $KV.<bucket>.
 	aliveStream string // KV_<alive bucket>
 	alivePrefix string // $KV.<alive bucket>.
-	log     *slog.Logger
-	deliver chan *nats.Msg // follow messages; never closed
+	log         *slog.Logger
+	deliver     chan *nats.Msg // follow messages; never closed
 
 	ctx    context.Context
 	cancel context.CancelFunc
