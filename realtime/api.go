@@ -31,6 +31,19 @@ func Publish(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 //encore:api public raw method=GET path=/v2/realtime/metrics
 func Metrics(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 
+// History answers the last events of a channel, or a range by seq, for a page's
+// initial load (docs/protocol.md "History"): the stream's token or cookie and the
+// channel's read permission.
+//
+//encore:api public raw method=GET path=/v2/realtime/history
+func History(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
+
+// Presence answers who is subscribed to a channel across the cluster (docs/protocol.md
+// "Presence"): the stream's token or cookie and the channel's read permission.
+//
+//encore:api public raw method=GET path=/v2/realtime/presence
+func Presence(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
+
 // DevToken mints a token for a loopback client when DevMint is set (local only).
 //
 //encore:api public raw method=GET path=/v2/realtime/dev/token

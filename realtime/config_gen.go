@@ -54,6 +54,18 @@ type Config struct {
 	MaxPublishEvents int
 	// MaxPublishBytes: largest publish request body.
 	MaxPublishBytes int
+	// Presence: track who is subscribed to every channel across the cluster (presence snapshots, join and leave events).
+	Presence bool
+	// PresenceTTL: a dead instance's members disappear from presence within this (each instance heartbeats every third of it).
+	PresenceTTL string
+	// PresenceGrace: a user whose last connection to a channel closed stays a member this long: a reconnect within it announces no leave or join.
+	PresenceGrace string
+	// PresenceMaxMembers: most members in one presence snapshot, and users listed per instance and channel (counts beyond stay exact, events cover the listed ones).
+	PresenceMaxMembers int
+	// HistoryMaxEvents: most events in one history answer (a request asks for 100 by default).
+	HistoryMaxEvents int
+	// HistoryMaxBytes: largest history answer in bytes (at least one event is always answered).
+	HistoryMaxBytes int
 	// PublicPrefixes: channel prefixes everyone may read (comma-separated); "*" = every channel except user:<id>....
 	PublicPrefixes []string
 	// Origins: allowed browser Origin host patterns (comma-separated; default: same host only).

@@ -13,6 +13,7 @@ import (
 	"encore.app/monitoring/health"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/limits"
+	"encore.app/realtime/presence"
 )
 
 // backend is what the server keeps its shared state on: the event bus, the flag store,
@@ -30,6 +31,10 @@ type backend interface {
 	ConnCap(ctx context.Context, cfg limits.ConnCapConfig) (*limits.ConnCap, error)
 	// Fleet starts this instance's health publisher and the fleet aggregator.
 	Fleet(ctx context.Context, cfg health.FleetConfig) (*health.Fleet, error)
+	// Presence opens the store the instances' presence trackers share (for Postgres:
+	// a table of summaries and one of liveness records, LISTEN/NOTIFY for the follows;
+	// see presence.Store). cfg's TTL, Replicas and Logger apply to every kind.
+	Presence(ctx context.Context, cfg presence.NATSConfig) (presence.Store, error)
 	// Close releases the bus (and an embedded server).
 	Close() error
 }
@@ -98,6 +103,14 @@ func (n *natsBackend) Flags(ctx context.Context, log *slog.Logger) (flag.Store, 
 
 func (n *natsBackend) ConnCap(ctx context.Context, cfg limits.ConnCapConfig) (*limits.ConnCap, error) {
 	return limits.NewConnCap(ctx, n.kv, cfg)
+}
+
+func (n *natsBackend) Presence(ctx context.Context, cfg presence.NATSConfig) (presence.Store, error) {
+	s, err := presence.NewNATSStore(ctx, n.conn(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (n *natsBackend) Fleet(ctx context.Context, cfg health.FleetConfig) (*health.Fleet, error) {

@@ -67,6 +67,14 @@ type Options struct {
 	MaxPublishEvents  int           `flag:"max-publish-events" env:"REALTIME_MAX_PUBLISH_EVENTS" cue:"MaxPublishEvents" default:"1000" min:"1" help:"most events in one publish request"`
 	MaxPublishBytes   int           `flag:"max-publish-bytes" env:"REALTIME_MAX_PUBLISH_BYTES" cue:"MaxPublishBytes" default:"1048576" min:"1" help:"largest publish request body"`
 
+	// Presence and history (docs/protocol.md "Presence", "History").
+	Presence           bool          `flag:"presence" env:"REALTIME_PRESENCE" cue:"Presence" default:"true" help:"track who is subscribed to every channel across the cluster (presence snapshots, join and leave events)"`
+	PresenceTTL        time.Duration `flag:"presence-ttl" env:"REALTIME_PRESENCE_TTL" cue:"PresenceTTL" default:"15s" min:"1s" help:"a dead instance's members disappear from presence within this (each instance heartbeats every third of it)"`
+	PresenceGrace      time.Duration `flag:"presence-grace" env:"REALTIME_PRESENCE_GRACE" cue:"PresenceGrace" default:"5s" min:"1ms" help:"a user whose last connection to a channel closed stays a member this long: a reconnect within it announces no leave or join"`
+	PresenceMaxMembers int           `flag:"presence-max-members" env:"REALTIME_PRESENCE_MAX_MEMBERS" cue:"PresenceMaxMembers" default:"1000" min:"1" help:"most members in one presence snapshot, and users listed per instance and channel (counts beyond stay exact, events cover the listed ones)"`
+	HistoryMaxEvents   int           `flag:"history-max-events" env:"REALTIME_HISTORY_MAX_EVENTS" cue:"HistoryMaxEvents" default:"1000" min:"1" help:"most events in one history answer (a request asks for 100 by default)"`
+	HistoryMaxBytes    int           `flag:"history-max-bytes" env:"REALTIME_HISTORY_MAX_BYTES" cue:"HistoryMaxBytes" default:"1048576" min:"4096" help:"largest history answer in bytes (at least one event is always answered)"`
+
 	// Keys. Empty keys mean dev mode in local development (fixed, loudly logged keys);
 	// outside it (Env.Hosted) the feature is off instead.
 	PublisherKey string `flag:"publisher-key" env:"REALTIME_PUBLISHER_KEY" secret:"PublisherKey" help:"key for POST /v2/realtime/publish (Authorization: Bearer or X-Publisher-Key); empty = dev mode with key \"dev\""`

@@ -60,6 +60,8 @@ func Routes() []Route {
 		{Method: "GET", Path: "/v2/realtime/poll", Service: "realtime", Endpoint: "Poll", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePoll })},
 		{Method: "POST", Path: "/v2/realtime/publish", Service: "realtime", Endpoint: "Publish", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePublish })},
 		{Method: "GET", Path: "/v2/realtime/metrics", Service: "realtime", Endpoint: "Metrics", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServeMetrics })},
+		{Method: "GET", Path: "/v2/realtime/history", Service: "realtime", Endpoint: "History", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServeHistory })},
+		{Method: "GET", Path: "/v2/realtime/presence", Service: "realtime", Endpoint: "Presence", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePresence })},
 		{Method: "GET", Path: "/v2/realtime/dev/token", Service: "realtime", Endpoint: "DevToken", handler: func(s *Server) http.Handler { return s.devTokens }},
 		{Method: "GET", Path: "/metrics", Service: "realtime", Endpoint: "Prometheus", handler: func(s *Server) http.Handler { return s.prometheus }},
 		{Method: "GET", Path: "/healthz", Service: "realtime", Endpoint: "Healthz", handler: h(func(s *Server) http.HandlerFunc { return s.serveHealthz })},

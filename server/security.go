@@ -103,6 +103,9 @@ func engineConfig(o *Options, instance string, a *auth.Authenticator, g *limits.
 		ClientMessageRate:    o.ClientMsgRate,
 		ClientMessageBurst:   o.ClientMsgBurst,
 		AcceptOrigins:        o.Origins,
+		PresenceMaxMembers:   o.PresenceMaxMembers,
+		HistoryMaxEvents:     o.HistoryMaxEvents,
+		HistoryMaxBytes:      o.HistoryMaxBytes,
 		Logger:               log,
 	}
 	if o.CompressThreshold < 0 {

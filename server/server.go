@@ -34,6 +34,7 @@ type Server struct {
 	breaker  *bus.Breaker
 	authn    *auth.Authenticator
 	connCap  *limits.ConnCap // nil when the per-user cap is off
+	pres     *presencePart   // nil when presence is off
 	eng      *stream.Engine
 	flags    *flagsPart
 	mon      *monitorPart
@@ -89,7 +90,11 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, log); err != nil {
 		return nil, err
 	}
+	if s.pres, err = openPresence(ctx, &o, s.be, s.instance, log); err != nil {
+		return nil, err
+	}
 	cfg := engineConfig(&o, s.instance, s.authn, newGuard(&o, s.connCap), log)
+	cfg.Presence = s.pres.engineHook()
 	s.mon = newMonitor()
 	cfg.OnHealth = s.mon.onHealth
 	cfg.WelcomeFlags = s.flags.userFlags
@@ -105,6 +110,9 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	}
 	if err = s.eng.Start(ctx); err != nil {
 		return nil, err
+	}
+	if s.pres != nil {
+		s.eng.Registry().MustRegister(s.pres.tracker.Collector())
 	}
 	if err = s.flags.follow(s.eng, log); err != nil {
 		return nil, err
@@ -210,6 +218,7 @@ func (s *Server) Close() {
 		if s.eng != nil {
 			_ = s.eng.Close()
 		}
+		s.pres.close()
 		if s.connCap != nil {
 			s.connCap.Close()
 		}
