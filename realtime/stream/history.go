@@ -261,13 +261,13 @@ func (r *ring) between(after, upTo uint64, n int, keep func(*outEvent) bool) []*
 }
 
 // handleHistory answers a history frame. The window's part is read at once; a bus
-// read runs on a goroutine of the engine (one per connection at a time) so that the
+// read runs on a goroutine of the engine (at most maxInflight per connection) so that the
 // read loop goes on.
 func (c *Client) handleHistory(f *protocol.ClientFrame) {
 	e := c.e
 	req := HistoryRequest{Channel: f.Channel, Limit: f.Limit, Before: f.Before, After: f.After, Epoch: f.Epoch}
 	if !e.ext.begin(c) {
-		c.badFrame(f.ID, protocol.CodeRateLimited, "one history or presence request at a time per connection")
+		c.requestFailed(f.ID, refused(protocol.CodeRateLimited, http.StatusTooManyRequests, "at most %d history or presence requests at a time per connection", maxInflight))
 		return
 	}
 	id := c.id.Load()

@@ -254,7 +254,7 @@ func (e *Engine) Presence(ctx context.Context, id *Identity, channel string, lim
 func (c *Client) handlePresence(f *protocol.ClientFrame) {
 	e := c.e
 	if !e.ext.begin(c) {
-		c.badFrame(f.ID, protocol.CodeRateLimited, "one history or presence request at a time per connection")
+		c.requestFailed(f.ID, refused(protocol.CodeRateLimited, http.StatusTooManyRequests, "at most %d history or presence requests at a time per connection", maxInflight))
 		return
 	}
 	id := c.id.Load()

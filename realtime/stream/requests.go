@@ -20,12 +20,16 @@ type extensions struct {
 
 	wg       sync.WaitGroup // request goroutines
 	mu       sync.Mutex
-	inflight map[*Client]struct{} // connections with a request running
+	inflight map[*Client]int // requests running, per connection
 }
+
+// maxInflight bounds the presence and history requests one connection may have
+// running; more are answered rate_limited (the frame rate bounds them too).
+const maxInflight = 4
 
 func (x *extensions) init(e *Engine) {
 	x.presence = e.cfg.Presence
-	x.inflight = map[*Client]struct{}{}
+	x.inflight = map[*Client]int{}
 	x.hub.init(e)
 	x.history = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "realtime_history_requests_total",
 		Help: "History requests (frames and HTTP), by answer: memory, bus, mixed, refused, unavailable."}, []string{"result"})
@@ -34,20 +38,22 @@ func (x *extensions) init(e *Engine) {
 	e.registry.MustRegister(x.history, x.presReqs)
 }
 
-// begin marks c as running a request; false when it already runs one.
+// begin counts a request of c; false when c runs maxInflight already.
 func (x *extensions) begin(c *Client) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if _, busy := x.inflight[c]; busy {
+	if x.inflight[c] >= maxInflight {
 		return false
 	}
-	x.inflight[c] = struct{}{}
+	x.inflight[c]++
 	return true
 }
 
 func (x *extensions) end(c *Client) {
 	x.mu.Lock()
-	delete(x.inflight, c)
+	if x.inflight[c]--; x.inflight[c] <= 0 {
+		delete(x.inflight, c)
+	}
 	x.mu.Unlock()
 }
 

@@ -232,6 +232,7 @@ type instance struct {
 	fleet *health.Fleet
 	fnc   *nats.Conn // the fleet's own connection (closed first to simulate a crash)
 	once  sync.Once
+	pres  *presenceOf // presence tracker, when instanceOpts.presence is set (presence_test.go)
 }
 
 type instanceOpts struct {
@@ -239,6 +240,8 @@ type instanceOpts struct {
 	bus    bus.Config
 	// fleetTTL > 0 publishes this instance's health snapshot to the health bucket.
 	fleetTTL time.Duration
+	// presence, when set, gives the engine a presence tracker (presence_test.go).
+	presence *presenceOpts
 }
 
 func (c *natsCluster) startInstance(t testing.TB, name string, first int, o instanceOpts) *instance {
@@ -263,6 +266,7 @@ func (c *natsCluster) startInstance(t testing.TB, name string, first int, o inst
 	if ec.RetryMax == 0 {
 		ec.RetryMin, ec.RetryMax = 20*time.Millisecond, 200*time.Millisecond
 	}
+	pres := c.startPresence(t, name, first, o.presence, &ec)
 	e, err := stream.New(ec, b)
 	if err != nil {
 		b.Close()
@@ -272,7 +276,7 @@ func (c *natsCluster) startInstance(t testing.TB, name string, first int, o inst
 		b.Close()
 		t.Fatalf("%s: start: %v", name, err)
 	}
-	in := &instance{name: name, bus: b, eng: e, srv: httptest.NewServer(e.Handler())}
+	in := &instance{name: name, bus: b, eng: e, srv: httptest.NewServer(e.Handler()), pres: pres}
 	in.ws = "ws" + strings.TrimPrefix(in.srv.URL, "http") + "/v2/realtime/stream"
 	if o.fleetTTL > 0 {
 		nc, err := nats.Connect(c.urls(first), nats.DontRandomize())
@@ -302,6 +306,7 @@ func snapshotOf(e *stream.Engine) health.InstanceSnapshot { return e.Snapshot() 
 // without a drain, the bus connection is dropped.
 func (in *instance) kill() {
 	in.once.Do(func() {
+		in.pres.kill() // no heartbeat or write after this: its members must lapse
 		if in.fnc != nil {
 			in.fnc.Close()
 		}

@@ -1,0 +1,321 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"encore.app/realtime/presence"
+	"encore.app/realtime/protocol"
+	"encore.app/realtime/rtclient"
+	"encore.app/realtime/stream"
+)
+
+// presenceOpts configure an instance's presence tracker.
+type presenceOpts struct {
+	ttl, grace time.Duration
+}
+
+// presenceOf is an instance's tracker, its store and the store's own connection.
+type presenceOf struct {
+	tr   *presence.Tracker
+	st   *presence.NATSStore
+	nc   *nats.Conn
+	once sync.Once
+}
+
+// startPresence starts a tracker for instance name on the cluster (its own connection,
+// buckets with three replicas) and makes it ec's Presence. nil o: none.
+func (c *natsCluster) startPresence(t testing.TB, name string, first int, o *presenceOpts, ec *stream.Config) *presenceOf {
+	t.Helper()
+	if o == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(c.urls(first), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &presenceOf{nc: nc}
+	t.Cleanup(p.kill)
+	// The buckets' creation goes through the meta leader: retry while the cluster settles.
+	for {
+		p.st, err = presence.NewNATSStore(ctx, nc, presence.NATSConfig{TTL: o.ttl, Replicas: 3, Logger: quiet()})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("%s: presence store: %v", name, err)
+	}
+	p.tr, err = presence.New(presence.Config{Instance: name, Store: p.st, TTL: o.ttl, Grace: o.grace, Logger: quiet()})
+	if err == nil {
+		err = p.tr.Start(ctx)
+	}
+	if err != nil {
+		t.Fatalf("%s: presence: %v", name, err)
+	}
+	ec.Presence = p.tr
+	return p
+}
+
+// kill stops the tracker as a crash would: no more heartbeats or writes.
+func (p *presenceOf) kill() {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {
+		if p.tr != nil {
+			p.tr.Close()
+		}
+		if p.st != nil {
+			p.st.Close()
+		}
+		p.nc.Close()
+	})
+}
+
+// tokenUser: the token is the user id; "secret." channels are nobody's, "user:<id>:"
+// ones only their user's.
+func tokenUser(r *http.Request) (*stream.Identity, error) {
+	return &stream.Identity{UserID: r.URL.Query().Get("token")}, nil
+}
+
+func privateRule(id *stream.Identity, ch string) error {
+	if strings.HasPrefix(ch, "secret.") {
+		return errors.New("secret")
+	}
+	if rest, ok := strings.CutPrefix(ch, "user:"); ok && (id.UserID == "" || !strings.HasPrefix(rest, id.UserID+":")) {
+		return errors.New("private channel")
+	}
+	return nil
+}
+
+// watcher is a connection that subscribed to a channel with presence and records the
+// diffs it gets, as "+user" and "-user".
+type watcher struct {
+	conn *rtclient.Conn
+	mu   sync.Mutex
+	seen []string
+	at   []time.Time
+	done chan struct{}
+}
+
+func watch(t *testing.T, ctx context.Context, in *instance, user, channel string) *watcher {
+	t.Helper()
+	conn, err := rtclient.Dial(ctx, in.ws, &rtclient.DialOptions{Token: user})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &watcher{conn: conn, done: make(chan struct{})}
+	if err := conn.SubscribePresence(ctx, "w", []string{channel}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A snapshot after the subscribe answer: the diffs that follow it are every
+	// change from then on (the client's recipe, docs/protocol.md "Presence").
+	if err := conn.RequestPresence(ctx, "p", channel, 0); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := conn.ReadFrame(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Type == protocol.TypePresence {
+			break
+		}
+	}
+	go func() {
+		defer close(w.done)
+		for {
+			f, err := conn.ReadFrame(ctx)
+			if err != nil {
+				return
+			}
+			if f.Type != protocol.TypePresenceDiff || f.Channel != channel {
+				continue
+			}
+			now := time.Now()
+			w.mu.Lock()
+			for _, u := range f.Joins {
+				w.seen, w.at = append(w.seen, "+"+u), append(w.at, now)
+			}
+			for _, u := range f.Leaves {
+				w.seen, w.at = append(w.seen, "-"+u), append(w.at, now)
+			}
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.CloseNow(); <-w.done })
+	return w
+}
+
+func (w *watcher) has(word string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Contains(w.seen, word)
+}
+
+func (w *watcher) count(word string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, s := range w.seen {
+		if s == word {
+			n++
+		}
+	}
+	return n
+}
+
+// member connects user to in, subscribed to channels.
+func member(t *testing.T, ctx context.Context, in *instance, user string, channels ...string) *rtclient.Conn {
+	t.Helper()
+	c, err := rtclient.Dial(ctx, in.ws, &rtclient.DialOptions{Token: user, Channels: channels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+func snapshotOn(t *testing.T, in *instance, user, channel string) (int, *protocol.PresenceSnapshot) {
+	t.Helper()
+	resp, err := http.Get(in.srv.URL + "/v2/realtime/presence?" + url.Values{"channel": {channel}, "token": {user}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var s protocol.PresenceSnapshot
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+	}
+	return resp.StatusCode, &s
+}
+
+// Three instances on a three-node cluster: every join and leave is seen by the
+// watchers of every instance, exactly once; a user who moves to another instance
+// within the grace period announces nothing; a killed instance's members lapse from
+// every view without anything withdrawn; snapshots agree; private channels answer
+// only their user.
+func TestPresenceThreeInstances(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	cl := startCluster(t, 3)
+	po := &presenceOpts{ttl: 2 * time.Second, grace: 5 * time.Second}
+	var ins []*instance
+	for i := range 3 {
+		ins = append(ins, cl.startInstance(t, fmt.Sprintf("inst-%d", i), i, instanceOpts{presence: po,
+			engine: stream.Config{Authenticate: tokenUser, Authorize: privateRule}}))
+	}
+	var ws []*watcher
+	for i, in := range ins {
+		ws = append(ws, watch(t, ctx, in, fmt.Sprintf("w%d", i), "room"))
+	}
+	waitAll := func(what string, words ...string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			missing := ""
+			for i, w := range ws {
+				for _, word := range words {
+					if !w.has(word) && missing == "" {
+						missing = fmt.Sprintf("watcher %d lacks %s", i, word)
+					}
+				}
+			}
+			if missing == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				for i, w := range ws {
+					w.mu.Lock()
+					t.Logf("watcher %d saw %v", i, w.seen)
+					w.mu.Unlock()
+				}
+				for _, in := range ins {
+					if in.pres != nil {
+						t.Logf("%s: %+v", in.name, in.pres.tr.Stats())
+					}
+				}
+				t.Fatalf("waiting for %s: %s", what, missing)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor(t, 60*time.Second, "the joins of the watchers started later", func() bool {
+		return ws[0].has("+w1") && ws[0].has("+w2") && ws[1].has("+w2")
+	})
+
+	// Members on every instance; u3 has a tab on two instances.
+	var conns []*rtclient.Conn
+	for i := range 6 {
+		conns = append(conns, member(t, ctx, ins[i%3], fmt.Sprintf("u%d", i), "room"))
+	}
+	member(t, ctx, ins[1], "u3", "room")
+	waitAll("every join on every instance", "+u0", "+u1", "+u2", "+u3", "+u4", "+u5")
+	for i, in := range ins {
+		st, s := snapshotOn(t, in, "x", "room")
+		if st != 200 || s.Users != 9 || s.Conns != 10 {
+			t.Fatalf("snapshot on inst-%d: %d %+v", i, st, s)
+		}
+	}
+
+	// u0 moves from inst-0 to inst-1 within the grace period; u4 leaves for good.
+	conns[0].CloseNow()
+	member(t, ctx, ins[1], "u0", "room")
+	conns[4].CloseNow()
+	waitAll("u4's leave", "-u4")
+	for i, w := range ws {
+		if w.count("+u0") != 1 || w.has("-u0") || w.count("-u4") != 1 {
+			t.Fatalf("watcher %d: %v", i, w.seen)
+		}
+	}
+
+	// inst-2 dies: its members (w2, u2, u5) lapse from the others' views; u3 stays
+	// (a tab on inst-1).
+	ins[2].kill()
+	ws = ws[:2]
+	waitAll("inst-2's members to lapse", "-w2", "-u2", "-u5")
+	for i, w := range ws {
+		if w.has("-u3") {
+			t.Fatalf("watcher %d: u3 left although it has a tab on inst-1: %v", i, w.seen)
+		}
+	}
+	for i, in := range ins[:2] {
+		st, s := snapshotOn(t, in, "x", "room")
+		if st != 200 || s.Users != 5 { // w0 w1 u0 u1 u3
+			t.Fatalf("snapshot on inst-%d after the kill: %d %+v", i, st, s)
+		}
+	}
+
+	// A private channel: presence answers only its user, on every instance.
+	member(t, ctx, ins[0], "42", "user:42:inbox")
+	waitFor(t, 30*time.Second, "42's own presence on inst-1", func() bool {
+		st, s := snapshotOn(t, ins[1], "42", "user:42:inbox")
+		return st == 200 && s.Users == 1
+	})
+	if st, _ := snapshotOn(t, ins[1], "7", "user:42:inbox"); st != 403 {
+		t.Fatalf("another user's private channel: %d", st)
+	}
+	if st, _ := snapshotOn(t, ins[0], "7", "secret.x"); st != 403 {
+		t.Fatalf("a forbidden channel: %d", st)
+	}
+}
