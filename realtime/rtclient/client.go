@@ -47,6 +47,11 @@ type Config struct {
 	PollURL     string
 	PollTimeout time.Duration
 	HTTPClient  *http.Client
+
+	// Presence subscribes Channels with "presence": true: OnPresence then receives
+	// every join and leave of them (presence.go), on the client's goroutine.
+	Presence   bool
+	OnPresence func(d protocol.PresenceDiff)
 }
 
 // Stats counts what a Client did.
@@ -87,6 +92,8 @@ type Client struct {
 
 	attempts int    // connection attempts, for URL rotation (run goroutine only)
 	instance string // welcome.Instance of the current or last connection
+	// lastStreamURL is the URL of the current or last connection (History, Presence).
+	lastStreamURL string
 }
 
 // Start runs the client until ctx ends, Close, or a "do not reconnect" close.
@@ -217,8 +224,12 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 	if !cur.IsZero() {
 		curp = &cur
 	}
-	conn, err := Dial(ctx, c.nextURL(), &DialOptions{Token: c.cfg.Token, Channels: c.cfg.Channels, Cursor: curp,
-		Compression: c.cfg.Compression})
+	target := c.nextURL()
+	c.mu.Lock()
+	c.lastStreamURL = target
+	c.mu.Unlock()
+	conn, err := Dial(ctx, target, &DialOptions{Token: c.cfg.Token, Channels: c.cfg.Channels, Cursor: curp,
+		Compression: c.cfg.Compression, Presence: c.cfg.Presence})
 	if err != nil {
 		if code := CloseCode(err); protocol.ActionFor(code) == protocol.ActionUsePoll {
 			c.usePoll(protocol.RetryHint(CloseReason(err)), code) // refused right after the upgrade
@@ -317,6 +328,10 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 			}
 		case protocol.TypeError:
 			c.cfg.Logger.Warn("rtclient: server error frame", "code", f.Code, "message", f.Message)
+		case protocol.TypePresenceDiff:
+			if c.cfg.OnPresence != nil {
+				c.cfg.OnPresence(protocol.PresenceDiff{Type: f.Type, Channel: f.Channel, Joins: f.Joins, Leaves: f.Leaves})
+			}
 		}
 	}
 }

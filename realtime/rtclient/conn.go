@@ -65,6 +65,8 @@ type DialOptions struct {
 	HTTPClient  *http.Client // default http.DefaultClient
 	// ReadLimit bounds one server frame (default 16 MiB).
 	ReadLimit int64
+	// Presence subscribes Channels with "presence": true (presence_diff frames).
+	Presence bool
 }
 
 // Conn is one stream connection. ReadFrame must be called by one goroutine; Send may be
@@ -99,6 +101,9 @@ func Dial(ctx context.Context, rawURL string, o *DialOptions) (*Conn, error) {
 		q.Set("channels", strings.Join(o.Channels, ","))
 		if !o.Cursor.IsZero() {
 			q.Set("cursor", protocol.FormatCursor(*o.Cursor))
+		}
+		if o.Presence {
+			q.Set("presence", "1")
 		}
 	}
 	u.RawQuery = q.Encode()

@@ -58,6 +58,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		first = &protocol.ClientFrame{Type: protocol.TypeSubscribe, Channels: strings.Split(chs, ",")}
+		first.Presence = q.Get("presence") == "1" // presence.go
 		if !cur.IsZero() {
 			first.Cursor = &cur
 		}
