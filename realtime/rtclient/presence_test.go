@@ -36,7 +36,9 @@ func TestClientHistoryAndPresence(t *testing.T) {
 	}
 	defer tr.Close()
 	e, err := stream.New(stream.Config{Logger: quiet(), PublisherKey: "k", Presence: tr,
-		Authenticate: func(r *http.Request) (*stream.Identity, error) { return &stream.Identity{UserID: r.URL.Query().Get("token")}, nil },
+		Authenticate: func(r *http.Request) (*stream.Identity, error) {
+			return &stream.Identity{UserID: r.URL.Query().Get("token")}, nil
+		},
 		Authorize: func(_ *stream.Identity, ch string) error {
 			if ch == "secret" {
 				return errors.New("no")
