@@ -13,10 +13,11 @@ import { ProbeSchedule, type PollCause } from "./probe.js";
 import { browserNetwork, type NetworkMonitor, type WebSocketCtor } from "./socket.js";
 import { StateMachine, type ConnectionState, type StateEvent } from "./state.js";
 import { StreamOpenError, StreamTransport, type StreamConn } from "./stream.js";
+import { endpointUrl, PresenceBook, Requests, type HistoryOptions, type HistoryResult, type PresenceListener, type PresenceSnapshot } from "./presence.js";
 import { Subscriptions } from "./subscriptions.js";
 import { Timer } from "./timer.js";
 import type { Cursor, PollResponse, ServerFrame, Transport, TransportFrame, WelcomeFrame } from "./types.js";
-import { pollBaseUrl, streamUrl } from "./urls.js";
+import { defaultStreamUrl, pollBaseUrl, streamUrl } from "./urls.js";
 
 /** RealtimeClientOptions configures a RealtimeClient. Every field is optional. */
 export interface RealtimeClientOptions {
@@ -66,6 +67,10 @@ export interface RealtimeClientOptions {
   pollIdleDelayMs?: number;
   /** Latency samples kept for p50/p99. Default 512. */
   latencyWindow?: number;
+  /** Members a presence watch asks for in its snapshots. Default 100. */
+  presenceLimit?: number;
+  /** While long-polling, how often a presence watch fetches its snapshot, ms. Default 10000. */
+  presencePollMs?: number;
   /** WebSocket implementation. Default globalThis.WebSocket. */
   WebSocket?: WebSocketCtor;
   /** fetch implementation for long-polling. Default globalThis.fetch. */
@@ -110,6 +115,8 @@ export class RealtimeClient {
   private readonly stream: StreamTransport;
   private readonly poll: PollTransport;
   private readonly probe: ProbeSchedule;
+  private readonly requests: Requests;
+  private readonly book: PresenceBook;
 
   // Connection decisions.
   /** The transport in use; "poll" also while a probe connects. Changed by setTransport (enterPoll re-asserts "poll"). */
@@ -145,7 +152,29 @@ export class RealtimeClient {
       { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5000 },
       this.monitor,
       this.emitter,
-      { send: (f) => this.stream.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() },
+      {
+        send: (f) => this.stream.send(f),
+        open: () => this.st === "open",
+        healthChanged: () => this.emitHealth(),
+        presenceSubscribed: (chs) => this.book.resubscribed(chs),
+      },
+    );
+    this.requests = new Requests({
+      send: (f) => this.st === "open" && this.stream.send(f),
+      httpUrl: (endpoint, params) =>
+        endpointUrl(this.opts.url ?? defaultStreamUrl(), endpoint, this.token ? [...params, "token=" + encodeURIComponent(this.token)] : params),
+      fetch: opts.fetch,
+    });
+    this.book = new PresenceBook(
+      {
+        wantPresence: (ch, on) => {
+          this.subs.setPresence(ch, on);
+          this.channelsChanged();
+        },
+        snapshot: (ch, limit) => this.requests.presence(ch, limit),
+        polling: () => this.mode === "poll",
+      },
+      { limit: opts.presenceLimit ?? 100, pollMs: opts.presencePollMs ?? 10000 },
     );
     this.stream = new StreamTransport(
       {
@@ -165,7 +194,11 @@ export class RealtimeClient {
         },
         error: (err) => this.emitter.emit("error", err),
         closed: (conn, code, reason) => this.onStreamClosed(conn, code, reason),
-        detached: () => this.subs.end(),
+        detached: () => {
+          this.subs.end();
+          this.requests.detached();
+          this.book.detached();
+        },
         healthReport: () => this.monitor.report(),
       },
     );
@@ -274,6 +307,34 @@ export class RealtimeClient {
     this.start();
   }
 
+  /**
+   * history asks for past events of channel (docs/protocol.md "History"): the newest
+   * `limit` (default 100), before `before`, or with `after` the oldest after it; over the
+   * stream when it is open, else over HTTP. A refusal rejects with a RequestError.
+   */
+  history(channel: string, opts: HistoryOptions = {}): Promise<HistoryResult> {
+    return this.requests.history(channel, opts);
+  }
+
+  /** presence asks for channel's members across the cluster (at most `limit`, default 100). */
+  presence(channel: string, opts: { limit?: number; timeoutMs?: number } = {}): Promise<PresenceSnapshot> {
+    return this.requests.presence(channel, opts.limit, opts.timeoutMs);
+  }
+
+  /**
+   * watchPresence keeps channel's live member list and calls fn with it on every change
+   * (the first call once the first snapshot arrived) until the returned function is
+   * called. It subscribes the channel (the client is one of its members).
+   */
+  watchPresence(channel: string, fn: PresenceListener): () => void {
+    const unsubscribe = this.subscribe(channel, () => {});
+    const unwatch = this.book.watch(channel, fn);
+    return () => {
+      unwatch();
+      unsubscribe();
+    };
+  }
+
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
   setToken(token: string): void {
     this.token = token;
@@ -295,6 +356,7 @@ export class RealtimeClient {
   private setTransport(t: Transport, reason: string): void {
     if (t === this.mode) return;
     this.mode = t;
+    this.book.transportChanged();
     this.monitor.setTransport(t);
     this.emitter.emit("transport", t, reason);
     this.emitHealth();
@@ -448,7 +510,14 @@ export class RealtimeClient {
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
+        if (this.requests.onError(frame)) return;
         return this.subs.onErrorFrame(frame);
+      case "presence":
+      case "history":
+        this.requests.onAnswer(frame);
+        return;
+      case "presence_diff":
+        return this.book.onDiff(frame);
       default:
         return; // ping (answered by the transport); unknown frame types are ignored (protocol: frames can be added)
     }

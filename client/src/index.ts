@@ -20,6 +20,18 @@ export type { ConnectionState, StateEvent } from "./state.js";
 export { CloseCode, actionFor, retryHint, httpAction } from "./codes.js";
 export type { CloseAction, CloseCodeName } from "./codes.js";
 export { browserNetwork } from "./socket.js";
+export { RequestError } from "./presence.js";
+export type {
+  HistoryOptions,
+  HistoryResult,
+  PresenceSnapshot,
+  PresenceMember,
+  PresenceState,
+  PresenceListener,
+  PresenceFrame,
+  PresenceDiffFrame,
+  HistoryFrame,
+} from "./presence.js";
 export type { WebSocketLike, WebSocketCtor, NetworkMonitor } from "./socket.js";
 export type {
   RealtimeEvent,

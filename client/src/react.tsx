@@ -12,6 +12,7 @@ import {
 } from "react";
 import { RealtimeClient, type EventHandler, type RealtimeClientOptions } from "./client.js";
 import type { ConnectionState, HealthSnapshot } from "./health.js";
+import type { PresenceState } from "./presence.js";
 
 const RealtimeContext = createContext<RealtimeClient | null>(null);
 
@@ -78,6 +79,26 @@ export function useConnectionState(): ConnectionState {
     () => client.state,
     () => client.state,
   );
+}
+
+/**
+ * usePresence returns channel's live member list (RealtimeClient.watchPresence) while the
+ * component is mounted, re-rendering on every join and leave; `ready` is false until the
+ * first snapshot. null watches nothing.
+ */
+export function usePresence(channel: string | null): PresenceState {
+  const client = useRealtime();
+  const [state, setState] = useState<PresenceState>(() => emptyPresence(channel));
+  useEffect(() => {
+    setState(emptyPresence(channel));
+    if (!channel) return;
+    return client.watchPresence(channel, setState);
+  }, [client, channel]);
+  return state;
+}
+
+function emptyPresence(channel: string | null): PresenceState {
+  return { channel: channel ?? "", members: new Map(), users: 0, ready: false, truncated: false };
 }
 
 export { RealtimeClient };

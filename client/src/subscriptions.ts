@@ -25,6 +25,8 @@ export interface SubscriptionsHost {
   open(): boolean;
   /** healthChanged emits a fresh health snapshot now. */
   healthChanged(): void;
+  /** presenceSubscribed: these channels were subscribed with presence on the connection (presence.ts). */
+  presenceSubscribed?(channels: string[]): void;
 }
 
 /** Session is the subscription state of one welcomed stream connection. */
@@ -43,6 +45,8 @@ interface Session {
   pending: Map<string, string[]>;
   /** Retry of refused-for-now channels, if scheduled. */
   retry: ReturnType<typeof setTimeout> | null;
+  /** Channels subscribed with presence (their joins and leaves come) on this connection. */
+  presenceOn: Set<string>;
 }
 
 /** Channel codes that refuse a subscribe for now: the client asks again shortly. */
@@ -65,6 +69,8 @@ export class Subscriptions {
   /** cursor is the resume position (advanced by every processed event). */
   readonly cursor = new CursorTracker();
   private readonly handlers = new Map<string, Set<EventHandler<any>>>();
+  /** Channels whose joins and leaves the app watches (presence.ts). */
+  private readonly presence = new Set<string>();
   private readonly dedup: Dedup;
   /** Replayed events have seq <= replayTo: not counted in latency. */
   private replayTo = 0;
@@ -106,6 +112,12 @@ export class Subscriptions {
     return true;
   }
 
+  /** setPresence asks for (or stops asking for) the joins and leaves of channel; flush sends it. */
+  setPresence(channel: string, on: boolean): void {
+    if (on) this.presence.add(channel);
+    else this.presence.delete(channel);
+  }
+
   // ---- the current stream connection ----
 
   /** begin starts the session of a welcomed connection: nothing is subscribed on it yet. */
@@ -120,6 +132,7 @@ export class Subscriptions {
       firstChannels: [],
       pending: new Map(),
       retry: null,
+      presenceOn: new Set(),
     };
   }
 
@@ -141,7 +154,7 @@ export class Subscriptions {
     if (drop.length > 0 && this.host.send({ type: "unsubscribe", channels: drop })) {
       for (const c of drop) conn.channels.delete(c);
     }
-    if (add.length === 0) return;
+    if (add.length === 0) return this.flushPresence(conn);
     const frame: { type: "subscribe"; id: string; channels: string[]; cursor?: Cursor } = {
       type: "subscribe",
       id: "s" + ++subscribeIds,
@@ -170,6 +183,22 @@ export class Subscriptions {
       conn.pending.set(frame.id, add);
       // Bound the map even if a server never answers some frames.
       if (conn.pending.size > MAX_PENDING) conn.pending.delete(conn.pending.keys().next().value as string);
+    }
+    this.flushPresence(conn);
+  }
+
+  /**
+   * flushPresence subscribes again, with presence, the watched channels subscribed on the
+   * connection without it (the first subscribe carries no presence flag: its cursor
+   * covers every channel); the host then asks for their snapshots behind it.
+   */
+  private flushPresence(conn: Session): void {
+    for (const c of conn.presenceOn) if (!conn.channels.has(c)) conn.presenceOn.delete(c);
+    const want = [...this.presence].filter((c) => conn.channels.has(c) && !conn.presenceOn.has(c));
+    if (want.length === 0) return;
+    if (this.host.send({ type: "subscribe", id: "s" + ++subscribeIds, channels: want, presence: true })) {
+      for (const c of want) conn.presenceOn.add(c);
+      this.host.presenceSubscribed?.(want);
     }
   }
 

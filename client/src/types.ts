@@ -1,5 +1,6 @@
 // Wire types of docs/protocol.md (realtime/protocol/frames.go). Unknown fields are
 // ignored, so these list only what the client reads or sends.
+import type { HistoryFrame, PresenceDiffFrame, PresenceFrame } from "./presence.js";
 
 /** RealtimeEvent is one published event as clients see it. */
 export interface RealtimeEvent<T = unknown> {
@@ -103,7 +104,10 @@ export type ServerFrame =
   | PingFrame
   | PongFrame
   | TransportFrame
-  | ErrorFrame;
+  | ErrorFrame
+  | PresenceFrame
+  | PresenceDiffFrame
+  | HistoryFrame;
 
 /** HealthReport is the body of the client's periodic `health` frame. */
 export interface HealthReport {
