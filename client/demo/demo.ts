@@ -3,8 +3,10 @@
 //
 // Query parameters: channels=a,b (subscribe at load), key=<publisher key> (default "dev"),
 // url=<stream URL>, baseMs/capMs (reconnect backoff), ping=<ms> (ping interval),
-// health=<ms> (health frame interval), max=<n> (events kept on the page, default 2000).
-import { RealtimeClient, STATES, type HealthSnapshot, type RealtimeEvent } from "../src/index.js";
+// health=<ms> (health frame interval), max=<n> (events kept on the page, default 2000),
+// presence=<channel> (whose members to list; "off": none), historyLimit=<n> (default 50),
+// token=<subscriber token> (default: none, anonymous in dev mode).
+import { RealtimeClient, RequestError, STATES, type HealthSnapshot, type PresenceState, type RealtimeEvent } from "../src/index.js";
 
 const params = new URLSearchParams(location.search);
 const num = (name: string): number | undefined => {
@@ -22,6 +24,7 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
 
 const client = new RealtimeClient({
   url: params.get("url") ?? undefined,
+  token: params.get("token") ?? undefined,
   backoff: { baseMs: num("baseMs") ?? 1000, capMs: num("capMs") ?? 300000 },
   pingIntervalMs: num("ping") ?? 5000,
   healthIntervalMs: num("health") ?? 30000,
@@ -192,3 +195,59 @@ $("publish-form").addEventListener("submit", async (e) => {
 for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
 renderHealth(client.health());
 client.connect();
+
+// ---- presence and history (docs/protocol.md "Presence", "History") ----
+
+let unwatch: (() => void) | null = null;
+const presenceInput = $<HTMLInputElement>("presence-channel");
+presenceInput.value = params.get("presence") ?? [...unsubscribers.keys()][0] ?? "public.demo";
+
+function renderPresence(s: PresenceState): void {
+  $("presence-count").textContent = `${s.channel}: ${s.users} user${s.users === 1 ? "" : "s"}${s.truncated ? " (list cut)" : ""}`;
+  const items = [...s.members.entries()].map(([user, conns]) => {
+    const li = document.createElement("li");
+    li.dataset.testid = "presence-member";
+    li.dataset.user = user;
+    li.textContent = conns > 1 ? `${user} ×${conns}` : user; // textContent: user ids are untrusted
+    return li;
+  });
+  $("presence-list").replaceChildren(...items);
+}
+
+function watch(ch: string): void {
+  unwatch?.();
+  $("presence-count").textContent = `${ch}: …`;
+  $("presence-list").replaceChildren();
+  unwatch = client.watchPresence(ch, renderPresence);
+  log(`watch presence ${ch}`);
+}
+
+$("presence-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const ch = presenceInput.value.trim();
+  if (ch) watch(ch);
+});
+
+$("history-button").addEventListener("click", async () => {
+  const ch = presenceInput.value.trim();
+  const out = $("history-result");
+  if (!ch) return;
+  out.textContent = `loading the history of ${ch}…`;
+  try {
+    const h = await client.history(ch, { limit: num("historyLimit") ?? 50 });
+    out.textContent = `${h.events.length} event${h.events.length === 1 ? "" : "s"} of ${ch} from ${h.source}${h.more ? ", more before" : ""}`;
+    const items = h.events.map((ev) => {
+      const li = document.createElement("li");
+      li.dataset.testid = "history-event";
+      li.dataset.id = ev.id;
+      li.dataset.seq = String(ev.seq);
+      li.textContent = `${ev.seq} ${ev.id} ${ev.type ?? ""} ${ev.data === undefined ? "" : JSON.stringify(ev.data)}`;
+      return li;
+    });
+    $("history-events").replaceChildren(...items);
+  } catch (err) {
+    out.textContent = `history refused: ${err instanceof RequestError ? err.code : String(err)}`;
+  }
+});
+
+if (params.get("presence") !== "off") watch(presenceInput.value);

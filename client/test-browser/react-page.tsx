@@ -1,7 +1,7 @@
 // A small React page for the browser tests of src/react.tsx; bundled by the test itself.
 import { StrictMode, useState } from "react";
 import { createRoot } from "react-dom/client";
-import { RealtimeProvider, useChannel, useConnectionHealth, useConnectionState, useRealtime } from "../src/react.js";
+import { RealtimeProvider, useChannel, useConnectionHealth, useConnectionState, usePresence, useRealtime } from "../src/react.js";
 import type { RealtimeEvent } from "../src/index.js";
 
 function Feed({ channel }: { channel: string }) {
@@ -35,6 +35,15 @@ function Health() {
   );
 }
 
+function Presence({ channel }: { channel: string }) {
+  const p = usePresence(channel);
+  return (
+    <p data-testid="react-presence" data-ready={String(p.ready)}>
+      {p.users} users
+    </p>
+  );
+}
+
 function App() {
   const [shown, setShown] = useState(true);
   return (
@@ -45,6 +54,7 @@ function App() {
       <Health />
       {shown && <Feed channel="r.one" />}
       <Feed channel="r.two" />
+      <Presence channel="r.two" />
     </>
   );
 }

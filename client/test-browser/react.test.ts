@@ -1,5 +1,6 @@
 // The React bindings in Chromium against the real realtimed: RealtimeProvider,
-// useChannel (subscribe on mount, unsubscribe on unmount) and useConnectionHealth.
+// useChannel (subscribe on mount, unsubscribe on unmount), useConnectionHealth and
+// usePresence.
 import { build } from "esbuild";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { Browser, Server, sleep, waitFor } from "./harness.js";
@@ -51,6 +52,8 @@ it("RealtimeProvider, useChannel and useConnectionHealth work against the server
     { channel: "r.two", id: "two-1" },
   ]);
   await waitFor("both feeds", async () => (await page.$$('[data-testid="react-event"]')).length === 2);
+  // usePresence got its first snapshot (anonymous pages are no listed users).
+  await waitFor("presence ready", async () => (await page.getAttribute('[data-testid="react-presence"]', "data-ready")) === "true");
   expect(await page.$$eval('[data-testid="feed-r.one"] li', (l) => l.map((e) => e.textContent))).toEqual(["one-1"]);
 
   // Unmounting the r.one feed unsubscribes the channel (StrictMode's double effects included).

@@ -721,6 +721,205 @@ var StreamTransport = class {
   }
 };
 
+// src/presence.ts
+var RequestError = class extends Error {
+  constructor(code, message, status) {
+    super(message);
+    this.code = code;
+    this.status = status;
+    this.name = "RequestError";
+  }
+};
+var requestIds = 0;
+var Requests = class {
+  constructor(host) {
+    this.host = host;
+    this.pending = /* @__PURE__ */ new Map();
+  }
+  history(channel, o = {}) {
+    const fields = { channel };
+    const params2 = ["channel=" + encodeURIComponent(channel)];
+    for (const k of ["limit", "before", "after", "epoch"]) {
+      const v = o[k];
+      if (v !== void 0 && v !== 0 && v !== "") {
+        fields[k] = v;
+        params2.push(`${k}=${encodeURIComponent(String(v))}`);
+      }
+    }
+    return this.request("history", fields, params2, o.timeoutMs ?? 1e4);
+  }
+  presence(channel, limit, timeoutMs = 1e4) {
+    const fields = { channel };
+    const params2 = ["channel=" + encodeURIComponent(channel)];
+    if (limit && limit > 0) {
+      fields.limit = limit;
+      params2.push("limit=" + limit);
+    }
+    return this.request("presence", fields, params2, timeoutMs);
+  }
+  request(type, fields, params2, timeoutMs) {
+    const http = () => this.overHttp(type, params2, timeoutMs);
+    const id = `${type[0]}${++requestIds}`;
+    return new Promise((resolve, reject) => {
+      if (!this.host.send({ type, id, ...fields })) {
+        http().then(resolve, reject);
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new RequestError("timeout", `${type} request timed out`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer, http });
+    });
+  }
+  async overHttp(endpoint, params2, timeoutMs) {
+    const f = this.host.fetch ?? globalThis.fetch;
+    if (!f) throw new RequestError("unavailable", "no fetch implementation");
+    const ctl = typeof AbortController !== "undefined" ? new AbortController() : null;
+    const timer = setTimeout(() => ctl?.abort(), timeoutMs);
+    try {
+      const resp = await f(this.host.httpUrl(endpoint, params2), { signal: ctl?.signal, credentials: "include" });
+      const body = await resp.json().catch(() => ({}));
+      if (!resp.ok) throw new RequestError(body.code ?? String(resp.status), body.error ?? `HTTP ${resp.status}`, resp.status);
+      return body;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+  /** onAnswer settles the request a presence or history frame answers; false if none. */
+  onAnswer(f) {
+    const p = f.id ? this.pending.get(f.id) : void 0;
+    if (!p) return false;
+    this.pending.delete(f.id);
+    clearTimeout(p.timer);
+    p.resolve(f);
+    return true;
+  }
+  /** onError rejects the request an error frame answers; false if it answers none. */
+  onError(f) {
+    const p = f.id ? this.pending.get(f.id) : void 0;
+    if (!p) return false;
+    this.pending.delete(f.id);
+    clearTimeout(p.timer);
+    p.reject(new RequestError(f.code, f.message ?? f.code));
+    return true;
+  }
+  /** detached sends the requests the ended connection did not answer over HTTP. */
+  detached() {
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.http().then(p.resolve, p.reject);
+    }
+  }
+};
+var PresenceBook = class {
+  constructor(host, opts) {
+    this.host = host;
+    this.opts = opts;
+    this.watches = /* @__PURE__ */ new Map();
+  }
+  /** watch calls fn with channel's member list on every change until the returned function is called. */
+  watch(channel, fn) {
+    let w = this.watches.get(channel);
+    if (!w) {
+      w = {
+        state: { channel, members: /* @__PURE__ */ new Map(), users: 0, ready: false, truncated: false },
+        listeners: /* @__PURE__ */ new Set(),
+        live: false,
+        gen: 0,
+        poll: null
+      };
+      this.watches.set(channel, w);
+      this.host.wantPresence(channel, true);
+      if (this.host.polling()) this.transportChanged();
+    }
+    w.listeners.add(fn);
+    if (w.state.ready) fn(w.state);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      w.listeners.delete(fn);
+      if (w.listeners.size > 0) return;
+      if (w.poll) clearInterval(w.poll);
+      this.watches.delete(channel);
+      this.host.wantPresence(channel, false);
+    };
+  }
+  /** channels lists the watched channels. */
+  get channels() {
+    return [...this.watches.keys()];
+  }
+  /** resubscribed: the channels were subscribed with presence on a connection; snapshots follow. */
+  resubscribed(channels) {
+    for (const ch of channels) {
+      const w = this.watches.get(ch);
+      if (w) this.refresh(w);
+    }
+  }
+  /** detached: the connection ended; diffs stop until the next snapshot. */
+  detached() {
+    for (const w of this.watches.values()) w.live = false;
+  }
+  /** transportChanged starts or stops the snapshot polling of the long-poll mode. */
+  transportChanged() {
+    const polling = this.host.polling();
+    for (const w of this.watches.values()) {
+      if (polling && !w.poll) {
+        w.poll = setInterval(() => this.refresh(w), this.opts.pollMs);
+        this.refresh(w);
+      } else if (!polling && w.poll) {
+        clearInterval(w.poll);
+        w.poll = null;
+      }
+    }
+  }
+  refresh(w) {
+    const gen = ++w.gen;
+    w.live = false;
+    this.host.snapshot(w.state.channel, this.opts.limit).then(
+      (s) => {
+        if (this.watches.get(w.state.channel) !== w || gen !== w.gen) return;
+        w.state = {
+          channel: w.state.channel,
+          members: new Map(s.members.map((m) => [m.user, m.conns])),
+          users: s.users,
+          ready: true,
+          truncated: !!s.truncated
+        };
+        w.live = true;
+        this.emit(w);
+      },
+      () => {
+      }
+    );
+  }
+  /** onDiff applies a presence_diff frame to its channel's list. */
+  onDiff(f) {
+    const w = this.watches.get(f.channel);
+    if (!w || !w.live) return;
+    const members = new Map(w.state.members);
+    let users = w.state.users;
+    for (const u of f.joins ?? []) {
+      if (!members.has(u)) users++;
+      members.set(u, Math.max(members.get(u) ?? 0, 1));
+    }
+    for (const u of f.leaves ?? []) {
+      if (members.delete(u) || w.state.truncated) users = Math.max(0, users - 1);
+    }
+    w.state = { ...w.state, members, users };
+    this.emit(w);
+  }
+  emit(w) {
+    for (const fn of [...w.listeners]) fn(w.state);
+  }
+};
+function endpointUrl(streamUrl2, endpoint, params2) {
+  const base = streamUrl2.replace(/^ws(s?):/, "http$1:").replace(/\?.*$/, "").replace(/\/stream$/, "/" + endpoint);
+  return withQuery(base, params2);
+}
+
 // src/cursor.ts
 var CursorTracker = class {
   constructor() {
@@ -843,6 +1042,8 @@ var Subscriptions = class {
     /** cursor is the resume position (advanced by every processed event). */
     this.cursor = new CursorTracker();
     this.handlers = /* @__PURE__ */ new Map();
+    /** Channels whose joins and leaves the app watches (presence.ts). */
+    this.presence = /* @__PURE__ */ new Set();
     /** Replayed events have seq <= replayTo: not counted in latency. */
     this.replayTo = 0;
     this.session = null;
@@ -872,6 +1073,11 @@ var Subscriptions = class {
     this.handlers.delete(channel);
     return true;
   }
+  /** setPresence asks for (or stops asking for) the joins and leaves of channel; flush sends it. */
+  setPresence(channel, on) {
+    if (on) this.presence.add(channel);
+    else this.presence.delete(channel);
+  }
   // ---- the current stream connection ----
   /** begin starts the session of a welcomed connection: nothing is subscribed on it yet. */
   begin(welcome, welcomedAt) {
@@ -884,7 +1090,8 @@ var Subscriptions = class {
       cursorKind: null,
       firstChannels: [],
       pending: /* @__PURE__ */ new Map(),
-      retry: null
+      retry: null,
+      presenceOn: /* @__PURE__ */ new Set()
     };
   }
   /** end forgets the connection's session (it was retired). */
@@ -904,7 +1111,7 @@ var Subscriptions = class {
     if (drop.length > 0 && this.host.send({ type: "unsubscribe", channels: drop })) {
       for (const c of drop) conn.channels.delete(c);
     }
-    if (add.length === 0) return;
+    if (add.length === 0) return this.flushPresence(conn);
     const frame = {
       type: "subscribe",
       id: "s" + ++subscribeIds,
@@ -926,6 +1133,21 @@ var Subscriptions = class {
       for (const c of add) conn.channels.add(c);
       conn.pending.set(frame.id, add);
       if (conn.pending.size > MAX_PENDING) conn.pending.delete(conn.pending.keys().next().value);
+    }
+    this.flushPresence(conn);
+  }
+  /**
+   * flushPresence subscribes again, with presence, the watched channels subscribed on the
+   * connection without it (the first subscribe carries no presence flag: its cursor
+   * covers every channel); the host then asks for their snapshots behind it.
+   */
+  flushPresence(conn) {
+    for (const c of conn.presenceOn) if (!conn.channels.has(c)) conn.presenceOn.delete(c);
+    const want = [...this.presence].filter((c) => conn.channels.has(c) && !conn.presenceOn.has(c));
+    if (want.length === 0) return;
+    if (this.host.send({ type: "subscribe", id: "s" + ++subscribeIds, channels: want, presence: true })) {
+      for (const c of want) conn.presenceOn.add(c);
+      this.host.presenceSubscribed?.(want);
     }
   }
   /**
@@ -1072,7 +1294,28 @@ var RealtimeClient = class {
       { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5e3 },
       this.monitor,
       this.emitter,
-      { send: (f) => this.stream.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() }
+      {
+        send: (f) => this.stream.send(f),
+        open: () => this.st === "open",
+        healthChanged: () => this.emitHealth(),
+        presenceSubscribed: (chs) => this.book.resubscribed(chs)
+      }
+    );
+    this.requests = new Requests({
+      send: (f) => this.st === "open" && this.stream.send(f),
+      httpUrl: (endpoint, params2) => endpointUrl(this.opts.url ?? defaultStreamUrl(), endpoint, this.token ? [...params2, "token=" + encodeURIComponent(this.token)] : params2),
+      fetch: opts.fetch
+    });
+    this.book = new PresenceBook(
+      {
+        wantPresence: (ch, on) => {
+          this.subs.setPresence(ch, on);
+          this.channelsChanged();
+        },
+        snapshot: (ch, limit) => this.requests.presence(ch, limit),
+        polling: () => this.mode === "poll"
+      },
+      { limit: opts.presenceLimit ?? 100, pollMs: opts.presencePollMs ?? 1e4 }
     );
     this.stream = new StreamTransport(
       {
@@ -1092,7 +1335,11 @@ var RealtimeClient = class {
         },
         error: (err) => this.emitter.emit("error", err),
         closed: (conn, code, reason) => this.onStreamClosed(conn, code, reason),
-        detached: () => this.subs.end(),
+        detached: () => {
+          this.subs.end();
+          this.requests.detached();
+          this.book.detached();
+        },
         healthReport: () => this.monitor.report()
       }
     );
@@ -1186,6 +1433,32 @@ var RealtimeClient = class {
     this.backoff.reset();
     this.start();
   }
+  /**
+   * history asks for past events of channel (docs/protocol.md "History"): the newest
+   * `limit` (default 100), before `before`, or with `after` the oldest after it; over the
+   * stream when it is open, else over HTTP. A refusal rejects with a RequestError.
+   */
+  history(channel, opts = {}) {
+    return this.requests.history(channel, opts);
+  }
+  /** presence asks for channel's members across the cluster (at most `limit`, default 100). */
+  presence(channel, opts = {}) {
+    return this.requests.presence(channel, opts.limit, opts.timeoutMs);
+  }
+  /**
+   * watchPresence keeps channel's live member list and calls fn with it on every change
+   * (the first call once the first snapshot arrived) until the returned function is
+   * called. It subscribes the channel (the client is one of its members).
+   */
+  watchPresence(channel, fn) {
+    const unsubscribe2 = this.subscribe(channel, () => {
+    });
+    const unwatch2 = this.book.watch(channel, fn);
+    return () => {
+      unwatch2();
+      unsubscribe2();
+    };
+  }
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
   setToken(token) {
     this.token = token;
@@ -1204,6 +1477,7 @@ var RealtimeClient = class {
   setTransport(t, reason) {
     if (t === this.mode) return;
     this.mode = t;
+    this.book.transportChanged();
     this.monitor.setTransport(t);
     this.emitter.emit("transport", t, reason);
     this.emitHealth();
@@ -1338,7 +1612,14 @@ var RealtimeClient = class {
       case "transport":
         return this.onTransport(conn, frame);
       case "error":
+        if (this.requests.onError(frame)) return;
         return this.subs.onErrorFrame(frame);
+      case "presence":
+      case "history":
+        this.requests.onAnswer(frame);
+        return;
+      case "presence_diff":
+        return this.book.onDiff(frame);
       default:
         return;
     }
@@ -1514,6 +1795,7 @@ var $ = (id) => {
 };
 var client = new RealtimeClient({
   url: params.get("url") ?? void 0,
+  token: params.get("token") ?? void 0,
   backoff: { baseMs: num("baseMs") ?? 1e3, capMs: num("capMs") ?? 3e5 },
   pingIntervalMs: num("ping") ?? 5e3,
   healthIntervalMs: num("health") ?? 3e4,
@@ -1667,3 +1949,51 @@ $("publish-form").addEventListener("submit", async (e) => {
 for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
 renderHealth(client.health());
 client.connect();
+var unwatch = null;
+var presenceInput = $("presence-channel");
+presenceInput.value = params.get("presence") ?? [...unsubscribers.keys()][0] ?? "public.demo";
+function renderPresence(s) {
+  $("presence-count").textContent = `${s.channel}: ${s.users} user${s.users === 1 ? "" : "s"}${s.truncated ? " (list cut)" : ""}`;
+  const items = [...s.members.entries()].map(([user, conns]) => {
+    const li = document.createElement("li");
+    li.dataset.testid = "presence-member";
+    li.dataset.user = user;
+    li.textContent = conns > 1 ? `${user} ×${conns}` : user;
+    return li;
+  });
+  $("presence-list").replaceChildren(...items);
+}
+function watch(ch) {
+  unwatch?.();
+  $("presence-count").textContent = `${ch}: …`;
+  $("presence-list").replaceChildren();
+  unwatch = client.watchPresence(ch, renderPresence);
+  log(`watch presence ${ch}`);
+}
+$("presence-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const ch = presenceInput.value.trim();
+  if (ch) watch(ch);
+});
+$("history-button").addEventListener("click", async () => {
+  const ch = presenceInput.value.trim();
+  const out = $("history-result");
+  if (!ch) return;
+  out.textContent = `loading the history of ${ch}…`;
+  try {
+    const h = await client.history(ch, { limit: num("historyLimit") ?? 50 });
+    out.textContent = `${h.events.length} event${h.events.length === 1 ? "" : "s"} of ${ch} from ${h.source}${h.more ? ", more before" : ""}`;
+    const items = h.events.map((ev) => {
+      const li = document.createElement("li");
+      li.dataset.testid = "history-event";
+      li.dataset.id = ev.id;
+      li.dataset.seq = String(ev.seq);
+      li.textContent = `${ev.seq} ${ev.id} ${ev.type ?? ""} ${ev.data === void 0 ? "" : JSON.stringify(ev.data)}`;
+      return li;
+    });
+    $("history-events").replaceChildren(...items);
+  } catch (err) {
+    out.textContent = `history refused: ${err instanceof RequestError ? err.code : String(err)}`;
+  }
+});
+if (params.get("presence") !== "off") watch(presenceInput.value);
