@@ -97,6 +97,7 @@ type monitorPart struct {
 
 	agg      atomic.Pointer[health.Aggregator]                    // set once the fleet runs
 	onSample atomic.Pointer[func(health.Overview, health.Series)] // Server.OnFleetSample
+	presence func(context.Context) views.Presence                // the dashboard's presence panel (set before start)
 }
 
 func newMonitor() *monitorPart {
@@ -122,6 +123,7 @@ func (m *monitorPart) start(ctx context.Context, be backend, snapshot func() hea
 		fleet.Close()
 		return err
 	}
+	src.Presence = m.presence
 	if m.api, err = httpapi.New(fleet.Aggregator, savings.DefaultPrices(), log); err != nil {
 		fleet.Close()
 		return err

@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"encore.app/dashboard/views"
 	"encore.app/realtime/presence"
+	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
 )
 
@@ -60,4 +63,26 @@ func (p *presencePart) close() {
 	}
 	p.tracker.Close()
 	p.store.Close()
+}
+
+// panel is the dashboard's presence panel: the tracker's figures and, for this
+// instance's busiest channels, their members across the cluster (each read within a
+// short bound, so that a slow store never holds the page).
+func (p *presencePart) panel(ctx context.Context) views.Presence {
+	st, ok := p.stats()
+	if !ok {
+		return views.Presence{}
+	}
+	out := views.Presence{Enabled: true, Instances: st.Instances, Channels: st.Channels, Members: st.Members,
+		Conns: st.Conns, Followed: st.Followed, Writes: st.Writes, WriteErrors: st.WriteErrors}
+	for _, c := range st.Top[:min(len(st.Top), 5)] {
+		row := views.PresenceChannel{Channel: c.Channel, LocalUsers: c.Users}
+		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		_ = p.tracker.Snapshot(cctx, c.Channel, 0, func(s *protocol.PresenceSnapshot) {
+			row.Users, row.Conns, row.Approximate, row.Known = s.Users, s.Conns, s.Approximate, true
+		})
+		cancel()
+		out.Top = append(out.Top, row)
+	}
+	return out
 }

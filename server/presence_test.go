@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,11 @@ func TestPresenceAndHistoryAssembled(t *testing.T) {
 	}
 	if st, body := get(hs2.URL, "/v2/realtime/history", url.Values{"channel": {"room"}, "token": {mint(t, "42", "room")}}); st != 200 {
 		t.Fatalf("history: %d %s", st, body)
+	}
+
+	// The dashboard's presence panel lists the channel with its members across both.
+	if st, body := get(hs1.URL, "/dashboard", nil); st != 200 || !strings.Contains(string(body), `data-testid="presence-row" data-channel="room"`) {
+		t.Fatalf("dashboard: %d, presence panel without the room:\n%.2000s", st, body)
 	}
 
 	_, hs3, _ := startSecured(t, "-presence=false")

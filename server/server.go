@@ -96,6 +96,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	cfg := engineConfig(&o, s.instance, s.authn, newGuard(&o, s.connCap), log)
 	cfg.Presence = s.pres.engineHook()
 	s.mon = newMonitor()
+	s.mon.presence = s.pres.panel
 	cfg.OnHealth = s.mon.onHealth
 	cfg.WelcomeFlags = s.flags.userFlags
 	s.breaker = bus.NewBreaker(s.be.Bus(), bus.BreakerConfig{

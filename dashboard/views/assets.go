@@ -31,6 +31,7 @@ table{border-collapse:collapse;background:#fff}caption{text-align:left;font-weig
 th,td{border:1px solid #ddd;padding:.2rem .5rem;text-align:right}th[scope=row]{text-align:left;font-weight:normal}
 .instances{width:100%;margin:.8rem 0}.breaker-open{color:#dc2626}.breaker-half_open{color:#ea580c}
 .savings table{margin:.4rem 1rem .4rem 0;display:inline-table;vertical-align:top}
+.presence table{margin:.4rem 0}
 `
 
 // liveScript subscribes to the events URL and swaps the #live region with each

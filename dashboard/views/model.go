@@ -19,6 +19,7 @@ type Model struct {
 	Series   health.Series
 	Savings  savings.Report
 	Flag     Flag
+	Presence Presence // presence.templ
 	// EventsURL is where the page's script subscribes for live updates.
 	EventsURL string
 	// IntervalSeconds is the live update period shown on the page.

@@ -34,6 +34,7 @@ type Snapshot struct {
 	Series   health.Series
 	Savings  savings.Report
 	Flag     views.Flag
+	Presence views.Presence
 }
 
 // Options configure a Handler. Zero values take the defaults.
@@ -106,7 +107,7 @@ func (h *Handler) model(ctx context.Context, eventsURL string) (views.Model, err
 		return views.Model{}, err
 	}
 	return views.Model{
-		Now: h.opts.Now(), Overview: s.Overview, Series: s.Series, Savings: s.Savings, Flag: s.Flag,
+		Now: h.opts.Now(), Overview: s.Overview, Series: s.Series, Savings: s.Savings, Flag: s.Flag, Presence: s.Presence,
 		EventsURL: eventsURL, IntervalSeconds: int(h.opts.Interval.Round(time.Second) / time.Second),
 	}, nil
 }
