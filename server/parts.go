@@ -97,7 +97,7 @@ type monitorPart struct {
 
 	agg      atomic.Pointer[health.Aggregator]                    // set once the fleet runs
 	onSample atomic.Pointer[func(health.Overview, health.Series)] // Server.OnFleetSample
-	presence func(context.Context) views.Presence                // the dashboard's presence panel (set before start)
+	presence func(context.Context) views.Presence                 // the dashboard's presence panel (set before start)
 }
 
 func newMonitor() *monitorPart {
