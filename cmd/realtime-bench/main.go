@@ -9,6 +9,7 @@
 //	realtime-bench fault                                            # SIGKILL + restart mid-stream
 //	realtime-bench fault -nats-nodes 3                              # SIGKILL a node of a 3-node NATS cluster
 //	realtime-bench report -dir docs/bench -doc docs/benchmarks.md   # tables and SVG charts
+//	realtime-bench presence | presence-memory | history              # presence and history (presence.go)
 //
 // Every mode prints a table and, with -json, writes its result as JSON. By default the
 // server is built from ./cmd/realtimed and started as a child on a free loopback port
@@ -114,7 +115,7 @@ func writeJSON(path string, v any) error {
 }
 
 func usage() error {
-	return fmt.Errorf("usage: realtime-bench <load|idle|bandwidth|poll|soak|fault|report> [flags] (-h for flags)")
+	return fmt.Errorf("usage: realtime-bench <load|idle|bandwidth|poll|soak|fault|report|presence|presence-memory|history> [flags] (-h for flags)")
 }
 
 func run(args []string) error {
@@ -152,6 +153,9 @@ func run(args []string) error {
 		return cmdFault(ctx, args)
 	case "report":
 		return cmdReport(args)
+	case "presence", "presence-memory", "history": // presence.go
+		return map[string]func(context.Context, []string) error{"presence": cmdPresence,
+			"presence-memory": cmdPresenceMemory, "history": cmdHistory}[mode](ctx, args)
 	}
 	return usage()
 }

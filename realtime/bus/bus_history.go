@@ -8,25 +8,27 @@ import (
 	"math"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"encore.app/internal/jsdirect"
 	"encore.app/realtime/protocol"
 )
 
 // Channel history: the newest n events of one channel at or below a sequence
-// (Bus.Last), for a page's initial load. A JetStream stream has no "previous message
-// of this subject" request, but it counts: a direct get of one message from seq s on a
-// subject answers with how many messages of that subject follow (Nats-Num-Pending),
-// from the stream's per-subject index. Last uses that count to find, in a few
-// requests, a start s from which the channel holds between n and 2n events up to
-// upTo (interpolation between two probes, with bisection to guarantee progress), then
-// reads them in one batch (direct get, next_by_subj) and keeps the newest n. Neither
-// the stream nor the channel is scanned, and no consumer is created. Direct gets are
-// answered by any replica, so the result's tail is checked with the stream leader
+// (Bus.Last), for a page's initial load. A JetStream stream has no "previous message of
+// this subject" request, but it reads forward from any sequence on one subject from
+// its per-subject index (a direct get: next_by_subj, in batches) and knows each
+// subject's message count. Last reads the channel backwards in segments, each one
+// forward in one batch (lastDirect). Neither the stream nor the channel is scanned,
+// and no consumer is created. Direct gets are answered by any replica, so on a
+// replicated stream the result's tail is checked with the stream leader
 // (verifyReplayTail): a lagging replica is an ErrUnavailable, never a silent gap.
 
-// lastMaxProbes bounds the search: interpolation alternating with bisection over a
-// 2^64 range ends well before.
-const lastMaxProbes = 128
+// errProbed ends a direct-get batch early.
+var errProbed = errors.New("probed")
+
+// lastMaxProbes bounds the segment reads of one Last (a handful answer).
+const lastMaxProbes = 64
 
 // Last implements Bus.
 func (j *JetStream) Last(ctx context.Context, channel string, upTo uint64, n int, fn func(*protocol.Event) error) error {
@@ -71,121 +73,125 @@ func (j *JetStream) Last(ctx context.Context, channel string, upTo uint64, n int
 	return nil
 }
 
-// lastDirect finds and reads the newest n events of subj with seq <= upTo.
+// lastDirect reads the newest n events of subj with seq <= upTo. It reads segments
+// of the channel backwards from upTo, each one forward in one direct-get batch: the
+// first segment is sized from the channel's share of the stream (its message count,
+// from the per-subject index), a segment that falls short doubles the next one, and
+// one that holds more than the answer needs is narrowed (from the density it showed)
+// before it is read again. Each batch costs the server a count from the segment's
+// start within one message block; a few batches answer.
 func (j *JetStream) lastDirect(ctx context.Context, subj string, upTo uint64, n int) ([]*protocol.Event, error) {
-	// count(s) is the number of messages of subj with seq >= s (to the stream's end).
-	probes := 0
-	count := func(s uint64) (uint64, error) {
-		probes++
-		var c uint64
-		err := jsdirect.Get(ctx, j.nc, j.cfg.Stream, jsdirect.Request{Seq: s, NextBySubj: subj, Batch: 1}, func(m *jsdirect.Msg) error {
-			c = m.Pending + 1
-			return nil
-		})
-		if errors.Is(err, jsdirect.ErrNotFound) {
-			return 0, nil
-		}
-		if err != nil {
-			return 0, j.wrapDirect(err)
-		}
-		return c, nil
-	}
-	// in(s) is the number of messages of subj in [s, upTo]: count(s) minus the messages
-	// after upTo, counted after it, so that events appended meanwhile make it an
-	// underestimate (a start a little earlier than needed), never an overestimate
-	// (fewer than n events read although the channel holds more).
-	in := func(s uint64) (uint64, error) {
-		c, err := count(s)
-		if err != nil {
-			return 0, err
-		}
-		beyond, err := count(upTo + 1)
-		if err != nil || c < beyond {
-			return 0, err
-		}
-		return c - beyond, nil
-	}
-	want := uint64(n)
-	lo, hi := uint64(1), upTo+1 // in(lo) > 2n, in(hi) = 0 < n
-	cLo, err := in(lo)
+	st, err := j.js.Stream(ctx, j.cfg.Stream)
 	if err != nil {
-		return nil, err
+		return nil, j.wrap("last", err)
 	}
-	start := lo
-	if cLo > 2*want {
-		cHi := uint64(0)
-		for bisect := false; ; bisect = !bisect {
-			if probes > lastMaxProbes || hi-lo <= 1 {
-				start = lo // cannot happen for a consistent store; read from lo
-				break
-			}
-			var mid uint64
-			if bisect {
-				mid = lo + (hi-lo)/2
-			} else {
-				// Where the channel would hold 1.5n events if they were spread evenly.
-				frac := (1.5 * float64(want)) / float64(cLo-cHi)
-				mid = hi - uint64(frac*float64(hi-lo))
-			}
-			mid = min(max(mid, lo+1), hi-1)
-			c, err := in(mid)
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case c >= want && c <= 2*want:
-				start = mid
-			case c > 2*want:
-				lo, cLo = mid, c
-				continue
-			default:
-				hi, cHi = mid, c
-				continue
-			}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return nil, j.wrap("last", err)
+	}
+	total := info.State.Subjects[subj]
+	if total == 0 {
+		return nil, nil
+	}
+	var first uint64 // the channel's oldest retained message
+	err = jsdirect.Get(ctx, j.nc, j.cfg.Stream, jsdirect.Request{Seq: info.State.FirstSeq, NextBySubj: subj}, func(m *jsdirect.Msg) error {
+		first = m.Seq
+		return nil
+	})
+	if errors.Is(err, jsdirect.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, j.wrapDirect(err)
+	}
+	if first > upTo {
+		return nil, nil
+	}
+	// The channel's average density over the stream sizes the first segment.
+	span := float64(max(info.State.LastSeq, upTo)-first+1) / float64(total)
+	gap := uint64(1.25*float64(n)*span) + 1
+	var acc []*protocol.Event // the channel's events in (hi, upTo], oldest first
+	hi := upTo
+	var last uint64 // highest seq read, for the tail check
+	for rounds := 0; len(acc) < n && hi >= first; rounds++ {
+		if rounds > lastMaxProbes {
+			return nil, j.wrap("last", fmt.Errorf("%w: no answer after %d reads", ErrUnavailable, rounds))
+		}
+		lo := first
+		if hi+1-first > gap {
+			lo = hi + 1 - gap
+		}
+		need := n - len(acc)
+		seg, full, err := j.readSegment(ctx, subj, lo, hi, 4*need)
+		if err != nil {
+			return nil, err
+		}
+		if full {
+			// More than 4x what is missing lies in [lo, hi]: narrow the segment to the
+			// density its first part showed, and read it again.
+			width := seg[len(seg)-1].Seq - lo + 1
+			next := uint64(1.25*float64(need)*float64(width)/float64(len(seg))) + 1
+			gap = max(min(next, gap/2), 1)
+			continue
+		}
+		if len(seg) > 0 && last == 0 {
+			last = seg[len(seg)-1].Seq
+		}
+		acc = append(seg, acc...)
+		hi = lo - 1
+		if lo == first {
 			break
 		}
+		gap *= 2
 	}
-	// Read [start, upTo] (at most 2n events, or all the channel holds) and keep the
-	// newest n.
-	var out []*protocol.Event
-	next := start
-	last := start - 1
-	for next <= upTo {
-		got := 0
-		done := false
-		err := jsdirect.Get(ctx, j.nc, j.cfg.Stream, jsdirect.Request{Seq: next, NextBySubj: subj, Batch: 2*n + 1}, func(m *jsdirect.Msg) error {
+	if len(acc) > n {
+		acc = acc[len(acc)-n:]
+	}
+	if j.cfg.Replicas > 1 {
+		// Any replica answers direct gets: check the tail with the leader.
+		if err := j.verifyReplayTail(ctx, []string{subj}, max(last, hi), upTo); err != nil {
+			return nil, err
+		}
+	}
+	return acc, nil
+}
+
+// readSegment reads the messages of subj in [lo, hi] in one direct-get batch; full
+// reports that more than max of them exist (seg then holds the first max+1).
+func (j *JetStream) readSegment(ctx context.Context, subj string, lo, hi uint64, max int) (seg []*protocol.Event, full bool, err error) {
+	for next := lo; next <= hi; {
+		got, done := 0, false
+		var lastSeen uint64
+		err := jsdirect.Get(ctx, j.nc, j.cfg.Stream, jsdirect.Request{Seq: next, NextBySubj: subj, Batch: max + 1 - len(seg)}, func(m *jsdirect.Msg) error {
 			got++
-			if m.Seq > upTo {
+			lastSeen = m.Seq
+			if m.Seq > hi {
 				done = true
-				return nil
+				return errProbed
 			}
-			last = m.Seq
 			if ev, ok := j.decodeDirect(m); ok {
-				out = append(out, ev)
-				if len(out) > n {
-					out = out[1:]
-				}
+				seg = append(seg, ev)
 			}
 			if m.Pending == 0 {
 				done = true
 			}
 			return nil
 		})
-		if errors.Is(err, jsdirect.ErrNotFound) {
-			break
+		switch {
+		case errors.Is(err, errProbed), errors.Is(err, jsdirect.ErrNotFound):
+			done = true
+		case err != nil:
+			return nil, false, j.wrapDirect(err)
 		}
-		if err != nil {
-			return nil, j.wrapDirect(err)
+		if len(seg) > max {
+			return seg, true, nil
 		}
 		if done || got == 0 {
 			break
 		}
-		next = last + 1
+		next = lastSeen + 1 // the batch was cut by the server's byte bound
 	}
-	if err := j.verifyReplayTail(ctx, []string{subj}, last, upTo); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return seg, false, nil
 }
 
 // decodeDirect is decode for a direct-get message.
