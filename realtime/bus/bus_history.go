@@ -8,8 +8,6 @@ import (
 	"math"
 	"strings"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"encore.app/internal/jsdirect"
 	"encore.app/realtime/protocol"
 )
@@ -76,43 +74,25 @@ func (j *JetStream) Last(ctx context.Context, channel string, upTo uint64, n int
 // lastDirect reads the newest n events of subj with seq <= upTo. It reads segments
 // of the channel backwards from upTo, each one forward in one direct-get batch: the
 // first segment is sized from the channel's share of the stream (its message count,
-// from the per-subject index), a segment that falls short doubles the next one, and
+// from the per-subject index, and the stream's range; one info request), a segment that
+// falls short doubles the next one, and
 // one that holds more than the answer needs is narrowed (from the density it showed)
 // before it is read again. Each batch costs the server a count from the segment's
 // start within one message block; a few batches answer.
 func (j *JetStream) lastDirect(ctx context.Context, subj string, upTo uint64, n int) ([]*protocol.Event, error) {
-	st, err := j.js.Stream(ctx, j.cfg.Stream)
+	first, last, total, err := j.subjectState(ctx, subj)
 	if err != nil {
-		return nil, j.wrap("last", err)
+		return nil, err
 	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
-	if err != nil {
-		return nil, j.wrap("last", err)
-	}
-	total := info.State.Subjects[subj]
-	if total == 0 {
-		return nil, nil
-	}
-	var first uint64 // the channel's oldest retained message
-	err = jsdirect.Get(ctx, j.nc, j.cfg.Stream, jsdirect.Request{Seq: info.State.FirstSeq, NextBySubj: subj}, func(m *jsdirect.Msg) error {
-		first = m.Seq
-		return nil
-	})
-	if errors.Is(err, jsdirect.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, j.wrapDirect(err)
-	}
-	if first > upTo {
+	if total == 0 || first > upTo {
 		return nil, nil
 	}
 	// The channel's average density over the stream sizes the first segment.
-	span := float64(max(info.State.LastSeq, upTo)-first+1) / float64(total)
+	span := float64(max(last, upTo)-first+1) / float64(total)
 	gap := uint64(1.25*float64(n)*span) + 1
 	var acc []*protocol.Event // the channel's events in (hi, upTo], oldest first
 	hi := upTo
-	var last uint64 // highest seq read, for the tail check
+	var top uint64 // highest seq read, for the tail check
 	for rounds := 0; len(acc) < n && hi >= first; rounds++ {
 		if rounds > lastMaxProbes {
 			return nil, j.wrap("last", fmt.Errorf("%w: no answer after %d reads", ErrUnavailable, rounds))
@@ -134,8 +114,8 @@ func (j *JetStream) lastDirect(ctx context.Context, subj string, upTo uint64, n 
 			gap = max(min(next, gap/2), 1)
 			continue
 		}
-		if len(seg) > 0 && last == 0 {
-			last = seg[len(seg)-1].Seq
+		if len(seg) > 0 && top == 0 {
+			top = seg[len(seg)-1].Seq
 		}
 		acc = append(seg, acc...)
 		hi = lo - 1
@@ -149,11 +129,39 @@ func (j *JetStream) lastDirect(ctx context.Context, subj string, upTo uint64, n 
 	}
 	if j.cfg.Replicas > 1 {
 		// Any replica answers direct gets: check the tail with the leader.
-		if err := j.verifyReplayTail(ctx, []string{subj}, max(last, hi), upTo); err != nil {
+		if err := j.verifyReplayTail(ctx, []string{subj}, max(top, hi), upTo); err != nil {
 			return nil, err
 		}
 	}
 	return acc, nil
+}
+
+// subjectState is one STREAM.INFO request filtered on subj: the stream's first and
+// last sequences and subj's message count (from the per-subject index).
+func (j *JetStream) subjectState(ctx context.Context, subj string) (first, last, count uint64, err error) {
+	req, _ := json.Marshal(map[string]string{"subjects_filter": subj})
+	msg, err := j.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+j.cfg.Stream, req)
+	if err != nil {
+		return 0, 0, 0, j.wrap("last", err)
+	}
+	var r struct {
+		State struct {
+			FirstSeq uint64            `json:"first_seq"`
+			LastSeq  uint64            `json:"last_seq"`
+			Subjects map[string]uint64 `json:"subjects"`
+		} `json:"state"`
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return 0, 0, 0, j.wrap("last", err)
+	}
+	if r.Error != nil {
+		return 0, 0, 0, j.wrap("last", fmt.Errorf("%w: %d %s", ErrUnavailable, r.Error.Code, r.Error.Description))
+	}
+	return r.State.FirstSeq, r.State.LastSeq, r.State.Subjects[subj], nil
 }
 
 // readSegment reads the messages of subj in [lo, hi] in one direct-get batch; full
