@@ -12,14 +12,15 @@
 // each handing the request to Server. So a feature exists in both shells or in
 // neither, and later work plugs in at one place:
 //
-//   - a new endpoint (presence, history) is a line of Routes with its handler on Server,
-//     plus one //encore:api declaration in the owning service, which
-//     TestEncoreEndpointsMatchRoutes holds to the table;
+//   - a new endpoint is a line of Routes with its handler on Server, plus one
+//     //encore:api declaration in the owning service, which
+//     TestEncoreEndpointsMatchRoutes holds to the table (history and presence are two);
 //   - a new setting is one tagged field of Options: the flag, the environment variable,
 //     the Encore config key, its CUE default and docs/settings.md follow
 //     (go generate ./server);
 //   - a new bus kind (Postgres) is a value of Options.Bus, a case of Validate and of
-//     openBackend returning its backend (bus, flag store, fleet health, connection cap);
+//     openBackend returning its backend (bus, flag store, fleet health, connection cap,
+//     presence store);
 //   - a check every published event must pass (typed channels) goes where both publish
 //     paths meet: the engine's ValidateEvents, which HTTP publishes (DecodePublish) and
 //     the Encore topic (Server.Publish) both call.

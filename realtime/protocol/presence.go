@@ -95,13 +95,20 @@ type History struct {
 
 // AppendHistoryFrame appends a history answer whose events are already encoded
 // (EncodeEvent), so that events from the replay window are not encoded again.
+// Type and ID are written when set (a frame); an HTTP answer leaves them empty.
 func AppendHistoryFrame(dst []byte, h *History, encoded [][]byte) []byte {
-	dst = append(dst, `{"type":"history"`...)
-	if h.ID != "" {
-		dst = append(dst, `,"id":`...)
-		dst = appendJSONString(dst, h.ID)
+	dst = append(dst, '{')
+	if h.Type != "" {
+		dst = append(dst, `"type":`...)
+		dst = appendJSONString(dst, h.Type)
+		dst = append(dst, ',')
 	}
-	dst = append(dst, `,"channel":`...)
+	if h.ID != "" {
+		dst = append(dst, `"id":`...)
+		dst = appendJSONString(dst, h.ID)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"channel":`...)
 	dst = appendJSONString(dst, h.Channel)
 	dst = append(dst, `,"events":[`...)
 	for i, e := range encoded {

@@ -44,9 +44,14 @@ type historyAnswer struct {
 	enc [][]byte
 }
 
-func (a *historyAnswer) frame(id string) []byte {
-	a.h.ID = id
-	return protocol.AppendHistoryFrame(make([]byte, 0, 256+a.size()), &a.h, a.enc)
+// frame is the answer as a frame with id, or (http) as the body of an HTTP answer.
+func (a *historyAnswer) frame(id string, http bool) []byte {
+	h := a.h
+	h.ID = id
+	if http {
+		h.Type = ""
+	}
+	return protocol.AppendHistoryFrame(make([]byte, 0, 256+a.size()), &h, a.enc)
 }
 
 func (a *historyAnswer) size() int {
@@ -278,7 +283,7 @@ func (c *Client) handleHistory(f *protocol.ClientFrame) {
 			c.requestFailed(f.ID, err)
 			return
 		}
-		c.enqueueCtrl(a.frame(f.ID))
+		c.enqueueCtrl(a.frame(f.ID, false))
 	})
 }
 
@@ -331,7 +336,7 @@ func (e *Engine) ServeHistory(w http.ResponseWriter, r *http.Request) {
 		writeRequestError(w, err)
 		return
 	}
-	writeJSONBody(w, a.frame(""))
+	writeJSONBody(w, a.frame("", true))
 }
 
 // requestIdentity authenticates a presence or history request like a poll; it
