@@ -50,6 +50,8 @@ type Engine struct {
 
 	bg sync.WaitGroup // sweeper and bus subscription owner
 
+	lastPing time.Time // owned by the sweeper (sweep): when it last pinged every connection
+
 	resub        resubscriber  // live subscription generation (epoch.go)
 	epochChanges atomic.Uint64 // stream recreations noticed (epoch.go)
 	replayLoad   replayLoad    // demand for bus replay slots (scale.go)
@@ -102,7 +104,8 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.subscribeBus(info.LastSeq); err != nil {
 		return fmt.Errorf("stream: subscribe: %w", err)
 	}
-	e.every(e.cfg.HeartbeatInterval, e.sweep)
+	e.lastPing = e.cfg.now() // the first ping goes out one interval after the start
+	e.every(e.cfg.sweepPeriod(), e.sweep)
 	e.every(e.cfg.EpochCheckInterval, func(time.Time) { e.checkEpoch() })
 	e.every(governPeriod, func(time.Time) { e.batch.tick(governPeriod) })
 	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
@@ -162,17 +165,25 @@ func (e *Engine) every(d time.Duration, fn func(now time.Time)) {
 	}()
 }
 
-// sweep pings every connection (each heartbeat interval) and closes those silent for
-// longer than the heartbeat timeout.
+// sweep runs every Config.sweepPeriod (a fifth of the heartbeat interval) on the
+// sweeper goroutine: it closes the connections from which nothing was read for
+// HeartbeatTimeout (so a silent one goes at most one period after the timeout), and
+// pings every connection once per heartbeat interval.
 func (e *Engine) sweep(now time.Time) {
-	ping := protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()})
+	var ping []byte
+	if now.Sub(e.lastPing) >= e.cfg.HeartbeatInterval-e.cfg.sweepPeriod()/2 {
+		e.lastPing = now
+		ping = protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()})
+	}
 	deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
 	for _, c := range e.snapshotClients() {
 		if c.lastRead.Load() < deadline {
 			c.requestClose(protocol.CloseHeartbeat, "heartbeat timeout", 0, DiscHeartbeat, false)
 			continue
 		}
-		c.enqueueCtrl(ping)
+		if ping != nil {
+			c.enqueueCtrl(ping)
+		}
 	}
 }
 

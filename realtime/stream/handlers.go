@@ -96,7 +96,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	c.id.Store(id)
 	c.release, admitted = release, true
 	c.initLimits()
-	c.lastRead.Store(time.Now().UnixNano())
+	c.lastRead.Store(c.e.cfg.now().UnixNano())
 	if !e.register(c) {
 		c.runRelease()
 		cancel()
@@ -162,7 +162,7 @@ func (c *Client) readLoop() DisconnectReason {
 				return DiscReadError
 			}
 		}
-		c.lastRead.Store(time.Now().UnixNano())
+		c.lastRead.Store(c.e.cfg.now().UnixNano())
 		if !c.allowMessage() {
 			continue
 		}

@@ -263,7 +263,8 @@ func readUntilClose(ctx context.Context, c *rtclient.Conn) (frames int, err erro
 }
 
 // A client that sends nothing is closed 4001 within the heartbeat timeout plus one
-// interval; one that answers pings stays.
+// sweep (a fifth of an interval); one that answers pings stays. Real time; the exact
+// bound is TestHeartbeatTimeoutIsTwoIntervals, on an injected clock.
 func TestHeartbeat(t *testing.T) {
 	env := newEnv(t, Config{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 150 * time.Millisecond}, bus.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
