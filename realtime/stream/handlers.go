@@ -115,6 +115,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if first != nil {
 		c.handleSubscribe(first)
 	}
+	c.welcomed.Store(true) // the sweeper pings only after the welcome (engine.go sweep)
 	// The connection runs on its own goroutine (tracked by e.conns, which register
 	// added to) so that this handler returns and net/http releases the request, its
 	// headers and the handler's deep stack: memory an idle connection would otherwise
