@@ -171,7 +171,7 @@ func (c *Client) readLoop() DisconnectReason {
 			c.badFrame("", protocol.CodeBadFrame, "binary frames are not part of the protocol")
 			continue
 		}
-		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100), c.e.cfg.MaxChannelLength)
+		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100))
 		if err != nil {
 			id := ""
 			if f != nil {

@@ -71,6 +71,33 @@ func TestChannelNameLimits(t *testing.T) {
 	}
 }
 
+// A channel name far over the limit (over 528 bytes used to refuse the whole frame) is
+// refused alone, with a per-channel bad_channel; the other channels of the frame are
+// subscribed and get their events.
+func TestLongChannelNameRefusedAlone(t *testing.T) {
+	env := newEnv(t, Config{}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := env.dial(ctx, nil)
+	long := strings.Repeat("n", 600)
+	f := subscribe(t, ctx, c, nil, "before", long, "after")
+	want := map[string]string{"before": "", long: protocol.CodeBadChannel, "after": ""}
+	if len(f.Results) != len(want) {
+		t.Fatalf("results %+v", f.Results)
+	}
+	for _, r := range f.Results {
+		if code, ok := want[r.Channel]; !ok || r.OK != (code == "") || r.Code != code {
+			t.Errorf("result for a %d-byte channel: ok %v code %q, want code %q", len(r.Channel), r.OK, r.Code, code)
+		}
+	}
+	env.publishN("after", 0, 1)
+	env.publishN("before", 0, 1)
+	evs, _ := readEvents(t, ctx, c, 2)
+	if evs[0].ID != "after-0" || evs[1].ID != "before-0" {
+		t.Fatalf("events %+v", evs)
+	}
+}
+
 // NATS stopped under load: publishes answer 503 (Retry-After) within 1s, connected
 // clients stay connected, a recovery from the bus answers "not recovered" quickly, the
 // breaker shows in the metrics and closes by itself after NATS returns, and every
