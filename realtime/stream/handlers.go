@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -151,6 +152,7 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 
 // readLoop reads client frames until the connection ends and returns why it ended.
 func (c *Client) readLoop() DisconnectReason {
+	failed := false // the connection was failed (1007): what follows is not read as frames
 	for {
 		typ, data, err := c.conn.Read(c.ctx)
 		if err != nil {
@@ -164,11 +166,19 @@ func (c *Client) readLoop() DisconnectReason {
 			}
 		}
 		c.lastRead.Store(c.e.cfg.now().UnixNano())
-		if !c.allowMessage() {
+		if failed || !c.allowMessage() {
 			continue
 		}
 		if typ != websocket.MessageText {
 			c.badFrame("", protocol.CodeBadFrame, "binary frames are not part of the protocol")
+			continue
+		}
+		if !utf8.Valid(data) {
+			// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the connection
+			// with 1007 (the WebSocket library does not check).
+			c.e.metrics.badFrames.Add(1)
+			c.requestClose(protocol.CloseBadData, "text frame is not valid UTF-8", 0, DiscProtocol, false)
+			failed = true
 			continue
 		}
 		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100))

@@ -237,6 +237,37 @@ func TestBadClientFrames(t *testing.T) {
 	})
 }
 
+// A text frame that is not UTF-8 fails the connection with 1007 (RFC 6455 section 8.1),
+// counted as a protocol error; valid UTF-8 beyond ASCII is a frame like any other.
+func TestInvalidUTF8Closes1007(t *testing.T) {
+	env := newEnv(t, Config{}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := env.dial(ctx, nil)
+	if err := c.SendRaw(ctx, []byte(`{"type":"ping","ts":7,"note":"héllo ✓"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := c.ReadFrame(ctx); err != nil || f.Type != protocol.TypePong || f.TS != 7 {
+		t.Fatalf("pong to a UTF-8 ping: %+v %v", f, err)
+	}
+	if err := c.SendRaw(ctx, []byte("{\"type\":\"ping\",\"ts\":8,\"note\":\"\xff\xfe\"}")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SendRaw(ctx, []byte(`{"type":"ping","ts":9}`)) // not answered: the connection has failed
+	frames, err := readUntilClose(ctx, c)
+	if code := rtclient.CloseCode(err); code != protocol.CloseBadData {
+		t.Fatalf("close %d (%v), want 1007", code, err)
+	}
+	if frames != 0 {
+		t.Errorf("%d frames before the close, want none", frames)
+	}
+	waitFor(t, 5*time.Second, "protocol_error disconnect", func() bool {
+		return env.eng.Snapshot().Disconnects["protocol_error"] == 1
+	})
+	c2 := env.dial(ctx, nil) // the server goes on
+	subscribe(t, ctx, c2, nil, "after")
+}
+
 // Too many bad frames close the connection with 4400 (do not reconnect).
 func TestTooManyBadFrames(t *testing.T) {
 	env := newEnv(t, Config{MaxBadFrames: 5}, bus.Config{})
