@@ -237,6 +237,33 @@ func TestBadClientFrames(t *testing.T) {
 	})
 }
 
+// welcome.flags is every flag of the user, false ones included, and is omitted when
+// there are none (docs/protocol.md "Frames from the server").
+func TestWelcomeFlagsOmittedWhenNone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hook  func(string) map[string]bool
+		flags map[string]bool
+	}{
+		{"no hook", nil, nil},
+		{"no flag", func(string) map[string]bool { return map[string]bool{} }, nil},
+		{"flags", func(string) map[string]bool { return map[string]bool{"on": true, "off": false} }, map[string]bool{"on": true, "off": false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, Config{WelcomeFlags: tc.hook}, bus.Config{})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			w := env.dial(ctx, nil).Welcome
+			if (w.Flags == nil) != (tc.flags == nil) || fmt.Sprint(w.Flags) != fmt.Sprint(tc.flags) {
+				t.Fatalf("welcome flags %#v, want %#v", w.Flags, tc.flags)
+			}
+			if w.Epoch == "" || w.HeartbeatMs == 0 || w.Limits.MaxFrameBytes == 0 || w.Session == "" {
+				t.Fatalf("welcome %+v: a field that is always present is missing", w)
+			}
+		})
+	}
+}
+
 // A text frame that is not UTF-8 fails the connection with 1007 (RFC 6455 section 8.1),
 // counted as a protocol error; valid UTF-8 beyond ASCII is a frame like any other.
 func TestInvalidUTF8Closes1007(t *testing.T) {
