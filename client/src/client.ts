@@ -449,8 +449,10 @@ export class RealtimeClient {
         return this.onTransport(conn, frame);
       case "error":
         return this.subs.onErrorFrame(frame);
+      case "ping":
+        return this.subs.onPing(frame); // answered by the transport; its head may move the cursor
       default:
-        return; // ping (answered by the transport); unknown frame types are ignored (protocol: frames can be added)
+        return; // unknown frame types are ignored (protocol: frames can be added)
     }
   }
 

@@ -61,6 +61,7 @@ type Client struct {
 	cancel  context.CancelFunc
 
 	lastRead atomic.Int64             // unix nanos of the last frame read
+	welcomed atomic.Bool              // the welcome (and the URL's subscribe) is queued: pings may follow
 	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
 	release  func()                   // Config.Admit's release; set before register, run at teardown
 

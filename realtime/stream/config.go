@@ -18,7 +18,8 @@ type Config struct {
 	Instance string
 
 	// HeartbeatInterval between server pings (default 25s). A connection from which
-	// nothing was read for HeartbeatTimeout (default 2x interval) is closed (4001).
+	// nothing was read for HeartbeatTimeout (default 2x interval) is closed (4001) by
+	// the next sweep: sweeps run every fifth of the interval (sweepPeriod).
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 	// WriteTimeout bounds one frame write (default 10s); a write that takes longer
@@ -141,6 +142,10 @@ type Config struct {
 	OnHealth func(c *Client, h *protocol.HealthReport)
 
 	Logger *slog.Logger
+
+	// now is the clock of the heartbeat bookkeeping (when a frame was read); tests
+	// inject one to drive Engine.sweep with virtual times. Default time.Now.
+	now func() time.Time
 }
 
 // Identity is who holds a connection (realtime/access, shared with auth and limits).
@@ -148,6 +153,14 @@ type Identity = access.Identity
 
 // AuthError is returned by Authenticate (or Admit) to choose the answer of a refusal.
 type AuthError = access.AuthError
+
+// sweepsPerHeartbeat is how many times per heartbeat interval the sweeper looks for
+// silent connections: a connection silent for HeartbeatTimeout is closed at most
+// HeartbeatInterval/sweepsPerHeartbeat later.
+const sweepsPerHeartbeat = 5
+
+// sweepPeriod is the sweeper's period (Engine.sweep).
+func (c *Config) sweepPeriod() time.Duration { return c.HeartbeatInterval / sweepsPerHeartbeat }
 
 // welcomeFlags is Config.WelcomeFlags for id (nil without the hook).
 func (e *Engine) welcomeFlags(id *Identity) map[string]bool {
@@ -222,6 +235,9 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&d.RetryMax, 5*time.Second)
 	if d.Logger == nil {
 		d.Logger = slog.Default()
+	}
+	if d.now == nil {
+		d.now = time.Now
 	}
 	if d.Authenticate == nil {
 		d.Authenticate = func(*http.Request) (*Identity, error) { return &Identity{}, nil }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -96,7 +97,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	c.id.Store(id)
 	c.release, admitted = release, true
 	c.initLimits()
-	c.lastRead.Store(time.Now().UnixNano())
+	c.lastRead.Store(c.e.cfg.now().UnixNano())
 	if !e.register(c) {
 		c.runRelease()
 		cancel()
@@ -115,6 +116,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if first != nil {
 		c.handleSubscribe(first)
 	}
+	c.welcomed.Store(true) // the sweeper pings only after the welcome (engine.go sweep)
 	// The connection runs on its own goroutine (tracked by e.conns, which register
 	// added to) so that this handler returns and net/http releases the request, its
 	// headers and the handler's deep stack: memory an idle connection would otherwise
@@ -150,6 +152,7 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 
 // readLoop reads client frames until the connection ends and returns why it ended.
 func (c *Client) readLoop() DisconnectReason {
+	failed := false // the connection was failed (1007): what follows is not read as frames
 	for {
 		typ, data, err := c.conn.Read(c.ctx)
 		if err != nil {
@@ -162,15 +165,23 @@ func (c *Client) readLoop() DisconnectReason {
 				return DiscReadError
 			}
 		}
-		c.lastRead.Store(time.Now().UnixNano())
-		if !c.allowMessage() {
+		c.lastRead.Store(c.e.cfg.now().UnixNano())
+		if failed || !c.allowMessage() {
 			continue
 		}
 		if typ != websocket.MessageText {
 			c.badFrame("", protocol.CodeBadFrame, "binary frames are not part of the protocol")
 			continue
 		}
-		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100), c.e.cfg.MaxChannelLength)
+		if !utf8.Valid(data) {
+			// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the connection
+			// with 1007 (the WebSocket library does not check).
+			c.e.metrics.badFrames.Add(1)
+			c.requestClose(protocol.CloseBadData, "text frame is not valid UTF-8", 0, DiscProtocol, false)
+			failed = true
+			continue
+		}
+		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100))
 		if err != nil {
 			id := ""
 			if f != nil {

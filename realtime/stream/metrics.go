@@ -39,7 +39,7 @@ const (
 	DiscHeartbeat                              // nothing read within the heartbeat timeout (4001)
 	DiscWriteError                             // a write failed or timed out
 	DiscShutdown                               // server drain (4101)
-	DiscProtocol                               // too many bad frames (4400)
+	DiscProtocol                               // too many bad frames (4400), or a text frame that is not UTF-8 (1007)
 	DiscFrameTooBig                            // client frame over the limit (1009)
 	DiscReplayOverload                         // no replay slot (4103)
 	DiscReplayFailed                           // bus replay failed mid-way (4103)

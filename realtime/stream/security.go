@@ -73,7 +73,9 @@ func (c *Client) initLimits() {
 
 // allowMessage charges one client frame to the connection's rate. A frame over the
 // rate is answered with a rate_limited error and ignored; ClientMessageBurst of them
-// in a row close the connection (4102, retry hint). Read loop only.
+// in a row close the connection (4102, retry hint) after what is queued for it: the
+// answers to the frames it accepted (pongs, subscribe answers) go out first. Read loop
+// only.
 func (c *Client) allowMessage() bool {
 	if c.msgLimit == nil || c.msgLimit.Allow() {
 		c.msgRefused = 0
@@ -83,7 +85,7 @@ func (c *Client) allowMessage() bool {
 	e.metrics.messagesRateLimited.Add(1)
 	c.msgRefused++
 	if c.msgRefused >= e.cfg.ClientMessageBurst {
-		c.requestClose(protocol.CloseRateLimited, "too many messages", e.retryHint(), DiscRateLimited, false)
+		c.requestClose(protocol.CloseRateLimited, "too many messages", e.retryHint(), DiscRateLimited, true)
 		return false
 	}
 	c.enqueueCtrl(protocol.Marshal(protocol.ErrorFrame{Type: protocol.TypeError, Code: protocol.CodeRateLimited,

@@ -237,6 +237,64 @@ func TestBadClientFrames(t *testing.T) {
 	})
 }
 
+// welcome.flags is every flag of the user, false ones included, and is omitted when
+// there are none (docs/protocol.md "Frames from the server").
+func TestWelcomeFlagsOmittedWhenNone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hook  func(string) map[string]bool
+		flags map[string]bool
+	}{
+		{"no hook", nil, nil},
+		{"no flag", func(string) map[string]bool { return map[string]bool{} }, nil},
+		{"flags", func(string) map[string]bool { return map[string]bool{"on": true, "off": false} }, map[string]bool{"on": true, "off": false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, Config{WelcomeFlags: tc.hook}, bus.Config{})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			w := env.dial(ctx, nil).Welcome
+			if (w.Flags == nil) != (tc.flags == nil) || fmt.Sprint(w.Flags) != fmt.Sprint(tc.flags) {
+				t.Fatalf("welcome flags %#v, want %#v", w.Flags, tc.flags)
+			}
+			if w.Epoch == "" || w.HeartbeatMs == 0 || w.Limits.MaxFrameBytes == 0 || w.Session == "" {
+				t.Fatalf("welcome %+v: a field that is always present is missing", w)
+			}
+		})
+	}
+}
+
+// A text frame that is not UTF-8 fails the connection with 1007 (RFC 6455 section 8.1),
+// counted as a protocol error; valid UTF-8 beyond ASCII is a frame like any other.
+func TestInvalidUTF8Closes1007(t *testing.T) {
+	env := newEnv(t, Config{}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := env.dial(ctx, nil)
+	if err := c.SendRaw(ctx, []byte(`{"type":"ping","ts":7,"note":"héllo ✓"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := c.ReadFrame(ctx); err != nil || f.Type != protocol.TypePong || f.TS != 7 {
+		t.Fatalf("pong to a UTF-8 ping: %+v %v", f, err)
+	}
+	if err := c.SendRaw(ctx, []byte("{\"type\":\"ping\",\"ts\":8,\"note\":\"\xff\xfe\"}")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SendRaw(ctx, []byte(`{"type":"ping","ts":9}`)) // not answered: the connection has failed
+	frames, err := readUntilClose(ctx, c)
+	if code := rtclient.CloseCode(err); code != protocol.CloseBadData {
+		t.Fatalf("close %d (%v), want 1007", code, err)
+	}
+	if frames != 0 {
+		t.Errorf("%d frames before the close, want none", frames)
+	}
+	waitFor(t, 5*time.Second, "protocol_error disconnect", func() bool {
+		return env.eng.Snapshot().Disconnects["protocol_error"] == 1
+	})
+	c2 := env.dial(ctx, nil) // the server goes on
+	subscribe(t, ctx, c2, nil, "after")
+}
+
 // Too many bad frames close the connection with 4400 (do not reconnect).
 func TestTooManyBadFrames(t *testing.T) {
 	env := newEnv(t, Config{MaxBadFrames: 5}, bus.Config{})
@@ -263,7 +321,8 @@ func readUntilClose(ctx context.Context, c *rtclient.Conn) (frames int, err erro
 }
 
 // A client that sends nothing is closed 4001 within the heartbeat timeout plus one
-// interval; one that answers pings stays.
+// sweep (a fifth of an interval); one that answers pings stays. Real time; the exact
+// bound is TestHeartbeatTimeoutIsTwoIntervals, on an injected clock.
 func TestHeartbeat(t *testing.T) {
 	env := newEnv(t, Config{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 150 * time.Millisecond}, bus.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -43,6 +43,8 @@ var Backoff = class {
 var CloseCode = {
   Normal: 1e3,
   GoingAway: 1001,
+  /** a text frame that is not valid UTF-8 (RFC 6455); do not reconnect */
+  BadData: 1007,
   TooBig: 1009,
   Internal: 1011,
   Abnormal: 1006,
@@ -766,6 +768,23 @@ var CursorTracker = class {
     this.cur = { seq: reset ? headSeq : Math.max(old.seq, headSeq), epoch: epoch || old?.epoch || "" };
     return this.cur.epoch;
   }
+  /**
+   * fromPing takes the head {seq, epoch} of a server ping (docs/protocol.md "Fresh cursors on
+   * quiet channels"): forwards in the cursor's epoch, or as the first position when the
+   * client has none and epoch is its connection's (connEpoch). The caller checks that the
+   * connection's first subscribe was answered. It reports whether the cursor moved.
+   */
+  fromPing(seq, epoch, connEpoch) {
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq <= 0 || typeof epoch !== "string" || epoch === "") return false;
+    if (this.cur) {
+      if (epoch !== this.cur.epoch || seq <= this.cur.seq) return false;
+      this.cur.seq = seq;
+      return true;
+    }
+    if (epoch !== connEpoch) return false;
+    this.cur = { seq, epoch };
+    return true;
+  }
   /** fromPoll takes the cursor of a poll answer: later in the epoch, or of another epoch. */
   fromPoll(c) {
     if (!c || typeof c.seq !== "number") return;
@@ -883,6 +902,8 @@ var Subscriptions = class {
       subscribed: false,
       cursorKind: null,
       firstChannels: [],
+      firstAnswered: false,
+      epoch: welcome.epoch ?? "",
       pending: /* @__PURE__ */ new Map(),
       retry: null
     };
@@ -945,6 +966,10 @@ var Subscriptions = class {
     const conn = this.session;
     if (!conn) return;
     if (f.id) conn.pending.delete(f.id);
+    if (f.op !== "unsubscribe" && !conn.firstAnswered) {
+      conn.firstAnswered = true;
+      if (f.epoch) conn.epoch = f.epoch;
+    }
     const later = [];
     for (const r of f.results ?? []) {
       if (!r.ok && r.code !== void 0 && RETRY_CODES.has(r.code)) {
@@ -968,6 +993,19 @@ var Subscriptions = class {
       const epoch = f.epoch ?? conn.welcome.epoch ?? "";
       this.onRecovery(f.recovery, epoch, conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
     }
+  }
+  /**
+   * onPing reads a server `ping`: its head {seq, epoch}, if any, becomes the cursor when the
+   * answer to this connection's first subscribe has arrived (before it, the ping may precede
+   * the events that subscribe recovers), forwards only and in the cursor's epoch
+   * (docs/protocol.md "Fresh cursors on quiet channels"). So a client on quiet channels keeps
+   * a fresh cursor while other channels move the bus past retention. Pings of older servers
+   * carry no head and change nothing.
+   */
+  onPing(f) {
+    const conn = this.session;
+    if (!conn || !conn.firstAnswered) return;
+    this.cursor.fromPing(f.seq, f.epoch, conn.epoch);
   }
   /** onErrorFrame reads an `error` frame; one answering a pending subscribe unsubscribes its channels. */
   onErrorFrame(f) {
@@ -1339,6 +1377,9 @@ var RealtimeClient = class {
         return this.onTransport(conn, frame);
       case "error":
         return this.subs.onErrorFrame(frame);
+      case "ping":
+        return this.subs.onPing(frame);
+      // answered by the transport; its head may move the cursor
       default:
         return;
     }
