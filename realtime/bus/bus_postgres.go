@@ -150,6 +150,7 @@ type Postgres struct {
 	connected atomic.Bool // the listener's connection is up
 	epoch     atomic.Pointer[string]
 	malformed atomic.Uint64
+	appends   atomic.Uint64 // append transactions committed
 }
 
 // OpenPostgres connects to the database at url (a postgres:// URL or a DSN), applies
@@ -244,6 +245,10 @@ func (p *Postgres) Epoch() string {
 
 // Malformed counts stored events that could not be decoded and were skipped.
 func (p *Postgres) Malformed() uint64 { return p.malformed.Load() }
+
+// Appends counts the append transactions committed (each holds one or more
+// coalesced Publish calls).
+func (p *Postgres) Appends() uint64 { return p.appends.Load() }
 
 func (p *Postgres) setEpoch(e string) {
 	if old := p.epoch.Swap(&e); old != nil && *old != e {

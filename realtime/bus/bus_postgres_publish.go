@@ -305,5 +305,6 @@ func (p *Postgres) appendOnce(ctx context.Context, evs []*protocol.Event, bodies
 		return nil, true, err
 	}
 	inTx = false
+	p.appends.Add(1)
 	return acks, true, nil
 }
