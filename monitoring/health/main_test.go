@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"encore.app/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
 
 // fakeClock is a settable clock for tests.
 type fakeClock struct {
