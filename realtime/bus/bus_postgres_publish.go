@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -186,10 +185,12 @@ func anyWaiting(rs []*pgPublish) bool {
 // errNoStream: the stream's row is gone (deleted); appendTx recreates it.
 var errNoStream = errors.New("stream row missing")
 
-// appendTx appends evs in one transaction, in two round trips: (begin, lock the
-// stream row, look up the IDs within the dedup window), then (insert, advance the
-// counters, notify, commit). sent reports that the commit was sent (the outcome of a
-// failure after that is unknown: the events may be stored).
+// appendTx appends evs in one transaction, in one round trip: a pipeline of begin,
+// lock the stream row, one statement that looks up the IDs within the dedup window,
+// numbers and inserts the new events and advances the counters, notify, commit. The
+// lock is held only while the server runs that pipeline, never across a client
+// round trip. sent reports that the pipeline was sent (the outcome of a failure
+// after that is unknown: the events may be stored).
 func (p *Postgres) appendTx(ctx context.Context, evs []*protocol.Event, bodies [][]byte) (acks []Ack, sent bool, err error) {
 	for attempt := 0; attempt < 2; attempt++ {
 		acks, sent, err = p.appendOnce(ctx, evs, bodies)
@@ -204,15 +205,61 @@ func (p *Postgres) appendTx(ctx context.Context, evs []*protocol.Event, bodies [
 	return nil, false, err
 }
 
+// appendSQL runs under the stream row's lock (taken by the statement before it, so
+// its snapshot holds every earlier commit). in: the batch with its order; old: IDs
+// appended within the window; firsts: the first copy of each ID in the batch; fresh:
+// the first copies not appended before, numbered in batch order from last_seq. It
+// returns, per event in order, its seq and whether it is a duplicate.
+const appendSQL = `WITH
+s AS (SELECT last_seq, total_bytes FROM realtime_streams WHERE name = $1),
+inp AS (SELECT u.id, u.channel, u.body, u.size, u.ord
+	FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bigint[]) WITH ORDINALITY AS u(id, channel, body, size, ord)),
+old AS (SELECT e.id, min(e.seq) AS seq FROM realtime_events e
+	WHERE e.stream = $1 AND e.id = ANY($2) AND e.at > clock_timestamp() - $6::bigint * interval '1 microsecond'
+	GROUP BY e.id),
+firsts AS (SELECT inp.*, min(inp.ord) OVER (PARTITION BY inp.id) AS first_ord FROM inp),
+fresh AS (SELECT f.id, f.channel, f.body, f.size, f.ord,
+		row_number() OVER (ORDER BY f.ord) AS rn,
+		sum(f.size) OVER (ORDER BY f.ord) - f.size AS before
+	FROM firsts f WHERE f.ord = f.first_ord AND NOT EXISTS (SELECT 1 FROM old WHERE old.id = f.id)),
+ins AS (INSERT INTO realtime_events (stream, seq, id, channel, body, at, start_bytes)
+	SELECT $1, s.last_seq + fr.rn, fr.id, fr.channel, fr.body, clock_timestamp(), s.total_bytes + fr.before
+	FROM fresh fr CROSS JOIN s),
+upd AS (UPDATE realtime_streams SET
+		last_seq = last_seq + (SELECT count(*) FROM fresh),
+		total_bytes = total_bytes + (SELECT COALESCE(sum(size), 0) FROM fresh)
+	WHERE name = $1)
+SELECT COALESCE(o.seq, s.last_seq + fr.rn), (o.seq IS NOT NULL OR fi.ord <> fi.first_ord)
+FROM firsts fi CROSS JOIN s
+LEFT JOIN old o ON o.id = fi.id
+LEFT JOIN fresh fr ON fr.id = fi.id
+ORDER BY fi.ord`
+
 func (p *Postgres) appendOnce(ctx context.Context, evs []*protocol.Event, bodies [][]byte) (acks []Ack, sent bool, err error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	defer conn.Release()
-	inTx := false
+	ids := make([]string, len(evs))
+	chans := make([]string, len(evs))
+	sizes := make([]int64, len(evs))
+	for i, ev := range evs {
+		ids[i], chans[i] = ev.ID, ev.Channel
+		sizes[i] = int64(len(bodies[i]) + len(ev.Channel) + len(ev.ID) + pgEventOverhead)
+	}
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT epoch FROM realtime_streams WHERE name = $1 FOR UPDATE`, p.cfg.Stream)
+	b.Queue(appendSQL, p.cfg.Stream, ids, chans, bodies, sizes, p.cfg.DupWindow.Microseconds())
+	b.Queue(`SELECT pg_notify($1, last_seq::text || ' ' || name) FROM realtime_streams WHERE name = $2`, pgNotifyChannel, p.cfg.Stream)
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
 	defer func() {
-		if inTx && err != nil {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			acks, err = nil, cerr
+		}
+		if err != nil {
 			// Leave no open transaction on a connection that goes back to the pool.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			defer cancel()
@@ -221,90 +268,48 @@ func (p *Postgres) appendOnce(ctx context.Context, evs []*protocol.Event, bodies
 			}
 		}
 	}()
-
-	ids := make([]string, len(evs))
-	for i, ev := range evs {
-		ids[i] = ev.ID
-	}
-	window := p.cfg.DupWindow.Microseconds()
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(`SELECT epoch, last_seq, total_bytes FROM realtime_streams WHERE name = $1 FOR UPDATE`, p.cfg.Stream)
-	b.Queue(`SELECT id, seq FROM realtime_events WHERE stream = $1 AND id = ANY($2)
-		AND at > clock_timestamp() - $3::bigint * interval '1 microsecond'`, p.cfg.Stream, ids, window)
-	br := conn.SendBatch(ctx, b)
-	inTx = true
 	if _, err := br.Exec(); err != nil {
-		br.Close()
+		// BEGIN failed: a dead pooled connection (the server restarted); the rest of
+		// the pipeline was not run. (Were it run after all, a retry is deduplicated.)
 		return nil, false, err
 	}
 	var epoch string
-	var last, total int64
-	if err := br.QueryRow().Scan(&epoch, &last, &total); err != nil {
-		br.Close()
+	if err := br.QueryRow().Scan(&epoch); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, false, errNoStream
+			return nil, true, errNoStream
 		}
-		return nil, false, err
+		return nil, true, err
 	}
-	dups := map[string]uint64{}
 	rows, err := br.Query()
 	if err != nil {
-		br.Close()
-		return nil, false, err
+		return nil, true, err
 	}
+	acks = make([]Ack, 0, len(evs))
 	for rows.Next() {
-		var id string
 		var seq int64
-		if err := rows.Scan(&id, &seq); err != nil {
+		var dup bool
+		if err := rows.Scan(&seq, &dup); err != nil {
 			rows.Close()
-			br.Close()
-			return nil, false, err
+			return nil, true, err
 		}
-		if old, ok := dups[id]; !ok || uint64(seq) < old {
-			dups[id] = uint64(seq)
+		if len(acks) < len(evs) {
+			acks = append(acks, Ack{ID: evs[len(acks)].ID, Seq: uint64(seq), Duplicate: dup})
 		}
 	}
 	rows.Close()
-	if err := br.Close(); err != nil {
-		return nil, false, err
-	}
-	p.setEpoch(epoch)
-
-	acks = make([]Ack, len(evs))
-	var seqs, starts []int64
-	var nIDs, nChans []string
-	var nBodies [][]byte
-	for i, ev := range evs {
-		if seq, ok := dups[ev.ID]; ok {
-			acks[i] = Ack{ID: ev.ID, Seq: seq, Duplicate: true}
-			continue
-		}
-		last++
-		dups[ev.ID] = uint64(last) // a second copy in this batch is a duplicate of this one
-		acks[i] = Ack{ID: ev.ID, Seq: uint64(last)}
-		seqs = append(seqs, last)
-		starts = append(starts, total)
-		total += int64(len(bodies[i]) + len(ev.Channel) + len(ev.ID) + pgEventOverhead)
-		nIDs, nChans, nBodies = append(nIDs, ev.ID), append(nChans, ev.Channel), append(nBodies, bodies[i])
-	}
-	if len(seqs) == 0 { // all duplicates: nothing to write
-		_, err := conn.Exec(ctx, "COMMIT")
-		inTx = err != nil
-		return acks, true, err
-	}
-	b = &pgx.Batch{}
-	b.Queue(`INSERT INTO realtime_events (stream, seq, id, channel, body, at, start_bytes)
-		SELECT $1, u.seq, u.id, u.channel, u.body, clock_timestamp(), u.start
-		FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::bigint[]) AS u(seq, id, channel, body, start)`,
-		p.cfg.Stream, seqs, nIDs, nChans, nBodies, starts)
-	b.Queue(`UPDATE realtime_streams SET last_seq = $2, total_bytes = $3 WHERE name = $1`, p.cfg.Stream, last, total)
-	b.Queue(`SELECT pg_notify($1, $2)`, pgNotifyChannel, strconv.FormatInt(last, 10)+" "+p.cfg.Stream)
-	b.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+	if err := rows.Err(); err != nil {
 		return nil, true, err
 	}
-	inTx = false
+	if len(acks) != len(evs) {
+		return nil, true, fmt.Errorf("bus: append: %d acks for %d events", len(acks), len(evs))
+	}
+	if _, err := br.Exec(); err != nil { // notify
+		return nil, true, err
+	}
+	if _, err := br.Exec(); err != nil { // commit
+		return nil, true, err
+	}
+	p.setEpoch(epoch)
 	p.appends.Add(1)
 	return acks, true, nil
 }
