@@ -69,13 +69,6 @@ func TestPostgresNotRecovered(t *testing.T) {
 			}
 		})
 	}
-	// A cursor inside retention but outside the window is recovered from the bus.
-	c := env.dial(ctx, nil)
-	cur := protocol.Cursor{Seq: after.FirstSeq, Epoch: info.Epoch}
-	f := subscribe(t, ctx, c, &cur, "old")
-	if f.Recovery == nil || !f.Recovery.Recovered || f.Recovery.Source != "bus" {
-		t.Fatalf("recovery %+v, want recovered from the bus", f.Recovery)
-	}
 }
 
 // TestPostgresThreeInstances: three engines, each on its own bus instance, on one
