@@ -27,9 +27,11 @@ import (
 //
 //	go test -run '^$' -bench PublishToDeliver -benchtime 1x ./realtime/bus/
 //
-// "paced": 3 publishers x 10-event batches at 1,000 events/s in total for 5 s.
-// "flood": 12 publishers x 10-event batches as fast as the bus acknowledges, 30,000
-// events. Postgres runs with fsync on (pgtest Durable); JetStream's file store syncs
+// "paced": 3 publishers x 10-event batches at 1,000 events/s in total for 5 s;
+// "paced-single": the same rate as 30 publishers of one event each (an Encore
+// subscription handler publishes each message on its own); "flood": 12 publishers x
+// 10-event batches as fast as the bus acknowledges, 30,000 events; "flood-single":
+// 96 publishers of one event each, 12,000 events. Postgres runs with fsync on (pgtest Durable); JetStream's file store syncs
 // in the background (its default), so the figures favour it on durability.
 func BenchmarkPublishToDeliver(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -67,21 +69,22 @@ func BenchmarkPublishToDeliver(b *testing.B) {
 	for _, mode := range []struct {
 		name       string
 		publishers int
+		batch      int
 		events     int
 		rate       float64 // events/s in total; 0: as fast as acked
-	}{{"paced", 3, 5000, 1000}, {"flood", 12, 30000, 0}} {
+	}{{"paced", 3, 10, 5000, 1000}, {"paced-single", 30, 1, 5000, 1000}, {"flood", 12, 10, 30000, 0}, {"flood-single", 96, 1, 12000, 0}} {
 		for _, name := range []string{"jetstream", "postgres"} {
 			b.Run(mode.name+"/"+name, func(b *testing.B) {
 				open := backends[name](b)
 				for b.Loop() {
-					runPublishToDeliver(b, open, mode.publishers, mode.events, mode.rate)
+					runPublishToDeliver(b, open, mode.publishers, mode.batch, mode.events, mode.rate)
 				}
 			})
 		}
 	}
 }
 
-func runPublishToDeliver(b *testing.B, open func() bus.Bus, publishers, events int, rate float64) {
+func runPublishToDeliver(b *testing.B, open func() bus.Bus, publishers, batch, events int, rate float64) {
 	b.StopTimer()
 	ins := []bus.Bus{open(), open(), open()}
 	defer func() {
@@ -93,7 +96,6 @@ func runPublishToDeliver(b *testing.B, open func() bus.Bus, publishers, events i
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch = 10
 	total := events / (publishers * batch) * publishers * batch
 	var mu sync.Mutex
 	var lat []time.Duration

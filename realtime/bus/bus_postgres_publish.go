@@ -79,41 +79,66 @@ func (p *Postgres) Publish(ctx context.Context, evs []*protocol.Event) ([]Ack, e
 	}
 }
 
-// writer appends what Publish calls queue: it takes one request, then whatever else
-// is already queued (up to MaxBatch events, no waiting), and commits them in one
-// transaction. Batching costs an idle bus no latency.
+// pgBatch is what one append transaction carries: live requests and their events.
+type pgBatch struct {
+	live   []*pgPublish
+	evs    []*protocol.Event
+	bodies [][]byte
+	carry  *pgPublish // taken from the queue but over MaxBatch: the next batch's first
+}
+
+// add appends r to b, or answers it at once if its caller gave up.
+func (p *Postgres) add(b *pgBatch, r *pgPublish) {
+	if err := r.ctx.Err(); err != nil {
+		r.done <- pgResult{err: p.wrap("publish", err)}
+		return
+	}
+	b.live = append(b.live, r)
+	b.evs = append(b.evs, r.evs...)
+	b.bodies = append(b.bodies, r.bodies...)
+}
+
+// gather adds what is queued, without waiting, up to MaxBatch events.
+func (p *Postgres) gather(b *pgBatch) {
+	for b.carry == nil && len(b.evs) < p.cfg.MaxBatch {
+		select {
+		case r := <-p.reqs:
+			if len(b.evs) > 0 && len(b.evs)+len(r.evs) > p.cfg.MaxBatch {
+				b.carry = r
+				return
+			}
+			p.add(b, r)
+		default:
+			return
+		}
+	}
+}
+
+// writer appends what Publish calls queue: it takes one request and whatever else is
+// queued, locks the stream, takes what was queued while it waited for the lock (the
+// other instances' commits), and commits them all in one transaction. Batching costs
+// an idle bus no latency and grows with contention.
 func (p *Postgres) writer() {
 	defer p.wg.Done()
 	var carry *pgPublish
 	for {
-		var batch []*pgPublish
+		b := &pgBatch{}
 		if carry != nil {
-			batch, carry = append(batch, carry), nil
+			p.add(b, carry)
 		} else {
 			select {
 			case <-p.ctx.Done():
 				p.drainClosed()
 				return
 			case r := <-p.reqs:
-				batch = append(batch, r)
+				p.add(b, r)
 			}
 		}
-		n := len(batch[0].evs)
-	fill:
-		for n < p.cfg.MaxBatch {
-			select {
-			case r := <-p.reqs:
-				if n+len(r.evs) > p.cfg.MaxBatch {
-					carry = r
-					break fill
-				}
-				batch = append(batch, r)
-				n += len(r.evs)
-			default:
-				break fill
-			}
+		p.gather(b)
+		if len(b.live) > 0 {
+			p.commit(b)
 		}
-		p.commit(batch)
+		carry = b.carry
 	}
 }
 
@@ -129,45 +154,30 @@ func (p *Postgres) drainClosed() {
 	}
 }
 
-// commit appends the live requests of batch and answers each.
-func (p *Postgres) commit(batch []*pgPublish) {
-	live := batch[:0]
-	var evs []*protocol.Event
-	var bodies [][]byte
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- pgResult{err: p.wrap("publish", err)}
-			continue
-		}
-		live = append(live, r)
-		evs = append(evs, r.evs...)
-		bodies = append(bodies, r.bodies...)
-	}
-	if len(live) == 0 {
-		return
-	}
+// commit appends b and answers each of its requests.
+func (p *Postgres) commit(b *pgBatch) {
 	ctx, cancel := context.WithTimeout(p.ctx, pgWriteTimeout)
 	defer cancel()
 	var acks []Ack
 	var err error
 	for attempt := 0; ; attempt++ {
 		var sent bool
-		acks, sent, err = p.appendTx(ctx, evs, bodies)
+		acks, sent, err = p.appendTx(ctx, b)
 		// Retry what certainly did not commit (a pooled connection that died with a
 		// restarted server fails on first use), while the callers still wait.
 		if err == nil || sent || attempt >= 3 || !errors.Is(classify(err), ErrUnavailable) || ctx.Err() != nil ||
-			!anyWaiting(live) || !sleepCtx(ctx, time.Duration(attempt+1)*50*time.Millisecond) {
+			!anyWaiting(b.live) || !sleepCtx(ctx, time.Duration(attempt+1)*50*time.Millisecond) {
 			break
 		}
 	}
 	if err != nil {
 		err = p.wrap("publish", err)
-		for _, r := range live {
+		for _, r := range b.live {
 			r.done <- pgResult{err: err}
 		}
 		return
 	}
-	for _, r := range live {
+	for _, r := range b.live {
 		r.done <- pgResult{acks: acks[:len(r.evs):len(r.evs)]}
 		acks = acks[len(r.evs):]
 	}
@@ -185,15 +195,15 @@ func anyWaiting(rs []*pgPublish) bool {
 // errNoStream: the stream's row is gone (deleted); appendTx recreates it.
 var errNoStream = errors.New("stream row missing")
 
-// appendTx appends evs in one transaction, in one round trip: a pipeline of begin,
-// lock the stream row, one statement that looks up the IDs within the dedup window,
-// numbers and inserts the new events and advances the counters, notify, commit. The
-// lock is held only while the server runs that pipeline, never across a client
-// round trip. sent reports that the pipeline was sent (the outcome of a failure
-// after that is unknown: the events may be stored).
-func (p *Postgres) appendTx(ctx context.Context, evs []*protocol.Event, bodies [][]byte) (acks []Ack, sent bool, err error) {
+// appendTx appends b in one transaction, in two round trips: (begin, lock the stream
+// row), then, after gathering what was queued while waiting for the lock, (one
+// statement that looks up the IDs within the dedup window, numbers and inserts the
+// new events and advances the counters; notify; commit). sent reports that the
+// commit was sent (the outcome of a failure after that is unknown: the events may be
+// stored; a retry with the same IDs is deduplicated).
+func (p *Postgres) appendTx(ctx context.Context, b *pgBatch) (acks []Ack, sent bool, err error) {
 	for attempt := 0; attempt < 2; attempt++ {
-		acks, sent, err = p.appendOnce(ctx, evs, bodies)
+		acks, sent, err = p.appendOnce(ctx, b)
 		if !errors.Is(err, errNoStream) {
 			return acks, sent, err
 		}
@@ -235,31 +245,15 @@ LEFT JOIN old o ON o.id = fi.id
 LEFT JOIN fresh fr ON fr.id = fi.id
 ORDER BY fi.ord`
 
-func (p *Postgres) appendOnce(ctx context.Context, evs []*protocol.Event, bodies [][]byte) (acks []Ack, sent bool, err error) {
+func (p *Postgres) appendOnce(ctx context.Context, b *pgBatch) (acks []Ack, sent bool, err error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	defer conn.Release()
-	ids := make([]string, len(evs))
-	chans := make([]string, len(evs))
-	sizes := make([]int64, len(evs))
-	for i, ev := range evs {
-		ids[i], chans[i] = ev.ID, ev.Channel
-		sizes[i] = int64(len(bodies[i]) + len(ev.Channel) + len(ev.ID) + pgEventOverhead)
-	}
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(`SELECT epoch FROM realtime_streams WHERE name = $1 FOR UPDATE`, p.cfg.Stream)
-	b.Queue(appendSQL, p.cfg.Stream, ids, chans, bodies, sizes, p.cfg.DupWindow.Microseconds())
-	b.Queue(`SELECT pg_notify($1, last_seq::text || ' ' || name) FROM realtime_streams WHERE name = $2`, pgNotifyChannel, p.cfg.Stream)
-	b.Queue("COMMIT")
-	br := conn.SendBatch(ctx, b)
+	inTx := false
 	defer func() {
-		if cerr := br.Close(); err == nil && cerr != nil {
-			acks, err = nil, cerr
-		}
-		if err != nil {
+		if inTx && err != nil {
 			// Leave no open transaction on a connection that goes back to the pool.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			defer cancel()
@@ -268,18 +262,50 @@ func (p *Postgres) appendOnce(ctx context.Context, evs []*protocol.Event, bodies
 			}
 		}
 	}()
+	lock := &pgx.Batch{}
+	lock.Queue("BEGIN")
+	lock.Queue(`SELECT epoch FROM realtime_streams WHERE name = $1 FOR UPDATE`, p.cfg.Stream)
+	br := conn.SendBatch(ctx, lock)
+	inTx = true
 	if _, err := br.Exec(); err != nil {
-		// BEGIN failed: a dead pooled connection (the server restarted); the rest of
-		// the pipeline was not run. (Were it run after all, a retry is deduplicated.)
+		br.Close()
 		return nil, false, err
 	}
 	var epoch string
 	if err := br.QueryRow().Scan(&epoch); err != nil {
+		br.Close()
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil, true, errNoStream
+			return nil, false, errNoStream
 		}
-		return nil, true, err
+		return nil, false, err
 	}
+	if err := br.Close(); err != nil {
+		return nil, false, err
+	}
+	p.gather(b) // what queued while we waited for the lock
+
+	evs, bodies := b.evs, b.bodies
+	ids := make([]string, len(evs))
+	chans := make([]string, len(evs))
+	sizes := make([]int64, len(evs))
+	for i, ev := range evs {
+		ids[i], chans[i] = ev.ID, ev.Channel
+		sizes[i] = int64(len(bodies[i]) + len(ev.Channel) + len(ev.ID) + pgEventOverhead)
+	}
+	app := &pgx.Batch{}
+	app.Queue(appendSQL, p.cfg.Stream, ids, chans, bodies, sizes, p.cfg.DupWindow.Microseconds())
+	app.Queue(`SELECT pg_notify($1, last_seq::text || ' ' || name) FROM realtime_streams WHERE name = $2`, pgNotifyChannel, p.cfg.Stream)
+	app.Queue("COMMIT")
+	br = conn.SendBatch(ctx, app)
+	sent = true
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			acks, err = nil, cerr
+		}
+		if err == nil {
+			inTx = false
+		}
+	}()
 	rows, err := br.Query()
 	if err != nil {
 		return nil, true, err
