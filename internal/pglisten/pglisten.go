@@ -120,7 +120,7 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 			if failures == 1 || failures%20 == 0 {
 				l.log.Warn("postgres listener: reconnect failed", "channel", l.channel, "attempts", failures, "err", err)
 			}
-			t := time.NewTimer(min(100*time.Millisecond<<min(failures, 6), 5*time.Second))
+			t := time.NewTimer(min(100*time.Millisecond<<min(failures, 6), time.Second))
 			select {
 			case <-ctx.Done():
 				t.Stop()

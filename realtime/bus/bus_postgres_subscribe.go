@@ -64,7 +64,8 @@ func (p *Postgres) listen(conn *pgx.Conn) {
 			if failures == 1 || failures%20 == 0 {
 				p.log.Warn("bus: postgres listener: reconnect failed", "attempts", failures, "err", err)
 			}
-			if !sleepCtx(p.ctx, backoff(failures)) {
+			// At most a second: Connected (the breaker's probe) is false until then.
+			if !sleepCtx(p.ctx, min(backoff(failures), time.Second)) {
 				return
 			}
 		}
