@@ -73,8 +73,9 @@ type ConnCap struct {
 }
 
 type heldKey struct {
-	first uint64 // revision of the creation (the connection's place in line)
-	last  uint64 // revision of the last write, for compare-and-set refreshes
+	first     uint64 // revision of the creation (the connection's place in line)
+	last      uint64 // revision of the last write, for compare-and-set refreshes
+	releasing bool   // release is deleting it: the heartbeat must not write it back
 }
 
 // capEntry is the stored value.
@@ -200,10 +201,17 @@ func (c *ConnCap) releaseFunc(key string) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			// Marked first, forgotten last: Held counts the key until it is gone
+			// from the store, and a heartbeat that wrote it back meanwhile deletes it.
+			c.mu.Lock()
+			if hk, ok := c.held[key]; ok {
+				hk.releasing = true
+			}
+			c.mu.Unlock()
+			c.deleteKey(key)
 			c.mu.Lock()
 			delete(c.held, key)
 			c.mu.Unlock()
-			c.deleteKey(key)
 		})
 	}
 }
@@ -232,7 +240,9 @@ func (c *ConnCap) heartbeat() {
 		c.mu.Lock()
 		keys := make(map[string]heldKey, len(c.held))
 		for k, h := range c.held {
-			keys[k] = *h
+			if !h.releasing {
+				keys[k] = *h
+			}
 		}
 		c.mu.Unlock()
 		if len(keys) == 0 {
@@ -244,11 +254,12 @@ func (c *ConnCap) heartbeat() {
 		for key, h := range written {
 			c.mu.Lock()
 			hk, ok := c.held[key]
-			if ok {
-				*hk = h
+			live := ok && !hk.releasing
+			if live {
+				hk.first, hk.last = h.first, h.last
 			}
 			c.mu.Unlock()
-			if !ok {
+			if !live {
 				c.deleteKey(key) // released while we wrote it
 			}
 		}
@@ -258,8 +269,8 @@ func (c *ConnCap) heartbeat() {
 func (c *ConnCap) isHeld(key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.held[key]
-	return ok
+	hk, ok := c.held[key]
+	return ok && !hk.releasing
 }
 
 // kvCap registers connections as keys of a NATS key-value bucket whose entries
