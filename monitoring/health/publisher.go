@@ -96,9 +96,12 @@ func (p *Publisher) PublishOnce(ctx context.Context) error {
 		return err
 	}
 	key := Key(s.Instance)
-	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	pctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	if err := p.recs.Put(ctx, key, b); err != nil {
+	if err := p.recs.Put(pctx, key, b); err != nil {
+		if ctx.Err() != nil {
+			return err // stopping (Run's context ended): not a failure of the records
+		}
 		p.failures.Add(1)
 		return fmt.Errorf("put health %s: %w", key, err)
 	}
