@@ -151,6 +151,7 @@ type Postgres struct {
 	epoch     atomic.Pointer[string]
 	malformed atomic.Uint64
 	appends   atomic.Uint64 // append transactions committed
+	pending   atomic.Int64  // Publish calls handed to the writer and not answered
 }
 
 // OpenPostgres connects to the database at url (a postgres:// URL or a DSN), applies
@@ -245,6 +246,9 @@ func (p *Postgres) Epoch() string {
 
 // Malformed counts stored events that could not be decoded and were skipped.
 func (p *Postgres) Malformed() uint64 { return p.malformed.Load() }
+
+// Pending is the number of Publish calls waiting for the writer's answer.
+func (p *Postgres) Pending() int { return int(p.pending.Load()) }
 
 // Appends counts the append transactions committed (each holds one or more
 // coalesced Publish calls).

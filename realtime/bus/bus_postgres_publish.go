@@ -69,6 +69,8 @@ func (p *Postgres) Publish(ctx context.Context, evs []*protocol.Event) ([]Ack, e
 	case <-p.ctx.Done():
 		return nil, fmt.Errorf("bus: publish: %w", ErrClosed)
 	}
+	p.pending.Add(1)
+	defer p.pending.Add(-1)
 	select {
 	case res := <-r.done:
 		return res.acks, res.err
