@@ -40,8 +40,8 @@ type PostgresConfig struct {
 	PollInterval time.Duration
 	// PruneInterval is how often retention runs (default 1s, at most MaxAge/4).
 	PruneInterval time.Duration
-	// MaxBatch bounds the events appended in one transaction (default 2000): the
-	// writer coalesces concurrent Publish calls up to it.
+	// MaxBatch bounds the events appended in one transaction (default 2000; and 8 MiB
+	// of bodies): the writer coalesces concurrent Publish calls up to it.
 	MaxBatch int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -58,6 +58,7 @@ const (
 	pgPruneBatch          = 5000             // events per retention delete
 	pgPruneBatches        = 20               // deletes per retention run
 	pgMaxChannel          = 1024             // bytes: the (stream, channel, seq) index holds it
+	pgMaxBatchBytes       = 8 << 20          // bodies per append transaction (one call is never split)
 	pgNotifyChannel       = "realtime_events"
 	pgEventOverhead       = 48 // bytes counted per event beyond body, channel and id
 )

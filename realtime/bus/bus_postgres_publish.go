@@ -86,7 +86,20 @@ type pgBatch struct {
 	live   []*pgPublish
 	evs    []*protocol.Event
 	bodies [][]byte
-	carry  *pgPublish // taken from the queue but over MaxBatch: the next batch's first
+	bytes  int        // of bodies
+	carry  *pgPublish // taken from the queue but over a bound: the next batch's first
+}
+
+// full reports whether r would take b over MaxBatch events or pgMaxBatchBytes.
+func (p *Postgres) full(b *pgBatch, r *pgPublish) bool {
+	if len(b.evs) == 0 {
+		return false // a single call is never split
+	}
+	n := 0
+	for _, body := range r.bodies {
+		n += len(body)
+	}
+	return len(b.evs)+len(r.evs) > p.cfg.MaxBatch || b.bytes+n > pgMaxBatchBytes
 }
 
 // add appends r to b, or answers it at once if its caller gave up.
@@ -98,14 +111,18 @@ func (p *Postgres) add(b *pgBatch, r *pgPublish) {
 	b.live = append(b.live, r)
 	b.evs = append(b.evs, r.evs...)
 	b.bodies = append(b.bodies, r.bodies...)
+	for _, body := range r.bodies {
+		b.bytes += len(body)
+	}
 }
 
-// gather adds what is queued, without waiting, up to MaxBatch events.
+// gather adds what is queued, without waiting, up to MaxBatch events and
+// pgMaxBatchBytes.
 func (p *Postgres) gather(b *pgBatch) {
-	for b.carry == nil && len(b.evs) < p.cfg.MaxBatch {
+	for b.carry == nil && len(b.evs) < p.cfg.MaxBatch && b.bytes < pgMaxBatchBytes {
 		select {
 		case r := <-p.reqs:
-			if len(b.evs) > 0 && len(b.evs)+len(r.evs) > p.cfg.MaxBatch {
+			if p.full(b, r) {
 				b.carry = r
 				return
 			}
