@@ -3,11 +3,14 @@ package realtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"encore.dev"
 	"encore.dev/pubsub"
+	"encore.dev/rlog"
 
 	"encore.app/realtime/protocol"
+	"encore.app/server"
 )
 
 // Event is what other services publish to reach browsers.
@@ -32,11 +35,22 @@ var _ = pubsub.NewSubscription(Events, "realtime-fanout", pubsub.SubscriptionCon
 	Handler: appendToBus,
 })
 
+// appendToBus checks the event with the rules of POST /v2/realtime/publish and appends
+// it. A bad event is dropped (logged): retrying cannot fix it. A bus error is
+// returned, so Encore redelivers.
 func appendToBus(ctx context.Context, ev *Event) error {
 	var id string
 	if m := encore.CurrentRequest().Message; m != nil { // nil when called directly in tests
 		id = m.ID
 	}
-	_, err := svc.engine.Publish(ctx, []*protocol.Event{{ID: id, Channel: ev.Channel, Type: ev.Type, Data: ev.Data}})
+	s, err := Server()
+	if err != nil {
+		return err
+	}
+	_, err = s.Publish(ctx, []*protocol.Event{{ID: id, Channel: ev.Channel, Type: ev.Type, Data: ev.Data}})
+	if errors.Is(err, server.ErrInvalidEvent) {
+		rlog.Error("realtime-events: event dropped", "id", id, "channel", ev.Channel, "err", err)
+		return nil
+	}
 	return err
 }

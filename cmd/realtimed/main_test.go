@@ -15,6 +15,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
+	"encore.app/realtime/auth"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -25,7 +27,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 type child struct {
@@ -93,6 +95,7 @@ func TestKillAndRestartResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns servers")
 	}
+	testutil.SkipReexec(t)
 	addr, data := freeAddr(t), t.TempDir()
 	srv := startChild(t, addr, data)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -170,10 +173,31 @@ func TestFlagsAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.addr != "127.0.0.1:5999" || o.engine.BatchWindow != 7*time.Millisecond || o.engine.BatchMaxEvents != 42 {
+	if o.Addr != "127.0.0.1:5999" || o.BatchWindow != 7*time.Millisecond || o.BatchMax != 42 {
 		t.Fatalf("%+v", o)
 	}
 	if _, err := parseFlags([]string{"-no-such-flag"}); err == nil {
 		t.Fatal("unknown flag accepted")
+	}
+	if _, err := parseFlags([]string{"-batch-max", "0"}); err == nil || !strings.Contains(err.Error(), "-batch-max") {
+		t.Fatalf("bad value: %v", err)
+	}
+}
+
+// realtimed token mints with the keys of the flag or of the environment.
+func TestTokenCommand(t *testing.T) {
+	const keys = "k1:0123456789abcdef0123456789abcdef-test"
+	t.Setenv("REALTIME_TOKEN_KEYS", keys)
+	var out strings.Builder
+	if err := tokenCommand([]string{"-user", "9", "-channels", "a.*, b"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := auth.ParseKeys(keys)
+	c, err := k.Verify(strings.TrimSpace(out.String()))
+	if err != nil || c.Subject != "9" || strings.Join(c.Channels, "|") != "a.*|b" {
+		t.Fatalf("token %q: %+v %v", out.String(), c, err)
+	}
+	if err := tokenCommand([]string{"-keys", "k:short", "-user", "9"}, &out); err == nil {
+		t.Fatal("short key accepted")
 	}
 }

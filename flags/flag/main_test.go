@@ -13,10 +13,11 @@ import (
 	"go.uber.org/goleak"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(pgtest.Main(m))
+	goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...)
 }
 
 // quietLog discards store logs in tests.

@@ -89,7 +89,7 @@ func (a *Aggregator) Options() AggregatorOptions { return a.opts }
 // Put records a snapshot as the instance's latest. It refuses a snapshot older than the
 // one held and a new instance past MaxInstances, counting the reason.
 func (a *Aggregator) Put(s InstanceSnapshot) error {
-	if err := s.Validate(); err != nil {
+	if err := ValidateSnapshot(&s); err != nil {
 		a.reject(RejectDecode)
 		return err
 	}
@@ -221,6 +221,10 @@ func counterRate(cur, prev uint64, dt float64) float64 {
 	return float64(cur-prev) / dt
 }
 
+// gauge reads an engine gauge (signed) as a count; a negative value (never sent by a
+// healthy engine, possible in a bucket value) counts as 0.
+func gauge(v int64) uint64 { return uint64(max(v, 0)) }
+
 func sum(m map[string]uint64) uint64 {
 	var n uint64
 	for _, v := range m {
@@ -253,9 +257,10 @@ func (a *Aggregator) overviewLocked(now time.Time) Overview {
 	t := &ov.Totals
 	for _, in := range a.instances {
 		s := &in.cur
-		t.ActiveConnections += s.ActiveConnections
+		conns, subs := gauge(s.ActiveConnections), gauge(s.Subscriptions)
+		t.ActiveConnections += conns
 		t.ConnectionsTotal += s.ConnectionsTotal
-		t.Subscriptions += s.Subscriptions
+		t.Subscriptions += subs
 		t.EventsPublished += s.EventsPublished
 		t.EventsDispatched += s.EventsDispatched
 		t.EventsDelivered += s.EventsDelivered
@@ -280,7 +285,7 @@ func (a *Aggregator) overviewLocked(now time.Time) Overview {
 
 		row := InstanceRow{
 			Instance: s.Instance, AgeSeconds: now.Sub(in.seen).Seconds(), UptimeSeconds: s.UptimeSeconds,
-			ActiveConnections: s.ActiveConnections, Subscriptions: s.Subscriptions, Dropped: sum(s.Drops),
+			ActiveConnections: conns, Subscriptions: subs, Dropped: sum(s.Drops),
 			Breaker: breaker, WriteP99Ms: s.WriteLatencyMs.P99, BytesRaw: s.BytesRaw, BytesWire: s.BytesWire,
 			LongPollRequests: s.LongPollRequests,
 		}

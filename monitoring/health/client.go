@@ -76,19 +76,6 @@ func (c *ClientHealth) reject(reason string) {
 	c.mu.Unlock()
 }
 
-// ClientSummary is what ClientHealth contributes to an InstanceSnapshot.
-type ClientSummary struct {
-	Reports    uint64            `json:"reports"`
-	Rejected   map[string]uint64 `json:"rejected,omitempty"`
-	Transports map[string]uint64 `json:"transports,omitempty"`
-	// RTT is the distribution of reported round-trip times over the window.
-	RTT *Histogram `json:"rtt,omitempty"`
-	// LatencyP50 and LatencyP99 are distributions of each client's own publish-to-receive
-	// median and 99th percentile over the window.
-	LatencyP50 *Histogram `json:"latencyP50,omitempty"`
-	LatencyP99 *Histogram `json:"latencyP99,omitempty"`
-}
-
 // Summary returns the counters (cumulative) and the windowed histograms.
 func (c *ClientHealth) Summary() ClientSummary {
 	s := ClientSummary{RTT: c.rtt.Snapshot(), LatencyP50: c.p50.Snapshot(), LatencyP99: c.p99.Snapshot()}

@@ -8,9 +8,10 @@ import (
 	"go.uber.org/goleak"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...) }
 
 // fakeClock is a settable clock for tests.
 type fakeClock struct {

@@ -86,11 +86,11 @@ func NewPublisher(recs Records, snapshot func() InstanceSnapshot, opts Publisher
 // PublishOnce takes a snapshot and puts it.
 func (p *Publisher) PublishOnce(ctx context.Context) error {
 	s := p.snapshot()
-	if err := s.Validate(); err != nil {
+	if err := ValidateSnapshot(&s); err != nil {
 		p.failures.Add(1)
 		return err
 	}
-	b, err := s.Encode()
+	b, err := EncodeSnapshot(&s)
 	if err != nil {
 		p.failures.Add(1)
 		return err

@@ -6,8 +6,9 @@ import (
 	"go.uber.org/goleak"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(pgtest.Main(m))
+	goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...)
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
@@ -25,7 +26,7 @@ import (
 	"encore.app/realtime/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 

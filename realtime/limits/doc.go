@@ -5,6 +5,6 @@
 // admission gate that prefers resuming sessions over new ones under overload (Gate),
 // and Guard, which plugs them into the stream engine's Authenticate and Admit hooks.
 //
-// Every refusal is a *stream.AuthError that tells the client whether and when to retry
+// Every refusal is a *access.AuthError that tells the client whether and when to retry
 // (docs/security.md has the table). Token buckets come from golang.org/x/time/rate.
 package limits

@@ -9,15 +9,15 @@ import (
 	"strings"
 	"time"
 
+	"encore.app/realtime/access"
 	"encore.app/realtime/protocol"
-	"encore.app/realtime/stream"
 )
 
 // Guard plugs the limits into the stream engine: wrap Config.Authenticate with
 // Authenticate and set Config.Admit to Admit. Nil fields are off. Set the fields before
 // use; safe for concurrent use afterwards.
 //
-// Answers (stream.AuthError):
+// Answers (access.AuthError):
 //
 //	per-IP connect rate   HTTP 429 + Retry-After, before the token is even checked
 //	per-user connect rate HTTP 429 + Retry-After; WebSocket: close 4102 retry=<ms>
@@ -59,8 +59,8 @@ func RemoteIP(r *http.Request) string {
 // charged: long-polls (the same hook) are bounded by the engine's own poll caps
 // (MaxPollsPerUser, MaxPollWaiters), and a poll per event batch must not eat the
 // connect budget.
-func (g *Guard) Authenticate(next func(*http.Request) (*stream.Identity, error)) func(*http.Request) (*stream.Identity, error) {
-	return func(r *http.Request) (*stream.Identity, error) {
+func (g *Guard) Authenticate(next func(*http.Request) (*access.Identity, error)) func(*http.Request) (*access.Identity, error) {
+	return func(r *http.Request) (*access.Identity, error) {
 		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			return next(r)
 		}
@@ -70,8 +70,8 @@ func (g *Guard) Authenticate(next func(*http.Request) (*stream.Identity, error))
 				ip = g.ClientIP(r)
 			}
 			if ok, wait := g.IPRate.Allow(ip); !ok {
-				return nil, &stream.AuthError{Status: http.StatusTooManyRequests, RetryAfter: wait,
-					Msg: "too many connection attempts from this address", Reason: stream.RefuseRateLimited}
+				return nil, &access.AuthError{Status: http.StatusTooManyRequests, RetryAfter: wait,
+					Msg: "too many connection attempts from this address", Reason: access.RefuseRateLimited}
 			}
 		}
 		id, err := next(r)
@@ -80,8 +80,8 @@ func (g *Guard) Authenticate(next func(*http.Request) (*stream.Identity, error))
 		}
 		if g.UserRate != nil && id.UserID != "" {
 			if ok, wait := g.UserRate.Allow(id.UserID); !ok {
-				return nil, &stream.AuthError{Status: http.StatusTooManyRequests, RetryAfter: wait, Close: protocol.CloseRateLimited,
-					Msg: "too many connection attempts for this user", Reason: stream.RefuseRateLimited}
+				return nil, &access.AuthError{Status: http.StatusTooManyRequests, RetryAfter: wait, Close: protocol.CloseRateLimited,
+					Msg: "too many connection attempts for this user", Reason: access.RefuseRateLimited}
 			}
 		}
 		return id, nil
@@ -90,13 +90,13 @@ func (g *Guard) Authenticate(next func(*http.Request) (*stream.Identity, error))
 
 // Admit is stream.Config.Admit: the overload gate (resuming sessions first), then the
 // cluster-wide per-user cap.
-func (g *Guard) Admit(r *http.Request, id *stream.Identity, resuming bool) (func(), error) {
+func (g *Guard) Admit(r *http.Request, id *access.Identity, resuming bool) (func(), error) {
 	var gateRelease func()
 	if g.Gate != nil {
 		rel, wait, ok := g.Gate.Admit(resuming, g.now())
 		if !ok {
-			return nil, &stream.AuthError{Status: http.StatusServiceUnavailable, RetryAfter: wait, Close: protocol.CloseOverloaded,
-				Msg: "server busy", Reason: stream.RefuseOverloaded}
+			return nil, &access.AuthError{Status: http.StatusServiceUnavailable, RetryAfter: wait, Close: protocol.CloseOverloaded,
+				Msg: "server busy", Reason: access.RefuseOverloaded}
 		}
 		gateRelease = rel
 	}
@@ -114,8 +114,8 @@ func (g *Guard) Admit(r *http.Request, id *stream.Identity, resuming bool) (func
 				retry = 15 * time.Second
 			}
 			retry += time.Duration(rand.Int64N(int64(5 * time.Second)))
-			return nil, &stream.AuthError{Status: http.StatusTooManyRequests, RetryAfter: retry, Close: protocol.CloseTooMany,
-				Msg: fmt.Sprintf("%d connections open for this user, limit %d", n, g.Cap.Max()), Reason: stream.RefuseTooMany}
+			return nil, &access.AuthError{Status: http.StatusTooManyRequests, RetryAfter: retry, Close: protocol.CloseTooMany,
+				Msg: fmt.Sprintf("%d connections open for this user, limit %d", n, g.Cap.Max()), Reason: access.RefuseTooMany}
 		}
 		return nil, err
 	}

@@ -20,7 +20,9 @@ import (
 // error (reconnect with backoff), 1006 abnormal (no close frame: reconnect with backoff).
 type CloseCode int
 
-// Close codes. The table in docs/protocol.md and client/src/codes.ts mirror this block.
+// Close codes. The table in docs/protocol.md mirrors this block; client/src/codes.gen.ts is
+// generated from it and from ActionFor (go generate ./cmd/tscodes; go test ./cmd/tscodes
+// fails when it is stale).
 const (
 	CloseNormal      CloseCode = 1000
 	CloseGoingAway   CloseCode = 1001

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"encore.app/realtime/access"
 	"encore.app/realtime/protocol"
 )
 
@@ -132,35 +133,29 @@ type Config struct {
 	PollProbeInterval  time.Duration
 	StreamReturnSpread time.Duration
 
+	// WelcomeFlags returns the feature flags evaluated for a user, sent in the welcome
+	// frame (docs/protocol.md). Nil: the welcome carries no flags. Must not block.
+	WelcomeFlags func(userID string) map[string]bool
+
 	// OnHealth receives client health reports (feeds monitoring). Must not block.
 	OnHealth func(c *Client, h *protocol.HealthReport)
 
 	Logger *slog.Logger
 }
 
-// Identity is who holds a connection.
-type Identity struct {
-	UserID string
-	// Claims are free-form strings the authenticator wants to keep (e.g. allowed channels).
-	Channels []string
-	// ExpiresAt, when set, is when the credential stops being valid.
-	ExpiresAt time.Time
-}
+// Identity is who holds a connection (realtime/access, shared with auth and limits).
+type Identity = access.Identity
 
-// AuthError is returned by Authenticate to choose the HTTP status of a refusal.
-type AuthError struct {
-	Status     int           // 401, 403, 429, 503
-	RetryAfter time.Duration // for 429/503
-	Msg        string
-	// Close, when set, answers a WebSocket request by upgrading and closing at once
-	// with this code (and RetryAfter as "retry=<ms>"), because browsers cannot read the
-	// HTTP status of a refused upgrade. Other requests get Status.
-	Close protocol.CloseCode
-	// Reason names the refusal in metrics (default "auth").
-	Reason string
-}
+// AuthError is returned by Authenticate (or Admit) to choose the answer of a refusal.
+type AuthError = access.AuthError
 
-func (e *AuthError) Error() string { return e.Msg }
+// welcomeFlags is Config.WelcomeFlags for id (nil without the hook).
+func (e *Engine) welcomeFlags(id *Identity) map[string]bool {
+	if e.cfg.WelcomeFlags == nil {
+		return nil
+	}
+	return e.cfg.WelcomeFlags(id.UserID)
+}
 
 func (c *Config) withDefaults() (Config, error) {
 	d := *c

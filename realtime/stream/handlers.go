@@ -107,7 +107,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	c.enqueueCtrl(protocol.Marshal(protocol.Welcome{
 		Type: protocol.TypeWelcome, Version: protocol.Version, Session: c.session, Instance: e.cfg.Instance,
 		HeartbeatMs: e.cfg.HeartbeatInterval.Milliseconds(), ServerTime: time.Now().UnixMilli(),
-		Epoch: e.Epoch(), Seq: e.headSeq(),
+		Epoch: e.Epoch(), Seq: e.headSeq(), Flags: e.welcomeFlags(id),
 		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
 			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
 	}))
@@ -339,7 +339,7 @@ type PublishResponse struct {
 // ServePublish handles POST /v2/realtime/publish.
 func (e *Engine) ServePublish(w http.ResponseWriter, r *http.Request) {
 	if !e.publisherAllowed(r) {
-		writeJSONError(w, http.StatusUnauthorized, "publisher key required (Authorization: Bearer <key>)")
+		writeJSONError(w, http.StatusUnauthorized, "publisher key required (Authorization: Bearer <key> or X-Publisher-Key: <key>)")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.MaxPublishBytes))
@@ -397,22 +397,33 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 		if len(req.Events) == 0 {
 			return nil, errors.New("\"events\" is empty")
 		}
-		if len(req.Events) > e.cfg.MaxPublishEvents {
-			return nil, fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(req.Events), e.cfg.MaxPublishEvents)
-		}
 		for i := range req.Events {
 			evs = append(evs, &req.Events[i])
 		}
 	} else {
 		evs = []*protocol.Event{&req.Event}
 	}
+	if err := e.ValidateEvents(evs); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// ValidateEvents checks events about to be published, however they arrived (HTTP
+// publish, the Encore topic): batch size, channel name, data size. It clears Seq and
+// TS (the bus sets them). The error of a bad event names its index; errTooManyEvents
+// marks a batch over MaxPublishEvents.
+func (e *Engine) ValidateEvents(evs []*protocol.Event) error {
+	if len(evs) > e.cfg.MaxPublishEvents {
+		return fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(evs), e.cfg.MaxPublishEvents)
+	}
 	for i, ev := range evs {
 		ev.Seq, ev.TS = 0, 0
 		if err := protocol.ValidateEvent(ev, e.cfg.MaxChannelLength, e.cfg.MaxEventData); err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
+			return fmt.Errorf("event %d: %w", i, err)
 		}
 	}
-	return evs, nil
+	return nil
 }
 
 // Publish appends validated events to the bus and counts them.
