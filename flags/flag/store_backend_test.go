@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"encore.app/internal/pgtest"
-	"encore.app/realtime/migrations"
+	"encore.app/realtime/pgmigrations"
 )
 
 // flagBackend is one shared store backend (NATS key-value, Postgres) for the tests
@@ -79,7 +79,7 @@ func flagBackends() map[string]func(t *testing.T) *flagBackend {
 			srv := pgtest.Start(t, pgtest.Options{})
 			url := srv.DB(t)
 			pool := openPool(t, url)
-			if _, err := migrations.Apply(testCtx(t), pool); err != nil {
+			if _, err := pgmigrations.Apply(testCtx(t), pool); err != nil {
 				t.Fatal(err)
 			}
 			exec := func(t *testing.T, sql string, args ...any) {

@@ -32,7 +32,7 @@ type PostgresOptions struct {
 }
 
 // PostgresStore stores flags in Postgres (realtime_flags, realtime_flag_audit of
-// realtime/migrations) and keeps an in-memory snapshot in sync: a trigger notifies
+// realtime/pgmigrations) and keeps an in-memory snapshot in sync: a trigger notifies
 // every change (also one made with psql) and each instance reloads the bucket's rows
 // (a handful) on a notification, after its listening connection reconnects, and
 // every PollInterval. Changes are serialized per flag by an advisory lock inside

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"encore.app/internal/pgtest"
-	"encore.app/realtime/migrations"
+	"encore.app/realtime/pgmigrations"
 )
 
 // storeFactories run the shared contract against every Store.
@@ -30,7 +30,7 @@ func storeFactories() map[string]func(t *testing.T) Store {
 		},
 		"postgres": func(t *testing.T) Store {
 			pool := openPool(t, pgtest.DB(t))
-			if _, err := migrations.Apply(testCtx(t), pool); err != nil {
+			if _, err := pgmigrations.Apply(testCtx(t), pool); err != nil {
 				t.Fatal(err)
 			}
 			return openPG(t, pool, PostgresOptions{AuditMax: 5})

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"encore.app/internal/pgtest"
-	"encore.app/realtime/migrations"
+	"encore.app/realtime/pgmigrations"
 )
 
 // startNATS runs an embedded nats-server with JetStream on 127.0.0.1 for one test.
@@ -62,7 +62,7 @@ func recordBackends() map[string]func(t *testing.T) func(t *testing.T, cfg Bucke
 				t.Fatal(err)
 			}
 			t.Cleanup(pool.Close)
-			if _, err := migrations.Apply(testCtx(t), pool); err != nil {
+			if _, err := pgmigrations.Apply(testCtx(t), pool); err != nil {
 				t.Fatal(err)
 			}
 			return func(t *testing.T, cfg BucketConfig) Records {

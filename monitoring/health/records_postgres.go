@@ -12,7 +12,7 @@ import (
 	"encore.app/internal/pglisten"
 )
 
-// PostgresRecords keeps the fleet's snapshots in realtime_health (realtime/migrations):
+// PostgresRecords keeps the fleet's snapshots in realtime_health (realtime/pgmigrations):
 // a row per key with an expiry time. Put restarts the expiry; a trigger notifies
 // every change, and a watcher reloads the bucket's live rows on a notification and
 // every quarter TTL (at most 1 s), which is how expiries are seen. The pool is the

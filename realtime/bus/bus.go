@@ -4,7 +4,7 @@
 // Bus is the interface the stream engine depends on. JetStream (bus_jetstream*.go) is
 // backed by an embedded nats-server (default) or an external NATS cluster; events are
 // stored on subject "<prefix>.<channel>" of one stream. Postgres (bus_postgres*.go)
-// keeps them in a table of the application's database (realtime/migrations), for
+// keeps them in a table of the application's database (realtime/pgmigrations), for
 // deployments that have Postgres and no NATS. One contract suite (bustest.Run) runs
 // against both.
 package bus

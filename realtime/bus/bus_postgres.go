@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"encore.app/realtime/migrations"
+	"encore.app/realtime/pgmigrations"
 )
 
 var _ Bus = (*Postgres)(nil)
@@ -156,14 +156,14 @@ type Postgres struct {
 }
 
 // OpenPostgres connects to the database at url (a postgres:// URL or a DSN), applies
-// the migrations (realtime/migrations) and returns the bus, which owns the pool:
+// the migrations (realtime/pgmigrations) and returns the bus, which owns the pool:
 // the standalone server's path. ctx bounds the setup only.
 func OpenPostgres(ctx context.Context, url string, cfg PostgresConfig) (*Postgres, error) {
 	pool, err := NewPostgresPool(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := migrations.Apply(ctx, pool); err != nil {
+	if _, err := pgmigrations.Apply(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("bus: %w", classify(err))
 	}
@@ -195,9 +195,9 @@ func NewPostgresPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 // NewPostgres returns the bus on pool, whose database must have the migrations
-// applied (under Encore: sqldb.NewDatabase with realtime/migrations, and
+// applied (under Encore: sqldb.NewDatabase with realtime/pgmigrations, and
 // sqldb.Driver[*pgxpool.Pool] for the pool; standalone: OpenPostgres or
-// migrations.Apply). The caller keeps the pool and closes it after the bus. It
+// pgmigrations.Apply). The caller keeps the pool and closes it after the bus. It
 // creates the stream if missing and starts listening. ctx bounds the setup only.
 func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg PostgresConfig) (*Postgres, error) {
 	if pool == nil {
@@ -382,7 +382,7 @@ func classify(err error) error {
 	if errors.As(err, &pe) {
 		switch {
 		case pe.Code == "42P01": // undefined_table
-			return fmt.Errorf("%w (apply realtime/migrations: bus.OpenPostgres or migrations.Apply standalone, sqldb.NewDatabase under Encore)", err)
+			return fmt.Errorf("%w (apply realtime/pgmigrations: bus.OpenPostgres or pgmigrations.Apply standalone, sqldb.NewDatabase under Encore)", err)
 		case pgUnavailableCode(pe.Code):
 			return fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}

@@ -317,7 +317,7 @@ func TestPostgresConfigAndMissingSchema(t *testing.T) {
 	}
 	defer pool.Close()
 	if _, err := NewPostgres(testCtx(t, 10*time.Second), pool, PostgresConfig{Logger: testLogger(t)}); err == nil ||
-		!contains(err.Error(), "apply realtime/migrations") {
+		!contains(err.Error(), "apply realtime/pgmigrations") {
 		t.Fatalf("without the schema: %v", err)
 	}
 	if _, err := NewPostgres(testCtx(t, 10*time.Second), pool, PostgresConfig{Stream: "a b"}); err == nil {

@@ -9,7 +9,7 @@ import (
 )
 
 // NewConnCapPostgres is NewConnCap on Postgres: each open connection is a row of
-// realtime_conns (realtime/migrations) that counts until its expires_at, refreshed
+// realtime_conns (realtime/pgmigrations) that counts until its expires_at, refreshed
 // by its instance every Heartbeat in one statement. Admission runs in a transaction
 // under an advisory lock of the user, so racing connects of one user are counted one
 // after the other: exactly Max get in. The pool is the caller's.

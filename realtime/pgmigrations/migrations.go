@@ -1,10 +1,13 @@
-// Package migrations holds the Postgres schema of the realtime layer (the bus, the
+// Package pgmigrations holds the Postgres schema of the realtime layer (the bus, the
 // flag store, the fleet health records and the connection cap) as numbered
 // "<n>_<name>.up.sql" files, and applies them for the standalone server.
 //
-// Under Encore the realtime service declares the database with this directory,
+// The directory is not called "migrations": Encore gives every service with a
+// subdirectory of that exact name a database of its own, which would make every
+// `encore run` and `encore test` provision one whether the app uses the Postgres bus or
+// not. Under Encore the realtime service declares the database with this directory,
 //
-//	var db = sqldb.NewDatabase("realtime", sqldb.DatabaseConfig{Migrations: "./migrations"})
+//	var db = sqldb.NewDatabase("realtime", sqldb.DatabaseConfig{Migrations: "./pgmigrations"})
 //
 // and Encore applies the files (its rule: "<number>_<description>.up.sql", numbers
 // unique and positive; other files, like this one, are ignored). Standalone, Apply
@@ -12,7 +15,7 @@
 // (realtime_schema_migrations, so that an application's own migration tool and its
 // schema_migrations table are left alone). Every file is idempotent (IF NOT EXISTS,
 // CREATE OR REPLACE), so either runner may meet a schema the other created.
-package migrations
+package pgmigrations
 
 import (
 	"context"
@@ -59,14 +62,14 @@ func List() ([]Migration, error) {
 	for _, e := range ents {
 		m := fileRe.FindStringSubmatch(e.Name())
 		if m == nil {
-			return nil, fmt.Errorf("migrations: %s: name must be <number>_<description>.up.sql", e.Name())
+			return nil, fmt.Errorf("pgmigrations: %s: name must be <number>_<description>.up.sql", e.Name())
 		}
 		v, err := strconv.ParseUint(m[1], 10, 64)
 		if err != nil || v == 0 {
-			return nil, fmt.Errorf("migrations: %s: bad version", e.Name())
+			return nil, fmt.Errorf("pgmigrations: %s: bad version", e.Name())
 		}
 		if other, ok := seen[v]; ok {
-			return nil, fmt.Errorf("migrations: %s and %s have the same version", other, e.Name())
+			return nil, fmt.Errorf("pgmigrations: %s and %s have the same version", other, e.Name())
 		}
 		seen[v] = e.Name()
 		b, err := FS.ReadFile(e.Name())
@@ -89,35 +92,35 @@ func Apply(ctx context.Context, pool *pgxpool.Pool) ([]uint64, error) {
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, fmt.Errorf("pgmigrations: %w", err)
 	}
 	defer conn.Release()
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(lockKey)); err != nil {
-		return nil, fmt.Errorf("migrations: lock: %w", err)
+		return nil, fmt.Errorf("pgmigrations: lock: %w", err)
 	}
 	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(lockKey)) }()
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+Table+` (
 		version    bigint PRIMARY KEY,
 		name       text NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, fmt.Errorf("pgmigrations: %w", err)
 	}
 	applied := map[uint64]bool{}
 	rows, err := conn.Query(ctx, "SELECT version FROM "+Table)
 	if err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, fmt.Errorf("pgmigrations: %w", err)
 	}
 	for rows.Next() {
 		var v int64
 		if err := rows.Scan(&v); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("migrations: %w", err)
+			return nil, fmt.Errorf("pgmigrations: %w", err)
 		}
 		applied[uint64(v)] = true
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("migrations: %w", err)
+		return nil, fmt.Errorf("pgmigrations: %w", err)
 	}
 	var done []uint64
 	for _, m := range ms {
@@ -129,7 +132,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool) ([]uint64, error) {
 			strconv.FormatUint(m.Version, 10) + ", '" + m.Name + "');\nCOMMIT;"
 		if _, err := conn.Conn().PgConn().Exec(ctx, sql).ReadAll(); err != nil {
 			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
-			return done, fmt.Errorf("migrations: %s: %w", m.Name, err)
+			return done, fmt.Errorf("pgmigrations: %s: %w", m.Name, err)
 		}
 		done = append(done, m.Version)
 	}
