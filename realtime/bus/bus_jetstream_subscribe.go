@@ -137,6 +137,9 @@ func (j *JetStream) deliver(ctx context.Context, ls *liveSub, last uint64, h Han
 			continue
 		}
 		last = seq
+		if ctx.Err() != nil {
+			return // cancelled while Next returned: no handler call after ctx is done
+		}
 		if ev, ok := j.decode(msg, seq); ok {
 			h(ev)
 		}
