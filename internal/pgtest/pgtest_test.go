@@ -7,9 +7,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
+
+	"encore.app/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(Main(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(Main(m), testutil.LeakOptions()...) }
 
 func TestSharedDBsAreFresh(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -10,9 +10,10 @@ import (
 	"go.uber.org/goleak"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...) }
 
 func TestListFollowsEncoreNaming(t *testing.T) {
 	ms, err := List()
