@@ -8,8 +8,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Reasons the aggregator refuses a bucket entry (Aggregator.Rejected).
@@ -345,15 +343,14 @@ func (a *Aggregator) overviewLocked(now time.Time) Overview {
 	return ov
 }
 
-// Run watches the bucket and samples the series every Step until ctx is done. It
-// restarts the watcher (counting RejectWatchRestart) if it ends early. It returns
+// Run watches the records and samples the series every Step until ctx is done. It
+// restarts the watch (counting RejectWatchRestart) if it ends early. It returns
 // ctx.Err() when stopped, or the error of the first watch if that fails.
-func (a *Aggregator) Run(ctx context.Context, kv jetstream.KeyValue) error {
-	w, err := kv.WatchAll(ctx)
+func (a *Aggregator) Run(ctx context.Context, recs Records) error {
+	w, err := recs.Watch(ctx)
 	if err != nil {
-		return fmt.Errorf("watch health bucket: %w", err)
+		return err
 	}
-	defer func() { _ = w.Stop() }()
 	tick := time.NewTicker(a.opts.Step)
 	defer tick.Stop()
 	for {
@@ -362,27 +359,26 @@ func (a *Aggregator) Run(ctx context.Context, kv jetstream.KeyValue) error {
 			return ctx.Err()
 		case <-tick.C:
 			a.Sample()
-		case e, ok := <-w.Updates():
+		case r, ok := <-w:
 			if !ok {
 				if ctx.Err() != nil {
 					return ctx.Err()
 				}
-				a.reject(RejectWatchRestart)
-				_ = w.Stop()
-				if w, err = a.rewatch(ctx, kv); err != nil {
+				a.reject(RejectWatchRestart) // the watch ended by itself: its goroutine is gone
+				if w, err = a.rewatch(ctx, recs); err != nil {
 					return err
 				}
 				continue
 			}
-			a.apply(e)
+			a.apply(r)
 		}
 	}
 }
 
-// rewatch retries WatchAll once a second until it succeeds or ctx is done.
-func (a *Aggregator) rewatch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+// rewatch retries Watch once a second until it succeeds or ctx is done.
+func (a *Aggregator) rewatch(ctx context.Context, recs Records) (<-chan Record, error) {
 	for {
-		w, err := kv.WatchAll(ctx)
+		w, err := recs.Watch(ctx)
 		if err == nil {
 			return w, nil
 		}
@@ -396,14 +392,10 @@ func (a *Aggregator) rewatch(ctx context.Context, kv jetstream.KeyValue) (jetstr
 	}
 }
 
-func (a *Aggregator) apply(e jetstream.KeyValueEntry) {
-	if e == nil { // end of the initial values
+func (a *Aggregator) apply(r Record) {
+	if r.Deleted {
+		a.Remove(r.Key)
 		return
 	}
-	switch e.Operation() {
-	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
-		a.Remove(e.Key())
-	default:
-		_ = a.PutEncoded(e.Key(), e.Value()) // refusals are counted in Rejected
-	}
+	_ = a.PutEncoded(r.Key, r.Value) // refusals are counted in Rejected
 }
