@@ -7,7 +7,6 @@ import { actionFor, CloseCode, httpAction, retryHint } from "./codes.js";
 import type { DedupOptions } from "./dedup.js";
 import { Emitter } from "./emitter.js";
 import type { ClientEvents, CloseInfo, EventHandler } from "./events.js";
-import type { TypedChannel, TypedEventHandler } from "./typed.js";
 import { HealthMonitor, type HealthSnapshot } from "./health.js";
 import { PollTransport, type PollResult } from "./poll.js";
 import { ProbeSchedule, type PollCause } from "./probe.js";
@@ -16,6 +15,7 @@ import { StateMachine, type ConnectionState, type StateEvent } from "./state.js"
 import { StreamOpenError, StreamTransport, type StreamConn } from "./stream.js";
 import { Subscriptions } from "./subscriptions.js";
 import { Timer } from "./timer.js";
+import type { TypedChannel, TypedEventHandler } from "./typed.js";
 import type { Cursor, PollResponse, ServerFrame, Transport, TransportFrame, WelcomeFrame } from "./types.js";
 import { pollBaseUrl, streamUrl } from "./urls.js";
 
