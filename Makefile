@@ -17,6 +17,7 @@ lint:
 check-generated: ## regenerate templ views and the settings files (Encore config, docs/settings.md); fail if they differ from the commit
 	$(GO) generate ./dashboard/ ./server/
 	git diff --exit-code -- dashboard/views realtime/config_gen.go realtime/defaults.cue docs/settings.md
+	$(GO) generate ./realtime/channels && git diff --exit-code -- realtime/channels client/demo/channels.gen.ts
 
 test-go:
 	$(GO) test -race -count=1 -timeout 15m ./...

@@ -54,6 +54,8 @@ type Config struct {
 	MaxPublishEvents int
 	// MaxPublishBytes: largest publish request body.
 	MaxPublishBytes int
+	// ValidatePayloads: refuse published events on typed channels (realtime/channels) whose data does not match the payload type (its JSON Schema); counted as publishRefusals payload.
+	ValidatePayloads bool
 	// PublicPrefixes: channel prefixes everyone may read (comma-separated); "*" = every channel except user:<id>....
 	PublicPrefixes []string
 	// Origins: allowed browser Origin host patterns (comma-separated; default: same host only).

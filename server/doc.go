@@ -20,9 +20,10 @@
 //     (go generate ./server);
 //   - a new bus kind (Postgres) is a value of Options.Bus, a case of Validate and of
 //     openBackend returning its backend (bus, flag store, fleet health, connection cap);
-//   - a check every published event must pass (typed channels) goes where both publish
-//     paths meet: the engine's ValidateEvents, which HTTP publishes (DecodePublish) and
-//     the Encore topic (Server.Publish) both call.
+//   - a check every published event must pass goes where both publish paths meet: the
+//     engine's ValidateEvents, which HTTP publishes (DecodePublish) and the Encore topic
+//     (Server.Publish) both call; the typed channels' payload validation
+//     (ValidatePayloads) is its Config.CheckEvent.
 //
 // The package imports no encore.dev code; go test covers it.
 package server

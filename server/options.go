@@ -66,6 +66,7 @@ type Options struct {
 	MaxEventBytes     int           `flag:"max-event-bytes" env:"REALTIME_MAX_EVENT_BYTES" cue:"MaxEventBytes" default:"65536" min:"1" help:"largest data of one published event"`
 	MaxPublishEvents  int           `flag:"max-publish-events" env:"REALTIME_MAX_PUBLISH_EVENTS" cue:"MaxPublishEvents" default:"1000" min:"1" help:"most events in one publish request"`
 	MaxPublishBytes   int           `flag:"max-publish-bytes" env:"REALTIME_MAX_PUBLISH_BYTES" cue:"MaxPublishBytes" default:"1048576" min:"1" help:"largest publish request body"`
+	ValidatePayloads  bool          `flag:"validate-payloads" env:"REALTIME_VALIDATE_PAYLOADS" cue:"ValidatePayloads" default:"false" help:"refuse published events on typed channels (realtime/channels) whose data does not match the payload type (its JSON Schema); counted as publishRefusals payload"`
 
 	// Keys. Empty keys mean dev mode in local development (fixed, loudly logged keys);
 	// outside it (Env.Hosted) the feature is off instead.

@@ -14,9 +14,11 @@ import (
 	"encore.app/monitoring/httpapi"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/bus"
+	"encore.app/realtime/channels"
 	"encore.app/realtime/limits"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
+	"encore.app/realtime/typed"
 	demoweb "encore.app/web"
 )
 
@@ -90,6 +92,13 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 		return nil, err
 	}
 	cfg := engineConfig(&o, s.instance, s.authn, newGuard(&o, s.connCap), log)
+	if o.ValidatePayloads {
+		v, err := channels.Families.Validator()
+		if err != nil {
+			return nil, fmt.Errorf("typed channels: %w", err)
+		}
+		cfg.CheckEvent = v.Check
+	}
 	s.mon = newMonitor()
 	cfg.OnHealth = s.mon.onHealth
 	cfg.WelcomeFlags = s.flags.userFlags
@@ -160,6 +169,19 @@ func (s *Server) Publish(ctx context.Context, evs []*protocol.Event) ([]bus.Ack,
 	}
 	return s.eng.Publish(ctx, evs)
 }
+
+// PublishEvent publishes one event in process with the rules of Publish and returns
+// its ID: the server is a typed.Publisher for Go code that runs it (channels.Orders.
+// Channel(id).Publish(ctx, srv, ...)).
+func (s *Server) PublishEvent(ctx context.Context, ev *protocol.Event) (string, error) {
+	acks, err := s.Publish(ctx, []*protocol.Event{ev})
+	if err != nil {
+		return "", err
+	}
+	return acks[0].ID, nil
+}
+
+var _ typed.Publisher = (*Server)(nil)
 
 // Overview is the body of GET /v2/monitoring/overview.
 func (s *Server) Overview() httpapi.OverviewBody { return s.mon.api.Overview() }

@@ -3,8 +3,10 @@
 //
 // Query parameters: channels=a,b (subscribe at load), key=<publisher key> (default "dev"),
 // url=<stream URL>, baseMs/capMs (reconnect backoff), ping=<ms> (ping interval),
-// health=<ms> (health frame interval), max=<n> (events kept on the page, default 2000).
+// health=<ms> (health frame interval), max=<n> (events kept on the page, default 2000),
+// room=<name> (the room of the typed notes channel, default "lobby").
 import { RealtimeClient, STATES, type HealthSnapshot, type RealtimeEvent } from "../src/index.js";
+import { notes } from "./channels.gen.js";
 
 const params = new URLSearchParams(location.search);
 const num = (name: string): number | undefined => {
@@ -42,7 +44,7 @@ function log(text: string): void {
   while (list.childElementCount > maxLog) list.lastElementChild!.remove();
 }
 
-function onEvent(ev: RealtimeEvent): void {
+function onEvent(ev: RealtimeEvent, text?: string): void {
   eventCount++;
   const li = document.createElement("li");
   li.dataset.testid = "event";
@@ -53,7 +55,7 @@ function onEvent(ev: RealtimeEvent): void {
     ["seq", String(ev.seq)],
     ["ch", ev.channel],
     ["id", ev.id],
-    ["data", (ev.type ? ev.type + " " : "") + (ev.data === undefined ? "" : JSON.stringify(ev.data))],
+    ["data", text ?? (ev.type ? ev.type + " " : "") + (ev.data === undefined ? "" : JSON.stringify(ev.data))],
   ];
   for (const [cls, text] of cells) {
     const span = document.createElement("span");
@@ -190,5 +192,12 @@ $("publish-form").addEventListener("submit", async (e) => {
 // Without ?channels= the page starts on "public.demo": in the server's dev mode (no token
 // keys) anonymous visitors may read public channels only.
 for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
+
+// The page's typed channel: realtime/channels.Notes, generated into channels.gen.ts
+// (go generate ./realtime/channels). The handler sees a Note: the compiler checks
+// ev.data.author and ev.data.text against the Go type.
+const room = params.get("room") ?? "lobby";
+client.subscribe(notes(room), (ev) => onEvent(ev, `${ev.data.author}: ${ev.data.text}`));
+log(`subscribe ${notes(room)} (typed: Note)`);
 renderHealth(client.health());
 client.connect();

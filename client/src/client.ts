@@ -15,6 +15,7 @@ import { StateMachine, type ConnectionState, type StateEvent } from "./state.js"
 import { StreamOpenError, StreamTransport, type StreamConn } from "./stream.js";
 import { Subscriptions } from "./subscriptions.js";
 import { Timer } from "./timer.js";
+import type { TypedChannel, TypedEventHandler } from "./typed.js";
 import type { Cursor, PollResponse, ServerFrame, Transport, TransportFrame, WelcomeFrame } from "./types.js";
 import { pollBaseUrl, streamUrl } from "./urls.js";
 
@@ -228,9 +229,12 @@ export class RealtimeClient {
   /**
    * subscribe calls handler for every event of channel until the returned function is
    * called. Several handlers may share a channel; the channel is subscribed on the wire
-   * once and unsubscribed when its last handler goes.
+   * once and unsubscribed when its last handler goes. A typed channel (a generated
+   * helper's value, `orders("42")`) gives the handler its payload type (typed.ts).
    */
-  subscribe<T = unknown>(channel: string, handler: EventHandler<T>): () => void {
+  subscribe<T>(channel: TypedChannel<T>, handler: TypedEventHandler<T>): () => void;
+  subscribe<T = unknown>(channel: string, handler: EventHandler<T>): () => void;
+  subscribe(channel: string, handler: (event: any) => void): () => void {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
     if (this.subs.add(channel, handler)) this.channelsChanged();
     let done = false;

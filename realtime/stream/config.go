@@ -77,6 +77,12 @@ type Config struct {
 	MaxPublishBytes  int64
 	MaxPublishEvents int
 	MaxEventData     int
+	// CheckEvent, when set, is one more check of every published event, after the
+	// engine's own (ValidateEvents): the server sets it to the typed channels' payload
+	// validation (encore.app/realtime/typed) when that is on. An error refuses the
+	// event (and its batch), counted as publishRefusals["payload"]. Must be safe for
+	// concurrent use and must not block.
+	CheckEvent func(ev *protocol.Event) error
 
 	// RetryMin and RetryMax bound the jittered retry hints sent with 4100/4101/4103
 	// closes (defaults 500ms and 5s).

@@ -395,13 +395,18 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 	var req publishRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
+		e.metrics.refusePublish(RefusePublishInvalid)
 		return nil, fmt.Errorf("bad JSON: %v", err)
 	}
 	if dec.More() {
+		e.metrics.refusePublish(RefusePublishInvalid)
 		return nil, errors.New("bad JSON: trailing data after the object")
 	}
 	var evs []*protocol.Event
 	if req.Events != nil {
+		if req.Channel != "" || len(req.Events) == 0 {
+			e.metrics.refusePublish(RefusePublishInvalid)
+		}
 		if req.Channel != "" {
 			return nil, errors.New("give either one event or \"events\", not both")
 		}
@@ -421,17 +426,28 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 }
 
 // ValidateEvents checks events about to be published, however they arrived (HTTP
-// publish, the Encore topic): batch size, channel name, data size. It clears Seq and
-// TS (the bus sets them). The error of a bad event names its index; errTooManyEvents
-// marks a batch over MaxPublishEvents.
+// publish, the Encore topic): batch size, channel name, data size, then
+// Config.CheckEvent (typed payloads) when set. It clears Seq and TS (the bus sets
+// them). The error of a bad event names its index; errTooManyEvents marks a batch over
+// MaxPublishEvents. Every refusal is counted by reason (Snapshot.PublishRefusals).
 func (e *Engine) ValidateEvents(evs []*protocol.Event) error {
 	if len(evs) > e.cfg.MaxPublishEvents {
+		e.metrics.refusePublish(RefusePublishTooMany)
 		return fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(evs), e.cfg.MaxPublishEvents)
 	}
 	for i, ev := range evs {
 		ev.Seq, ev.TS = 0, 0
 		if err := protocol.ValidateEvent(ev, e.cfg.MaxChannelLength, e.cfg.MaxEventData); err != nil {
+			e.metrics.refusePublish(RefusePublishInvalid)
 			return fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	if e.cfg.CheckEvent != nil {
+		for i, ev := range evs {
+			if err := e.cfg.CheckEvent(ev); err != nil {
+				e.metrics.refusePublish(RefusePublishPayload)
+				return fmt.Errorf("event %d: %w", i, err)
+			}
 		}
 	}
 	return nil

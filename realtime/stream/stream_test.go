@@ -3,6 +3,8 @@ package stream
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -482,6 +484,48 @@ func TestPublishEndpoint(t *testing.T) {
 	s := env.eng.Snapshot()
 	if s.EventsPublished != 2 || s.EventsDuplicate != 1 {
 		t.Errorf("published %d duplicate %d, want 2 and 1", s.EventsPublished, s.EventsDuplicate)
+	}
+	// Refused bodies are counted by reason ("too large" is refused before decoding).
+	if r := s.PublishRefusals; r["invalid"] != 8 || r["too_many"] != 1 || r["payload"] != 0 {
+		t.Errorf("publish refusals %v, want invalid 8, too_many 1, payload 0", r)
+	}
+}
+
+// Config.CheckEvent refuses events on both publish paths (HTTP and ValidateEvents, the
+// Encore topic's), with the batch, and each refusal is counted as "payload".
+func TestCheckEvent(t *testing.T) {
+	errShape := errors.New("not the declared shape")
+	check := func(ev *protocol.Event) error {
+		if ev.Channel == "typed" && string(ev.Data) != `{"ok":true}` {
+			return errShape
+		}
+		return nil
+	}
+	env := newEnv(t, Config{CheckEvent: check}, bus.Config{})
+	url := env.srv.URL + "/v2/realtime/publish"
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		contains   string
+	}{
+		{"typed ok", `{"channel":"typed","data":{"ok":true}}`, 200, `"seq":1`},
+		{"typed wrong", `{"channel":"typed","data":{"ok":1}}`, 400, "event 0: not the declared shape"},
+		{"batch with one wrong", `{"events":[{"channel":"other","data":1},{"channel":"typed"}]}`, 400, "event 1"},
+		{"untyped", `{"channel":"other","data":[1]}`, 200, `"seq":2`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := httpPost(t, url, "test-key", tc.body)
+			if resp.StatusCode != tc.status || !strings.Contains(body, tc.contains) {
+				t.Fatalf("got %d %s, want %d containing %q", resp.StatusCode, body, tc.status, tc.contains)
+			}
+		})
+	}
+	if err := env.eng.ValidateEvents([]*protocol.Event{{Channel: "typed", Data: json.RawMessage(`{}`)}}); !errors.Is(err, errShape) {
+		t.Errorf("ValidateEvents: %v, want the check's error", err)
+	}
+	s := env.eng.Snapshot()
+	if s.EventsPublished != 2 || s.PublishRefusals["payload"] != 3 || s.PublishRefusals["invalid"] != 0 {
+		t.Errorf("published %d, refusals %v: want 2 published, 3 payload refusals", s.EventsPublished, s.PublishRefusals)
 	}
 }
 

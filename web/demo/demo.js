@@ -1179,11 +1179,6 @@ var RealtimeClient = class {
   on(name, fn) {
     return this.emitter.on(name, fn);
   }
-  /**
-   * subscribe calls handler for every event of channel until the returned function is
-   * called. Several handlers may share a channel; the channel is subscribed on the wire
-   * once and unsubscribed when its last handler goes.
-   */
   subscribe(channel, handler) {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
     if (this.subs.add(channel, handler)) this.channelsChanged();
@@ -1540,6 +1535,30 @@ var RealtimeClient = class {
   }
 };
 
+// src/typed.ts
+var PARAM = /^[A-Za-z0-9_@=-]+$/;
+var PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+var MAX_CHANNEL_LENGTH = 128;
+function typedChannel(pattern, values) {
+  let i = 0;
+  const name = pattern.replace(PLACEHOLDER, (_m, param) => {
+    if (i >= values.length) throw new TypeError(`${pattern}: no value for {${param}}`);
+    const v = values[i++];
+    if (typeof v !== "string" || !PARAM.test(v)) {
+      throw new TypeError(`${pattern}: {${param}} = ${JSON.stringify(v)}: want 1 or more of A-Z a-z 0-9 _ - @ =`);
+    }
+    return v;
+  });
+  if (i !== values.length) throw new TypeError(`${pattern}: ${values.length} values for ${i} parameters`);
+  if (name.length > MAX_CHANNEL_LENGTH) throw new TypeError(`${pattern}: channel name over ${MAX_CHANNEL_LENGTH} bytes`);
+  return name;
+}
+
+// demo/channels.gen.ts
+function notes(room2) {
+  return typedChannel("public.notes.{room}", [room2]);
+}
+
 // demo/demo.ts
 var params = new URLSearchParams(location.search);
 var num = (name) => {
@@ -1571,7 +1590,7 @@ function log(text) {
   list.prepend(li);
   while (list.childElementCount > maxLog) list.lastElementChild.remove();
 }
-function onEvent(ev) {
+function onEvent(ev, text) {
   eventCount++;
   const li = document.createElement("li");
   li.dataset.testid = "event";
@@ -1582,12 +1601,12 @@ function onEvent(ev) {
     ["seq", String(ev.seq)],
     ["ch", ev.channel],
     ["id", ev.id],
-    ["data", (ev.type ? ev.type + " " : "") + (ev.data === void 0 ? "" : JSON.stringify(ev.data))]
+    ["data", text ?? (ev.type ? ev.type + " " : "") + (ev.data === void 0 ? "" : JSON.stringify(ev.data))]
   ];
-  for (const [cls, text] of cells) {
+  for (const [cls, text2] of cells) {
     const span = document.createElement("span");
     span.className = cls;
-    span.textContent = text;
+    span.textContent = text2;
     li.append(span);
   }
   const list = $("events");
@@ -1706,5 +1725,8 @@ $("publish-form").addEventListener("submit", async (e) => {
   }
 });
 for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
+var room = params.get("room") ?? "lobby";
+client.subscribe(notes(room), (ev) => onEvent(ev, `${ev.data.author}: ${ev.data.text}`));
+log(`subscribe ${notes(room)} (typed: Note)`);
 renderHealth(client.health());
 client.connect();
