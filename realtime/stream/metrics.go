@@ -64,9 +64,10 @@ const (
 	RefuseRateLimited = access.RefuseRateLimited
 	RefuseTooMany     = access.RefuseTooMany
 	RefuseOverloaded  = access.RefuseOverloaded
+	RefuseOrigin      = access.RefuseOrigin
 )
 
-var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded}
+var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded, RefuseOrigin}
 
 // Metrics are the engine's counters. All fields are updated atomically; read them with
 // Snapshot.

@@ -43,7 +43,7 @@ func (e *Engine) refuseConnect(w http.ResponseWriter, r *http.Request, err error
 		return
 	}
 	conn, aerr := websocket.Accept(w, r, &websocket.AcceptOptions{
-		OriginPatterns: e.cfg.AcceptOrigins, CompressionMode: websocket.CompressionDisabled,
+		OriginPatterns: e.cfg.Origins.Patterns(), CompressionMode: websocket.CompressionDisabled,
 	})
 	if aerr != nil {
 		return // origin refused (403) or not a valid upgrade: Accept answered
