@@ -82,8 +82,10 @@ type Options struct {
 	ConnCapTTL       time.Duration `flag:"conn-cap-ttl" env:"REALTIME_CONN_CAP_TTL" cue:"ConnCapTTL" default:"30s" min:"1s" help:"a dead instance's connections stop counting after this"`
 	ConnectRate      float64       `flag:"connect-rate" env:"REALTIME_CONNECT_RATE" cue:"ConnectRate" default:"1" min:"0" help:"stream connect attempts per second per user; 0 disables"`
 	ConnectBurst     int           `flag:"connect-burst" env:"REALTIME_CONNECT_BURST" cue:"ConnectBurst" default:"10" min:"1" help:"burst of connect attempts per user"`
-	IPConnectRate    float64       `flag:"ip-connect-rate" env:"REALTIME_IP_CONNECT_RATE" cue:"IPConnectRate" default:"20" min:"0" help:"stream connect attempts per second per client IP; 0 disables"`
-	IPConnectBurst   int           `flag:"ip-connect-burst" env:"REALTIME_IP_CONNECT_BURST" cue:"IPConnectBurst" default:"200" min:"1" help:"burst of stream connect attempts per client IP (offices behind one NAT reconnect together)"`
+	IPConnectRate    float64       `flag:"ip-connect-rate" env:"REALTIME_IP_CONNECT_RATE" cue:"IPConnectRate" default:"50" min:"0" help:"new anonymous stream sessions per second per client IP (authenticated users are charged per user instead); 0 disables"`
+	IPConnectBurst   int           `flag:"ip-connect-burst" env:"REALTIME_IP_CONNECT_BURST" cue:"IPConnectBurst" default:"1000" min:"1" help:"burst of new anonymous stream sessions per client IP (thousands of users behind one NAT)"`
+	IPResumeRate     float64       `flag:"ip-resume-rate" env:"REALTIME_IP_RESUME_RATE" cue:"IPResumeRate" default:"500" min:"0" help:"resuming anonymous stream sessions (a valid cursor) per second per client IP, a budget apart from new sessions; 0 disables"`
+	IPResumeBurst    int           `flag:"ip-resume-burst" env:"REALTIME_IP_RESUME_BURST" cue:"IPResumeBurst" default:"5000" min:"1" help:"burst of resuming anonymous stream sessions per client IP (everyone behind a NAT comes back at once after a cut)"`
 	MaxConnections   int           `flag:"max-connections" env:"REALTIME_MAX_CONNECTIONS" cue:"MaxConnections" default:"0" min:"0" help:"open connections of this instance; 0 = unbounded"`
 	AdmitRate        float64       `flag:"admit-rate" env:"REALTIME_ADMIT_RATE" cue:"AdmitRate" default:"0" min:"0" help:"connections admitted per second by this instance; 0 = unbounded"`
 	ResumeShare      float64       `flag:"resume-share" env:"REALTIME_RESUME_SHARE" cue:"ResumeShare" default:"0.2" min:"0" help:"share (below 1) of max connections and admit rate reserved for resuming sessions"`
