@@ -19,6 +19,11 @@ func Stream(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 //encore:api public raw method=GET path=/v2/realtime/poll
 func Poll(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 
+// PollPreflight answers the CORS preflight of Poll for the allowed origins.
+//
+//encore:api public raw method=OPTIONS path=/v2/realtime/poll
+func PollPreflight(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
+
 // Publish appends events to the bus for HTTP publishers (services publish to the
 // Events topic instead): the publisher key as Authorization: Bearer or
 // X-Publisher-Key, one event or {"events":[...]}, the engine's decoder and limits.

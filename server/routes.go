@@ -58,6 +58,7 @@ func Routes() []Route {
 		// realtime: the engine.
 		{Method: "GET", Path: "/v2/realtime/stream", Service: "realtime", Endpoint: "Stream", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServeStream })},
 		{Method: "GET", Path: "/v2/realtime/poll", Service: "realtime", Endpoint: "Poll", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePoll })},
+		{Method: "OPTIONS", Path: "/v2/realtime/poll", Service: "realtime", Endpoint: "PollPreflight", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePollPreflight })},
 		{Method: "POST", Path: "/v2/realtime/publish", Service: "realtime", Endpoint: "Publish", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePublish })},
 		{Method: "GET", Path: "/v2/realtime/metrics", Service: "realtime", Endpoint: "Metrics", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServeMetrics })},
 		{Method: "GET", Path: "/v2/realtime/dev/token", Service: "realtime", Endpoint: "DevToken", handler: func(s *Server) http.Handler { return s.devTokens }},
@@ -66,10 +67,11 @@ func Routes() []Route {
 		{Method: "GET", Path: "/", Service: "realtime", Endpoint: "Demo", handler: func(s *Server) http.Handler { return s.demo }},
 
 		// flags: the flag API (flags/flag.Handler).
-		{Method: "GET", Path: "/v2/flags", Service: "flags", Endpoint: "UserFlags", handler: func(s *Server) http.Handler { return s.flags.handler }},
-		{Method: "GET", Path: "/v2/flags/admin", Service: "flags", Endpoint: "ListFlags", handler: func(s *Server) http.Handler { return s.flags.handler }},
-		{Method: "PUT", Path: "/v2/flags/admin/{name}", Service: "flags", Endpoint: "ChangeFlag", handler: func(s *Server) http.Handler { return s.flags.handler }},
-		{Method: "GET", Path: "/v2/flags/audit", Service: "flags", Endpoint: "Audit", handler: func(s *Server) http.Handler { return s.flags.handler }},
+		{Method: "GET", Path: "/v2/flags", Service: "flags", Endpoint: "UserFlags", handler: func(s *Server) http.Handler { return s.flags.read }},
+		{Method: "OPTIONS", Path: "/v2/flags", Service: "flags", Endpoint: "UserFlagsPreflight", handler: func(s *Server) http.Handler { return s.flags.preflight }},
+		{Method: "GET", Path: "/v2/flags/admin", Service: "flags", Endpoint: "ListFlags", handler: func(s *Server) http.Handler { return s.flags.admin }},
+		{Method: "PUT", Path: "/v2/flags/admin/{name}", Service: "flags", Endpoint: "ChangeFlag", handler: func(s *Server) http.Handler { return s.flags.admin }},
+		{Method: "GET", Path: "/v2/flags/audit", Service: "flags", Endpoint: "Audit", handler: func(s *Server) http.Handler { return s.flags.admin }},
 
 		// monitoring: the fleet (typed under Encore, so other services can call them).
 		{Method: "GET", Path: "/v2/monitoring/overview", Service: "monitoring", Endpoint: "Overview", Typed: true, handler: func(s *Server) http.Handler { return s.mon.api }},

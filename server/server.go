@@ -7,14 +7,17 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/httpapi"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/limits"
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
 	demoweb "encore.app/web"
@@ -38,6 +41,9 @@ type Server struct {
 	flags    *flagsPart
 	mon      *monitorPart
 	mux      *http.ServeMux
+	origins  *origin.Policy // the one origin policy: stream, poll, flags
+	devHosts bool           // dev mode: answer loopback Host names only (DNS rebinding)
+	hostLog  rate.Sometimes // bounds the log of refused hosts
 
 	devTokens  devTokens
 	prometheus http.Handler
@@ -57,7 +63,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{opts: o, log: log}
+	s := &Server{opts: o, log: log, hostLog: rate.Sometimes{First: 5, Interval: time.Second}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -86,10 +92,15 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 			return nil, fmt.Errorf("connection cap: %w", err)
 		}
 	}
-	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, log); err != nil {
+	if s.origins, err = origin.New(o.Origins, log); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.name("Origins"), err)
+	}
+	s.devHosts = o.DevMode()
+	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, s.origins, log); err != nil {
 		return nil, err
 	}
 	cfg := engineConfig(&o, s.instance, s.authn, newGuard(&o, s.connCap), log)
+	cfg.Origins = s.origins
 	s.mon = newMonitor()
 	cfg.OnHealth = s.mon.onHealth
 	cfg.WelcomeFlags = s.flags.userFlags
@@ -133,8 +144,16 @@ func (s *Server) identify(r *http.Request) (string, error) {
 	return id.UserID, nil
 }
 
-// ServeHTTP serves every route of Routes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves every route of Routes. In dev mode a request whose Host is not a
+// loopback name (nor allowed by Origins) is refused 421 first: a DNS-rebinding page
+// reaches a loopback server under its own name.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.devHosts && !s.origins.AllowsHost(r.Host) {
+		s.refuseHost(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Options returns the options the server was built with (validated).
 func (s *Server) Options() Options { return s.opts }
