@@ -31,8 +31,18 @@ type Options struct {
 	LogFormat    string        `flag:"log-format" env:"REALTIME_LOG_FORMAT" default:"text" only:"standalone: Encore collects and formats the logs itself" help:"text or json"`
 	LogLevel     string        `flag:"log-level" env:"REALTIME_LOG_LEVEL" default:"info" only:"standalone: Encore collects and filters the logs itself" help:"debug, info, warn, error"`
 	DrainTimeout time.Duration `flag:"drain-timeout" env:"REALTIME_DRAIN_TIMEOUT" cue:"DrainTimeout" default:"10s" min:"0s" help:"how long shutdown waits for connections to flush (under Encore at most its shutdown window)"`
-	Demo         bool          `flag:"demo" env:"REALTIME_DEMO" cue:"Demo" default:"true" help:"serve the demo page at /"`
-	Pprof        bool          `flag:"pprof" env:"REALTIME_PPROF" default:"false" only:"standalone: under Encore the profiles would be public endpoints of the app; Encore traces requests itself" help:"serve /debug/pprof/ and /debug/vars (profiling; keep the listener on loopback)"`
+	DrainDelay   time.Duration `flag:"drain-delay" env:"REALTIME_DRAIN_DELAY" default:"5s" min:"0s" only:"standalone: Encore stops routing requests to an instance as soon as it shuts down, so there is nothing to announce" help:"on SIGTERM, how long /readyz, new streams and polls answer 503 + Retry-After (while open connections go on) before clients are told to move; a second signal ends it early"`
+
+	// HTTP server timeouts (the standalone server; under Encore its own server and
+	// gateway hold the connections). WebSocket connections are exempt from the read and
+	// write timeouts (they have heartbeats and per-frame write deadlines), long-polls get
+	// their wait on top, the dashboard's event stream has none.
+	ReadHeaderTimeout time.Duration `flag:"read-header-timeout" env:"REALTIME_READ_HEADER_TIMEOUT" default:"10s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"time to read a request's headers"`
+	ReadTimeout       time.Duration `flag:"read-timeout" env:"REALTIME_READ_TIMEOUT" default:"30s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"time to read a whole request, body included (not WebSocket)"`
+	WriteTimeout      time.Duration `flag:"write-timeout" env:"REALTIME_WRITE_TIMEOUT" default:"30s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"time to write a response (not WebSocket; long-polls get their wait on top)"`
+	IdleTimeout       time.Duration `flag:"idle-timeout" env:"REALTIME_IDLE_TIMEOUT" default:"120s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"an idle keep-alive HTTP connection is closed after this (keep it above the load balancer's idle timeout)"`
+	Demo              bool          `flag:"demo" env:"REALTIME_DEMO" cue:"Demo" default:"true" help:"serve the demo page at /"`
+	Pprof             bool          `flag:"pprof" env:"REALTIME_PPROF" default:"false" only:"standalone: under Encore the profiles would be public endpoints of the app; Encore traces requests itself" help:"serve /debug/pprof/ and /debug/vars (profiling; keep the listener on loopback)"`
 
 	// The bus. Bus chooses the kind: the one place where another kind plugs in (backend.go).
 	Bus            string        `flag:"bus" env:"REALTIME_BUS" cue:"Bus" default:"nats" help:"event bus: nats (embedded NATS JetStream, or an external NATS named by the NATS URL)"`

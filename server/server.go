@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -49,6 +50,7 @@ type Server struct {
 	prometheus http.Handler
 	demo       http.Handler
 
+	draining  atomic.Bool // BeginDrain: not ready, new connections refused
 	closeOnce sync.Once
 }
 
@@ -200,13 +202,15 @@ func (s *Server) snapshot() health.InstanceSnapshot {
 	return snap
 }
 
-// Shutdown drains: waiting polls answer at once, every connection is told to
-// reconnect elsewhere after a jittered delay (4101) once its queue is flushed, and
-// Shutdown waits for them up to ctx (and DrainTimeout), then closes everything (Close).
+// Shutdown is the second phase of a drain (BeginDrain, which it implies, is the
+// first): waiting polls answer at once, every connection is told to reconnect
+// elsewhere after a jittered delay (4101) once its queue is flushed, and Shutdown
+// waits for them up to ctx (and DrainTimeout), then closes everything (Close).
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.BeginDrain()
 	var err error
 	if s.eng != nil {
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+		dctx, cancel := s.drainContext(ctx)
 		err = s.eng.Shutdown(dctx)
 		cancel()
 	}
