@@ -524,7 +524,7 @@ func TestStreamingSwitch(t *testing.T) {
 	q.Set("token", "bob")
 	q.Set("timeout", "300ms")
 	start = time.Now()
-	if r = env.mustPoll(q, nil); time.Since(start) < 300*time.Millisecond {
+	if env.mustPoll(q, nil); time.Since(start) < 300*time.Millisecond {
 		t.Fatalf("bob's poll answered after %v, want the 300ms timeout", time.Since(start))
 	}
 }
