@@ -238,3 +238,27 @@ func TestDrainPhases(t *testing.T) {
 		t.Fatalf("exit: %v\n%s", err, log.String())
 	}
 }
+
+// -h shows no secret taken from the environment (keys, NATS URL and credentials).
+func TestHelpHidesSecrets(t *testing.T) {
+	secrets := map[string]string{
+		"REALTIME_TOKEN_KEYS":    "k1:tok3n-0123456789abcdef0123456789abcdef",
+		"REALTIME_PUBLISHER_KEY": "pub-s3cr3t-0123456789",
+		"REALTIME_ADMIN_KEY":     "adm-s3cr3t-0123456789",
+		"REALTIME_NATS_URL":      "nats://u:natspw0rd@127.0.0.1:4222",
+		"REALTIME_NATS_PASSWORD": "natspw0rd2",
+		"REALTIME_NATS_TOKEN":    "natst0ken",
+	}
+	for k, v := range secrets {
+		t.Setenv(k, v)
+	}
+	var out bytes.Buffer
+	if err := run([]string{"-h"}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"tok3n", "pub-s3cr3t", "adm-s3cr3t", "natspw0rd", "natst0ken"} {
+		if strings.Contains(out.String(), v) {
+			t.Errorf("-h shows %q", v)
+		}
+	}
+}
