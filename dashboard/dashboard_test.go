@@ -25,7 +25,7 @@ import (
 func page(t *testing.T) *goquery.Document {
 	t.Helper()
 	w := httptest.NewRecorder()
-	Page(w, httptest.NewRequest(http.MethodGet, "/dashboard", nil))
+	Page(w, httptest.NewRequest(http.MethodGet, "http://127.0.0.1/dashboard", nil))
 	if w.Code != 200 {
 		t.Fatalf("dashboard: %d %s", w.Code, w.Body)
 	}
@@ -42,7 +42,7 @@ func setStreaming(t *testing.T, on bool) {
 	if on {
 		body = `{"enabled":true,"reason":"dashboard test"}`
 	}
-	req := httptest.NewRequest(http.MethodPut, "/v2/flags/admin/realtime-streaming-v2", strings.NewReader(body))
+	req := httptest.NewRequest(http.MethodPut, "http://127.0.0.1/v2/flags/admin/realtime-streaming-v2", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+server.DevAdminKey)
 	w := httptest.NewRecorder()
 	flags.ChangeFlag(w, req)

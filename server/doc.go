@@ -25,5 +25,11 @@
 //     (Server.Publish) both call; the typed channels' payload validation
 //     (ValidatePayloads) is its Config.CheckEvent.
 //
+// What protects the server sits here once for both shells: the key rules (a keyed
+// server has every key; dev mode is loopback only: validate.go), the one origin policy
+// of the stream, the poll and the flags API and the dev-mode Host check (server.go,
+// parts.go, realtime/origin), the probes and the first phase of a drain (ready.go),
+// and the standalone server's HTTP timeouts (http.go, HTTPServer).
+//
 // The package imports no encore.dev code; go test covers it.
 package server

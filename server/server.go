@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/httpapi"
@@ -16,6 +19,7 @@ import (
 	"encore.app/realtime/bus"
 	"encore.app/realtime/channels"
 	"encore.app/realtime/limits"
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
 	"encore.app/realtime/typed"
@@ -40,11 +44,15 @@ type Server struct {
 	flags    *flagsPart
 	mon      *monitorPart
 	mux      *http.ServeMux
+	origins  *origin.Policy // the one origin policy: stream, poll, flags
+	devHosts bool           // dev mode: answer loopback Host names only (DNS rebinding)
+	hostLog  rate.Sometimes // bounds the log of refused hosts
 
 	devTokens  devTokens
 	prometheus http.Handler
 	demo       http.Handler
 
+	draining  atomic.Bool // BeginDrain: not ready, new connections refused
 	closeOnce sync.Once
 }
 
@@ -59,7 +67,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{opts: o, log: log}
+	s := &Server{opts: o, log: log, hostLog: rate.Sometimes{First: 5, Interval: time.Second}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -88,7 +96,11 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 			return nil, fmt.Errorf("connection cap: %w", err)
 		}
 	}
-	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, log); err != nil {
+	if s.origins, err = origin.New(o.Origins, log); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.name("Origins"), err)
+	}
+	s.devHosts = o.DevMode()
+	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, s.origins, log); err != nil {
 		return nil, err
 	}
 	cfg := engineConfig(&o, s.instance, s.authn, newGuard(&o, s.connCap), log)
@@ -99,6 +111,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 		}
 		cfg.CheckEvent = v.Check
 	}
+	cfg.Origins = s.origins
 	s.mon = newMonitor()
 	cfg.OnHealth = s.mon.onHealth
 	cfg.WelcomeFlags = s.flags.userFlags
@@ -142,8 +155,16 @@ func (s *Server) identify(r *http.Request) (string, error) {
 	return id.UserID, nil
 }
 
-// ServeHTTP serves every route of Routes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves every route of Routes. In dev mode a request whose Host is not a
+// loopback name (nor allowed by Origins) is refused 421 first: a DNS-rebinding page
+// reaches a loopback server under its own name.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.devHosts && !s.origins.AllowsHost(r.Host) {
+		s.refuseHost(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Options returns the options the server was built with (validated).
 func (s *Server) Options() Options { return s.opts }
@@ -203,13 +224,15 @@ func (s *Server) snapshot() health.InstanceSnapshot {
 	return snap
 }
 
-// Shutdown drains: waiting polls answer at once, every connection is told to
-// reconnect elsewhere after a jittered delay (4101) once its queue is flushed, and
-// Shutdown waits for them up to ctx (and DrainTimeout), then closes everything (Close).
+// Shutdown is the second phase of a drain (BeginDrain, which it implies, is the
+// first): waiting polls answer at once, every connection is told to reconnect
+// elsewhere after a jittered delay (4101) once its queue is flushed, and Shutdown
+// waits for them up to ctx (and DrainTimeout), then closes everything (Close).
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.BeginDrain()
 	var err error
 	if s.eng != nil {
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+		dctx, cancel := s.drainContext(ctx)
 		err = s.eng.Shutdown(dctx)
 		cancel()
 	}

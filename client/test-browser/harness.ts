@@ -11,6 +11,7 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 export const PUBLISHER_KEY = "dev";
+export const DEV_ADMIN_KEY = "dev-admin-key-change-me";
 
 /** realtimedBinary is the server binary built by global-setup.ts (or $REALTIMED_BIN). */
 export function realtimedBinary(): string {
@@ -64,8 +65,9 @@ export class Server {
     const fd = openSync(this.logFile, "a");
     this.proc = spawn(
       bin,
-      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-publisher-key", PUBLISHER_KEY,
-        "-public-prefixes", "*", ...this.extraArgs], // dev mode: anonymous pages read every non-private channel
+      // Dev mode (no keys): anonymous pages read every non-private channel, the publisher
+      // key is "dev" and the flags admin key the dev one (DEV_ADMIN_KEY).
+      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-public-prefixes", "*", ...this.extraArgs],
       { stdio: ["ignore", fd, fd], env: { ...process.env } },
     );
     closeSync(fd);

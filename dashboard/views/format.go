@@ -96,11 +96,3 @@ func formatAge(s float64) string {
 	}
 	return strconv.FormatFloat(s/60, 'f', 0, 64) + "m"
 }
-
-func dropsTotal(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
-	}
-	return n
-}

@@ -27,6 +27,12 @@ import (
 // ServeStream upgrades to the event stream and runs the connection until it ends. The
 // caller's goroutine is the connection's owner and reader.
 func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
+	// The origin first: a cross-site page carrying the user's cookie spends nothing
+	// (no token check, no per-IP or per-user budget, no admission).
+	if !e.cfg.Origins.Allow(w, r, false) {
+		e.metrics.refuse(RefuseOrigin)
+		return
+	}
 	if e.draining.Load() {
 		e.metrics.refuse(RefuseDraining)
 		w.Header().Set("Retry-After", strconv.FormatInt((e.retryHint()+999)/1000, 10))
@@ -69,7 +75,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	opts := &websocket.AcceptOptions{
-		OriginPatterns:       e.cfg.AcceptOrigins,
+		OriginPatterns:       e.cfg.Origins.Patterns(), // checked above; the library's check agrees
 		CompressionMode:      websocket.CompressionNoContextTakeover,
 		CompressionThreshold: e.cfg.CompressionThreshold,
 	}

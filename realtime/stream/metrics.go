@@ -64,9 +64,10 @@ const (
 	RefuseRateLimited = access.RefuseRateLimited
 	RefuseTooMany     = access.RefuseTooMany
 	RefuseOverloaded  = access.RefuseOverloaded
+	RefuseOrigin      = access.RefuseOrigin
 )
 
-var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded}
+var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded, RefuseOrigin}
 
 // PublishRefusal says why a publish (HTTP or the Encore topic) was refused: the reasons
 // of Snapshot.PublishRefusals. Every refusal is counted under exactly one.
