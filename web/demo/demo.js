@@ -377,9 +377,9 @@ function withQuery(url, params2) {
   if (params2.length === 0) return url;
   return url + (url.includes("?") ? "&" : "?") + params2.join("&");
 }
-function streamUrl(url, token) {
+function streamUrl(url, token2) {
   const base = url ?? defaultStreamUrl();
-  return token ? withQuery(base, ["token=" + encodeURIComponent(token)]) : base;
+  return token2 ? withQuery(base, ["token=" + encodeURIComponent(token2)]) : base;
 }
 function pollBaseUrl(url, pollUrl2) {
   if (pollUrl2) return pollUrl2;
@@ -713,7 +713,9 @@ var StreamTransport = class {
     if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
     const healthEvery = this.opts.healthIntervalMs;
     if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.host.healthReport() }), healthEvery));
+      const report = () => this.send({ type: "health", health: this.host.healthReport() });
+      conn.timers.push(setTimeout(report, Math.min(Math.max(0, this.opts.healthFirstMs), healthEvery)));
+      conn.timers.push(setInterval(report, healthEvery));
     }
   }
   ping() {
@@ -1080,7 +1082,8 @@ var RealtimeClient = class {
         now: this.now,
         connectTimeoutMs: opts.connectTimeoutMs ?? 1e4,
         pingIntervalMs: opts.pingIntervalMs ?? 15e3,
-        healthIntervalMs: opts.healthIntervalMs ?? 3e4
+        healthIntervalMs: opts.healthIntervalMs ?? 3e4,
+        healthFirstMs: opts.healthFirstMs ?? 3e3
       },
       {
         traffic: (at) => this.monitor.lastMessageAt = at,
@@ -1187,9 +1190,9 @@ var RealtimeClient = class {
     this.start();
   }
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
-  setToken(token) {
-    this.token = token;
-    this.stream.send({ type: "auth", token });
+  setToken(token2) {
+    this.token = token2;
+    this.stream.send({ type: "auth", token: token2 });
   }
   // ---- state and health ----
   /** setState applies ev through the transition table (state.ts), which asserts it. */
@@ -1512,8 +1515,10 @@ var $ = (id) => {
   if (!el) throw new Error(`demo: missing [data-testid=${id}]`);
   return el;
 };
+var token = params.get("token") || void 0;
 var client = new RealtimeClient({
   url: params.get("url") ?? void 0,
+  token,
   backoff: { baseMs: num("baseMs") ?? 1e3, capMs: num("capMs") ?? 3e5 },
   pingIntervalMs: num("ping") ?? 5e3,
   healthIntervalMs: num("health") ?? 3e4,
@@ -1547,6 +1552,7 @@ function onEvent(ev) {
     const span = document.createElement("span");
     span.className = cls;
     span.textContent = text;
+    if (cls === "ch" || cls === "id") span.title = text;
     li.append(span);
   }
   const list = $("events");
@@ -1625,7 +1631,23 @@ client.on("resync", (r) => {
   log(`resync ${r.reason} on ${r.channels.join(",")}: reload state from its source`);
 });
 client.on("error", (e) => log(`error ${e.kind}${e.code ? " " + e.code : ""}${e.channel ? " " + e.channel : ""}: ${e.message}`));
-client.on("closed", (i) => log(`closed ${i.code} ${i.reason}`));
+client.on("closed", (i) => {
+  log(`closed ${i.code} ${i.reason}`);
+  if (i.code === 4401 || i.code === 4403 || i.code >= 4200 && i.code < 4300) {
+    $("token-status").textContent = token ? `The server refused this token (${i.code} ${i.reason}): paste another one.` : `This server wants a token (${i.code} ${i.reason}): paste one above or open the page with ?token=.`;
+  }
+});
+$("token-status").textContent = token ? "Connecting with the token from the address (?token=)." : $("token-status").textContent;
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const next = new URLSearchParams(location.search);
+  const value = $("token-input").value.trim();
+  if (value) next.set("token", value);
+  else next.delete("token");
+  const chans = [...unsubscribers.keys()].join(",");
+  if (chans) next.set("channels", chans);
+  location.search = next.toString();
+});
 $("subscribe-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const input = $("channel-input");
