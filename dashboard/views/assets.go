@@ -35,9 +35,9 @@ const styles = `
 :root{--fg:#1d232a;--muted:#57606a;--bg:#f3f5f7;--panel:#fff;--line:#d8dee4;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--accent:#0b5cad;
 --c1:#2563eb;--c2:#16a34a;--c3:#9333ea;--c4:#ea580c;--c5:#dc2626;--c6:#6b7280}
 *{box-sizing:border-box}
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:var(--fg);background:var(--bg);overflow-wrap:anywhere}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:var(--fg);background:var(--bg);overflow-wrap:break-word}
 h1{font-size:1.25rem;margin:0}h2{font-size:1rem;margin:0 0 .5rem}h3{font-size:.9rem;margin:0 0 .4rem}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);padding:0 3px;border-radius:3px}
+code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);padding:0 3px;border-radius:3px;overflow-wrap:anywhere}
 .note{color:var(--muted);font-size:.85rem;margin:.2rem 0}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .top{display:flex;flex-wrap:wrap;align-items:center;gap:.4rem 1rem;padding:.7rem 1rem;background:var(--panel);border-bottom:1px solid var(--line)}
@@ -84,7 +84,7 @@ main{padding:.8rem 1rem 2rem;display:grid;gap:.8rem}
 .sw.c1{background:var(--c1)}.sw.c2{background:var(--c2)}.sw.c3{background:var(--c3)}.sw.c4{background:var(--c4)}.sw.c5{background:var(--c5)}.sw.c6{background:var(--c6)}
 .sw.dash{background:none;border-top:2px dashed currentColor;height:0}
 .sw.dash.c2{color:var(--c2)}.sw.dash.c4{color:var(--c4)}
-.reasons{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,250px),1fr));gap:.6rem;align-items:start}
+.reasons{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,250px),1fr));gap:.6rem;align-items:start}
 .reason h3{display:flex;justify-content:space-between}.reason .total{font-variant-numeric:tabular-nums}
 .spark{display:flex;align-items:center;gap:.5rem;margin:.1rem 0 .4rem}.spark svg{flex:1;height:22px;min-width:0}
 .spark .now{font-size:.75rem;color:var(--muted);white-space:nowrap}
@@ -95,6 +95,7 @@ main{padding:.8rem 1rem 2rem;display:grid;gap:.8rem}
 .wide{min-width:0}
 table{border-collapse:collapse;width:100%;font-size:.85rem}
 th,td{border-bottom:1px solid var(--line);padding:.3rem .5rem;text-align:right;font-variant-numeric:tabular-nums}
+td{white-space:nowrap}th[scope=row]{overflow-wrap:anywhere}
 th[scope=row],thead th:first-child{text-align:left}thead th{color:var(--muted);font-weight:600;font-size:.78rem}
 tr.stale{background:#fff8e1}td.bad{color:var(--bad);font-weight:600}
 .scroll{overflow-x:auto}
@@ -104,16 +105,17 @@ table.stack thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:re
 table.stack,table.stack tbody,table.stack tr,table.stack th,table.stack td{display:block;width:auto}
 table.stack tr{border:1px solid var(--line);border-radius:6px;margin:.4rem 0;padding:.2rem .5rem}
 table.stack th[scope=row]{font-weight:650;border:none;padding:.2rem 0}
-table.stack td{display:flex;justify-content:space-between;gap:1rem;border:none;padding:.1rem 0}
+table.stack td{display:flex;justify-content:space-between;gap:1rem;border:none;padding:.1rem 0;white-space:normal}
 table.stack td::before{content:attr(data-label);color:var(--muted);text-align:left}
 table.stack td.barcell{display:none}
 }
 details summary{cursor:pointer;color:var(--accent);margin:.5rem 0}
-.savings table{max-width:40rem}
+.savings .cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,380px),1fr));gap:.4rem 2rem;align-items:start}
+.savings .cols p{margin-top:0}
 .tools{display:grid;gap:.6rem}
 .toolgrid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,340px),1fr));gap:.6rem;align-items:start}
 form.row{display:flex;flex-wrap:wrap;gap:.4rem;align-items:center}
-form.row input:not([type=hidden]){flex:1 1 12rem;min-width:0}
+form.row input:not([type=hidden]){flex:1 1 12rem;min-width:0;max-width:32rem}
 form.grid{display:grid;grid-template-columns:auto minmax(0,1fr);gap:.35rem .6rem;align-items:center}
 input,textarea{font:inherit;padding:.3rem .5rem;border:1px solid #8c959f;border-radius:4px;width:100%;min-width:0;background:#fff;color:var(--fg)}
 textarea{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
