@@ -237,5 +237,5 @@ func (m Model) spark(label string, value func(health.Point) float64, format func
 		}
 		b.WriteString(strconv.FormatFloat(xf/6, 'f', 1, 64) + "," + strconv.FormatFloat(yf/6, 'f', 1, 64))
 	}
-	return Spark{Points: b.String(), Now: c.Lines[0].Last, Label: label + " over the last " + spanLabel(m.span()) + ", peak " + c.YMaxLabel + ", now " + c.Lines[0].Last}
+	return Spark{Points: b.String(), Now: c.Lines[0].Last, Label: label + " over the last " + spanLabel(m.span()) + " (scale 0 to " + c.YMaxLabel + "), now " + c.Lines[0].Last}
 }

@@ -196,6 +196,11 @@ func TestPageIsSelfContained(t *testing.T) {
 	if text(t, doc, "card-connections-value") != "1,234,567" {
 		t.Error("static page lacks the figures")
 	}
+	// The policy names the exact inline script and stylesheet the page carries.
+	if !strings.Contains(ContentSecurityPolicy, sha256Source(doc.Find("script").Text())) ||
+		!strings.Contains(ContentSecurityPolicy, sha256Source(doc.Find("style").Text())) {
+		t.Error("CSP hashes do not match the inline script and style")
+	}
 }
 
 func TestFormat(t *testing.T) {

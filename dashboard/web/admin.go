@@ -58,6 +58,9 @@ func redirect(w http.ResponseWriter, r *http.Request, extra url.Values, fragment
 	if rg := r.PostFormValue("range"); rg != "" {
 		q.Set("range", views.RangeNamed(rg).Name)
 	}
+	if u := r.PostFormValue("user"); u != "" && len(u) <= inspect.MaxMatch {
+		q.Set("user", u) // the inspector's lookup stays on the page
+	}
 	for k, v := range extra {
 		q[k] = v
 	}

@@ -224,6 +224,8 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, m v
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "same-origin")
+	w.Header().Set("Content-Security-Policy", views.ContentSecurityPolicy)
+	w.Header().Set("X-Frame-Options", "DENY")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
