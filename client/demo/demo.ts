@@ -108,7 +108,12 @@ function unsubscribe(ch: string): void {
   log(`unsubscribe ${ch}`);
 }
 
-const ms = (v: number | null): string => (v === null ? "-" : `${v.toFixed(1)} ms`);
+const ms = (v: number | null): string => {
+  if (v === null) return "-";
+  const a = Math.abs(v);
+  if (a >= 1000) return `${(v / 1000).toFixed(2)} s`;
+  return a >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`;
+};
 
 function renderHealth(h: HealthSnapshot): void {
   const state = $("state");

@@ -1591,7 +1591,12 @@ function unsubscribe(ch) {
   renderChannels();
   log(`unsubscribe ${ch}`);
 }
-var ms = (v) => v === null ? "-" : `${v.toFixed(1)} ms`;
+var ms = (v) => {
+  if (v === null) return "-";
+  const a = Math.abs(v);
+  if (a >= 1e3) return `${(v / 1e3).toFixed(2)} s`;
+  return a >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`;
+};
 function renderHealth(h) {
   const state = $("state");
   state.textContent = h.state;
