@@ -59,12 +59,11 @@ func latencyCard(id, q string, browsers health.Percentiles, server float64, rtt 
 		}
 		return Card{ID: id, Label: "Delivery " + q, Value: formatMs(browsers.P50), Sub: sub}
 	}
-	c := Card{ID: id, Label: "Delivery " + q, Value: formatMs(server), Tag: "server write",
-		Sub: "no browser report in the last minute (tabs report 3 s after connecting)"}
 	if server == 0 {
-		c.Sub = "no events written yet"
+		return Card{ID: id, Label: "Delivery " + q, Value: "–", Sub: "no events written and no browser report yet"}
 	}
-	return c
+	return Card{ID: id, Label: "Delivery " + q, Value: formatMs(server), Tag: "server write",
+		Sub: "no browser report in the last minute (tabs report 3 s after connecting)"}
 }
 
 // recent is the largest value of f over the last minute of the series (now included).
