@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -185,6 +186,9 @@ func (s *Server) snapshot() health.InstanceSnapshot {
 	snap := s.eng.Snapshot()
 	snap.Client = s.mon.clients.Summary()
 	top := s.eng.TopChannels(channelsPerInstance)
+	// A name past the record's limit (MaxChannelLength has no maximum) would make the
+	// aggregator refuse the whole record: leave such channels out of the list.
+	top.Top = slices.DeleteFunc(top.Top, func(c stream.ChannelCount) bool { return len(c.Channel) > health.MaxChannelName })
 	snap.Channels = &top
 	return snap
 }

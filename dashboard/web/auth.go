@@ -137,11 +137,15 @@ func (a *keyAuth) allowChange(r *http.Request, c caller) bool {
 	return tok != "" && hmac.Equal([]byte(tok), []byte(a.csrf(c.session)))
 }
 
-// sameSite reports whether the browser says the request comes from this site: no
-// cross-site Sec-Fetch-Site, and an Origin (when sent) with this request's host.
+// sameSite reports whether the browser says the request comes from this site. Browsers
+// that send Sec-Fetch-Site are believed (same-origin, or none: typed or bookmarked);
+// without it, an Origin (when sent) must name this request's host, as the client or a
+// proxy in front (X-Forwarded-Host) saw it.
 func sameSite(r *http.Request) bool {
 	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
+	case "same-origin", "none":
+		return true
+	case "":
 	default:
 		return false
 	}
@@ -150,7 +154,10 @@ func sameSite(r *http.Request) bool {
 		return true
 	}
 	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
+	if err != nil {
+		return false
+	}
+	return u.Host == r.Host || (r.Header.Get("X-Forwarded-Host") != "" && u.Host == r.Header.Get("X-Forwarded-Host"))
 }
 
 func (a *keyAuth) setCookie(w http.ResponseWriter, r *http.Request, path, value string, maxAge int) {

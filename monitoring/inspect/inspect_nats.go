@@ -42,6 +42,12 @@ func NewNATS(nc *nats.Conn, subject string, local Local, log *slog.Logger) (*NAT
 	if err != nil {
 		return nil, fmt.Errorf("inspect: subscribe %s: %w", subject, err)
 	}
+	// Once the server has the subscription, every later query reaches this instance
+	// (a query from another connection could otherwise overtake it).
+	if err := nc.FlushTimeout(5 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("inspect: subscribe %s: %w", subject, err)
+	}
 	n.sub = sub
 	return n, nil
 }
