@@ -35,7 +35,7 @@ describe("dashboard", () => {
 
     const page = await browser.page();
     await page.goto(`${server.base}/dashboard`);
-    expect(await page.title()).toMatch(/dashboard/i);
+    expect(await page.title()).toMatch(/realtime console/i);
     // The static snapshot is complete without JavaScript's help.
     for (const id of ["card-connections", "card-events", "card-latency-p99", "card-drops", "card-savings", "instance-table", "flag"]) {
       expect(await page.$(`[data-testid="${id}"]`), id).not.toBeNull();
