@@ -62,6 +62,13 @@ afterAll(async () => {
   if (server) await server.cleanup();
 });
 
+/** fitsNarrowest checks the smallest width the pages promise: 360 px, no sideways scroll. */
+async function fitsNarrowest(page: Page, what: string): Promise<void> {
+  await page.setViewportSize({ width: 360, height: 740 });
+  await sleep(300);
+  expect(await overflow(page), `${what} at 360 px: horizontal overflow (px)`).toBeLessThanOrEqual(0);
+}
+
 async function check(page: Page, what: string): Promise<void> {
   expect(await overflow(page), `${what}: horizontal overflow (px)`).toBeLessThanOrEqual(0);
   expect(await axeViolations(page), `${what}: accessibility`).toEqual([]);
@@ -93,6 +100,7 @@ describe("console and demo page at two widths", () => {
       else expect(geo.data.top).toBeGreaterThanOrEqual(geo.id.bottom - 0.5);
       await page.screenshot({ path: join(shotDir, `demo-${size.width}.png`), fullPage: size.width < 1000 });
     }
+    await fitsNarrowest(page, "demo");
     w.stop();
     expect(w.problems).toEqual([]);
   });
@@ -141,6 +149,7 @@ describe("console and demo page at two widths", () => {
       await check(page, `console ${size.width}`);
       await page.screenshot({ path: join(shotDir, `console-${size.width}.png`), fullPage: true });
     }
+    await fitsNarrowest(page, "console");
     console.log(`console screenshots in ${shotDir}`);
     w.stop();
     expect(w.problems).toEqual([]);
