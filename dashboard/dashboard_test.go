@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,40 @@ func TestDashboardShowsFlagAndBrowserLatency(t *testing.T) {
 	got := page(t).Find(`[data-testid="card-latency-p50-value"]`).Text()
 	if !strings.HasPrefix(got, "42") {
 		t.Fatalf("delivery p50 card %q, want the reported 42 ms", got)
+	}
+}
+
+// The console's sign-in route opens the admin panels: the connection inspector asks the
+// fleet (this app's one instance) and finds the anonymous stream connection.
+func TestConsoleSignInAndInspect(t *testing.T) {
+	form := url.Values{"key": {server.DevAdminKey}}
+	req := httptest.NewRequest(http.MethodPost, "/dashboard/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	Login(w, req)
+	cookies := w.Result().Cookies()
+	if w.Code != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("login: %d, %d cookies", w.Code, len(cookies))
+	}
+	hs := httptest.NewServer(http.HandlerFunc(realtime.Serve))
+	defer hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := rtclient.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/v2/realtime/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	r := httptest.NewRequest(http.MethodGet, "/dashboard?user="+c.Welcome.Session, nil)
+	r.AddCookie(cookies[0])
+	pw := httptest.NewRecorder()
+	Page(pw, r)
+	doc, err := goquery.NewDocumentFromReader(pw.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := doc.Find(`[data-testid="inspect-row"]`).Length(); pw.Code != 200 || n != 1 {
+		t.Fatalf("inspector: status %d, %d rows: %s", pw.Code, n, doc.Find(`[data-testid="inspector"]`).Text())
 	}
 }
 

@@ -20,6 +20,8 @@
 //     (go generate ./server);
 //   - a new bus kind (Postgres) is a value of Options.Bus, a case of Validate and of
 //     openBackend returning its backend (bus, flag store, fleet health, connection cap);
+//     to answer the console's connection inspector across instances it also implements
+//     fleetQuerier (console.go), else the inspector shows its own instance only;
 //   - a check every published event must pass goes where both publish paths meet: the
 //     engine's ValidateEvents, which HTTP publishes (DecodePublish) and the Encore topic
 //     (Server.Publish) both call; the typed channels' payload validation

@@ -24,6 +24,7 @@ import (
 // flagsPart is the flag store, its HTTP API and the streaming switch that follows
 // realtime-streaming-v2. close stops the follower, then the store.
 type flagsPart struct {
+	adminKey  string // the key the admin API accepts ("" when none: the console's admin panels stay closed)
 	store     flag.Store
 	api       *flag.API
 	handler   http.Handler
@@ -46,6 +47,7 @@ func openFlags(ctx context.Context, o *Options, be backend, user flag.UserResolv
 		key = DevAdminKey
 		log.Warn("DEV MODE: no flags admin key (" + o.name("AdminKey") + "): the flags admin API accepts the key \"" + DevAdminKey + "\"")
 	}
+	p.adminKey = key
 	if key == "" {
 		// Hosted without a key: a random key nobody knows, so every admin request is refused.
 		log.Warn("no flags admin key (" + o.name("AdminKey") + "): the flags admin API refuses every request")
@@ -128,7 +130,7 @@ func (m *monitorPart) onHealth(_ *stream.Client, h *protocol.HealthReport) { m.c
 // start publishes this instance's snapshot, aggregates the fleet and builds the
 // overview API and the dashboard (showing flag).
 func (m *monitorPart) start(ctx context.Context, be backend, snapshot func() health.InstanceSnapshot,
-	flag func() views.Flag, log *slog.Logger) error {
+	flag func() views.Flag, dash web.Options, log *slog.Logger) error {
 	fleet, err := be.Fleet(ctx, health.FleetConfig{Snapshot: snapshot, Aggregate: true,
 		Aggregator: health.AggregatorOptions{OnSample: m.sampled}})
 	if err != nil {
@@ -145,7 +147,8 @@ func (m *monitorPart) start(ctx context.Context, be backend, snapshot func() hea
 		fleet.Close()
 		return err
 	}
-	m.dash = web.New(src, web.Options{Logger: log})
+	dash.Logger = log
+	m.dash = web.New(src, dash)
 	return nil
 }
 

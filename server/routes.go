@@ -86,6 +86,9 @@ func Routes() []Route {
 		// dashboard.
 		{Method: "GET", Path: "/dashboard", Service: "dashboard", Endpoint: "Page", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Page })},
 		{Method: "GET", Path: "/dashboard/events", Service: "dashboard", Endpoint: "Events", Lasting: lastStream, handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Events })},
+		{Method: "POST", Path: "/dashboard/login", Service: "dashboard", Endpoint: "Login", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Login })},
+		{Method: "POST", Path: "/dashboard/logout", Service: "dashboard", Endpoint: "Logout", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Logout })},
+		{Method: "POST", Path: "/dashboard/publish", Service: "dashboard", Endpoint: "PublishTest", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Publish })},
 
 		// Profiling, standalone only.
 		{Method: "GET", Path: "/debug/pprof/", Only: pprofWhy, enabled: pprofOn, handler: h(func(*Server) http.HandlerFunc { return pprof.Index })},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,8 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"encore.app/dashboard/web"
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/httpapi"
+	"encore.app/monitoring/inspect"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/channels"
@@ -43,6 +46,7 @@ type Server struct {
 	eng      *stream.Engine
 	flags    *flagsPart
 	mon      *monitorPart
+	insp     inspect.Asker // the console's connection inspector (console.go)
 	mux      *http.ServeMux
 	origins  *origin.Policy // the one origin policy: stream, poll, flags
 	devHosts bool           // dev mode: answer loopback Host names only (DNS rebinding)
@@ -131,7 +135,10 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if err = s.flags.follow(s.eng, log); err != nil {
 		return nil, err
 	}
-	if err = s.mon.start(ctx, s.be, s.snapshot, s.flags.streamingFlag, log); err != nil {
+	if s.insp, err = openInspector(s.be, inspect.EngineLocal(s.instance, s.eng), log); err != nil {
+		return nil, err
+	}
+	if err = s.mon.start(ctx, s.be, s.snapshot, s.flags.streamingFlag, s.dashboardOptions(), log); err != nil {
 		return nil, err
 	}
 	s.prometheus = promhttp.HandlerFor(s.eng.Registry(), promhttp.HandlerOpts{})
@@ -221,7 +228,21 @@ func (s *Server) OnFleetSample(fn func(health.Overview, health.Series)) { s.mon.
 func (s *Server) snapshot() health.InstanceSnapshot {
 	snap := s.eng.Snapshot()
 	snap.Client = s.mon.clients.Summary()
+	top := s.eng.TopChannels(channelsPerInstance)
+	// A name past the record's limit (MaxChannelLength has no maximum) would make the
+	// aggregator refuse the whole record: leave such channels out of the list.
+	top.Top = slices.DeleteFunc(top.Top, func(c stream.ChannelCount) bool { return len(c.Channel) > health.MaxChannelName })
+	snap.Channels = &top
 	return snap
+}
+
+// dashboardOptions opens the console's admin panels with the flags admin key.
+func (s *Server) dashboardOptions() web.Options {
+	o := web.Options{AdminKey: s.flags.adminKey, Admin: &console{s: s, asker: s.insp}}
+	if s.flags.adminKey == DevAdminKey {
+		o.KeyHint = "Dev mode: the key is " + DevAdminKey + " (set " + s.opts.name("AdminKey") + " to change it)."
+	}
+	return o
 }
 
 // Shutdown is the second phase of a drain (BeginDrain, which it implies, is the
@@ -250,6 +271,9 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.mon != nil {
 			s.mon.close()
+		}
+		if s.insp != nil {
+			_ = s.insp.Close()
 		}
 		s.flags.close()
 		if s.eng != nil {

@@ -98,7 +98,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		e: e, conn: conn, cc: cw.cc, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
 		ctx:     ctx, cancel: cancel,
-		subs: map[string]struct{}{},
+		subs: map[string]struct{}{}, opened: time.Now(),
 	}
 	c.id.Store(id)
 	c.release, admitted = release, true
@@ -212,6 +212,7 @@ func (c *Client) readLoop() DisconnectReason {
 		case protocol.TypePong:
 		case protocol.TypeHealth:
 			c.e.metrics.healthReports.Add(1)
+			c.noteHealth(f.Health)
 			if h := c.e.cfg.OnHealth; h != nil {
 				h(c, f.Health)
 			}

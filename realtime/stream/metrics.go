@@ -199,6 +199,10 @@ type Snapshot struct {
 	// leaves it empty; the process that keeps the reports (encore.app/server) fills it
 	// in the fleet record.
 	Client stats.ClientSummary `json:"client"`
+	// Channels are this instance's busiest channels (Engine.TopChannels). The engine
+	// leaves it empty (channel names are not for the public metrics body); the server
+	// fills it in the fleet record.
+	Channels *ChannelTop `json:"channels,omitempty"`
 }
 
 func (m *Metrics) snapshot() Snapshot {

@@ -235,7 +235,7 @@ func (e *Engine) poll(ctx context.Context, req *pollRequest) (*pollAnswer, *poll
 		}
 	}
 
-	wt := &pollWaiter{channels: req.channels, user: user, wake: make(chan struct{}, 1)}
+	wt := &pollWaiter{channels: req.channels, user: user, since: time.Now(), wake: make(chan struct{}, 1)}
 	if reason := e.lp.add(wt, e.cfg.MaxPollWaiters, e.cfg.MaxPollsPerUser); reason != "" {
 		if reason == pollRefuseUserLimit {
 			return nil, &pollFail{status: http.StatusTooManyRequests, reason: reason,
