@@ -123,11 +123,11 @@ export class Server {
     rmSync(join(this.dataDir, ".."), { recursive: true, force: true });
   }
 
-  /** publish posts events and returns the acks. */
-  async publish(events: Array<{ channel: string; id: string; type?: string; data?: unknown }>): Promise<any[]> {
+  /** publish posts events with the publisher key (dev mode's by default) and returns the acks. */
+  async publish(events: Array<{ channel: string; id: string; type?: string; data?: unknown }>, key = PUBLISHER_KEY): Promise<any[]> {
     const r = await fetch(`${this.base}/v2/realtime/publish`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${PUBLISHER_KEY}` },
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}` },
       body: JSON.stringify({ events }),
       signal: AbortSignal.timeout(10_000),
     });

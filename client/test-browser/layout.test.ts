@@ -158,7 +158,9 @@ describe("console and demo page at two widths", () => {
 
   it("demo page works on a keyed server with a token from its form or ?token=", { timeout: 120_000 }, async () => {
     const keys = "k1:" + "ab12".repeat(16);
-    const keyed = await Server.start(["-token-keys", keys]);
+    const publisherKey = "pk-" + "cd34".repeat(8);
+    // A keyed server has every key (token, publisher, admin) or refuses to start.
+    const keyed = await Server.start(["-token-keys", keys, "-publisher-key", publisherKey, "-admin-key", "ak-" + "ef56".repeat(8)]);
     try {
       const token = execFileSync(realtimedBinary(), ["token", "-keys", keys, "-user", "42", "-channels", "orders.*"], { encoding: "utf8" }).trim();
       const page = await browser.page();
@@ -170,7 +172,7 @@ describe("console and demo page at two widths", () => {
       await Promise.all([page.waitForURL(/token=/), page.click('[data-testid="token-button"]')]);
       await waitFor("state open with the token", async () => (await stateOf(page)) === "open", 30_000);
       await waitFor("subscribed", async () => ((await page.textContent('[data-testid="log"]')) ?? "").includes("subscribed orders.a"));
-      await keyed.publish([{ channel: "orders.a", id: "keyed-1", data: { ok: true } }]);
+      await keyed.publish([{ channel: "orders.a", id: "keyed-1", data: { ok: true } }], publisherKey);
       await waitFor("event with the token", async () => (await page.$$('[data-testid="event"]')).length === 1);
       await page.close();
     } finally {
