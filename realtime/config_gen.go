@@ -54,6 +54,8 @@ type Config struct {
 	MaxPublishEvents int
 	// MaxPublishBytes: largest publish request body.
 	MaxPublishBytes int
+	// ValidatePayloads: refuse published events on typed channels (realtime/channels) whose data does not match the payload type (its JSON Schema); counted as publishRefusals payload.
+	ValidatePayloads bool
 	// Presence: track who is subscribed to every channel across the cluster (presence snapshots, join and leave events).
 	Presence bool
 	// PresenceTTL: a dead instance's members disappear from presence within this (each instance heartbeats every third of it).
@@ -82,10 +84,14 @@ type Config struct {
 	ConnectRate float64
 	// ConnectBurst: burst of connect attempts per user.
 	ConnectBurst int
-	// IPConnectRate: stream connect attempts per second per client IP; 0 disables.
+	// IPConnectRate: new anonymous stream sessions per second per client IP (authenticated users are charged per user instead); 0 disables.
 	IPConnectRate float64
-	// IPConnectBurst: burst of stream connect attempts per client IP (offices behind one NAT reconnect together).
+	// IPConnectBurst: burst of new anonymous stream sessions per client IP (thousands of users behind one NAT).
 	IPConnectBurst int
+	// IPResumeRate: resuming anonymous stream sessions (a valid cursor) per second per client IP, a budget apart from new sessions; 0 disables.
+	IPResumeRate float64
+	// IPResumeBurst: burst of resuming anonymous stream sessions per client IP (everyone behind a NAT comes back at once after a cut).
+	IPResumeBurst int
 	// MaxConnections: open connections of this instance; 0 = unbounded.
 	MaxConnections int
 	// AdmitRate: connections admitted per second by this instance; 0 = unbounded.

@@ -10,6 +10,7 @@ import (
 	"encore.dev/rlog"
 
 	"encore.app/realtime/protocol"
+	"encore.app/realtime/typed"
 	"encore.app/server"
 )
 
@@ -28,6 +29,25 @@ type Event struct {
 var Events = pubsub.NewTopic[*Event]("realtime-events", pubsub.TopicConfig{
 	DeliveryGuarantee: pubsub.AtLeastOnce,
 })
+
+// TopicPublisher makes a service's reference to Events the typed.Publisher of typed
+// channels (encore.app/realtime/channels), so that the compiler checks the payload:
+//
+//	var events = realtime.TopicPublisher(pubsub.TopicRef[pubsub.Publisher[*realtime.Event]](realtime.Events))
+//
+//	_, err := channels.Orders.Channel(id).Publish(ctx, events, "shipped", channels.OrderEvent{...})
+//
+// Call pubsub.TopicRef at package level of the publishing service: Encore grants that
+// service the right to publish. The topic assigns message IDs, so an event with an ID
+// of its own is refused (publish those over HTTP).
+func TopicPublisher(ref pubsub.Publisher[*Event]) typed.Publisher {
+	return typed.PublisherFunc(func(ctx context.Context, ev *protocol.Event) (string, error) {
+		if ev.ID != "" {
+			return "", errors.New("realtime: the realtime-events topic assigns message IDs: publish an event with its own ID over HTTP")
+		}
+		return ref.Publish(ctx, &Event{Channel: ev.Channel, Type: ev.Type, Data: ev.Data})
+	})
+}
 
 // The one static subscription: every message goes to one instance, which appends it to
 // the bus; the bus reaches every instance.

@@ -20,10 +20,19 @@
 //     (go generate ./server);
 //   - a new bus kind (Postgres) is a value of Options.Bus, a case of Validate and of
 //     openBackend returning its backend (bus, flag store, fleet health, connection cap,
-//     presence store);
-//   - a check every published event must pass (typed channels) goes where both publish
-//     paths meet: the engine's ValidateEvents, which HTTP publishes (DecodePublish) and
-//     the Encore topic (Server.Publish) both call.
+//     presence store); to answer the console's connection inspector across instances it
+//     also implements fleetQuerier (console.go), else the inspector shows its own
+//     instance only;
+//   - a check every published event must pass goes where both publish paths meet: the
+//     engine's ValidateEvents, which HTTP publishes (DecodePublish) and the Encore topic
+//     (Server.Publish) both call; the typed channels' payload validation
+//     (ValidatePayloads) is its Config.CheckEvent.
+//
+// What protects the server sits here once for both shells: the key rules (a keyed
+// server has every key; dev mode is loopback only: validate.go), the one origin policy
+// of the stream, the poll and the flags API and the dev-mode Host check (server.go,
+// parts.go, realtime/origin), the probes and the first phase of a drain (ready.go),
+// and the standalone server's HTTP timeouts (http.go, HTTPServer).
 //
 // The package imports no encore.dev code; go test covers it.
 package server

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -65,24 +66,37 @@ func (p *presencePart) close() {
 	p.store.Close()
 }
 
-// panel is the dashboard's presence panel: the tracker's figures and, for this
-// instance's busiest channels, their members across the cluster (each read within a
-// short bound, so that a slow store never holds the page).
-func (p *presencePart) panel(ctx context.Context) views.Presence {
+// Presence implements the console's web.PresenceSource: channel's members across the
+// cluster (the tracker's snapshot, at most presenceAdminLimit listed) and this
+// instance's figures. Its errors are shown to the operator.
+func (c *console) Presence(ctx context.Context, channel string) (views.Presence, error) {
+	p := c.s.pres
 	st, ok := p.stats()
 	if !ok {
-		return views.Presence{}
+		return views.Presence{}, errors.New("presence is off on this server (-presence)")
 	}
-	out := views.Presence{Enabled: true, Instances: st.Instances, Channels: st.Channels, Members: st.Members,
-		Conns: st.Conns, Followed: st.Followed, Writes: st.Writes, WriteErrors: st.WriteErrors}
-	for _, c := range st.Top[:min(len(st.Top), 5)] {
-		row := views.PresenceChannel{Channel: c.Channel, LocalUsers: c.Users}
-		cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		_ = p.tracker.Snapshot(cctx, c.Channel, 0, func(s *protocol.PresenceSnapshot) {
-			row.Users, row.Conns, row.Approximate, row.Known = s.Users, s.Conns, s.Approximate, true
-		})
-		cancel()
-		out.Top = append(out.Top, row)
+	out := views.Presence{Local: views.PresenceLocal{Enabled: true, Instances: st.Instances, Channels: st.Channels,
+		Members: st.Members, Conns: st.Conns, Followed: st.Followed, Writes: st.Writes, WriteErrors: st.WriteErrors}}
+	if channel == "" {
+		return out, nil
 	}
-	return out
+	if err := protocol.ValidateChannel(channel, c.s.opts.MaxChannelLength); err != nil {
+		return out, fmt.Errorf("not a channel name: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := p.tracker.Snapshot(ctx, channel, presenceAdminLimit, func(s *protocol.PresenceSnapshot) {
+		out.Users, out.Conns, out.Anonymous, out.Truncated, out.Approximate = s.Users, s.Conns, s.Anonymous, s.Truncated, s.Approximate
+		for _, m := range s.Members {
+			out.Members = append(out.Members, views.PresenceMember{User: m.User, Connections: m.Conns})
+		}
+	})
+	if err != nil {
+		c.s.log.Warn("console: presence", "channel", channel, "err", err)
+		return out, errors.New("the presence store could not be read: try again")
+	}
+	return out, nil
 }
+
+// presenceAdminLimit is how many members the console lists.
+const presenceAdminLimit = 200

@@ -16,6 +16,7 @@ import { StreamOpenError, StreamTransport, type StreamConn } from "./stream.js";
 import { endpointUrl, PresenceBook, Requests, type HistoryOptions, type HistoryResult, type PresenceListener, type PresenceSnapshot } from "./presence.js";
 import { Subscriptions } from "./subscriptions.js";
 import { Timer } from "./timer.js";
+import type { TypedChannel, TypedEventHandler } from "./typed.js";
 import type { Cursor, PollResponse, ServerFrame, Transport, TransportFrame, WelcomeFrame } from "./types.js";
 import { defaultStreamUrl, pollBaseUrl, streamUrl } from "./urls.js";
 
@@ -40,6 +41,8 @@ export interface RealtimeClientOptions {
   pingIntervalMs?: number;
   /** Interval of the `health` frame sent to the server, ms; 0 disables. Default 30000. */
   healthIntervalMs?: number;
+  /** Delay of the first `health` frame after each welcome, ms (at most the interval). Default 3000. */
+  healthFirstMs?: number;
   /** Most frequent "health" event from event traffic, ms. Default 1000. */
   healthEmitMs?: number;
   /** A connection open this long resets the backoff sequence, ms. Default 10000. */
@@ -183,6 +186,7 @@ export class RealtimeClient {
         connectTimeoutMs: opts.connectTimeoutMs ?? 10000,
         pingIntervalMs: opts.pingIntervalMs ?? 15000,
         healthIntervalMs: opts.healthIntervalMs ?? 30000,
+        healthFirstMs: opts.healthFirstMs ?? 3000,
       },
       {
         traffic: (at) => (this.monitor.lastMessageAt = at),
@@ -261,9 +265,12 @@ export class RealtimeClient {
   /**
    * subscribe calls handler for every event of channel until the returned function is
    * called. Several handlers may share a channel; the channel is subscribed on the wire
-   * once and unsubscribed when its last handler goes.
+   * once and unsubscribed when its last handler goes. A typed channel (a generated
+   * helper's value, `orders("42")`) gives the handler its payload type (typed.ts).
    */
-  subscribe<T = unknown>(channel: string, handler: EventHandler<T>): () => void {
+  subscribe<T>(channel: TypedChannel<T>, handler: TypedEventHandler<T>): () => void;
+  subscribe<T = unknown>(channel: string, handler: EventHandler<T>): () => void;
+  subscribe(channel: string, handler: (event: any) => void): () => void {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
     if (this.subs.add(channel, handler)) this.channelsChanged();
     let done = false;
@@ -518,8 +525,10 @@ export class RealtimeClient {
         return;
       case "presence_diff":
         return this.book.onDiff(frame);
+      case "ping":
+        return this.subs.onPing(frame); // answered by the transport; its head may move the cursor
       default:
-        return; // ping (answered by the transport); unknown frame types are ignored (protocol: frames can be added)
+        return; // unknown frame types are ignored (protocol: frames can be added)
     }
   }
 

@@ -6,6 +6,8 @@
 export const CloseCode = {
   Normal: 1000,
   GoingAway: 1001,
+  /** a text frame that is not valid UTF-8 (RFC 6455); do not reconnect */
+  BadData: 1007,
   TooBig: 1009,
   Internal: 1011,
   Abnormal: 1006,

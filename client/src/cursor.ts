@@ -54,6 +54,24 @@ export class CursorTracker {
     return this.cur.epoch;
   }
 
+  /**
+   * fromPing takes the head {seq, epoch} of a server ping (docs/protocol.md "Fresh cursors on
+   * quiet channels"): forwards in the cursor's epoch, or as the first position when the
+   * client has none and epoch is its connection's (connEpoch). The caller checks that the
+   * connection's first subscribe was answered. It reports whether the cursor moved.
+   */
+  fromPing(seq: unknown, epoch: unknown, connEpoch: string): boolean {
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq <= 0 || typeof epoch !== "string" || epoch === "") return false;
+    if (this.cur) {
+      if (epoch !== this.cur.epoch || seq <= this.cur.seq) return false;
+      this.cur.seq = seq;
+      return true;
+    }
+    if (epoch !== connEpoch) return false;
+    this.cur = { seq, epoch };
+    return true;
+  }
+
   /** fromPoll takes the cursor of a poll answer: later in the epoch, or of another epoch. */
   fromPoll(c: Cursor | undefined): void {
     if (!c || typeof c.seq !== "number") return;

@@ -9,6 +9,8 @@ export type {
   ClientEvents,
   EventHandler,
 } from "./client.js";
+export { typedChannel } from "./typed.js";
+export type { TypedChannel, TypedEvent, TypedEventHandler } from "./typed.js";
 export { Backoff, DEFAULT_BACKOFF } from "./backoff.js";
 export type { BackoffOptions } from "./backoff.js";
 export { Dedup } from "./dedup.js";

@@ -5,7 +5,7 @@ import { Dedup, type DedupOptions } from "./dedup.js";
 import type { Emitter } from "./emitter.js";
 import type { ClientEvents, EventHandler } from "./events.js";
 import type { HealthMonitor } from "./health.js";
-import type { Cursor, ErrorFrame, EventsFrame, PollResponse, RealtimeEvent, Recovery, SubscribedFrame, WelcomeFrame } from "./types.js";
+import type { Cursor, ErrorFrame, EventsFrame, PingFrame, PollResponse, RealtimeEvent, Recovery, SubscribedFrame, WelcomeFrame } from "./types.js";
 
 /** SubscriptionsOptions configures Subscriptions. */
 export interface SubscriptionsOptions {
@@ -41,6 +41,14 @@ interface Session {
   cursorKind: "resume" | "baseline" | null;
   /** Channels of the first subscribe (for resync). */
   firstChannels: string[];
+  /**
+   * A `subscribed` answer to a subscribe arrived. The server answers in order, so the first
+   * one answers the connection's first subscribe (the one with the cursor), or that one was
+   * refused and recovers nothing: server pings may move the cursor from then on.
+   */
+  firstAnswered: boolean;
+  /** The epoch of this connection: the welcome's, then the first subscribe answer's. */
+  epoch: string;
   /** Subscribe frames sent and not answered yet: request ID -> channels. */
   pending: Map<string, string[]>;
   /** Retry of refused-for-now channels, if scheduled. */
@@ -130,6 +138,8 @@ export class Subscriptions {
       subscribed: false,
       cursorKind: null,
       firstChannels: [],
+      firstAnswered: false,
+      epoch: welcome.epoch ?? "",
       pending: new Map(),
       retry: null,
       presenceOn: new Set(),
@@ -220,6 +230,10 @@ export class Subscriptions {
     const conn = this.session;
     if (!conn) return;
     if (f.id) conn.pending.delete(f.id);
+    if (f.op !== "unsubscribe" && !conn.firstAnswered) {
+      conn.firstAnswered = true;
+      if (f.epoch) conn.epoch = f.epoch;
+    }
     const later: string[] = [];
     for (const r of f.results ?? []) {
       if (!r.ok && r.code !== undefined && RETRY_CODES.has(r.code)) {
@@ -243,6 +257,20 @@ export class Subscriptions {
       const epoch = f.epoch ?? conn.welcome.epoch ?? "";
       this.onRecovery(f.recovery, epoch, conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
     }
+  }
+
+  /**
+   * onPing reads a server `ping`: its head {seq, epoch}, if any, becomes the cursor when the
+   * answer to this connection's first subscribe has arrived (before it, the ping may precede
+   * the events that subscribe recovers), forwards only and in the cursor's epoch
+   * (docs/protocol.md "Fresh cursors on quiet channels"). So a client on quiet channels keeps
+   * a fresh cursor while other channels move the bus past retention. Pings of older servers
+   * carry no head and change nothing.
+   */
+  onPing(f: PingFrame): void {
+    const conn = this.session;
+    if (!conn || !conn.firstAnswered) return;
+    this.cursor.fromPing(f.seq, f.epoch, conn.epoch);
   }
 
   /** onErrorFrame reads an `error` frame; one answering a pending subscribe unsubscribes its channels. */

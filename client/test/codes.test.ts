@@ -46,6 +46,7 @@ describe("actionFor mirrors protocol.ActionFor", () => {
       Normal: 1000,
       GoingAway: 1001,
       Abnormal: 1006,
+      BadData: 1007,
       TooBig: 1009,
       Internal: 1011,
       Reconnect: 4000,

@@ -73,6 +73,23 @@ describe("CursorTracker", () => {
     expect(c.value).toEqual({ seq: 1, epoch: "F" });
   });
 
+  it("fromPing moves forward in the cursor's epoch only, or starts at the connection's epoch", () => {
+    const c = at(10, "E");
+    expect(c.fromPing(5, "E", "E")).toBe(false); // never backwards
+    expect(c.fromPing(20, "F", "F")).toBe(false); // another epoch than the cursor's
+    expect(c.fromPing(undefined, undefined, "E")).toBe(false); // a ping of an older server
+    expect(c.fromPing("30", "E", "E")).toBe(false);
+    expect(c.fromPing(30, "", "E")).toBe(false);
+    expect(c.value).toEqual({ seq: 10, epoch: "E" });
+    expect(c.fromPing(30, "E", "other")).toBe(true);
+    expect(c.value).toEqual({ seq: 30, epoch: "E" });
+    const fresh = new CursorTracker();
+    expect(fresh.fromPing(7, "X", "E")).toBe(false); // not this connection's epoch
+    expect(fresh.has).toBe(false);
+    expect(fresh.fromPing(7, "E", "E")).toBe(true);
+    expect(fresh.value).toEqual({ seq: 7, epoch: "E" });
+  });
+
   it("query is <seq>.<epoch> with the epoch escaped", () => {
     expect(at(12, "a b/c").query()).toBe("12.a%20b%2Fc");
   });

@@ -221,6 +221,51 @@ describe("Subscriptions: the server's answers", () => {
   });
 });
 
+describe("Subscriptions: server pings carry the head", () => {
+  const ping = (seq?: number, epoch?: string) => ({ type: "ping" as const, ts: 1, seq, epoch });
+
+  it("moves the cursor only once the first subscribe is answered, in its epoch, forwards", () => {
+    const { subs, of } = newSubs();
+    subs.add("quiet", () => {});
+    subs.begin(welcome(10, "E1"), Date.now());
+    subs.flush();
+    expect(of("subscribe")[0].cursor).toEqual({ seq: 10, epoch: "E1" });
+    subs.onPing(ping(50, "E1")); // may precede events the subscribe recovers
+    expect(subs.cursor.value).toEqual({ seq: 10, epoch: "E1" });
+    subs.onSubscribed({ type: "subscribed", id: of("subscribe")[0].id, op: "subscribe", epoch: "E1", results: [{ channel: "quiet", ok: true }], recovery: { recovered: true, from: 11, to: 50 } });
+    subs.onPing(ping(60, "E2"));
+    subs.onPing(ping()); // an older server
+    expect(subs.cursor.value).toEqual({ seq: 10, epoch: "E1" });
+    subs.onPing(ping(60, "E1"));
+    expect(subs.cursor.value).toEqual({ seq: 60, epoch: "E1" });
+    subs.onPing(ping(55, "E1"));
+    subs.onEvents({ type: "events", events: [ev("late", 58, "quiet")] }, Date.now());
+    expect(subs.cursor.value).toEqual({ seq: 60, epoch: "E1" });
+    // The next connection resumes from it.
+    subs.end();
+    subs.begin(welcome(70, "E1"), Date.now());
+    subs.onPing(ping(80, "E1")); // nothing answered on this connection yet
+    subs.flush();
+    expect(of("subscribe")[1]).toMatchObject({ channels: ["quiet"], cursor: { seq: 60, epoch: "E1" } });
+  });
+
+  it("gives a client with a late first subscribe its first position", () => {
+    const { subs, of } = newSubs();
+    subs.begin(welcome(10, "E1"), Date.now());
+    subs.onPing(ping(20, "E1")); // no channel: nothing to resume
+    expect(subs.cursor.value).toBeNull();
+    vi.advanceTimersByTime(60_000);
+    subs.add("late", () => {});
+    subs.flush();
+    expect(of("subscribe")[0].cursor).toBeUndefined();
+    subs.onSubscribed({ type: "subscribed", id: of("subscribe")[0].id, op: "subscribe", epoch: "E1", results: [{ channel: "late", ok: true }] });
+    subs.onPing(ping(90, "E0"));
+    expect(subs.cursor.value).toBeNull();
+    subs.onPing(ping(90, "E1"));
+    expect(subs.cursor.value).toEqual({ seq: 90, epoch: "E1" });
+  });
+});
+
 describe("Subscriptions: delivery", () => {
   it("calls every handler of the channel once per event ID and advances the cursor on duplicates too", () => {
     const { subs, monitor } = newSubs();

@@ -5,36 +5,34 @@ import (
 	"testing"
 )
 
-// The presence panel shows the tracker's figures and the busiest channels; off, it says so.
-func TestPresencePanel(t *testing.T) {
-	doc := render(t, PresencePanel(Presence{Enabled: true, Instances: []string{"a", "b"}, Channels: 2, Members: 3, Conns: 4,
-		Followed: 1, Writes: 12, Top: []PresenceChannel{
-			{Channel: "room<1>", LocalUsers: 2, Users: 5, Conns: 7, Known: true, Approximate: true},
-			{Channel: "other", LocalUsers: 1},
-		}}))
-	for id, want := range map[string]string{"presence-instances": "2", "presence-members": "3", "presence-channels": "2",
-		"presence-conns": "4", "presence-followed": "1", "presence-writes": "12"} {
-		if got := text(t, doc, id); got != want {
-			t.Errorf("%s: %q, want %q", id, got, want)
-		}
+// The presence slot: a lookup form when a source is wired, the members and totals of a
+// looked-up channel, its error, and this instance's figures.
+func TestPresenceSlot(t *testing.T) {
+	m := fixture(t)
+	m.BasePath = "/dashboard"
+	m.Admin = &Admin{CSRF: "tok", Presence: Presence{Available: true, Channel: "room<1>", Users: 3, Conns: 5, Anonymous: 1,
+		Truncated: true, Members: []PresenceMember{{User: "42", Connections: 2}, {User: "7", Connections: 0}},
+		Local: PresenceLocal{Enabled: true, Instances: []string{"a", "b"}, Channels: 2, Members: 4, Followed: 1, Writes: 12}}}
+	doc := render(t, Page(m))
+	if doc.Find(`form[data-testid="presence-form"] input[name="presence"]`).AttrOr("value", "") != "room<1>" {
+		t.Error("the lookup form does not keep the channel")
 	}
-	rows := doc.Find(`[data-testid="presence-row"]`)
-	if rows.Length() != 2 || rows.First().AttrOr("data-channel", "") != "room<1>" {
-		t.Fatalf("rows: %d", rows.Length())
+	if got := text(t, doc, "presence-summary"); got != "3 users on 5 connections (1 anonymous); 2 listed" {
+		t.Errorf("summary %q", got)
 	}
-	if got := text(t, doc, "presence-users"); !strings.HasPrefix(got, "5") || !strings.HasSuffix(got, "~") {
-		t.Fatalf("cluster users: %q", got)
+	members := doc.Find(`[data-testid="presence-member"]`)
+	if members.Length() != 2 || members.First().AttrOr("data-user", "") != "42" || !strings.Contains(members.First().Text(), "2 connections") {
+		t.Errorf("members %q", members.Text())
 	}
-	if rows.Last().Find("td.note").Text() != "unavailable" {
-		t.Fatalf("a channel whose cluster view failed: %q", rows.Last().Text())
+	if text(t, doc, "presence-local-members") != "4" || text(t, doc, "presence-local-channels") != "2" {
+		t.Error("local figures")
 	}
-	off := render(t, PresencePanel(Presence{}))
-	if text(t, off, "presence-off") == "" {
-		t.Fatal("no note when presence is off")
+	m.Admin.Presence = Presence{Available: true, Channel: "x", Error: "the presence store could not be read: try again"}
+	if got := text(t, render(t, Page(m)), "presence-error"); !strings.HasPrefix(got, "the presence store") {
+		t.Errorf("error %q", got)
 	}
-	// The page carries the panel.
-	page := render(t, Live(fixture(t)))
-	if page.Find(`[data-testid="presence"]`).Length() != 1 {
-		t.Fatal("the live region has no presence panel")
+	m.Admin.Presence = Presence{}
+	if render(t, Page(m)).Find(`[data-testid="presence-unavailable"]`).Length() != 1 {
+		t.Error("no source: the slot says so")
 	}
 }

@@ -15,8 +15,6 @@ type AggregatorSource struct {
 	agg    *health.Aggregator
 	prices savings.Prices
 	flag   func() views.Flag
-	// Presence, when set, gives the presence panel its figures (it must not block for long).
-	Presence func(context.Context) views.Presence
 }
 
 var _ Source = (*AggregatorSource)(nil)
@@ -34,12 +32,8 @@ func NewAggregatorSource(agg *health.Aggregator, prices savings.Prices, flagName
 }
 
 // Snapshot reads the aggregator; it never fails.
-func (s *AggregatorSource) Snapshot(ctx context.Context) (Snapshot, error) {
+func (s *AggregatorSource) Snapshot(context.Context) (Snapshot, error) {
 	series := s.agg.Series()
 	rep, _ := savings.Estimate(savings.FromSeries(series), s.prices) // prices validated at construction
-	snap := Snapshot{Overview: s.agg.Overview(), Series: series, Savings: rep, Flag: s.flag()}
-	if s.Presence != nil {
-		snap.Presence = s.Presence(ctx)
-	}
-	return snap, nil
+	return Snapshot{Overview: s.agg.Overview(), Series: series, Savings: rep, Flag: s.flag()}, nil
 }

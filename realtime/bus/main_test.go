@@ -5,9 +5,10 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/pgtest"
 	"encore.app/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
+	goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...)
 }

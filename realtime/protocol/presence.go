@@ -131,15 +131,13 @@ func AppendHistoryFrame(dst []byte, h *History, encoded [][]byte) []byte {
 	return append(dst, '}')
 }
 
-// validateRequest checks a presence or history request: a channel of the gross form
-// (the caller checks the name itself, to answer bad_channel), a limit that is not
+// validateRequest checks a presence or history request: a channel (the caller checks
+// the name itself, ValidateChannel, to answer bad_channel), a limit that is not
 // negative, and for history a range that is not empty.
-func validateRequest(f *ClientFrame, maxChannelLen int) error {
+func validateRequest(f *ClientFrame) error {
 	switch {
 	case f.Channel == "":
 		return fmt.Errorf("%w: %s needs a channel", ErrBadFrame, f.Type)
-	case len(f.Channel) > 4*maxChannelLen+16:
-		return fmt.Errorf("%w: channel name of %d bytes", ErrBadChannel, len(f.Channel))
 	case f.Limit < 0:
 		return fmt.Errorf("%w: negative limit", ErrBadFrame)
 	case f.Type == TypeHistory && f.Before > 0 && f.After >= f.Before:

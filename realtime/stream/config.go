@@ -2,6 +2,7 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"encore.app/realtime/access"
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 )
 
@@ -18,7 +20,8 @@ type Config struct {
 	Instance string
 
 	// HeartbeatInterval between server pings (default 25s). A connection from which
-	// nothing was read for HeartbeatTimeout (default 2x interval) is closed (4001).
+	// nothing was read for HeartbeatTimeout (default 2x interval) is closed (4001) by
+	// the next sweep: sweeps run every fifth of the interval (sweepPeriod).
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 	// WriteTimeout bounds one frame write (default 10s); a write that takes longer
@@ -76,6 +79,12 @@ type Config struct {
 	MaxPublishBytes  int64
 	MaxPublishEvents int
 	MaxEventData     int
+	// CheckEvent, when set, is one more check of every published event, after the
+	// engine's own (ValidateEvents): the server sets it to the typed channels' payload
+	// validation (encore.app/realtime/typed) when that is on. An error refuses the
+	// event (and its batch), counted as publishRefusals["payload"]. Must be safe for
+	// concurrent use and must not block.
+	CheckEvent func(ev *protocol.Event) error
 
 	// RetryMin and RetryMax bound the jittered retry hints sent with 4100/4101/4103
 	// closes (defaults 500ms and 5s).
@@ -103,8 +112,11 @@ type Config struct {
 	ClientMessageRate  float64
 	ClientMessageBurst int
 	// AcceptOrigins lists allowed Origin host patterns for browsers (coder/websocket
-	// OriginPatterns); empty allows only same-host origins.
+	// OriginPatterns); empty allows only same-host origins. Origins, when set, is the
+	// policy to use instead (the server shares one with the flags API); the stream and
+	// the poll check it before anything else, and polls carry its CORS headers.
 	AcceptOrigins []string
+	Origins       *origin.Policy
 
 	// PollTimeout is how long a long-poll waits for events when the request names no
 	// timeout (default 25s); MaxPollTimeout caps what a request may ask (default 60s).
@@ -151,6 +163,10 @@ type Config struct {
 	HistoryMaxBytes    int
 
 	Logger *slog.Logger
+
+	// now is the clock of the heartbeat bookkeeping (when a frame was read); tests
+	// inject one to drive Engine.sweep with virtual times. Default time.Now.
+	now func() time.Time
 }
 
 // Identity is who holds a connection (realtime/access, shared with auth and limits).
@@ -158,6 +174,14 @@ type Identity = access.Identity
 
 // AuthError is returned by Authenticate (or Admit) to choose the answer of a refusal.
 type AuthError = access.AuthError
+
+// sweepsPerHeartbeat is how many times per heartbeat interval the sweeper looks for
+// silent connections: a connection silent for HeartbeatTimeout is closed at most
+// HeartbeatInterval/sweepsPerHeartbeat later.
+const sweepsPerHeartbeat = 5
+
+// sweepPeriod is the sweeper's period (Engine.sweep).
+func (c *Config) sweepPeriod() time.Duration { return c.HeartbeatInterval / sweepsPerHeartbeat }
 
 // welcomeFlags is Config.WelcomeFlags for id (nil without the hook).
 func (e *Engine) welcomeFlags(id *Identity) map[string]bool {
@@ -235,6 +259,16 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&d.RetryMax, 5*time.Second)
 	if d.Logger == nil {
 		d.Logger = slog.Default()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.Origins == nil {
+		p, err := origin.New(d.AcceptOrigins, d.Logger)
+		if err != nil {
+			return d, fmt.Errorf("stream: AcceptOrigins: %w", err)
+		}
+		d.Origins = p
 	}
 	if d.Authenticate == nil {
 		d.Authenticate = func(*http.Request) (*Identity, error) { return &Identity{}, nil }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -26,6 +27,12 @@ import (
 // ServeStream upgrades to the event stream and runs the connection until it ends. The
 // caller's goroutine is the connection's owner and reader.
 func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
+	// The origin first: a cross-site page carrying the user's cookie spends nothing
+	// (no token check, no per-IP or per-user budget, no admission).
+	if !e.cfg.Origins.Allow(w, r, false) {
+		e.metrics.refuse(RefuseOrigin)
+		return
+	}
 	if e.draining.Load() {
 		e.metrics.refuse(RefuseDraining)
 		w.Header().Set("Retry-After", strconv.FormatInt((e.retryHint()+999)/1000, 10))
@@ -69,7 +76,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	opts := &websocket.AcceptOptions{
-		OriginPatterns:       e.cfg.AcceptOrigins,
+		OriginPatterns:       e.cfg.Origins.Patterns(), // checked above; the library's check agrees
 		CompressionMode:      websocket.CompressionNoContextTakeover,
 		CompressionThreshold: e.cfg.CompressionThreshold,
 	}
@@ -92,12 +99,12 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		e: e, conn: conn, cc: cw.cc, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
 		ctx:     ctx, cancel: cancel,
-		subs: map[string]struct{}{},
+		subs: map[string]struct{}{}, opened: time.Now(),
 	}
 	c.id.Store(id)
 	c.release, admitted = release, true
 	c.initLimits()
-	c.lastRead.Store(time.Now().UnixNano())
+	c.lastRead.Store(c.e.cfg.now().UnixNano())
 	if !e.register(c) {
 		c.runRelease()
 		cancel()
@@ -116,6 +123,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if first != nil {
 		c.handleSubscribe(first)
 	}
+	c.welcomed.Store(true) // the sweeper pings only after the welcome (engine.go sweep)
 	// The connection runs on its own goroutine (tracked by e.conns, which register
 	// added to) so that this handler returns and net/http releases the request, its
 	// headers and the handler's deep stack: memory an idle connection would otherwise
@@ -151,6 +159,7 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 
 // readLoop reads client frames until the connection ends and returns why it ended.
 func (c *Client) readLoop() DisconnectReason {
+	failed := false // the connection was failed (1007): what follows is not read as frames
 	for {
 		typ, data, err := c.conn.Read(c.ctx)
 		if err != nil {
@@ -163,15 +172,23 @@ func (c *Client) readLoop() DisconnectReason {
 				return DiscReadError
 			}
 		}
-		c.lastRead.Store(time.Now().UnixNano())
-		if !c.allowMessage() {
+		c.lastRead.Store(c.e.cfg.now().UnixNano())
+		if failed || !c.allowMessage() {
 			continue
 		}
 		if typ != websocket.MessageText {
 			c.badFrame("", protocol.CodeBadFrame, "binary frames are not part of the protocol")
 			continue
 		}
-		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100), c.e.cfg.MaxChannelLength)
+		if !utf8.Valid(data) {
+			// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the connection
+			// with 1007 (the WebSocket library does not check).
+			c.e.metrics.badFrames.Add(1)
+			c.requestClose(protocol.CloseBadData, "text frame is not valid UTF-8", 0, DiscProtocol, false)
+			failed = true
+			continue
+		}
+		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100))
 		if err != nil {
 			id := ""
 			if f != nil {
@@ -196,6 +213,7 @@ func (c *Client) readLoop() DisconnectReason {
 		case protocol.TypePong:
 		case protocol.TypeHealth:
 			c.e.metrics.healthReports.Add(1)
+			c.noteHealth(f.Health)
 			if h := c.e.cfg.OnHealth; h != nil {
 				h(c, f.Health)
 			}
@@ -392,13 +410,18 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 	var req publishRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
+		e.metrics.refusePublish(RefusePublishInvalid)
 		return nil, fmt.Errorf("bad JSON: %v", err)
 	}
 	if dec.More() {
+		e.metrics.refusePublish(RefusePublishInvalid)
 		return nil, errors.New("bad JSON: trailing data after the object")
 	}
 	var evs []*protocol.Event
 	if req.Events != nil {
+		if req.Channel != "" || len(req.Events) == 0 {
+			e.metrics.refusePublish(RefusePublishInvalid)
+		}
 		if req.Channel != "" {
 			return nil, errors.New("give either one event or \"events\", not both")
 		}
@@ -418,17 +441,28 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 }
 
 // ValidateEvents checks events about to be published, however they arrived (HTTP
-// publish, the Encore topic): batch size, channel name, data size. It clears Seq and
-// TS (the bus sets them). The error of a bad event names its index; errTooManyEvents
-// marks a batch over MaxPublishEvents.
+// publish, the Encore topic): batch size, channel name, data size, then
+// Config.CheckEvent (typed payloads) when set. It clears Seq and TS (the bus sets
+// them). The error of a bad event names its index; errTooManyEvents marks a batch over
+// MaxPublishEvents. Every refusal is counted by reason (Snapshot.PublishRefusals).
 func (e *Engine) ValidateEvents(evs []*protocol.Event) error {
 	if len(evs) > e.cfg.MaxPublishEvents {
+		e.metrics.refusePublish(RefusePublishTooMany)
 		return fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(evs), e.cfg.MaxPublishEvents)
 	}
 	for i, ev := range evs {
 		ev.Seq, ev.TS = 0, 0
 		if err := protocol.ValidateEvent(ev, e.cfg.MaxChannelLength, e.cfg.MaxEventData); err != nil {
+			e.metrics.refusePublish(RefusePublishInvalid)
 			return fmt.Errorf("event %d: %w", i, err)
+		}
+	}
+	if e.cfg.CheckEvent != nil {
+		for i, ev := range evs {
+			if err := e.cfg.CheckEvent(ev); err != nil {
+				e.metrics.refusePublish(RefusePublishPayload)
+				return fmt.Errorf("event %d: %w", i, err)
+			}
 		}
 	}
 	return nil

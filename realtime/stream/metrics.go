@@ -39,7 +39,7 @@ const (
 	DiscHeartbeat                              // nothing read within the heartbeat timeout (4001)
 	DiscWriteError                             // a write failed or timed out
 	DiscShutdown                               // server drain (4101)
-	DiscProtocol                               // too many bad frames (4400)
+	DiscProtocol                               // too many bad frames (4400), or a text frame that is not UTF-8 (1007)
 	DiscFrameTooBig                            // client frame over the limit (1009)
 	DiscReplayOverload                         // no replay slot (4103)
 	DiscReplayFailed                           // bus replay failed mid-way (4103)
@@ -64,9 +64,26 @@ const (
 	RefuseRateLimited = access.RefuseRateLimited
 	RefuseTooMany     = access.RefuseTooMany
 	RefuseOverloaded  = access.RefuseOverloaded
+	RefuseOrigin      = access.RefuseOrigin
 )
 
-var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded}
+var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded, RefuseOrigin}
+
+// PublishRefusal says why a publish (HTTP or the Encore topic) was refused: the reasons
+// of Snapshot.PublishRefusals. Every refusal is counted under exactly one.
+type PublishRefusal int
+
+// Publish refusal reasons.
+const (
+	RefusePublishInvalid PublishRefusal = iota // bad JSON, channel name, id, type or data size
+	RefusePublishTooMany                       // a batch over MaxPublishEvents
+	RefusePublishPayload                       // Config.CheckEvent refused it (a typed channel's payload)
+	numPublishRefusals
+)
+
+var publishRefusalNames = [...]string{"invalid", "too_many", "payload"}
+
+func (r PublishRefusal) String() string { return publishRefusalNames[r] }
 
 // Metrics are the engine's counters. All fields are updated atomically; read them with
 // Snapshot.
@@ -96,6 +113,7 @@ type Metrics struct {
 	drops               [numDropReasons]atomic.Uint64
 	disconnects         [numDisconnectReasons]atomic.Uint64
 	refusals            [len(refuseNames)]atomic.Uint64
+	publishRefusals     [numPublishRefusals]atomic.Uint64
 	poll                pollCounters // long-poll and transport switches (poll_metrics.go)
 
 	writeLatency prometheus.Histogram // enqueue-to-write, seconds
@@ -113,6 +131,8 @@ func newMetrics() *Metrics {
 }
 
 func (m *Metrics) drop(r DropReason, n int) { m.drops[r].Add(uint64(n)) }
+
+func (m *Metrics) refusePublish(r PublishRefusal) { m.publishRefusals[r].Add(1) }
 
 func (m *Metrics) refuse(reason string) {
 	for i, n := range refuseNames {
@@ -160,6 +180,9 @@ type Snapshot struct {
 	Refusals          map[string]uint64 `json:"refusals"`
 	HealthReports     uint64            `json:"healthReports"`
 	BadFrames         uint64            `json:"badFrames"`
+	// PublishRefusals counts refused publishes (HTTP requests or topic messages) by
+	// reason: invalid, too_many, payload (PublishRefusal).
+	PublishRefusals map[string]uint64 `json:"publishRefusals"`
 	// MessagesRateLimited counts client frames ignored for exceeding the message rate.
 	MessagesRateLimited uint64         `json:"messagesRateLimited"`
 	WriteLatencyMs      LatencySummary `json:"writeLatencyMs"`
@@ -176,6 +199,10 @@ type Snapshot struct {
 	// leaves it empty; the process that keeps the reports (encore.app/server) fills it
 	// in the fleet record.
 	Client stats.ClientSummary `json:"client"`
+	// Channels are this instance's busiest channels (Engine.TopChannels). The engine
+	// leaves it empty (channel names are not for the public metrics body); the server
+	// fills it in the fleet record.
+	Channels *ChannelTop `json:"channels,omitempty"`
 }
 
 func (m *Metrics) snapshot() Snapshot {
@@ -204,6 +231,7 @@ func (m *Metrics) snapshot() Snapshot {
 			"not_recovered": m.recFailed.Load(),
 		},
 		Refusals:            map[string]uint64{},
+		PublishRefusals:     map[string]uint64{},
 		HealthReports:       m.healthReports.Load(),
 		BadFrames:           m.badFrames.Load(),
 		MessagesRateLimited: m.messagesRateLimited.Load(),
@@ -214,6 +242,9 @@ func (m *Metrics) snapshot() Snapshot {
 	}
 	for i, n := range refuseNames {
 		s.Refusals[n] = m.refusals[i].Load()
+	}
+	for i := range m.publishRefusals {
+		s.PublishRefusals[PublishRefusal(i).String()] = m.publishRefusals[i].Load()
 	}
 	for i := range m.drops {
 		s.Drops[DropReason(i).String()] = m.drops[i].Load()
@@ -279,6 +310,7 @@ func newCollector(e *Engine) *collector {
 	add("disconnects_total", "Connections ended, by reason.", "reason")
 	add("recoveries_total", "Cursor recoveries, by source or failure.", "result")
 	add("refusals_total", "Connections refused, by reason.", "reason")
+	add("publish_refusals_total", "Publishes refused (HTTP requests and topic messages), by reason.", "reason")
 	add("health_reports_total", "Client health reports received.")
 	add("messages_rate_limited_total", "Client frames ignored for exceeding the per-connection message rate.")
 	add("bus_breaker_state", "Bus circuit breaker: 1 for the current state (closed, open, half-open).", "state")
@@ -333,5 +365,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for r, v := range s.Refusals {
 		k("refusals_total", v, r)
+	}
+	for r, v := range s.PublishRefusals {
+		k("publish_refusals_total", v, r)
 	}
 }

@@ -225,7 +225,7 @@ func (c *natsCluster) connect(first int) (*nats.Conn, jetstream.JetStream) {
 // first), engine, HTTP server and, optionally, its fleet health publisher.
 type instance struct {
 	name  string
-	bus   *bus.JetStream
+	bus   bus.Bus
 	eng   *stream.Engine
 	srv   *httptest.Server
 	ws    string // stream URL

@@ -43,6 +43,8 @@ var Backoff = class {
 var CloseCode = {
   Normal: 1e3,
   GoingAway: 1001,
+  /** a text frame that is not valid UTF-8 (RFC 6455); do not reconnect */
+  BadData: 1007,
   TooBig: 1009,
   Internal: 1011,
   Abnormal: 1006,
@@ -377,9 +379,9 @@ function withQuery(url, params2) {
   if (params2.length === 0) return url;
   return url + (url.includes("?") ? "&" : "?") + params2.join("&");
 }
-function streamUrl(url, token) {
+function streamUrl(url, token2) {
   const base = url ?? defaultStreamUrl();
-  return token ? withQuery(base, ["token=" + encodeURIComponent(token)]) : base;
+  return token2 ? withQuery(base, ["token=" + encodeURIComponent(token2)]) : base;
 }
 function pollBaseUrl(url, pollUrl2) {
   if (pollUrl2) return pollUrl2;
@@ -713,7 +715,9 @@ var StreamTransport = class {
     if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
     const healthEvery = this.opts.healthIntervalMs;
     if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.host.healthReport() }), healthEvery));
+      const report = () => this.send({ type: "health", health: this.host.healthReport() });
+      conn.timers.push(setTimeout(report, Math.min(Math.max(0, this.opts.healthFirstMs), healthEvery)));
+      conn.timers.push(setInterval(report, healthEvery));
     }
   }
   ping() {
@@ -965,6 +969,23 @@ var CursorTracker = class {
     this.cur = { seq: reset ? headSeq : Math.max(old.seq, headSeq), epoch: epoch || old?.epoch || "" };
     return this.cur.epoch;
   }
+  /**
+   * fromPing takes the head {seq, epoch} of a server ping (docs/protocol.md "Fresh cursors on
+   * quiet channels"): forwards in the cursor's epoch, or as the first position when the
+   * client has none and epoch is its connection's (connEpoch). The caller checks that the
+   * connection's first subscribe was answered. It reports whether the cursor moved.
+   */
+  fromPing(seq, epoch, connEpoch) {
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq <= 0 || typeof epoch !== "string" || epoch === "") return false;
+    if (this.cur) {
+      if (epoch !== this.cur.epoch || seq <= this.cur.seq) return false;
+      this.cur.seq = seq;
+      return true;
+    }
+    if (epoch !== connEpoch) return false;
+    this.cur = { seq, epoch };
+    return true;
+  }
   /** fromPoll takes the cursor of a poll answer: later in the epoch, or of another epoch. */
   fromPoll(c) {
     if (!c || typeof c.seq !== "number") return;
@@ -1089,6 +1110,8 @@ var Subscriptions = class {
       subscribed: false,
       cursorKind: null,
       firstChannels: [],
+      firstAnswered: false,
+      epoch: welcome.epoch ?? "",
       pending: /* @__PURE__ */ new Map(),
       retry: null,
       presenceOn: /* @__PURE__ */ new Set()
@@ -1167,6 +1190,10 @@ var Subscriptions = class {
     const conn = this.session;
     if (!conn) return;
     if (f.id) conn.pending.delete(f.id);
+    if (f.op !== "unsubscribe" && !conn.firstAnswered) {
+      conn.firstAnswered = true;
+      if (f.epoch) conn.epoch = f.epoch;
+    }
     const later = [];
     for (const r of f.results ?? []) {
       if (!r.ok && r.code !== void 0 && RETRY_CODES.has(r.code)) {
@@ -1190,6 +1217,19 @@ var Subscriptions = class {
       const epoch = f.epoch ?? conn.welcome.epoch ?? "";
       this.onRecovery(f.recovery, epoch, conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
     }
+  }
+  /**
+   * onPing reads a server `ping`: its head {seq, epoch}, if any, becomes the cursor when the
+   * answer to this connection's first subscribe has arrived (before it, the ping may precede
+   * the events that subscribe recovers), forwards only and in the cursor's epoch
+   * (docs/protocol.md "Fresh cursors on quiet channels"). So a client on quiet channels keeps
+   * a fresh cursor while other channels move the bus past retention. Pings of older servers
+   * carry no head and change nothing.
+   */
+  onPing(f) {
+    const conn = this.session;
+    if (!conn || !conn.firstAnswered) return;
+    this.cursor.fromPing(f.seq, f.epoch, conn.epoch);
   }
   /** onErrorFrame reads an `error` frame; one answering a pending subscribe unsubscribes its channels. */
   onErrorFrame(f) {
@@ -1323,7 +1363,8 @@ var RealtimeClient = class {
         now: this.now,
         connectTimeoutMs: opts.connectTimeoutMs ?? 1e4,
         pingIntervalMs: opts.pingIntervalMs ?? 15e3,
-        healthIntervalMs: opts.healthIntervalMs ?? 3e4
+        healthIntervalMs: opts.healthIntervalMs ?? 3e4,
+        healthFirstMs: opts.healthFirstMs ?? 3e3
       },
       {
         traffic: (at) => this.monitor.lastMessageAt = at,
@@ -1388,11 +1429,6 @@ var RealtimeClient = class {
   on(name, fn) {
     return this.emitter.on(name, fn);
   }
-  /**
-   * subscribe calls handler for every event of channel until the returned function is
-   * called. Several handlers may share a channel; the channel is subscribed on the wire
-   * once and unsubscribed when its last handler goes.
-   */
   subscribe(channel, handler) {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
     if (this.subs.add(channel, handler)) this.channelsChanged();
@@ -1460,9 +1496,9 @@ var RealtimeClient = class {
     };
   }
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
-  setToken(token) {
-    this.token = token;
-    this.stream.send({ type: "auth", token });
+  setToken(token2) {
+    this.token = token2;
+    this.stream.send({ type: "auth", token: token2 });
   }
   // ---- state and health ----
   /** setState applies ev through the transition table (state.ts), which asserts it. */
@@ -1620,6 +1656,9 @@ var RealtimeClient = class {
         return;
       case "presence_diff":
         return this.book.onDiff(frame);
+      case "ping":
+        return this.subs.onPing(frame);
+      // answered by the transport; its head may move the cursor
       default:
         return;
     }
@@ -1780,6 +1819,30 @@ var RealtimeClient = class {
   }
 };
 
+// src/typed.ts
+var PARAM = /^[A-Za-z0-9_@=-]+$/;
+var PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+var MAX_CHANNEL_LENGTH = 128;
+function typedChannel(pattern, values) {
+  let i = 0;
+  const name = pattern.replace(PLACEHOLDER, (_m, param) => {
+    if (i >= values.length) throw new TypeError(`${pattern}: no value for {${param}}`);
+    const v = values[i++];
+    if (typeof v !== "string" || !PARAM.test(v)) {
+      throw new TypeError(`${pattern}: {${param}} = ${JSON.stringify(v)}: want 1 or more of A-Z a-z 0-9 _ - @ =`);
+    }
+    return v;
+  });
+  if (i !== values.length) throw new TypeError(`${pattern}: ${values.length} values for ${i} parameters`);
+  if (name.length > MAX_CHANNEL_LENGTH) throw new TypeError(`${pattern}: channel name over ${MAX_CHANNEL_LENGTH} bytes`);
+  return name;
+}
+
+// demo/channels.gen.ts
+function notes(room2) {
+  return typedChannel("public.notes.{room}", [room2]);
+}
+
 // demo/demo.ts
 var params = new URLSearchParams(location.search);
 var num = (name) => {
@@ -1793,9 +1856,10 @@ var $ = (id) => {
   if (!el) throw new Error(`demo: missing [data-testid=${id}]`);
   return el;
 };
+var token = params.get("token") || void 0;
 var client = new RealtimeClient({
   url: params.get("url") ?? void 0,
-  token: params.get("token") ?? void 0,
+  token,
   backoff: { baseMs: num("baseMs") ?? 1e3, capMs: num("capMs") ?? 3e5 },
   pingIntervalMs: num("ping") ?? 5e3,
   healthIntervalMs: num("health") ?? 3e4,
@@ -1812,7 +1876,7 @@ function log(text) {
   list.prepend(li);
   while (list.childElementCount > maxLog) list.lastElementChild.remove();
 }
-function onEvent(ev) {
+function onEvent(ev, text) {
   eventCount++;
   const li = document.createElement("li");
   li.dataset.testid = "event";
@@ -1823,12 +1887,13 @@ function onEvent(ev) {
     ["seq", String(ev.seq)],
     ["ch", ev.channel],
     ["id", ev.id],
-    ["data", (ev.type ? ev.type + " " : "") + (ev.data === void 0 ? "" : JSON.stringify(ev.data))]
+    ["data", text ?? (ev.type ? ev.type + " " : "") + (ev.data === void 0 ? "" : JSON.stringify(ev.data))]
   ];
-  for (const [cls, text] of cells) {
+  for (const [cls, text2] of cells) {
     const span = document.createElement("span");
     span.className = cls;
-    span.textContent = text;
+    span.textContent = text2;
+    if (cls === "ch" || cls === "id") span.title = text2;
     li.append(span);
   }
   const list = $("events");
@@ -1867,7 +1932,12 @@ function unsubscribe(ch) {
   renderChannels();
   log(`unsubscribe ${ch}`);
 }
-var ms = (v) => v === null ? "-" : `${v.toFixed(1)} ms`;
+var ms = (v) => {
+  if (v === null) return "-";
+  const a = Math.abs(v);
+  if (a >= 1e3) return `${(v / 1e3).toFixed(2)} s`;
+  return a >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`;
+};
 function renderHealth(h) {
   const state = $("state");
   state.textContent = h.state;
@@ -1907,7 +1977,23 @@ client.on("resync", (r) => {
   log(`resync ${r.reason} on ${r.channels.join(",")}: reload state from its source`);
 });
 client.on("error", (e) => log(`error ${e.kind}${e.code ? " " + e.code : ""}${e.channel ? " " + e.channel : ""}: ${e.message}`));
-client.on("closed", (i) => log(`closed ${i.code} ${i.reason}`));
+client.on("closed", (i) => {
+  log(`closed ${i.code} ${i.reason}`);
+  if (i.code === 4401 || i.code === 4403 || i.code >= 4200 && i.code < 4300) {
+    $("token-status").textContent = token ? `The server refused this token (${i.code} ${i.reason}): paste another one.` : `This server wants a token (${i.code} ${i.reason}): paste one above or open the page with ?token=.`;
+  }
+});
+$("token-status").textContent = token ? "Connecting with the token from the address (?token=)." : $("token-status").textContent;
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const next = new URLSearchParams(location.search);
+  const value = $("token-input").value.trim();
+  if (value) next.set("token", value);
+  else next.delete("token");
+  const chans = [...unsubscribers.keys()].join(",");
+  if (chans) next.set("channels", chans);
+  location.search = next.toString();
+});
 $("subscribe-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const input = $("channel-input");
@@ -1947,6 +2033,9 @@ $("publish-form").addEventListener("submit", async (e) => {
   }
 });
 for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
+var room = params.get("room") ?? "lobby";
+client.subscribe(notes(room), (ev) => onEvent(ev, `${ev.data.author}: ${ev.data.text}`));
+log(`subscribe ${notes(room)} (typed: Note)`);
 renderHealth(client.health());
 client.connect();
 var unwatch = null;
