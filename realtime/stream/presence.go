@@ -150,31 +150,31 @@ func (h *presenceHub) remove(c *Client, channels []string) {
 	}
 }
 
-// presenceSubscribed records the members a subscribe added and, for a subscribe with
-// "presence": true, the channels (new or already subscribed) whose diffs c gets.
-// Read loop only.
+// presenceSubscribed makes c get the diffs of the channels (new or already
+// subscribed) of a subscribe with "presence": true, then records the members the
+// subscribe added. Read loop only.
 func (c *Client) presenceSubscribed(f *protocol.ClientFrame, asked, added []string) {
 	e := c.e
 	p := e.ext.presence
 	if p == nil {
 		return
 	}
+	if f.Presence {
+		// Follow first: the connection's own join is then one of the diffs it gets.
+		e.pool.mu.Lock()
+		var on []string
+		for _, ch := range asked {
+			if _, ok := c.subs[ch]; ok {
+				on = append(on, ch)
+			}
+		}
+		e.pool.mu.Unlock()
+		e.ext.hub.add(c, on)
+	}
 	user := c.UserID()
 	for _, ch := range added {
 		p.Join(ch, user)
 	}
-	if !f.Presence {
-		return
-	}
-	e.pool.mu.Lock()
-	var on []string
-	for _, ch := range asked {
-		if _, ok := c.subs[ch]; ok {
-			on = append(on, ch)
-		}
-	}
-	e.pool.mu.Unlock()
-	e.ext.hub.add(c, on)
 }
 
 // presenceUnsubscribed ends the membership (and diffs) of channels c left.
