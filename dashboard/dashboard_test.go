@@ -21,7 +21,8 @@ import (
 	"encore.app/server"
 )
 
-// These tests run under `encore test` only (build tag encore).
+// These tests run under `encore test` only (build tag encore). Requests name a loopback
+// host: dev mode answers no other (DNS rebinding guard).
 
 func page(t *testing.T) *goquery.Document {
 	t.Helper()
@@ -102,7 +103,7 @@ func TestDashboardShowsFlagAndBrowserLatency(t *testing.T) {
 // fleet (this app's one instance) and finds the anonymous stream connection.
 func TestConsoleSignInAndInspect(t *testing.T) {
 	form := url.Values{"key": {server.DevAdminKey}}
-	req := httptest.NewRequest(http.MethodPost, "/dashboard/login", strings.NewReader(form.Encode()))
+	req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/dashboard/login", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	w := httptest.NewRecorder()
 	Login(w, req)
@@ -119,7 +120,7 @@ func TestConsoleSignInAndInspect(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	r := httptest.NewRequest(http.MethodGet, "/dashboard?user="+c.Welcome.Session, nil)
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/dashboard?user="+c.Welcome.Session, nil)
 	r.AddCookie(cookies[0])
 	pw := httptest.NewRecorder()
 	Page(pw, r)
