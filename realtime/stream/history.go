@@ -339,9 +339,14 @@ func (e *Engine) ServeHistory(w http.ResponseWriter, r *http.Request) {
 	writeJSONBody(w, a.frame("", true))
 }
 
-// requestIdentity authenticates a presence or history request like a poll; it
-// answers the refusal itself.
+// requestIdentity checks the origin of a presence or history request and authenticates
+// it, like a poll; it answers the refusal itself.
 func (e *Engine) requestIdentity(w http.ResponseWriter, r *http.Request) (*Identity, bool) {
+	// The origin before any work, as for a poll; an allowed cross-origin request carries
+	// CORS headers on every answer, refusals included, so the page can read them.
+	if !e.cfg.Origins.Allow(w, r, true) {
+		return nil, false
+	}
 	if e.draining.Load() {
 		w.Header().Set("Retry-After", strconv.FormatInt((e.retryHint()+999)/1000, 10))
 		writeRequestError(w, refused(protocol.CodeUnavailable, http.StatusServiceUnavailable, "draining, retry on another instance"))

@@ -42,8 +42,21 @@ func TestOriginBeforeAnyWork(t *testing.T) {
 			t.Fatalf("poll from a foreign origin: %d %v", r.status, r.header)
 		}
 	}
+	for _, path := range []string{"/v2/realtime/history?channel=o", "/v2/realtime/presence?channel=o"} {
+		if st, h := getWith(t, ctx, env.srv.URL+path, foreign); st != http.StatusForbidden || h.Get("Access-Control-Allow-Origin") != "" {
+			t.Fatalf("%s from a foreign origin: %d %v", path, st, h)
+		}
+	}
 	if n := authCalls.Load(); n != 0 {
 		t.Fatalf("Authenticate ran %d times for refused origins", n)
+	}
+	// History and presence are simple GETs (no preflight): an allowed page reads their
+	// answers and their refusals.
+	for _, path := range []string{"/v2/realtime/history?channel=o", "/v2/realtime/history?channel=bad+channel!", "/v2/realtime/presence?channel=o"} {
+		if _, h := getWith(t, ctx, env.srv.URL+path, allowed); h.Get("Access-Control-Allow-Origin") != "https://app.example.test" ||
+			h.Get("Access-Control-Allow-Credentials") != "true" {
+			t.Fatalf("%s from an allowed origin: %v", path, h)
+		}
 	}
 	s := env.eng.Snapshot()
 	if s.Refusals[RefuseOrigin] != 5 || s.LongPollRefusals[pollRefuseOrigin] != 5 {
@@ -77,4 +90,19 @@ func TestOriginBeforeAnyWork(t *testing.T) {
 		resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.test" {
 		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
+}
+
+func getWith(t *testing.T, ctx context.Context, u string, h http.Header) (int, http.Header) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
 }
