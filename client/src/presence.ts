@@ -161,7 +161,7 @@ export class Requests {
     const ctl = typeof AbortController !== "undefined" ? new AbortController() : null;
     const timer = setTimeout(() => ctl?.abort(), timeoutMs);
     try {
-      const resp: Response = await f(this.host.httpUrl(endpoint, params), { signal: ctl?.signal, credentials: "include" } as RequestInit);
+      const resp: Response = await f(this.host.httpUrl(endpoint, params), { signal: ctl?.signal, credentials: "same-origin" } as RequestInit);
       const body: any = await resp.json().catch(() => ({}));
       if (!resp.ok) throw new RequestError(body.code ?? String(resp.status), body.error ?? `HTTP ${resp.status}`, resp.status);
       return body as T;

@@ -53,6 +53,8 @@ describe("history and presence requests", () => {
     const { client } = newClient({ fetch: srv.fetch as any, token: "t k" });
     await client.history("orders", { after: 7 });
     expect(srv.urls[0]).toBe("http://127.0.0.1:9/v2/realtime/history?channel=orders&after=7&token=t%20k");
+    // Like a poll: no cookie on a cross-origin request (the token is in the URL), no preflight.
+    expect(srv.fetch.mock.calls[0][1]).toMatchObject({ credentials: "same-origin" });
     client.connect();
     const ws = FakeWebSocket.last();
     ws.welcome();

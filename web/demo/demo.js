@@ -782,7 +782,7 @@ var Requests = class {
     const ctl = typeof AbortController !== "undefined" ? new AbortController() : null;
     const timer = setTimeout(() => ctl?.abort(), timeoutMs);
     try {
-      const resp = await f(this.host.httpUrl(endpoint, params2), { signal: ctl?.signal, credentials: "include" });
+      const resp = await f(this.host.httpUrl(endpoint, params2), { signal: ctl?.signal, credentials: "same-origin" });
       const body = await resp.json().catch(() => ({}));
       if (!resp.ok) throw new RequestError(body.code ?? String(resp.status), body.error ?? `HTTP ${resp.status}`, resp.status);
       return body;
