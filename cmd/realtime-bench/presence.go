@@ -77,7 +77,7 @@ func spawnCluster(ctx context.Context, bin string, n int, extra ...string) ([]*t
 		} else {
 			args = append(args, "-nats-url", "nats://127.0.0.1:"+strconv.Itoa(port))
 		}
-		t, err := spawnServer(ctx, spawnOptions{Bin: bin, Args: args, Key: "bench"})
+		t, err := spawnServer(ctx, spawnOptions{Bin: bin, Args: args, Key: "bench", Keyed: true})
 		if err != nil {
 			for _, t := range ts {
 				t.close()
@@ -85,8 +85,36 @@ func spawnCluster(ctx context.Context, bin string, n int, extra ...string) ([]*t
 			return nil, err
 		}
 		ts = append(ts, t)
+		if err := waitReady(ctx, t); err != nil { // the next one needs the first one's NATS
+			for _, t := range ts {
+				t.close()
+			}
+			return nil, err
+		}
 	}
 	return ts, nil
+}
+
+// waitReady waits for a spawned server's /readyz: /healthz (what spawnServer waits
+// for) answers while the server is still starting (its embedded NATS not yet
+// listening, its stream refusing connections with 503).
+func waitReady(ctx context.Context, t *target) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		resp, err := t.http.Get(t.urls[0] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w", t.urls[0], ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // diffLog records the presence diffs one watcher connection receives.
@@ -259,12 +287,15 @@ func cmdPresenceMemory(ctx context.Context, args []string) error {
 	defer cleanup()
 	keys := benchKeys()
 	measure := func(presence bool, channel func(i int) string, watch bool) (uint64, error) {
-		t, err := spawnServer(ctx, spawnOptions{Bin: c.serverBin, Key: "bench",
+		t, err := spawnServer(ctx, spawnOptions{Bin: c.serverBin, Key: "bench", Keyed: true,
 			Args: []string{"-token-keys", benchTokenKeys, "-max-conns-per-user", "0", "-presence=" + strconv.FormatBool(presence)}})
 		if err != nil {
 			return 0, err
 		}
 		defer t.close()
+		if err := waitReady(ctx, t); err != nil {
+			return 0, err
+		}
 		var conns []*rtclient.Conn
 		defer func() {
 			for _, c := range conns {
@@ -347,11 +378,14 @@ func cmdHistory(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cleanup()
-	t, err := spawnServer(ctx, spawnOptions{Bin: c.serverBin, Key: "bench", Args: []string{"-window", "10000", "-public-prefixes", "*"}})
+	t, err := spawnServer(ctx, spawnOptions{Bin: c.serverBin, Key: devPublisherKey, Args: []string{"-window", "10000", "-public-prefixes", "*"}})
 	if err != nil {
 		return err
 	}
 	defer t.close()
+	if err := waitReady(ctx, t); err != nil {
+		return err
+	}
 	// Every 10th event on "dense", every 100th on "sparse", the rest on "other".
 	var dense, sparse []uint64
 	fmt.Fprintf(os.Stderr, "history: publishing %d events\n", *events)

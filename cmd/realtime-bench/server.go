@@ -41,9 +41,12 @@ type target struct {
 
 // spawnOptions configure spawnServer.
 type spawnOptions struct {
-	Bin   string   // realtimed binary; empty builds ./cmd/realtimed
-	Args  []string // extra server flags
-	Key   string
+	Bin  string   // realtimed binary; empty builds ./cmd/realtimed
+	Args []string // extra server flags
+	Key  string
+	// Keyed: the server has every key (a server with one key needs all three): Args
+	// carry -token-keys, Key is its publisher key, and it gets an admin key.
+	Keyed bool
 	Dir   string // working dir for data and logs (a temp dir when empty)
 	Build string // build output dir when Bin is empty
 }
@@ -127,11 +130,14 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 	}
 	// The spawned server runs in dev mode (anonymous load clients, loopback): its
 	// publisher key is the dev key, and a server with one key would need all three.
-	if o.Key != devPublisherKey {
+	if o.Key != devPublisherKey && !o.Keyed {
 		return nil, fmt.Errorf("a spawned server runs in dev mode: publisher key %q, not %q", devPublisherKey, o.Key)
 	}
 	t.args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", t.dataDir,
 		"-log-level", "warn", "-pprof"}, benchServerArgs...)
+	if o.Keyed {
+		t.args = append(t.args, "-publisher-key", o.Key, "-admin-key", "bench-admin-key-0123456789")
+	}
 	t.args = append(t.args, o.Args...)
 	if err := t.start(ctx); err != nil {
 		if own != "" {
