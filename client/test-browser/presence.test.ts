@@ -1,8 +1,9 @@
-// Browser test: the demo page's presence list and "Load history" against the real
-// realtimed (dev mode with -dev-mint, so two pages are two named users).
+// Browser test: the demo page's presence list and "Load history", and the console's
+// presence lookup, against the real realtimed (dev mode with -dev-mint, so two pages are
+// two named users).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Page } from "playwright-core";
-import { Browser, openDemoPage, Server, stateOf, waitFor } from "./harness.js";
+import { axeViolations, Browser, openDemoPage, overflow, Server, sleep, stateOf, waitFor, watch } from "./harness.js";
 
 let server: Server;
 let browser: Browser;
@@ -52,5 +53,34 @@ describe("demo page presence and history", () => {
     expect(ids).toEqual(["h-1", "h-2", "h-3"]);
     expect(await ana.textContent('[data-testid="history-result"]')).toMatch(/3 events of t9.room from memory/);
     await ana.close();
+  });
+
+  it("the console's presence lookup lists them, at both widths", { timeout: 120_000 }, async () => {
+    const cy = await openAs("cy", "channels=t9.lobby&presence=off");
+    const dee = await openAs("dee", "channels=t9.lobby&presence=off");
+    const page = await browser.page();
+    const w = watch(page);
+    await page.setViewportSize({ width: 1400, height: 900 });
+    await page.goto(`${server.base}/dashboard`);
+    await page.fill('[data-testid="login-key"]', "dev-admin-key-change-me"); // dev mode's admin key
+    await page.click('[data-testid="login-button"]');
+    await page.waitForSelector('[data-testid="presence-form"]');
+    const lookedUp = await waitFor("cy and dee in the lookup", async () => {
+      await page.fill('[data-testid="presence-channel"]', "t9.lobby");
+      await Promise.all([page.waitForURL(/presence=t9\.lobby/), page.click('[data-testid="presence-button"]')]);
+      const got = await members(page);
+      return got.join(",") === "cy,dee" ? got : null;
+    });
+    expect(lookedUp).toEqual(["cy", "dee"]);
+    expect(await page.textContent('[data-testid="presence-summary"]')).toMatch(/2 users/);
+    for (const size of [{ width: 1400, height: 900 }, { width: 390, height: 844 }]) {
+      await page.setViewportSize(size);
+      await sleep(300);
+      expect(await overflow(page), `console with a presence lookup at ${size.width} px: overflow`).toBeLessThanOrEqual(0);
+      expect(await axeViolations(page), `console with a presence lookup at ${size.width} px`).toEqual([]);
+    }
+    w.stop();
+    expect(w.problems).toEqual([]);
+    await Promise.all([page.close(), cy.close(), dee.close()]);
   });
 });
