@@ -97,10 +97,12 @@ func (p *Publisher) PublishOnce(ctx context.Context) error {
 		return err
 	}
 	key := Key(s.Instance)
-	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	putCtx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	if _, err := p.kv.Put(ctx, key, b); err != nil {
-		p.failures.Add(1)
+	if _, err := p.kv.Put(putCtx, key, b); err != nil {
+		if ctx.Err() == nil { // a put cut short by the caller (Run stopping) did not fail
+			p.failures.Add(1)
+		}
 		return fmt.Errorf("put health %s: %w", key, err)
 	}
 	p.lastKey.Store(&key)
@@ -110,7 +112,8 @@ func (p *Publisher) PublishOnce(ctx context.Context) error {
 
 // Run publishes at once and then every Interval until ctx is done; then it deletes its
 // key (so the aggregator drops the instance at once) and returns. A failed put is
-// counted (Failures) and retried at the next tick.
+// counted (Failures) and retried at the next tick; a put interrupted because ctx ended
+// is not a failure.
 func (p *Publisher) Run(ctx context.Context) {
 	_ = p.PublishOnce(ctx)
 	t := time.NewTicker(p.opts.Interval)
