@@ -8,6 +8,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"encore.app/internal/testutil"
 )
 
 // startNATS runs an embedded nats-server with JetStream on 127.0.0.1 for one test.
@@ -20,7 +22,7 @@ func startNATS(t *testing.T) *nats.Conn {
 		t.Fatal(err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(testutil.Patience) {
 		t.Fatal("nats-server not ready")
 	}
 	nc, err := nats.Connect(s.ClientURL())
@@ -35,22 +37,9 @@ func startNATS(t *testing.T) *nats.Conn {
 	return nc
 }
 
-// waitFor polls cond every 20 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestFleetPublishAggregateWithdraw(t *testing.T) {
 	nc := startNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	bucket := BucketConfig{TTL: 10 * time.Second}
 
 	agg, err := StartFleet(ctx, nc, FleetConfig{Bucket: bucket, Aggregate: true, Aggregator: AggregatorOptions{Step: 50 * time.Millisecond}})
@@ -78,18 +67,18 @@ func TestFleetPublishAggregateWithdraw(t *testing.T) {
 		}
 		pubs = append(pubs, f)
 	}
-	waitFor(t, 10*time.Second, "both instances", func() bool {
+	testutil.WaitFor(t, "both instances", func() bool {
 		ov := agg.Aggregator.Overview()
 		return ov.Instances == 2 && ov.Totals.ActiveConnections == 14 && ov.Rates.EventsDelivered > 0
 	})
 	if p := agg.Aggregator.Overview().ClientRTT; p.Count != 2 || !within(p.P50, 42) {
 		t.Fatalf("merged rtt %+v", p)
 	}
-	waitFor(t, 10*time.Second, "series points", func() bool { return len(agg.Aggregator.Series().Points) >= 3 })
+	testutil.WaitFor(t, "series points", func() bool { return len(agg.Aggregator.Series().Points) >= 3 })
 
 	// Closing a publisher deletes its key: the aggregator drops it without waiting for the TTL.
 	pubs[0].Close()
-	waitFor(t, 5*time.Second, "host-a withdrawn", func() bool {
+	testutil.WaitFor(t, "host-a withdrawn", func() bool {
 		ov := agg.Aggregator.Overview()
 		return ov.Instances == 1 && ov.InstanceRows[0].Instance == "host-b"
 	})
@@ -106,8 +95,7 @@ func TestFleetPublishAggregateWithdraw(t *testing.T) {
 // bucket's TTL expires its entry: the aggregator sees NATS's expiry marker.
 func TestFleetBucketTTLExpiry(t *testing.T) {
 	nc := startNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -130,16 +118,15 @@ func TestFleetBucketTTLExpiry(t *testing.T) {
 	if err := p.PublishOnce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "instance seen", func() bool { return a.Overview().Instances == 1 })
+	testutil.WaitFor(t, "instance seen", func() bool { return a.Overview().Instances == 1 })
 	start := time.Now()
-	waitFor(t, 10*time.Second, "instance expired by bucket TTL", func() bool { return a.Overview().Instances == 0 })
+	testutil.WaitFor(t, "instance expired by bucket TTL", func() bool { return a.Overview().Instances == 0 })
 	t.Logf("expired %v after being seen (bucket TTL 1s)", time.Since(start).Round(10*time.Millisecond))
 }
 
 func TestOpenBucketRefusesOversizedValue(t *testing.T) {
 	nc := startNATS(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	js, _ := jetstream.New(nc)
 	kv, err := OpenBucket(ctx, js, BucketConfig{})
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"encore.app/internal/testutil"
 )
 
 func TestBackgroundWaitsForConnection(t *testing.T) {
@@ -25,8 +27,7 @@ func TestBackgroundWaitsForConnection(t *testing.T) {
 		t.Fatal("instances before any connection")
 	}
 	provided <- nc
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	pub, err := StartFleet(ctx, nc, FleetConfig{
 		Bucket: BucketConfig{TTL: 5 * time.Second},
 		Snapshot: func() InstanceSnapshot {
@@ -38,7 +39,7 @@ func TestBackgroundWaitsForConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	waitFor(t, 10*time.Second, "instance through the background fleet", func() bool {
+	testutil.WaitFor(t, "instance through the background fleet", func() bool {
 		return b.Aggregator.Overview().Totals.ActiveConnections == 3
 	})
 	if err := b.Close(); err != nil || b.Err() != nil {
@@ -50,11 +51,7 @@ func TestBackgroundCloseWhileWaiting(t *testing.T) {
 	b := StartBackground(AwaitConn, FleetConfig{})
 	done := make(chan struct{})
 	go func() { b.Close(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("Close blocked while waiting for a connection")
-	}
+	testutil.Receive(t, "Close while waiting for a connection", done)
 	if b.Err() != nil {
 		t.Fatalf("err after Close: %v", b.Err())
 	}
