@@ -8,19 +8,26 @@ import (
 	"testing"
 )
 
-// Logger returns a logger whose records (Debug and above) go to t's output: shown when
+// Logger returns a logger whose records (Info and above) go to t's output: shown when
 // the test fails or runs under -v, silent otherwise. Records written after the test
 // ended (a goroutine that outlives it) are dropped instead of panicking. TESTUTIL_LOG=1
 // writes every record to stderr as well, for a live view.
 func Logger(t testing.TB) *slog.Logger {
 	t.Helper()
+	return slog.New(slog.NewTextHandler(Writer(t), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// Writer returns a writer to t's output with Logger's rules (shown on failure or under
+// -v, dropped after the test, copied to stderr with TESTUTIL_LOG=1): for the stderr of a
+// child process.
+func Writer(t testing.TB) io.Writer {
+	t.Helper()
 	w := &testWriter{out: t.Output()}
 	t.Cleanup(w.stop)
-	var out io.Writer = w
 	if os.Getenv("TESTUTIL_LOG") != "" {
-		out = io.MultiWriter(w, os.Stderr)
+		return io.MultiWriter(w, os.Stderr)
 	}
-	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return w
 }
 
 // Discard returns a logger that drops every record.
