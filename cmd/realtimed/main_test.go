@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -38,33 +37,20 @@ func startChild(t *testing.T, addr, data string) *child {
 	cmd := exec.Command(os.Args[0], "-addr", addr, "-data", data, "-publisher-key", "k", "-log-level", "warn",
 		"-public-prefixes", "*") // dev mode: anonymous clients read channel "k"
 	cmd.Env = append(os.Environ(), "REALTIMED_TEST_CHILD=1")
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = testutil.Writer(t) // its DEV MODE warnings: shown if the test fails
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	c := &child{cmd: cmd, base: "http://" + addr}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.WaitFor(t, "the server to come up", func() bool {
 		resp, err := http.Get(c.base + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return c
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not come up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+		return err == nil
+	})
+	return c
 }
 
 func publishHTTP(t *testing.T, base string, from, n int) {
@@ -93,10 +79,9 @@ func TestKillAndRestartResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns servers")
 	}
-	addr, data := freeAddr(t), t.TempDir()
+	addr, data := testutil.FreeAddr(t), t.TempDir()
 	srv := startChild(t, addr, data)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	ws := "ws://" + addr + "/v2/realtime/stream"
 	c, err := rtclient.Dial(ctx, ws, &rtclient.DialOptions{Channels: []string{"k"}})
 	if err != nil {
@@ -173,7 +158,12 @@ func TestFlagsAndEnv(t *testing.T) {
 	if o.addr != "127.0.0.1:5999" || o.engine.BatchWindow != 7*time.Millisecond || o.engine.BatchMaxEvents != 42 {
 		t.Fatalf("%+v", o)
 	}
-	if _, err := parseFlags([]string{"-no-such-flag"}); err == nil {
+	stderr := os.Stderr // parseFlags prints the usage text there: not in the test's output
+	os.Stderr, _ = os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	_, err = parseFlags([]string{"-no-such-flag"})
+	os.Stderr.Close()
+	os.Stderr = stderr
+	if err == nil {
 		t.Fatal("unknown flag accepted")
 	}
 }

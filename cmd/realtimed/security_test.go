@@ -2,17 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -28,9 +25,7 @@ func startSecured(t *testing.T, args ...string) (*server, *httptest.Server, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	s, err := newServer(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := newServer(testutil.Context(t), o, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +46,7 @@ func mint(t *testing.T, user string, channels ...string) string {
 // -origins: browsers from other origins are refused (403) before anything else.
 func TestOriginsFlag(t *testing.T) {
 	_, _, url := startSecured(t, "-origins", "app.example.com", "-token-keys", testKeys)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	tok := mint(t, "1")
 	_, err := rtclient.Dial(ctx, url, &rtclient.DialOptions{Token: tok, Header: http.Header{"Origin": {"https://evil.example.net"}}})
 	var he *rtclient.HTTPError
@@ -72,8 +66,7 @@ func TestOriginsFlag(t *testing.T) {
 func TestTokenKeysAndLimitFlags(t *testing.T) {
 	s, hs, url := startSecured(t, "-token-keys", testKeys, "-max-frame-bytes", "2048", "-max-channel-length", "32",
 		"-public-prefixes", "news.", "-max-conns-per-user", "2")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	if _, err := rtclient.Dial(ctx, url, nil); rtclient.CloseCode(err) != protocol.CloseUnauthorize {
 		t.Fatalf("no token: %v", err)
 	}
@@ -134,8 +127,7 @@ func TestTokenKeysAndLimitFlags(t *testing.T) {
 // lets loopback clients mint tokens (throwaway key) to try private channels.
 func TestDevModeAndDevMint(t *testing.T) {
 	_, hs, url := startSecured(t, "-dev-mint")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c, err := rtclient.Dial(ctx, url, &rtclient.DialOptions{Channels: []string{"public:lobby", "user:42:inbox"}})
 	if err != nil {
 		t.Fatal(err)
