@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
@@ -89,7 +90,7 @@ func BenchmarkFanoutThreeInstances(b *testing.B) {
 			r.cl.Close()
 		}
 	}()
-	waitFor(b, 20*time.Second, "clients subscribed", func() bool {
+	testutil.WaitFor(b, "clients subscribed", func() bool {
 		for _, r := range rs {
 			if len(r.recoveries()) == 0 {
 				return false
@@ -109,7 +110,7 @@ func BenchmarkFanoutThreeInstances(b *testing.B) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	waitFor(b, 30*time.Second, "every client got every event", func() bool {
+	testutil.WaitFor(b, "every client got every event", func() bool {
 		for _, r := range rs {
 			if len(r.events()) < events {
 				return false
