@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"encore.app/internal/testutil"
 )
 
 // TestKVRolloutStableAcrossRestart sets a 30% rollout, records every user's value over
@@ -80,7 +82,6 @@ func TestKVChangePropagates(t *testing.T) {
 	}
 	defer subA.Close()
 
-	const bound = 2 * time.Second
 	for _, step := range []struct {
 		from, to *KVStore
 		sub      *Subscription
@@ -89,14 +90,7 @@ func TestKVChangePropagates(t *testing.T) {
 		old := step.to.Evaluator()
 		start := time.Now()
 		change(t, step.from, testCtx(t), StreamingV2, Change{Enabled: ptr(step.enabled)}, "ops")
-		deadline := time.After(bound)
-		for step.to.Evaluator().Evaluate(StreamingV2, "u1") != step.enabled {
-			select {
-			case <-step.sub.C:
-			case <-deadline:
-				t.Fatalf("enabled=%v not seen by the other store within %v", step.enabled, bound)
-			}
-		}
+		waitUntil(t, step.sub, func() bool { return step.to.Evaluator().Evaluate(StreamingV2, "u1") == step.enabled })
 		t.Logf("enabled=%v seen by the other instance after %v", step.enabled, time.Since(start))
 		if !step.to.Evaluator().Changed(old, StreamingV2) {
 			t.Fatal("Changed reports no change")
@@ -140,16 +134,7 @@ func TestKVInvalidRecordIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if s.Stats().InvalidRecords == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("invalid records counted = %d, want 3", s.Stats().InvalidRecords)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "3 invalid records counted", func() bool { return s.Stats().InvalidRecords == 3 })
 	if f, _ := s.Evaluator().Flag(StreamingV2); f.Rollout != 40 {
 		t.Fatalf("rollout = %d after invalid records, want 40", f.Rollout)
 	}
@@ -160,14 +145,17 @@ func TestKVInvalidRecordIgnored(t *testing.T) {
 	}
 }
 
+// waitUntil waits for cond, checking it at each notification of sub; after
+// testutil.Patience it fails the test.
 func waitUntil(t *testing.T, sub *Subscription, cond func() bool) {
 	t.Helper()
-	deadline := time.After(5 * time.Second)
+	deadline := time.NewTimer(testutil.Patience)
+	defer deadline.Stop()
 	for !cond() {
 		select {
 		case <-sub.C:
-		case <-deadline:
-			t.Fatal("condition not reached in 5s")
+		case <-deadline.C:
+			t.Fatalf("condition not reached in %v", testutil.Patience)
 		}
 	}
 }
@@ -198,14 +186,7 @@ func TestKVWatchSurvivesServerRestart(t *testing.T) {
 	other := openKV(t, js2, Options{})
 	change(t, other, testCtx(t), StreamingV2, Change{Enabled: ptr(false)}, "ops")
 	start := time.Now()
-	deadline := time.After(10 * time.Second)
-	for s.Evaluator().Evaluate(StreamingV2, "u1") {
-		select {
-		case <-sub.C:
-		case <-deadline:
-			t.Fatal("change after a server restart never reached the store")
-		}
-	}
+	waitUntil(t, sub, func() bool { return !s.Evaluator().Evaluate(StreamingV2, "u1") }) // the change after the restart
 	t.Logf("change seen %v after it was written (across a server restart); resyncs %d", time.Since(start), s.Stats().Resyncs)
 	if s.Stats().Resyncs == 0 {
 		t.Fatal("no resync counted after the reconnect")

@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
+
+	"encore.app/internal/testutil"
 )
 
 // storeFactories run the shared contract against every Store.
@@ -56,11 +57,7 @@ func TestStoreContract(t *testing.T) {
 				if s.Evaluator().Evaluate(StreamingV2, "u1") {
 					t.Fatal("snapshot still on after Change returned")
 				}
-				select {
-				case <-sub.C:
-				case <-time.After(5 * time.Second):
-					t.Fatal("no notification")
-				}
+				testutil.Receive(t, "a notification", sub.C)
 			})
 			t.Run("partial change keeps other fields", func(t *testing.T) {
 				s := open(t)
