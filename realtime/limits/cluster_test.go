@@ -3,8 +3,6 @@ package limits
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -17,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
@@ -26,7 +25,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testutil.Discard()
 
 const testSecret = "0123456789abcdef0123456789abcdef-cap"
 
@@ -44,7 +43,7 @@ type instance struct {
 // 127.0.0.1:0 that others can join). configure may change the guard.
 func startInstance(t testing.TB, name, natsURL string, capCfg ConnCapConfig, configure func(*Guard)) *instance {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	bcfg := bus.Config{URL: natsURL, Logger: quiet}
 	if natsURL == "" {
@@ -105,8 +104,7 @@ func (in *instance) token(t testing.TB, user string) string {
 func TestConnCapAcrossInstances(t *testing.T) {
 	a := startInstance(t, "a", "", ConnCapConfig{}, nil)
 	b := startInstance(t, "b", a.bus.ClientURL(), ConnCapConfig{}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	tok := a.token(t, "42")
 	var conns []*rtclient.Conn
 	defer func() {
@@ -150,7 +148,7 @@ func TestConnCapAcrossInstances(t *testing.T) {
 	other.CloseNow()
 
 	conns[0].Close() // on a
-	waitFor(t, 5*time.Second, "a's connection released", func() bool { return a.cap.Held() == 4 })
+	testutil.WaitFor(t, "a's connection released", func() bool { return a.cap.Held() == 4 })
 	c, err := rtclient.Dial(ctx, b.url, &rtclient.DialOptions{Token: tok})
 	if err != nil {
 		t.Fatalf("after one closed: %v", err)
@@ -165,8 +163,7 @@ func TestConnCapAcrossInstances(t *testing.T) {
 func TestConnCapRace(t *testing.T) {
 	a := startInstance(t, "a", "", ConnCapConfig{Max: 5}, nil)
 	b := startInstance(t, "b", a.bus.ClientURL(), ConnCapConfig{Max: 5}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	tok := a.token(t, "7")
 	var wg sync.WaitGroup
 	var ok, refused atomic.Int32
@@ -204,16 +201,18 @@ func TestConnCapRace(t *testing.T) {
 }
 
 // A dead instance's entries expire after TTL: its users can connect elsewhere again.
-// The live instance's heartbeat keeps its own entries beyond TTL.
+// The live instance's heartbeat keeps its own entries beyond TTL. TTL is 3 s with a
+// refresh every 300 ms: a loaded machine can stall the heartbeat for seconds, or take
+// long between two dials, without changing the outcome.
 func TestConnCapDeadInstanceExpires(t *testing.T) {
-	a := startInstance(t, "a", "", ConnCapConfig{Max: 2, TTL: 1500 * time.Millisecond, Heartbeat: 300 * time.Millisecond}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	const ttl, heartbeat = 3 * time.Second, 300 * time.Millisecond
+	a := startInstance(t, "a", "", ConnCapConfig{Max: 2, TTL: ttl, Heartbeat: heartbeat}, nil)
+	ctx := testutil.Context(t)
 	js, err := jetstream.New(a.bus.Conn())
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead, err := NewConnCap(ctx, js, ConnCapConfig{Max: 2, TTL: 1500 * time.Millisecond, Heartbeat: 300 * time.Millisecond, Logger: quiet})
+	dead, err := NewConnCap(ctx, js, ConnCapConfig{Max: 2, TTL: ttl, Heartbeat: heartbeat, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +222,7 @@ func TestConnCapDeadInstanceExpires(t *testing.T) {
 	}
 	dead.Close()
 	tok := a.token(t, "9")
+	liveAt := time.Now()
 	live, err := rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
 	if err != nil {
 		t.Fatal(err)
@@ -234,14 +234,15 @@ func TestConnCapDeadInstanceExpires(t *testing.T) {
 	}
 	start := time.Now()
 	var c *rtclient.Conn
-	waitFor(t, 10*time.Second, "dead entry to expire", func() bool {
+	testutil.WaitFor(t, "dead entry to expire", func() bool {
 		c, err = rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
 		return err == nil
 	})
 	defer c.CloseNow()
-	t.Logf("admitted %v after the dead instance stopped (TTL 1.5s)", time.Since(start).Round(100*time.Millisecond))
-	// Both live connections stay registered past TTL thanks to the heartbeat.
-	time.Sleep(2 * time.Second)
+	t.Logf("admitted %v after the dead instance stopped (TTL %v)", time.Since(start).Round(100*time.Millisecond), ttl)
+	// Both live connections stay registered past TTL thanks to the heartbeat: wait
+	// until the first one is older than TTL (and a third of it more).
+	time.Sleep(time.Until(liveAt.Add(ttl + ttl/3)))
 	_, err = rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
 	if rtclient.CloseCode(err) != protocol.CloseTooMany {
 		t.Fatalf("live entries expired despite the heartbeat: %v", err)
@@ -252,13 +253,15 @@ func TestConnCapDeadInstanceExpires(t *testing.T) {
 // user closed 4102 with retry=<ms>; the overload gate closes 4103 with a jittered hint
 // and still admits a resuming session.
 func TestGuardRatesAndGate(t *testing.T) {
+	// The limiters' clock stands still: no token comes back however long the test takes.
+	frozen := time.Now()
+	clock := func() time.Time { return frozen }
 	in := startInstance(t, "a", "", ConnCapConfig{}, func(g *Guard) {
-		g.IPRate = NewKeyedLimiter(0.1, 7, 0, nil)
-		g.UserRate = NewKeyedLimiter(0.1, 3, 0, nil)
+		g.IPRate = NewKeyedLimiter(0.1, 7, 0, clock)
+		g.UserRate = NewKeyedLimiter(0.1, 3, 0, clock)
 		g.Gate = NewGate(GateConfig{MaxConnections: 5, ResumeShare: 0.2})
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	var conns []*rtclient.Conn
 	defer func() {
 		for _, c := range conns {
@@ -316,16 +319,5 @@ func TestGuardRatesAndGate(t *testing.T) {
 	s := in.eng.Snapshot()
 	if s.Refusals[stream.RefuseRateLimited] != 2 || s.Refusals[stream.RefuseOverloaded] != 1 {
 		t.Fatalf("refusals %v", s.Refusals)
-	}
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
