@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/stream"
 )
@@ -41,8 +40,7 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nats-server processes")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard, not a speed budget
 	cl, err := startNATSCluster(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +79,7 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if err := cl.start(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.waitJetStream(ctx, 30*time.Second); err != nil {
+	if err := cl.waitJetStream(ctx, testutil.Patience); err != nil {
 		t.Fatal(err)
 	}
 	s, err := js.Stream(ctx, "K")
@@ -101,9 +99,9 @@ func TestNATSClusterKillRestart(t *testing.T) {
 // server, and returns it as an attached target.
 func inProcess(t *testing.T) *target {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := testutil.Logger(t)
 	b, err := bus.NewJetStream(ctx, bus.Config{DataDir: t.TempDir(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +128,9 @@ func inProcess(t *testing.T) *target {
 
 // TestSmoke runs a short stream load through the real engine and checks the tool's
 // accounting: every event counted once, latencies recorded, wire figures read from
-// the server, and the report written from the JSON.
+// the server, and the report written from the JSON. How many events a loaded machine
+// manages to publish in the 2 s does not matter, as long as there are some; the drain
+// waits (up to testutil.Patience) until every client has every one.
 func TestSmoke(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "raw", true: "deflate"}[compress], func(t *testing.T) { smoke(t, compress) })
@@ -139,16 +139,15 @@ func TestSmoke(t *testing.T) {
 
 func smoke(t *testing.T, compress bool) {
 	tg := inProcess(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 3*testutil.Patience)
 	cfg := loadConfig{Label: "smoke", Clients: 20, Channels: 3, ChannelsPerClient: 2, Rate: 200, Payload: 300,
-		Duration: 2 * time.Second, Drain: 5 * time.Second, DialConcurrency: 8, Compress: compress}
+		Duration: 2 * time.Second, Drain: testutil.Patience, DialConcurrency: 8, Compress: compress}
 	res, err := runLoad(ctx, tg, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := res.Accounting
-	if res.Connected != 20 || res.Published < 300 {
+	if res.Connected != 20 || res.Published == 0 {
 		t.Fatalf("connected %d, published %d", res.Connected, res.Published)
 	}
 	// 3 channels round-robin, 2 per client: each client expects 2/3 of the events.
