@@ -201,12 +201,18 @@ func (c *Client) Kick(frame []byte, code protocol.CloseCode, text string, retryM
 	c.requestClose(code, text, retryMs, DiscKicked, true)
 }
 
-func (e *Engine) register(c *Client) bool {
+// register makes c one of the engine's clients, with welcome queued as its first frame,
+// or reports false when the engine is draining. The welcome is queued before c becomes
+// visible to snapshotClients (the heartbeat sweep, policy hooks), so that nothing (a
+// ping, a transport frame) is ever queued ahead of it. e.mu is never taken while a
+// client's or the flusher's lock is held, so queueing under it cannot deadlock.
+func (e *Engine) register(c *Client, welcome []byte) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.draining.Load() || e.ctx.Err() != nil {
 		return false
 	}
+	c.enqueueCtrl(welcome)
 	e.clients[c] = struct{}{}
 	e.conns.Add(1)
 	e.metrics.active.Add(1)

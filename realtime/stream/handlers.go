@@ -97,20 +97,20 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	c.release, admitted = release, true
 	c.initLimits()
 	c.lastRead.Store(time.Now().UnixNano())
-	if !e.register(c) {
+	welcome := protocol.Marshal(protocol.Welcome{
+		Type: protocol.TypeWelcome, Version: protocol.Version, Session: c.session, Instance: e.cfg.Instance,
+		HeartbeatMs: e.cfg.HeartbeatInterval.Milliseconds(), ServerTime: time.Now().UnixMilli(),
+		Epoch: e.Epoch(), Seq: e.headSeq(),
+		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
+			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
+	})
+	if !e.register(c, welcome) {
 		c.runRelease()
 		cancel()
 		e.metrics.refuse(RefuseDraining)
 		_ = conn.Close(websocket.StatusCode(protocol.CloseShutdown), protocol.CloseReason("server shutting down", e.retryHint()))
 		return
 	}
-	c.enqueueCtrl(protocol.Marshal(protocol.Welcome{
-		Type: protocol.TypeWelcome, Version: protocol.Version, Session: c.session, Instance: e.cfg.Instance,
-		HeartbeatMs: e.cfg.HeartbeatInterval.Milliseconds(), ServerTime: time.Now().UnixMilli(),
-		Epoch: e.Epoch(), Seq: e.headSeq(),
-		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
-			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
-	}))
 	c.armExpiry(id.ExpiresAt)
 	if first != nil {
 		c.handleSubscribe(first)
