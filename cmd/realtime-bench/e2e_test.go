@@ -55,9 +55,12 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "K", Subjects: []string{"k.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
+	// One JetStream request can go unanswered while the cluster settles (a leader
+	// election): every request here is bounded and sent again.
+	retry(t, "create the R3 stream", func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "K", Subjects: []string{"k.>"}, Replicas: 3})
+		return err
+	})
 	publish := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			for {
@@ -82,16 +85,32 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if err := cl.waitJetStream(ctx, testutil.Patience); err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, "K")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var info *jetstream.StreamInfo
+	retry(t, "stream info after the restart", func(ctx context.Context) error {
+		s, err := js.Stream(ctx, "K")
+		if err == nil {
+			info, err = s.Info(ctx)
+		}
+		return err
+	})
 	if info.State.Msgs != 100 {
 		t.Fatalf("stream holds %d messages, want 100", info.State.Msgs)
+	}
+}
+
+// retry calls fn, each call bounded to 5 s, until it succeeds; after testutil.Patience
+// it fails the test with fn's last error.
+func retry(t *testing.T, what string, fn func(ctx context.Context) error) {
+	t.Helper()
+	var last error
+	err := testutil.Eventually(context.Background(), testutil.Patience, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		last = fn(ctx)
+		return last == nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", what, last)
 	}
 }
 
