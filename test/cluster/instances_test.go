@@ -24,7 +24,10 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
 	ctx := testutil.ContextWithin(t, testBound)
 	cl := startCluster(t, 3)
-	const ttl = 2 * time.Second
+	// The live instances refresh their health records every ttl/3: a ttl a loaded
+	// machine cannot outrun (with 2 s, a publisher stalled for two refreshes would let a
+	// live record expire).
+	const ttl = 5 * time.Second
 	var ins []*instance
 	for i := range 3 {
 		ins = append(ins, cl.startInstance(t, fmt.Sprintf("inst-%d", i), i, instanceOpts{
