@@ -64,8 +64,7 @@ func TestRecoveryMemoryAndBus(t *testing.T) {
 // resume are delivered exactly once each.
 func TestRecoveryRacesLive(t *testing.T) {
 	env := newEnv(t, Config{WindowEvents: 50}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard against a hung test, not a speed budget
 	env.publishN("race", 0, 100)
 	info, _ := env.bus.Info(ctx)
 	cur := protocol.Cursor{Seq: 0, Epoch: info.Epoch}
@@ -164,8 +163,7 @@ func TestNotRecovered(t *testing.T) {
 func TestSlowConsumerResumes(t *testing.T) {
 	const maxBytes = 256 << 10
 	env := newEnv(t, Config{QueueMaxEvents: 1000, QueueMaxBytes: maxBytes, WriteTimeout: 30 * time.Second}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard against a hung test, not a speed budget
 	slow := env.dial(ctx, nil)
 	subscribe(t, ctx, slow, nil, "s")
 	fast := env.dial(ctx, nil)
