@@ -70,6 +70,25 @@ func TestReconnectStormBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The storm tests the replay cap, not replication: it starts once both followers
+	// hold the events. (A replay consumer placed on a lagging follower fails "replica
+	// behind" and its client retries; right after the publish, on a loaded machine.)
+	settle := time.Now()
+	testutil.WaitFor(t, "both stream followers current", func() bool {
+		ictx, cancel := context.WithTimeout(ctx, attempt)
+		defer cancel()
+		si, err := st.Info(ictx)
+		if err != nil || si.Cluster == nil || len(si.Cluster.Replicas) != 2 {
+			return false
+		}
+		for _, r := range si.Cluster.Replicas {
+			if !r.Current || r.Offline || r.Lag > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("followers current %v after the publish", time.Since(settle).Round(time.Millisecond))
 	var maxConsumers, maxSlots, samples atomic.Int64
 	var maxHeap atomic.Uint64
 	var baseHeap uint64
