@@ -15,8 +15,8 @@ import (
 	"encore.app/realtime/stream"
 )
 
-// A reconnect storm: 500 clients resume at once from an old cursor on two instances
-// whose windows hold almost nothing, so every resume needs JetStream. Each instance
+// A reconnect storm: 500 clients (200 under -race) resume at once from an old cursor
+// on two instances whose windows hold almost nothing, so every resume needs JetStream. Each instance
 // runs at most MaxBusReplays replays at once, so the stream never has more than
 // instances x (MaxBusReplays + 1 live consumer) consumers; the excess clients are told
 // 4103 with a jittered retry hint, come back, and every one ends with exactly the
@@ -29,8 +29,14 @@ import (
 func TestReconnectStormBounded(t *testing.T) {
 	// Not parallel: it runs first and alone (parallel tests wait for the serial ones),
 	// so that the other clusters do not take its CPU.
+	// 500 clients without -race (the figures of docs/operations.md); under -race, where
+	// each JetStream replay of the in-process cluster costs several times more, 200: still
+	// 25 times the 8 replay slots, and a storm a loaded machine finishes within the bound.
+	clients := 500
+	if testutil.RaceEnabled {
+		clients = 200
+	}
 	const (
-		clients       = 500
 		maxReplays    = 4
 		channels      = 10
 		perChannel    = 100
@@ -170,9 +176,9 @@ func TestReconnectStormBounded(t *testing.T) {
 		holds[i].open()
 	}
 	// Each bus replay costs a consumer create and delete through the JetStream meta
-	// leader; on a loaded 2-core machine under -race that is up to ~1 s each, hence
+	// leader; on a loaded 2-core machine under -race that is up to ~10 s each, hence
 	// the generous bound (quiet machine: 500 clients in 3.3 s without -race).
-	waitComplete(t, 4*testutil.Patience, p, rs)
+	waitComplete(t, 8*testutil.Patience, p, rs)
 	stopProgress()
 	took := time.Since(t0)
 	stopSampling()
@@ -196,7 +202,7 @@ func TestReconnectStormBounded(t *testing.T) {
 		clients, perChannel, took.Round(time.Millisecond), bus, overloaded, reconnects)
 	t.Logf("peak: %d stream consumers (bound %d), %d replay slots in use (bound %d), heap in use %d MiB (before %d MiB, includes the in-process clients); %d samples",
 		maxConsumers.Load(), consumerBound, maxSlots.Load(), numInstances*maxReplays, maxHeap.Load()>>20, baseHeap>>20, samples.Load())
-	if bus < clients {
+	if bus < uint64(clients) {
 		t.Errorf("%d bus recoveries for %d clients", bus, clients)
 	}
 	if overloaded == 0 {
