@@ -3,7 +3,7 @@
 # separate stages, after its set-up has run `npm ci`):
 #
 #   client/ci.sh typecheck   # tsc on the sources and the tests
-#   client/ci.sh generated   # the committed demo bundle (web/demo/demo.js) is current
+#   client/ci.sh generated   # the committed demo bundle and close codes are current
 #   client/ci.sh unit        # build, the published entry points load as plain ESM, unit tests
 #   client/ci.sh browser     # browser tests: Debian's chromium (playwright-core) against realtimed
 #   client/ci.sh             # npm ci, then all of the above
@@ -17,10 +17,10 @@ step() {
   case "$1" in
   typecheck) npm run --silent typecheck ;;
   generated)
-    npm run --silent build:demo
-    if [ -n "$(git status --porcelain -- ../web/demo)" ]; then
-      git --no-pager diff --stat -- ../web/demo
-      echo "web/demo differs from the commit: run (cd client && npm run build:demo) and commit it" >&2
+    # The demo bundle (web/demo/demo.js) and the close codes (src/codes.gen.ts).
+    if ! npm run --silent check:generated >/dev/null; then
+      git --no-pager diff --stat -- ../web/demo src/codes.gen.ts
+      echo "web/demo or src/codes.gen.ts differs from the commit: run (cd client && npm run check:generated) and commit them" >&2
       return 1
     fi
     ;;

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 // The fault run's NATS cluster: three child processes form a JetStream cluster; one is
@@ -40,6 +40,7 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nats-server processes")
 	}
+	testutil.SkipReexec(t)                          // the nodes are this test binary re-executed
 	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard, not a speed budget
 	cl, err := startNATSCluster(ctx, 3)
 	if err != nil {
@@ -104,8 +105,7 @@ func retry(t *testing.T, what string, fn func(ctx context.Context) error) {
 	t.Helper()
 	var last error
 	err := testutil.Eventually(context.Background(), testutil.Patience, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
+		ctx := testutil.Context(t)
 		last = fn(ctx)
 		return last == nil
 	})

@@ -9,6 +9,8 @@
 //     fails (or under -v); Discard drops them.
 //   - FreePort and FreeAddr reserve a port on 127.0.0.1 for code that must know its
 //     address before it listens.
+//   - LeakOptions, SkipReexec and Encore allow for the differences of `encore test`'s
+//     runtime (encore.go).
 //
 // Test code only.
 package testutil

@@ -6,32 +6,30 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// stallingKV is a health bucket whose puts succeed until stall is set, then block until
+// stallingKV is health records whose puts succeed until stall is set, then block until
 // their context ends (a put in flight when the publisher stops).
 type stallingKV struct {
-	jetstream.KeyValue // methods other than Put and Delete are not used
-	mu                 sync.Mutex
-	stall              bool
-	puts, deletes      int
+	Records       // methods other than Put and Delete are not used
+	mu            sync.Mutex
+	stall         bool
+	puts, deletes int
 }
 
-func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+func (kv *stallingKV) Put(ctx context.Context, key string, value []byte) error {
 	kv.mu.Lock()
 	stall := kv.stall
 	kv.puts++
 	kv.mu.Unlock()
 	if stall {
 		<-ctx.Done()
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
-	return 1, nil
+	return nil
 }
 
-func (kv *stallingKV) Delete(ctx context.Context, key string, _ ...jetstream.KVDeleteOpt) error {
+func (kv *stallingKV) Delete(ctx context.Context, key string) error {
 	kv.mu.Lock()
 	kv.deletes++
 	kv.mu.Unlock()

@@ -19,7 +19,7 @@ import (
 	"encore.app/realtime/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
 
 // server is an engine with the Authenticator's hooks on a real embedded JetStream
 // behind a real loopback HTTP server.

@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 )
 
@@ -76,8 +77,7 @@ func TestReplayContinuesPastAReplicaBehind(t *testing.T) {
 		}
 
 		// Behind until the context ends: its error is the replica's.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
+		ctx := testutil.Context(t)
 		n := 0
 		err = replayContinuing(ctx, 0, func(uint64) (uint64, error) { n++; return 0, behind })
 		if !errors.Is(err, errReplicaBehind) || !errors.Is(err, ErrUnavailable) || n < 5 {

@@ -57,9 +57,9 @@ type ConnCapConfig struct {
 // Safe for concurrent use. Close stops the heartbeat (entries then expire after TTL).
 type ConnCap struct {
 	// immutable
-	cfg ConnCapConfig
-	kv  jetstream.KeyValue
-	log *slog.Logger
+	cfg   ConnCapConfig
+	store capStore
+	log   *slog.Logger
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -73,8 +73,9 @@ type ConnCap struct {
 }
 
 type heldKey struct {
-	first uint64 // revision of the creation (the connection's place in line)
-	last  uint64 // revision of the last write, for compare-and-set refreshes
+	first     uint64 // revision of the creation (the connection's place in line)
+	last      uint64 // revision of the last write, for compare-and-set refreshes
+	releasing bool   // release is deleting it: the heartbeat must not write it back
 }
 
 // capEntry is the stored value.
@@ -86,6 +87,21 @@ type capEntry struct {
 
 // NewConnCap creates (or updates) the bucket and starts the heartbeat.
 func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) (*ConnCap, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Bucket, Description: "realtime: open stream connections per user",
+		History: 1, TTL: cfg.TTL, Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("limits: conn cap bucket %s: %w", cfg.Bucket, err)
+	}
+	return startConnCap(cfg, &kvCap{kv: kv}), nil
+}
+
+// normalize fills in the defaults.
+func (cfg *ConnCapConfig) normalize() error {
 	if cfg.Max <= 0 {
 		cfg.Max = 10
 	}
@@ -99,7 +115,7 @@ func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) 
 		cfg.Heartbeat = cfg.TTL / 3
 	}
 	if cfg.Heartbeat >= cfg.TTL {
-		return nil, errors.New("limits: conn cap: Heartbeat must be below TTL")
+		return errors.New("limits: conn cap: Heartbeat must be below TTL")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
@@ -107,18 +123,30 @@ func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Bucket, Description: "realtime: open stream connections per user",
-		History: 1, TTL: cfg.TTL, Storage: jetstream.MemoryStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("limits: conn cap bucket %s: %w", cfg.Bucket, err)
-	}
-	c := &ConnCap{cfg: cfg, kv: kv, log: cfg.Logger.With("component", "conncap"), held: map[string]*heldKey{}}
+	return nil
+}
+
+func startConnCap(cfg ConnCapConfig, store capStore) *ConnCap {
+	c := &ConnCap{cfg: cfg, store: store, log: cfg.Logger.With("component", "conncap"), held: map[string]*heldKey{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(1)
 	go c.heartbeat()
-	return c, nil
+	return c
+}
+
+// capStore is where the connections are registered: a NATS key-value bucket (kvCap)
+// or a Postgres table (pgCap).
+type capStore interface {
+	// admit registers key (of the user whose keys start with prefix) unless the user
+	// holds max connections already; before is the count of the user's earlier ones.
+	// On an error nothing stays registered.
+	admit(ctx context.Context, prefix, key string, val capEntry, max int) (before int, h heldKey, ok bool, err error)
+	// remove unregisters key.
+	remove(ctx context.Context, key string) error
+	// refresh re-registers held keys before they expire (creating the expired ones
+	// again); held reports whether a key is still held (not released meanwhile). It
+	// returns the new state of the keys it wrote.
+	refresh(ctx context.Context, keys map[string]heldKey, held func(string) bool, instance string) map[string]heldKey
 }
 
 // Max is the configured cap.
@@ -145,43 +173,17 @@ func (c *ConnCap) Acquire(ctx context.Context, user string) (release func(), cou
 	key := prefix + "." + randomHex(8)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	val, _ := json.Marshal(capEntry{Instance: c.cfg.Instance, Since: time.Now().UnixMilli()})
-	rev, err := c.kv.Create(ctx, key, val)
+	val := capEntry{Instance: c.cfg.Instance, Since: time.Now().UnixMilli()}
+	before, h, ok, err := c.store.admit(ctx, prefix, key, val, c.cfg.Max)
 	if err != nil {
-		return c.failOpen(key, "create", err), 0, nil
+		return c.failOpen(key, "admit", err), 0, nil
 	}
-	w, err := c.kv.Watch(ctx, prefix+".*", jetstream.IgnoreDeletes())
-	if err != nil {
-		c.deleteKey(key)
-		return c.failOpen(key, "list", err), 0, nil
-	}
-	before, total := 0, 0
-	listed := false
-	for !listed {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok || e == nil {
-				listed = true
-				break
-			}
-			total++
-			if e.Key() != key && firstRevision(e) < rev {
-				before++
-			}
-		case <-ctx.Done():
-			_ = w.Stop()
-			c.deleteKey(key)
-			return c.failOpen(key, "list", ctx.Err()), 0, nil
-		}
-	}
-	_ = w.Stop()
-	if before >= c.cfg.Max {
-		c.deleteKey(key)
+	if !ok {
 		c.refused.Add(1)
 		return nil, before, ErrCapReached
 	}
 	c.mu.Lock()
-	c.held[key] = &heldKey{first: rev, last: rev}
+	c.held[key] = &h
 	c.mu.Unlock()
 	return c.releaseFunc(key), before + 1, nil
 }
@@ -199,10 +201,17 @@ func (c *ConnCap) releaseFunc(key string) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			// Marked first, forgotten last: Held counts the key until it is gone
+			// from the store, and a heartbeat that wrote it back meanwhile deletes it.
+			c.mu.Lock()
+			if hk, ok := c.held[key]; ok {
+				hk.releasing = true
+			}
+			c.mu.Unlock()
+			c.deleteKey(key)
 			c.mu.Lock()
 			delete(c.held, key)
 			c.mu.Unlock()
-			c.deleteKey(key)
 		})
 	}
 }
@@ -210,14 +219,14 @@ func (c *ConnCap) releaseFunc(key string) func() {
 func (c *ConnCap) deleteKey(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	defer cancel()
-	if err := c.kv.Delete(ctx, key); err != nil {
+	if err := c.store.remove(ctx, key); err != nil {
 		c.log.Debug("conn cap: delete", "key", key, "err", err) // expires after TTL anyway
 	}
 }
 
-// heartbeat refreshes this instance's keys with compare-and-set, so a key released
-// meanwhile is never written back; a key that expired (NATS was down longer than TTL)
-// is created again, keeping its place in line.
+// heartbeat refreshes this instance's keys every Heartbeat (the store writes them
+// again, creating the ones that expired while the store was unreachable); a key
+// released while it was written is deleted again.
 func (c *ConnCap) heartbeat() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.Heartbeat)
@@ -231,52 +240,119 @@ func (c *ConnCap) heartbeat() {
 		c.mu.Lock()
 		keys := make(map[string]heldKey, len(c.held))
 		for k, h := range c.held {
-			keys[k] = *h
+			if !h.releasing {
+				keys[k] = *h
+			}
 		}
 		c.mu.Unlock()
-		for key, h := range keys {
-			if c.ctx.Err() != nil {
-				return
+		if len(keys) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout+time.Duration(len(keys))*time.Millisecond)
+		written := c.store.refresh(ctx, keys, c.isHeld, c.cfg.Instance)
+		cancel()
+		for key, h := range written {
+			c.mu.Lock()
+			hk, ok := c.held[key]
+			live := ok && !hk.releasing
+			if live {
+				hk.first, hk.last = h.first, h.last
 			}
-			c.refresh(key, h)
+			c.mu.Unlock()
+			if !live {
+				c.deleteKey(key) // released while we wrote it
+			}
 		}
 	}
 }
 
-func (c *ConnCap) refresh(key string, h heldKey) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
-	defer cancel()
-	val, _ := json.Marshal(capEntry{Instance: c.cfg.Instance, First: h.first})
-	var rev uint64
-	var err error
-	if h.last > 0 {
-		rev, err = c.kv.Update(ctx, key, val, h.last)
-	}
-	if h.last == 0 || errors.Is(err, jetstream.ErrKeyNotFound) || isWrongRevision(err) {
-		c.mu.Lock()
-		_, still := c.held[key]
-		c.mu.Unlock()
-		if !still {
-			return // released meanwhile
-		}
-		rev, err = c.kv.Create(ctx, key, val)
-	}
-	if err != nil {
-		c.log.Debug("conn cap: refresh", "key", key, "err", err)
-		return
-	}
+func (c *ConnCap) isHeld(key string) bool {
 	c.mu.Lock()
-	if hk, ok := c.held[key]; ok {
-		hk.last = rev
-		if hk.first == 0 {
-			hk.first = rev
-		}
-	} else {
-		c.mu.Unlock()
-		c.deleteKey(key) // released while we wrote it
-		return
+	defer c.mu.Unlock()
+	hk, ok := c.held[key]
+	return ok && !hk.releasing
+}
+
+// kvCap registers connections as keys of a NATS key-value bucket whose entries
+// expire after TTL. Admission orders by the bucket's revision, which every instance
+// sees the same: a connection is admitted when fewer than max of the user's keys were
+// created before its own.
+type kvCap struct{ kv jetstream.KeyValue }
+
+func (k *kvCap) admit(ctx context.Context, prefix, key string, val capEntry, max int) (int, heldKey, bool, error) {
+	b, _ := json.Marshal(val)
+	rev, err := k.kv.Create(ctx, key, b)
+	if err != nil {
+		return 0, heldKey{}, false, err
 	}
-	c.mu.Unlock()
+	w, err := k.kv.Watch(ctx, prefix+".*", jetstream.IgnoreDeletes())
+	if err != nil {
+		k.removeNow(key)
+		return 0, heldKey{}, false, err
+	}
+	defer func() { _ = w.Stop() }()
+	before := 0
+	for listed := false; !listed; {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok || e == nil {
+				listed = true
+				break
+			}
+			if e.Key() != key && firstRevision(e) < rev {
+				before++
+			}
+		case <-ctx.Done():
+			k.removeNow(key)
+			return 0, heldKey{}, false, ctx.Err()
+		}
+	}
+	if before >= max {
+		k.removeNow(key)
+		return before, heldKey{}, false, nil
+	}
+	return before, heldKey{first: rev, last: rev}, true, nil
+}
+
+func (k *kvCap) removeNow(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = k.kv.Delete(ctx, key)
+}
+
+func (k *kvCap) remove(ctx context.Context, key string) error { return k.kv.Delete(ctx, key) }
+
+// refresh writes each key with compare-and-set, so a key released meanwhile is never
+// written back; a key that expired (NATS was down longer than TTL) is created again,
+// keeping its place in line.
+func (k *kvCap) refresh(ctx context.Context, keys map[string]heldKey, held func(string) bool, instance string) map[string]heldKey {
+	out := make(map[string]heldKey, len(keys))
+	for key, h := range keys {
+		if ctx.Err() != nil {
+			break
+		}
+		val, _ := json.Marshal(capEntry{Instance: instance, First: h.first})
+		var rev uint64
+		var err error
+		if h.last > 0 {
+			rev, err = k.kv.Update(ctx, key, val, h.last)
+		}
+		if h.last == 0 || errors.Is(err, jetstream.ErrKeyNotFound) || isWrongRevision(err) {
+			if !held(key) {
+				continue // released meanwhile
+			}
+			rev, err = k.kv.Create(ctx, key, val)
+		}
+		if err != nil {
+			continue // retried at the next heartbeat; the entry may expire meanwhile
+		}
+		if h.first == 0 {
+			h.first = rev
+		}
+		h.last = rev
+		out[key] = h
+	}
+	return out
 }
 
 func isWrongRevision(err error) bool {

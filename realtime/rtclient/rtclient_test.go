@@ -19,7 +19,7 @@ import (
 	"encore.app/realtime/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
 
 func TestBackoffBoundsAndCap(t *testing.T) {
 	min, max := 100*time.Millisecond, 5*time.Minute

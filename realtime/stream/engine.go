@@ -50,6 +50,12 @@ type Engine struct {
 
 	bg sync.WaitGroup // sweeper and bus subscription owner
 
+	lastPing time.Time // owned by the sweeper (sweep): when it last pinged every connection
+	// fanned: every dispatched event with seq <= fanned is in the queue of every
+	// connection that was subscribed to its channel. Written by dispatch after the
+	// fan-out and by resets of the position, under resub.mu (read by liveHead).
+	fanned atomic.Uint64
+
 	resub        resubscriber  // live subscription generation (epoch.go)
 	epochChanges atomic.Uint64 // stream recreations noticed (epoch.go)
 	replayLoad   replayLoad    // demand for bus replay slots (scale.go)
@@ -99,10 +105,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.epoch.Store(&info.Epoch)
 	e.pool.reset(info.LastSeq)
+	e.fanned.Store(info.LastSeq)
 	if err := e.subscribeBus(info.LastSeq); err != nil {
 		return fmt.Errorf("stream: subscribe: %w", err)
 	}
-	e.every(e.cfg.HeartbeatInterval, e.sweep)
+	e.lastPing = e.cfg.now() // the first ping goes out one interval after the start
+	e.every(e.cfg.sweepPeriod(), e.sweep)
 	e.every(e.cfg.EpochCheckInterval, func(time.Time) { e.checkEpoch() })
 	e.every(governPeriod, func(time.Time) { e.batch.tick(governPeriod) })
 	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
@@ -141,6 +149,7 @@ func (e *Engine) dispatch(ev *protocol.Event) {
 	for _, c := range subs {
 		c.enqueue(item{ev: oe})
 	}
+	e.fanned.Store(oe.seq)       // after the fan-out: a ping that carries it follows oe (liveHead)
 	e.lp.wakeChannel(oe.channel) // after the window holds oe (poll_waiters.go)
 }
 
@@ -162,18 +171,42 @@ func (e *Engine) every(d time.Duration, fn func(now time.Time)) {
 	}()
 }
 
-// sweep pings every connection (each heartbeat interval) and closes those silent for
-// longer than the heartbeat timeout.
+// sweep runs every Config.sweepPeriod (a fifth of the heartbeat interval) on the
+// sweeper goroutine: it closes the connections from which nothing was read for
+// HeartbeatTimeout (so a silent one goes at most one period after the timeout), and
+// pings every connection once per heartbeat interval.
 func (e *Engine) sweep(now time.Time) {
-	ping := protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()})
+	var ping []byte
+	if now.Sub(e.lastPing) >= e.cfg.HeartbeatInterval-e.cfg.sweepPeriod()/2 {
+		e.lastPing = now
+		// The head is read before any ping is queued, so each ping is queued after every
+		// event up to it (liveHead): a client may take it as its cursor.
+		seq, epoch := e.liveHead()
+		ping = protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli(), Seq: seq, Epoch: epoch})
+	}
 	deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
 	for _, c := range e.snapshotClients() {
 		if c.lastRead.Load() < deadline {
 			c.requestClose(protocol.CloseHeartbeat, "heartbeat timeout", 0, DiscHeartbeat, false)
 			continue
 		}
-		c.enqueueCtrl(ping)
+		if ping != nil && c.welcomed.Load() {
+			c.enqueueCtrl(ping)
+		}
 	}
+}
+
+// liveHead returns the position a server ping carries: the highest sequence up to
+// which every dispatched event is already in its subscribers' queues, and its epoch.
+// A frame queued to a connection after this call follows every event of its channels
+// with seq <= the returned one (queues are FIFO and dispatch queues an event before it
+// advances fanned), so a client that received that frame, and the answers to its
+// subscribes, has everything up to it. resub.mu keeps the pair consistent across a
+// stream recreation (checkEpoch resets both under it; dispatch runs under its read lock).
+func (e *Engine) liveHead() (seq uint64, epoch string) {
+	e.resub.mu.RLock()
+	defer e.resub.mu.RUnlock()
+	return e.fanned.Load(), e.Epoch()
 }
 
 func (e *Engine) snapshotClients() []*Client {
@@ -201,18 +234,12 @@ func (c *Client) Kick(frame []byte, code protocol.CloseCode, text string, retryM
 	c.requestClose(code, text, retryMs, DiscKicked, true)
 }
 
-// register makes c one of the engine's clients, with welcome queued as its first frame,
-// or reports false when the engine is draining. The welcome is queued before c becomes
-// visible to snapshotClients (the heartbeat sweep, policy hooks), so that nothing (a
-// ping, a transport frame) is ever queued ahead of it. e.mu is never taken while a
-// client's or the flusher's lock is held, so queueing under it cannot deadlock.
-func (e *Engine) register(c *Client, welcome []byte) bool {
+func (e *Engine) register(c *Client) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.draining.Load() || e.ctx.Err() != nil {
 		return false
 	}
-	c.enqueueCtrl(welcome)
 	e.clients[c] = struct{}{}
 	e.conns.Add(1)
 	e.metrics.active.Add(1)
@@ -287,6 +314,7 @@ func (e *Engine) Handler() http.Handler {
 func (e *Engine) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v2/realtime/stream", e.ServeStream)
 	mux.HandleFunc("GET /v2/realtime/poll", e.ServePoll)
+	mux.HandleFunc("OPTIONS /v2/realtime/poll", e.ServePollPreflight)
 	mux.HandleFunc("POST /v2/realtime/publish", e.ServePublish)
 	mux.HandleFunc("GET /v2/realtime/metrics", e.ServeMetrics)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"context"
 	"runtime"
 	"sync"
 	"testing"
@@ -19,8 +18,7 @@ func TestConnectCyclesLeaveNothing(t *testing.T) {
 		t.Skip("long cycle test")
 	}
 	env := newEnv(t, Config{}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 240*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 240*time.Second)
 	warm := func(n int) {
 		var wg sync.WaitGroup
 		per := n / 8
@@ -67,13 +65,15 @@ func TestConnectCyclesLeaveNothing(t *testing.T) {
 	var h uint64
 	_ = testutil.Eventually(ctx, testutil.Patience, func() bool { // goroutines and heap settle
 		g, h = settle()
-		return g <= baseG+5 && h <= baseH+4<<20
+		return g <= baseG+5 && (h <= baseH+4<<20 || testutil.Encore) // encore test records every round trip: no heap bound there
 	})
 	t.Logf("goroutines %d -> %d, heap %d KB -> %d KB, connections total %d", baseG, g, baseH>>10, h>>10, s.ConnectionsTotal)
 	if g > baseG+5 {
 		t.Errorf("goroutines grew from %d to %d", baseG, g)
 	}
-	if h > baseH+4<<20 {
+	// Under encore test the runtime keeps a trace of every round trip of the test: the
+	// heap grows with the test, not with the engine.
+	if h > baseH+4<<20 && !testutil.Encore {
 		t.Errorf("heap grew from %d KB to %d KB", baseH>>10, h>>10)
 	}
 }

@@ -28,8 +28,7 @@ func TestRecoveryMemoryAndBus(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t, Config{WindowEvents: tc.window}, bus.Config{})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
+			ctx := testutil.Context(t)
 			c := env.dial(ctx, nil)
 			subscribe(t, ctx, c, nil, "r")
 			env.publishN("r", 0, 20)
@@ -109,8 +108,7 @@ func TestRecoveryRacesLive(t *testing.T) {
 // is live from now.
 func TestNotRecovered(t *testing.T) {
 	env := newEnv(t, Config{WindowEvents: 5}, bus.Config{MaxBytes: 8 << 10})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	info, _ := env.bus.Info(ctx)
 	// Fill past retention: ~2 KB per stored event, 8 KiB kept. Under load the engine may
 	// read only the survivors; the gap must not be mistaken for a memory hit.
@@ -252,8 +250,7 @@ func TestReplaySlotsBounded(t *testing.T) {
 	rg := &replayGate{open: make(chan struct{})}
 	env := newEnvWrapped(t, Config{WindowEvents: 1, MaxBusReplays: 1, ReplayWait: time.Millisecond, ReplayTimeout: testutil.Patience}, bus.Config{},
 		func(b bus.Bus) bus.Bus { rg.Bus = b; return rg })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	env.publishN("q", 0, 2000)
 	info, _ := env.bus.Info(ctx)
 	cur := protocol.Cursor{Seq: 0, Epoch: info.Epoch}
@@ -360,8 +357,7 @@ func (h *heldBus) Subscribe(ctx context.Context, after uint64, fn bus.Handler) e
 func TestCursorAheadOfInstance(t *testing.T) {
 	hb := &heldBus{}
 	env := newEnvWrapped(t, Config{}, bus.Config{}, func(b bus.Bus) bus.Bus { hb.Bus = b; return hb })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	watcher := env.dial(ctx, nil)
 	subscribe(t, ctx, watcher, nil, "a")
 	env.publishN("a", 0, 2)

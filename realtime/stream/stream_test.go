@@ -3,6 +3,8 @@ package stream
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -114,8 +116,7 @@ func TestFanoutThousandClients(t *testing.T) {
 // at most BatchMaxEvents, and the rest waits for the window.
 func TestBatchingIdleFirstThenCoalesce(t *testing.T) {
 	env := newEnv(t, Config{BatchWindow: time.Hour, BatchMaxEvents: 100}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	subscribe(t, ctx, c, nil, "b")
 
@@ -142,8 +143,7 @@ func TestBatchingIdleFirstThenCoalesce(t *testing.T) {
 // With the default window a burst goes out in a few frames of at most 100 events.
 func TestBatchingDefaultWindow(t *testing.T) {
 	env := newEnv(t, Config{}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	subscribe(t, ctx, c, nil, "b")
 	env.publishN("b", 0, 450)
@@ -171,8 +171,7 @@ func frameSizes(fs []*rtclient.Frame) []int {
 // never stall the server.
 func TestBadClientFrames(t *testing.T) {
 	env := newEnv(t, Config{MaxFrameBytes: 1024, MaxSubscriptions: 3}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 
 	cases := []struct {
@@ -237,11 +236,66 @@ func TestBadClientFrames(t *testing.T) {
 	})
 }
 
+// welcome.flags is every flag of the user, false ones included, and is omitted when
+// there are none (docs/protocol.md "Frames from the server").
+func TestWelcomeFlagsOmittedWhenNone(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hook  func(string) map[string]bool
+		flags map[string]bool
+	}{
+		{"no hook", nil, nil},
+		{"no flag", func(string) map[string]bool { return map[string]bool{} }, nil},
+		{"flags", func(string) map[string]bool { return map[string]bool{"on": true, "off": false} }, map[string]bool{"on": true, "off": false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, Config{WelcomeFlags: tc.hook}, bus.Config{})
+			ctx := testutil.Context(t)
+			w := env.dial(ctx, nil).Welcome
+			if (w.Flags == nil) != (tc.flags == nil) || fmt.Sprint(w.Flags) != fmt.Sprint(tc.flags) {
+				t.Fatalf("welcome flags %#v, want %#v", w.Flags, tc.flags)
+			}
+			if w.Epoch == "" || w.HeartbeatMs == 0 || w.Limits.MaxFrameBytes == 0 || w.Session == "" {
+				t.Fatalf("welcome %+v: a field that is always present is missing", w)
+			}
+		})
+	}
+}
+
+// A text frame that is not UTF-8 fails the connection with 1007 (RFC 6455 section 8.1),
+// counted as a protocol error; valid UTF-8 beyond ASCII is a frame like any other.
+func TestInvalidUTF8Closes1007(t *testing.T) {
+	env := newEnv(t, Config{}, bus.Config{})
+	ctx := testutil.Context(t)
+	c := env.dial(ctx, nil)
+	if err := c.SendRaw(ctx, []byte(`{"type":"ping","ts":7,"note":"héllo ✓"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := c.ReadFrame(ctx); err != nil || f.Type != protocol.TypePong || f.TS != 7 {
+		t.Fatalf("pong to a UTF-8 ping: %+v %v", f, err)
+	}
+	if err := c.SendRaw(ctx, []byte("{\"type\":\"ping\",\"ts\":8,\"note\":\"\xff\xfe\"}")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SendRaw(ctx, []byte(`{"type":"ping","ts":9}`)) // not answered: the connection has failed
+	frames, err := readUntilClose(ctx, c)
+	if code := rtclient.CloseCode(err); code != protocol.CloseBadData {
+		t.Fatalf("close %d (%v), want 1007", code, err)
+	}
+	if frames != 0 {
+		t.Errorf("%d frames before the close, want none", frames)
+	}
+	testutil.WaitFor(t, "protocol_error disconnect", func() bool {
+		return env.eng.Snapshot().Disconnects["protocol_error"] == 1
+	})
+	c2 := env.dial(ctx, nil) // the server goes on
+	subscribe(t, ctx, c2, nil, "after")
+}
+
 // Too many bad frames close the connection with 4400 (do not reconnect).
 func TestTooManyBadFrames(t *testing.T) {
 	env := newEnv(t, Config{MaxBadFrames: 5}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	for range 5 {
 		_ = c.SendRaw(ctx, []byte(`nope`))
@@ -264,11 +318,11 @@ func readUntilClose(ctx context.Context, c *rtclient.Conn) (frames int, err erro
 
 // A client that sends nothing is closed 4001 after the heartbeat timeout; one that
 // answers pings stays. The timeout is long next to the ping interval so that a loaded
-// machine cannot delay the answering client's pongs past it.
+// machine cannot delay the answering client's pongs past it; the exact bound is
+// TestHeartbeatTimeoutIsTwoIntervals, on an injected clock.
 func TestHeartbeat(t *testing.T) {
 	env := newEnv(t, Config{HeartbeatInterval: 50 * time.Millisecond, HeartbeatTimeout: 2 * time.Second}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	silent := env.dial(ctx, nil)
 	alive := env.dial(ctx, nil)
 
@@ -308,8 +362,7 @@ func TestHeartbeat(t *testing.T) {
 // Shutdown flushes queued events, then closes with 4101 and a retry hint in range.
 func TestShutdownDrains(t *testing.T) {
 	env := newEnv(t, Config{RetryMin: 200 * time.Millisecond, RetryMax: 900 * time.Millisecond, BatchWindow: time.Hour}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	subscribe(t, ctx, c, nil, "d")
 	env.publishN("d", 0, 1)
@@ -359,8 +412,7 @@ func asHTTPError(err error, he **rtclient.HTTPError) bool {
 // permessage-deflate is negotiated and large frames cross the wire smaller.
 func TestCompression(t *testing.T) {
 	env := newEnv(t, Config{}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, &rtclient.DialOptions{Compression: true})
 	subscribe(t, ctx, c, nil, "z")
 	payload := `{"text":"` + strings.Repeat("realtime streaming for encore ", 40) + `"}`
@@ -423,6 +475,48 @@ func TestPublishEndpoint(t *testing.T) {
 	if s.EventsPublished != 2 || s.EventsDuplicate != 1 {
 		t.Errorf("published %d duplicate %d, want 2 and 1", s.EventsPublished, s.EventsDuplicate)
 	}
+	// Refused bodies are counted by reason ("too large" is refused before decoding).
+	if r := s.PublishRefusals; r["invalid"] != 8 || r["too_many"] != 1 || r["payload"] != 0 {
+		t.Errorf("publish refusals %v, want invalid 8, too_many 1, payload 0", r)
+	}
+}
+
+// Config.CheckEvent refuses events on both publish paths (HTTP and ValidateEvents, the
+// Encore topic's), with the batch, and each refusal is counted as "payload".
+func TestCheckEvent(t *testing.T) {
+	errShape := errors.New("not the declared shape")
+	check := func(ev *protocol.Event) error {
+		if ev.Channel == "typed" && string(ev.Data) != `{"ok":true}` {
+			return errShape
+		}
+		return nil
+	}
+	env := newEnv(t, Config{CheckEvent: check}, bus.Config{})
+	url := env.srv.URL + "/v2/realtime/publish"
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		contains   string
+	}{
+		{"typed ok", `{"channel":"typed","data":{"ok":true}}`, 200, `"seq":1`},
+		{"typed wrong", `{"channel":"typed","data":{"ok":1}}`, 400, "event 0: not the declared shape"},
+		{"batch with one wrong", `{"events":[{"channel":"other","data":1},{"channel":"typed"}]}`, 400, "event 1"},
+		{"untyped", `{"channel":"other","data":[1]}`, 200, `"seq":2`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := httpPost(t, url, "test-key", tc.body)
+			if resp.StatusCode != tc.status || !strings.Contains(body, tc.contains) {
+				t.Fatalf("got %d %s, want %d containing %q", resp.StatusCode, body, tc.status, tc.contains)
+			}
+		})
+	}
+	if err := env.eng.ValidateEvents([]*protocol.Event{{Channel: "typed", Data: json.RawMessage(`{}`)}}); !errors.Is(err, errShape) {
+		t.Errorf("ValidateEvents: %v, want the check's error", err)
+	}
+	s := env.eng.Snapshot()
+	if s.EventsPublished != 2 || s.PublishRefusals["payload"] != 3 || s.PublishRefusals["invalid"] != 0 {
+		t.Errorf("published %d, refusals %v: want 2 published, 3 payload refusals", s.EventsPublished, s.PublishRefusals)
+	}
 }
 
 // /v2/realtime/metrics and /metrics expose the counters.
@@ -463,8 +557,7 @@ func ioCopy(b *strings.Builder, resp *http.Response) (int64, error) {
 // A browser origin other than the host is refused unless allowed.
 func TestOriginCheck(t *testing.T) {
 	env := newEnv(t, Config{AcceptOrigins: []string{"app.example.com"}}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	h := http.Header{"Origin": []string{"https://evil.example.net"}}
 	_, err := rtclient.Dial(ctx, env.url, &rtclient.DialOptions{Header: h})
 	var he *rtclient.HTTPError
@@ -484,8 +577,7 @@ func TestOriginCheck(t *testing.T) {
 // the same socket, interleaved with the writer's raw frames).
 func TestFrameSizesWithPings(t *testing.T) {
 	env := newEnv(t, Config{BatchWindow: 30 * time.Millisecond}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	for _, compress := range []bool{false, true} {
 		t.Run(fmt.Sprintf("compression=%v", compress), func(t *testing.T) {
 			var evs []*protocol.Event
@@ -555,7 +647,9 @@ func TestFrameSizesWithPings(t *testing.T) {
 // before the blocked writes reach their timeout: the healthy client has every event
 // while no blocked write has timed out yet (no write_error).
 func TestBlockedWritersAreReplaced(t *testing.T) {
-	env := newEnv(t, Config{Writers: 1, WriteTimeout: 2 * testutil.Patience}, bus.Config{})
+	// The queue holds all 12 MB: a healthy reader slowed by a loaded machine must not be
+	// cut as a slow consumer (this test is about blocked writers, not the queue bound).
+	env := newEnv(t, Config{Writers: 1, WriteTimeout: 2 * testutil.Patience, QueueMaxBytes: 64 << 20}, bus.Config{})
 	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard against a hung test, not a speed budget
 	for range 3 {
 		stalled := env.dial(ctx, nil) // subscribes and never reads again
@@ -594,8 +688,7 @@ func TestBlockedWritersAreReplaced(t *testing.T) {
 // socket buffers are full) ends the connection as write_error, before the queue bound.
 func TestWriteTimeout(t *testing.T) {
 	env := newEnv(t, Config{WriteTimeout: 500 * time.Millisecond, QueueMaxBytes: 256 << 20, QueueMaxEvents: 100000}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	stalled := env.dial(ctx, nil) // never reads after subscribing
 	subscribe(t, ctx, stalled, nil, "wt")
 	pad := strings.Repeat("x", 60<<10)

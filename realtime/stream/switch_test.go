@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -19,8 +18,7 @@ import (
 func TestClientPollsWhileRefusedThenStreams(t *testing.T) {
 	env := newEnv(t, Config{Authenticate: tokenAuth, StreamingAllowed: func(string) bool { return false },
 		StreamReturnSpread: 50 * time.Millisecond}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	var mu sync.Mutex
 	seen := map[string]int{}
 	c := rtclient.Start(ctx, rtclient.Config{URL: env.url, Token: "u1", Channels: []string{"p"}, Logger: testutil.Logger(t),
@@ -55,8 +53,7 @@ func TestClientPollsWhileRefusedThenStreams(t *testing.T) {
 // share over 10,000 users and its stability are tested in flags/flag).
 func TestRolloutMovesExactlyTheUsersOutside(t *testing.T) {
 	env := newEnv(t, Config{Authenticate: tokenAuth}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	const users = 200
 	conns := make([]*rtclient.Conn, users)
 	for i := range users {
