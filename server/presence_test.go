@@ -9,8 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -21,8 +21,7 @@ import (
 // turns presence off.
 func TestPresenceAndHistoryAssembled(t *testing.T) {
 	leakCheck(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	first, hs1, ws1 := startSecured(t, append(slices.Clone(keyed), "-nats-listen", "127.0.0.1:0", "-presence-grace", "50ms",
 		"-ip-connect-rate", "0", "-connect-rate", "0")...)
 	natsURL := first.be.(*natsBackend).js.ClientURL()

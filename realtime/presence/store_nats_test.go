@@ -39,25 +39,13 @@ func natsStore(t *testing.T, srv *server.Server, ttl time.Duration) *NATSStore {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	st, err := NewNATSStore(ctx, nc, NATSConfig{TTL: ttl, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close(); nc.Close() })
 	return st
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute) // patience for a loaded machine, not a bound
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // Two trackers on one NATS through their own connections: joins and leaves reach the
@@ -76,7 +64,7 @@ func TestNATSStore(t *testing.T) {
 
 	b.Join("user:42:inbox", "42")
 	b.Join("user:42:inbox", "")
-	waitFor(t, "the join", func() bool {
+	testutil.WaitFor(t, "the join", func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return len(d.got) > 0
@@ -87,7 +75,7 @@ func TestNATSStore(t *testing.T) {
 	// A channel nobody follows: read from the bucket (with a's own members).
 	b.Join("public.x", "7")
 	a.Join("public.x", "8")
-	waitFor(t, "b's summary of public.x", func() bool {
+	testutil.WaitFor(t, "b's summary of public.x", func() bool {
 		return snapshot(t, a, "public.x", 10).Users == 2
 	})
 	s := snapshot(t, a, "public.x", 1)
@@ -96,11 +84,11 @@ func TestNATSStore(t *testing.T) {
 	}
 	// A removal is a delete whose body says whose: followers see it, loads skip it.
 	b.Leave("public.x", "7")
-	waitFor(t, "the leave of 7", func() bool { return snapshot(t, a, "public.x", 10).Users == 1 })
+	testutil.WaitFor(t, "the leave of 7", func() bool { return snapshot(t, a, "public.x", 10).Users == 1 })
 
 	// b dies without withdrawing anything: its members lapse, a purges its summaries.
 	b.Close()
-	waitFor(t, "b's members to lapse", func() bool {
+	testutil.WaitFor(t, "b's members to lapse", func() bool {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		return len(d.got) > 0
@@ -108,7 +96,7 @@ func TestNATSStore(t *testing.T) {
 	if got := d.take(); got != "-42" {
 		t.Fatalf("after b died: %q", got)
 	}
-	waitFor(t, "the purge", func() bool { return a.Stats().Purges == 1 })
+	testutil.WaitFor(t, "the purge", func() bool { return a.Stats().Purges == 1 })
 	sums, err := sa.Load(context.Background(), "user:42:inbox")
 	if err != nil || len(sums) != 0 {
 		t.Fatalf("stored after the purge: %v %+v", err, sums)
@@ -142,8 +130,7 @@ func TestNATSStoreSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+		ctx := testutil.Context(t)
 		st, err := NewNATSStore(ctx, nc, NATSConfig{TTL: 3 * time.Second, Logger: quiet()})
 		if err != nil {
 			t.Fatal(err)
@@ -164,12 +151,12 @@ func TestNATSStoreSurvivesRestart(t *testing.T) {
 		}
 	}
 	b.Join("room", "u1")
-	waitFor(t, "u1's join", got("+u1"))
+	testutil.WaitFor(t, "u1's join", got("+u1"))
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	srv = run()
 	b.Join("room", "u2")
-	waitFor(t, "u2's join after the restart", got("+u2"))
+	testutil.WaitFor(t, "u2's join after the restart", got("+u2"))
 	if s := snapshot(t, a, "room", 10); s.Users != 2 {
 		t.Fatalf("after the restart: %+v", s)
 	}

@@ -3,7 +3,6 @@ package presence
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -12,10 +11,11 @@ import (
 	"testing/synctest"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 )
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testutil.Discard() }
 
 func start(t *testing.T, st Store, name string, mod func(*Config)) *Tracker {
 	t.Helper()

@@ -1,7 +1,6 @@
 package rtclient_test
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/presence"
 	"encore.app/realtime/protocol"
@@ -20,8 +20,7 @@ import (
 // The Client's History and Presence ask the instance it streams from, with its token;
 // Config.Presence delivers joins and leaves to OnPresence.
 func TestClientHistoryAndPresence(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	b, err := bus.NewJetStream(ctx, bus.Config{DataDir: t.TempDir(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +87,7 @@ func TestClientHistoryAndPresence(t *testing.T) {
 	// bob joins: alice's client is told.
 	bob := rtclient.Start(ctx, rtclient.Config{URL: url, Token: "bob", Channels: []string{"c"}, Logger: quiet()})
 	defer bob.Close()
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(testutil.Patience)
 	for {
 		mu.Lock()
 		got := strings.Join(diffs, ",")

@@ -11,8 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -75,7 +75,7 @@ func publishMixed(env *testEnv, ch string, from, n int) []uint64 {
 
 func waitHead(t testing.TB, env *testEnv, seq uint64) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "engine head", func() bool { return env.eng.headSeq() >= seq })
+	testutil.WaitFor(t, "engine head", func() bool { return env.eng.headSeq() >= seq })
 }
 
 func lastN(s []uint64, n int) []uint64 { return s[max(0, len(s)-n):] }
@@ -84,8 +84,7 @@ func lastN(s []uint64, n int) []uint64 { return s[max(0, len(s)-n):] }
 // window, the bus or both, always in seq order within the limit; the cursor of an
 // answer that reaches the head continues the channel.
 func TestHistoryWindowAndBus(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	dir := t.TempDir()
 	// Events before the engine starts are only in the bus.
 	pre := newEnv(t, Config{}, bus.Config{DataDir: dir})
@@ -185,8 +184,7 @@ func TestHistoryByteBound(t *testing.T) {
 // Refusals: a channel the identity may not read, a bad name, another epoch, a bad
 // range; over the frame and over HTTP.
 func TestHistoryRefusals(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	env := newEnv(t, Config{Authorize: func(_ *Identity, ch string) error {
 		if strings.HasPrefix(ch, "secret") {
 			return errors.New("not yours")
@@ -225,7 +223,7 @@ func TestHistoryRefusals(t *testing.T) {
 	}
 	// An allowed request over the frame.
 	env.publish(&protocol.Event{ID: "one", Channel: "a"})
-	waitFor(t, 20*time.Second, "dispatched", func() bool { return env.eng.headSeq() >= 1 })
+	testutil.WaitFor(t, "dispatched", func() bool { return env.eng.headSeq() >= 1 })
 	if err := conn.Send(ctx, &protocol.ClientFrame{Type: protocol.TypeHistory, ID: "h3", RequestFields: protocol.RequestFields{Channel: "a"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/rtclient"
 )
@@ -26,8 +26,7 @@ func TestOriginBeforeAnyWork(t *testing.T) {
 			return &Identity{}, nil
 		},
 	}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	foreign := http.Header{"Origin": {"https://evil.example.net"}}
 	allowed := http.Header{"Origin": {"https://app.example.test"}}
 

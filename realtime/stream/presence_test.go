@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/presence"
 	"encore.app/realtime/protocol"
@@ -22,7 +23,7 @@ import (
 // connection is its user id, and "user:<id>..." channels are private (the auth rule).
 func presenceEnv(t *testing.T, st presence.Store, name string) (*testEnv, *presence.Tracker) {
 	t.Helper()
-	tr, err := presence.New(presence.Config{Instance: name, Store: st, Grace: 50 * time.Millisecond, Logger: quietLogger()})
+	tr, err := presence.New(presence.Config{Instance: name, Store: st, Grace: 50 * time.Millisecond, Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +72,7 @@ func readDiffs(t *testing.T, ctx context.Context, c *rtclient.Conn, channel stri
 // presence frame answers a snapshot after the diffs it includes, and GET
 // /v2/realtime/presence answers the same.
 func TestPresenceThroughTheEngine(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	env, _ := presenceEnv(t, presence.NewMemoryStore(), "one")
 	watcher := env.dial(ctx, &rtclient.DialOptions{Token: "w"})
 	if err := watcher.SubscribePresence(ctx, "s1", []string{"room"}, nil); err != nil {
@@ -132,8 +132,7 @@ func TestPresenceThroughTheEngine(t *testing.T) {
 // that user, over the frame and over HTTP; a subscribe refused for a channel adds no
 // member.
 func TestPresencePermissions(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	env, tr := presenceEnv(t, presence.NewMemoryStore(), "one")
 	owner := env.dial(ctx, &rtclient.DialOptions{Token: "42"})
 	if err := owner.SubscribePresence(ctx, "s", []string{"user:42:inbox"}, nil); err != nil {

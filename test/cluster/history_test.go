@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,8 +8,8 @@ import (
 	"net/url"
 	"slices"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 	"encore.app/realtime/stream"
@@ -48,8 +47,7 @@ func ids(evs []protocol.Event) []string {
 // HTTP and over the frame.
 func TestHistoryThreeInstances(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, testBound)
 	cl := startCluster(t, 3)
 	windows := []int{10000, 5, 200}
 	var ins []*instance
@@ -67,7 +65,7 @@ func TestHistoryThreeInstances(t *testing.T) {
 	want := pub.expected("h") // 200 events in seq order
 	last := pub.lastSeq()
 	for _, in := range ins {
-		waitFor(t, 30*time.Second, in.name+" dispatched everything", func() bool { return in.eng.Snapshot().HeadSeq >= last })
+		testutil.WaitFor(t, in.name+" dispatched everything", func() bool { return in.eng.Snapshot().HeadSeq >= last })
 	}
 	for _, in := range ins {
 		for _, c := range []struct {

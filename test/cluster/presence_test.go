@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/presence"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -42,8 +43,7 @@ func (c *natsCluster) startPresence(t testing.TB, name string, first int, o *pre
 	if o == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, settleBound) // bucket creation waits for the cluster to settle
 	nc, err := nats.Connect(c.urls(first), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -216,8 +216,7 @@ func snapshotOn(t *testing.T, in *instance, user, channel string) (int, *protoco
 // only their user.
 func TestPresenceThreeInstances(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, testBound)
 	cl := startCluster(t, 3)
 	po := &presenceOpts{ttl: 2 * time.Second, grace: 5 * time.Second}
 	var ins []*instance
@@ -231,7 +230,7 @@ func TestPresenceThreeInstances(t *testing.T) {
 	}
 	waitAll := func(what string, words ...string) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
+		deadline := time.Now().Add(testutil.Patience)
 		for {
 			missing := ""
 			for i, w := range ws {
@@ -260,7 +259,7 @@ func TestPresenceThreeInstances(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	waitFor(t, 60*time.Second, "the joins of the watchers started later", func() bool {
+	testutil.WaitFor(t, "the joins of the watchers started later", func() bool {
 		return ws[0].has("+w1") && ws[0].has("+w2") && ws[1].has("+w2")
 	})
 
@@ -273,7 +272,7 @@ func TestPresenceThreeInstances(t *testing.T) {
 	waitAll("every join on every instance", "+u0", "+u1", "+u2", "+u3", "+u4", "+u5")
 	// Connection counts follow within the count delay: wait for them.
 	for _, in := range ins {
-		waitFor(t, 30*time.Second, in.name+"'s snapshot of 9 users on 10 connections", func() bool {
+		testutil.WaitFor(t, in.name+"'s snapshot of 9 users on 10 connections", func() bool {
 			st, s := snapshotOn(t, in, "x", "room")
 			return st == 200 && s.Users == 9 && s.Conns == 10
 		})
@@ -309,7 +308,7 @@ func TestPresenceThreeInstances(t *testing.T) {
 
 	// A private channel: presence answers only its user, on every instance.
 	member(t, ctx, ins[0], "42", "user:42:inbox")
-	waitFor(t, 30*time.Second, "42's own presence on inst-1", func() bool {
+	testutil.WaitFor(t, "42's own presence on inst-1", func() bool {
 		st, s := snapshotOn(t, ins[1], "42", "user:42:inbox")
 		return st == 200 && s.Users == 1
 	})
