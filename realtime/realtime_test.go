@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"encore.dev/beta/errs"
 	"encore.dev/et"
 
+	"encore.app/internal/testutil"
 	"encore.app/server"
 )
 
@@ -198,7 +198,7 @@ func TestHistoryAndPresenceEndpoints(t *testing.T) {
 		Source string
 	}
 	// The engine appends through the bus; the dispatcher may not have the last event yet.
-	for try := 0; ; try++ {
+	testutil.WaitFor(t, "the last event in the history", func() bool {
 		w := get(t, History, "/v2/realtime/history?channel=orders.encore&limit=2", tok)
 		if w.Code != 200 {
 			t.Fatalf("history: %d %s", w.Code, w.Body)
@@ -207,14 +207,8 @@ func TestHistoryAndPresenceEndpoints(t *testing.T) {
 		if err := json.Unmarshal(w.Body.Bytes(), &hist); err != nil {
 			t.Fatal(err)
 		}
-		if len(hist.Events) == 2 && hist.Events[1].Data.N == 3 {
-			break
-		}
-		if try == 1000 {
-			t.Fatalf("history never showed the last event: %s", w.Body)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(hist.Events) == 2 && hist.Events[1].Data.N == 3
+	})
 	if hist.Events[0].Data.N != 2 || hist.Events[0].Seq >= hist.Events[1].Seq || !hist.More || hist.Source == "" {
 		t.Fatalf("history: %+v", hist)
 	}

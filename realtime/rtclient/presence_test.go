@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -67,12 +68,8 @@ func TestClientHistoryAndPresence(t *testing.T) {
 			mu.Unlock()
 		}})
 	defer c.Close()
-	for c.Stats().Connects == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	for e.Snapshot().HeadSeq < acks[2].Seq {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the client connected", func() bool { return c.Stats().Connects > 0 })
+	testutil.WaitFor(t, "the engine dispatched the events", func() bool { return e.Snapshot().HeadSeq >= acks[2].Seq })
 	h, err := c.History(ctx, "c", rtclient.HistoryOptions{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -87,19 +84,11 @@ func TestClientHistoryAndPresence(t *testing.T) {
 	// bob joins: alice's client is told.
 	bob := rtclient.Start(ctx, rtclient.Config{URL: url, Token: "bob", Channels: []string{"c"}, Logger: quiet()})
 	defer bob.Close()
-	deadline := time.Now().Add(testutil.Patience)
-	for {
+	testutil.WaitFor(t, "bob's join on alice's client", func() bool {
 		mu.Lock()
-		got := strings.Join(diffs, ",")
-		mu.Unlock()
-		if strings.Contains(got, "bob") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("joins seen: %q", got)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return slices.Contains(diffs, "bob")
+	})
 	s, err := c.Presence(ctx, "c", 0)
 	if err != nil || s.Users != 2 {
 		t.Fatalf("presence %+v %v", s, err)
