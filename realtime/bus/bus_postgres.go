@@ -70,24 +70,7 @@ func (c *PostgresConfig) normalize() error {
 	if len(c.Stream) > 200 || strings.ContainsAny(c.Stream, " \t\r\n") {
 		return fmt.Errorf("bus: config: invalid stream name %q", c.Stream)
 	}
-	switch {
-	case c.MaxAge == 0:
-		c.MaxAge = DefaultMaxAge
-	case c.MaxAge < 0:
-		c.MaxAge = 0
-	}
-	switch {
-	case c.MaxBytes == 0:
-		c.MaxBytes = DefaultMaxBytes
-	case c.MaxBytes < 0:
-		c.MaxBytes = 0
-	}
-	if c.DupWindow <= 0 {
-		c.DupWindow = DefaultDupWindow
-	}
-	if c.MaxAge > 0 && c.DupWindow > c.MaxAge {
-		c.DupWindow = c.MaxAge
-	}
+	c.MaxAge, c.MaxBytes, c.DupWindow = retention(c.MaxAge, c.MaxBytes, c.DupWindow, 0)
 	if c.PollInterval <= 0 {
 		c.PollInterval = pgDefaultPoll
 	}

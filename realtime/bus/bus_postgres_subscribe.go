@@ -2,7 +2,6 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -180,15 +179,11 @@ func (p *Postgres) readLive(ctx context.Context, last *uint64, h Handler) (int, 
 // decode turns a stored row into an event; the channel column is authoritative.
 // Failures are counted and logged; the row is skipped.
 func (p *Postgres) decode(seq uint64, ch string, body []byte) (*protocol.Event, bool) {
-	var w wireEvent
-	err := json.Unmarshal(body, &w)
-	if err == nil && w.Channel != "" && w.Channel != ch {
-		err = fmt.Errorf("body channel %q differs from the row's %q", w.Channel, ch)
-	}
+	e, err := decodeBody(seq, ch, body)
 	if err != nil {
 		n := p.malformed.Add(1)
 		p.log.Warn("bus: skipping malformed event", "seq", seq, "channel", ch, "err", err, "malformed_total", n)
 		return nil, false
 	}
-	return &protocol.Event{ID: w.ID, Seq: seq, Channel: ch, Type: w.Type, Data: w.Data, TS: w.TS}, true
+	return e, true
 }
