@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { RealtimeClient, type RealtimeClientOptions } from "../src/client.js";
 import type { RealtimeEvent } from "../src/types.js";
 import { FakeNetwork, FakeWebSocket } from "./fake-ws.js";
-import { flush, newClient, nextSocket, URL } from "./helpers.js";
+import { flush, json, newClient, nextSocket, pollServer, URL } from "./helpers.js";
 
 beforeEach(() => {
   vi.useFakeTimers({ now: 1_700_000_000_000 });
@@ -663,22 +663,6 @@ describe("health", () => {
 });
 
 describe("long-polling fallback", () => {
-  function pollServer(answers: Array<() => Response | Promise<Response>>) {
-    const urls: string[] = [];
-    const fetch = vi.fn(async (url: string, init: RequestInit) => {
-      urls.push(url);
-      const a = answers.shift();
-      if (!a) {
-        // Hold the request like a long-poll would, until aborted.
-        return new Promise<Response>((_, reject) => init.signal?.addEventListener("abort", () => reject(new Error("aborted"))));
-      }
-      return a();
-    });
-    return { fetch, urls };
-  }
-  const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => () =>
-    new Response(JSON.stringify(body), { status, headers });
-
   it("switches after N consecutive stream failures, delivers polled events once, and moves back", async () => {
     const server = pollServer([
       json({ events: [{ id: "p1", seq: 11, channel: "a", ts: Date.now() }], cursor: { seq: 11, epoch: "E1" }, transport: "poll" }),
