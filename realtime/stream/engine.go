@@ -35,7 +35,10 @@ type Engine struct {
 	replaySlots chan struct{} // semaphore of bus replays; never closed
 	batch       *batchGovernor
 	fl          *flusher  // runs the connections' writers (flusher.go)
+	fan         *fanout   // frames dispatched events and queues them (fanout.go)
+	budget      *budget   // bound of the bytes queued to all connections (budget.go)
 	lp          *longPoll // waiting polls and the streaming switch (poll_waiters.go, switch.go)
+	noParker    bool      // tests and measurements: finish partial writes on the slow path
 
 	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
 	cancel context.CancelFunc
@@ -79,8 +82,10 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	e.lp = newLongPoll(&c, &e.metrics.poll)
 	empty := ""
 	e.epoch.Store(&empty)
-	e.batch = newBatchGovernor(&e.cfg, &e.metrics.eventFrames)
 	e.fl = newFlusher(e.cfg.Writers)
+	e.batch = newBatchGovernor(&e.cfg, &e.metrics.eventFrames, &e.fl.maxWait)
+	e.fan = newFanout(e)
+	e.budget = newBudget(e.cfg.QueueBudget)
 	e.registry = prometheus.NewRegistry()
 	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -105,6 +110,15 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.every(e.cfg.HeartbeatInterval, e.sweep)
 	e.every(e.cfg.EpochCheckInterval, func(time.Time) { e.checkEpoch() })
 	e.every(governPeriod, func(time.Time) { e.batch.tick(governPeriod) })
+	e.bg.Add(2)
+	go func() {
+		defer e.bg.Done()
+		e.fan.run(e.ctx.Done())
+	}()
+	go func() {
+		defer e.bg.Done()
+		e.enforceBudget()
+	}()
 	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
 	return nil
 }
@@ -120,6 +134,8 @@ func (e *Engine) Snapshot() Snapshot {
 	s := e.metrics.snapshot()
 	s.Instance = e.cfg.Instance
 	s.BatchWindowMs = float64(e.batch.current()) / float64(time.Millisecond)
+	s.QueuedBytes, s.QueueBudget = e.budget.used.Load(), e.budget.limit
+	s.ParkedWriters, s.WriteStalls = e.fl.parked.Load(), e.fl.stalls.Load()
 	s.Epoch = e.Epoch()
 	e.pool.mu.Lock()
 	s.HeadSeq = e.pool.head
@@ -130,18 +146,29 @@ func (e *Engine) Snapshot() Snapshot {
 	return s
 }
 
-// dispatch runs on the bus delivery goroutine: encode once, record, fan out.
+// dispatch runs on the bus delivery goroutine: encode once, record, hand to the
+// fan-out.
 func (e *Engine) dispatch(ev *protocol.Event) {
 	oe := &outEvent{seq: ev.Seq, channel: ev.Channel, enc: protocol.EncodeEvent(ev), at: time.Now()}
-	subs, ok := e.pool.publish(oe)
-	if !ok {
+	if !e.pool.record(oe) {
 		return
 	}
 	e.metrics.eventsDispatched.Add(1)
-	for _, c := range subs {
-		c.enqueue(item{ev: oe})
-	}
+	e.fan.add(oe)
 	e.lp.wakeChannel(oe.channel) // after the window holds oe (poll_waiters.go)
+}
+
+// startFlusher starts the flusher's goroutines on first use.
+func (e *Engine) startFlusher() {
+	tick := min(250*time.Millisecond, max(e.cfg.WriteTimeout/4, 10*time.Millisecond))
+	e.fl.startOnce(tick, e.checkStalls)
+}
+
+// checkStalls resets the connections whose sockets stalled (flusher's stall checker).
+func (e *Engine) checkStalls(now time.Time) {
+	for _, c := range e.fl.waitingClients() {
+		c.checkStall(now)
+	}
 }
 
 // every runs fn every d on a goroutine of the engine's background group until Close.
@@ -165,14 +192,14 @@ func (e *Engine) every(d time.Duration, fn func(now time.Time)) {
 // sweep pings every connection (each heartbeat interval) and closes those silent for
 // longer than the heartbeat timeout.
 func (e *Engine) sweep(now time.Time) {
-	ping := protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()})
+	ping := newTextFrame(protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()}))
 	deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
 	for _, c := range e.snapshotClients() {
 		if c.lastRead.Load() < deadline {
 			c.requestClose(protocol.CloseHeartbeat, "heartbeat timeout", 0, DiscHeartbeat, false)
 			continue
 		}
-		c.enqueueCtrl(ping)
+		c.enqueue(item{fr: ping}) // one frame for every connection
 	}
 }
 
@@ -234,7 +261,8 @@ func (e *Engine) retryHint() int64 {
 // for them to end or ctx to expire, then closes what is left. The bus is not closed.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
-	e.lp.stop() // waiting polls answer 503 + Retry-After now
+	e.lp.stop()                    // waiting polls answer 503 + Retry-After now
+	e.fan.flush(ctx, e.ctx.Done()) // what was dispatched is queued before the closes
 	for _, c := range e.snapshotClients() {
 		c.requestClose(protocol.CloseShutdown, "server shutting down", e.retryHint(), DiscShutdown, true)
 	}

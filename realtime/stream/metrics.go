@@ -18,10 +18,11 @@ const (
 	DropSlowConsumer DropReason = iota // queue overflowed; the connection is closed and resumes by cursor
 	DropClosing                        // the connection was already closing
 	DropReplayFailed                   // replay aborted (bus error); the connection is closed and resumes
+	DropQueueBudget                    // the instance's queue budget closed the connection (4105); it resumes
 	numDropReasons
 )
 
-var dropNames = [...]string{"slow_consumer", "closing", "replay_failed"}
+var dropNames = [...]string{"slow_consumer", "closing", "replay_failed", "queue_budget"}
 
 func (r DropReason) String() string { return dropNames[r] }
 
@@ -34,7 +35,7 @@ const (
 	DiscReadError                              // connection broke while reading
 	DiscSlowConsumer                           // queue overflow (4100)
 	DiscHeartbeat                              // nothing read within the heartbeat timeout (4001)
-	DiscWriteError                             // a write failed or timed out
+	DiscWriteError                             // a write failed, or the socket took nothing for WriteTimeout
 	DiscShutdown                               // server drain (4101)
 	DiscProtocol                               // too many bad frames (4400)
 	DiscFrameTooBig                            // client frame over the limit (1009)
@@ -43,12 +44,13 @@ const (
 	DiscKicked                                 // closed by a policy hook (flags, limits)
 	DiscTokenExpired                           // token expired without a refresh (4200)
 	DiscRateLimited                            // client sent frames over its rate (4102)
+	DiscQueueBudget                            // held the most unsent data when the queue budget was exceeded (4105)
 	numDisconnectReasons
 )
 
 var discNames = [...]string{"client_closed", "read_error", "slow_consumer", "heartbeat_timeout",
 	"write_error", "shutdown", "protocol_error", "frame_too_big", "replay_overloaded", "replay_failed", "kicked",
-	"token_expired", "rate_limited"}
+	"token_expired", "rate_limited", "queue_budget"}
 
 func (r DisconnectReason) String() string { return discNames[r] }
 
@@ -90,6 +92,7 @@ type Metrics struct {
 	recMemory           atomic.Uint64
 	recBus              atomic.Uint64
 	recFailed           atomic.Uint64
+	budgetCloses        atomic.Uint64
 	drops               [numDropReasons]atomic.Uint64
 	disconnects         [numDisconnectReasons]atomic.Uint64
 	refusals            [len(refuseNames)]atomic.Uint64
@@ -169,6 +172,18 @@ type Snapshot struct {
 	Breaker string `json:"breaker,omitempty"`
 	// BatchWindowMs is the batch window in force (it widens under load, window.go).
 	BatchWindowMs float64 `json:"batchWindowMs"`
+	// QueuedBytes is what every connection's queue holds now, summed (a frame shared by
+	// several connections counts for each); QueueBudget is its bound (Config.QueueBudget).
+	QueuedBytes int64 `json:"queuedBytes"`
+	QueueBudget int64 `json:"queueBudget"`
+	// BudgetCloses counts connections closed (4105) to bring QueuedBytes back under
+	// the budget.
+	BudgetCloses uint64 `json:"budgetCloses"`
+	// ParkedWriters is how many connections wait for their socket to take more;
+	// WriteStalls counts those reset because it took nothing for WriteTimeout (or their
+	// close did not finish in time).
+	ParkedWriters int64  `json:"parkedWriters"`
+	WriteStalls   uint64 `json:"writeStalls"`
 }
 
 func (m *Metrics) snapshot() Snapshot {
@@ -201,6 +216,7 @@ func (m *Metrics) snapshot() Snapshot {
 		BadFrames:           m.badFrames.Load(),
 		MessagesRateLimited: m.messagesRateLimited.Load(),
 		PollStats:           m.poll.stats(),
+		BudgetCloses:        m.budgetCloses.Load(),
 	}
 	if s.EventFrames > 0 {
 		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)
@@ -288,6 +304,11 @@ func newCollector(e *Engine) *collector {
 	add("health_reports_total", "Client health reports received.")
 	add("messages_rate_limited_total", "Client frames ignored for exceeding the per-connection message rate.")
 	add("bus_breaker_state", "Bus circuit breaker: 1 for the current state (closed, open, half-open).", "state")
+	add("queued_bytes", "Bytes queued to connections and not yet on their sockets, summed over connections.")
+	add("queue_budget_bytes", "Bound of queued_bytes (the queue budget).")
+	add("budget_closes_total", "Connections closed (4105) to bring queued bytes back under the budget.")
+	add("parked_writers", "Connections waiting for their socket to take more.")
+	add("write_stalls_total", "Connections reset because their socket took nothing for the write timeout.")
 	return c
 }
 
@@ -319,6 +340,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("bytes_wire_total", s.BytesWire)
 	k("health_reports_total", s.HealthReports)
 	k("messages_rate_limited_total", s.MessagesRateLimited)
+	g("queued_bytes", float64(s.QueuedBytes))
+	g("queue_budget_bytes", float64(s.QueueBudget))
+	k("budget_closes_total", s.BudgetCloses)
+	g("parked_writers", float64(s.ParkedWriters))
+	k("write_stalls_total", s.WriteStalls)
 	if s.Breaker != "" {
 		for _, st := range []string{"closed", "open", "half-open"} {
 			v := 0.0

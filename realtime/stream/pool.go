@@ -9,17 +9,26 @@ import (
 
 // pool is the channel -> subscribers index plus the replay window. Its lock makes a
 // subscription atomic with respect to dispatch: an event is either in the window part a
-// new subscriber replays, or fanned out to it live, never both and never neither.
+// new subscriber replays, or fanned out to it live, never both and never neither. Every
+// subscriber records the head it joined at; the fan-out, which runs after dispatch
+// recorded the events, gives it only those after that head (fanout.go).
 type pool struct {
 	mu     sync.Mutex
-	index  map[string][]*Client // copy-on-write: a published slice is never modified
+	index  map[string][]sub // copy-on-write: a published slice is never modified
 	window ring
 	head   uint64 // last dispatched sequence
 	floor  uint64 // every event with seq > floor is in the window
+	gen    uint64 // incremented when the stream is recreated: older events are not fanned out
+}
+
+// sub is one subscriber of a channel.
+type sub struct {
+	c     *Client
+	after uint64 // head when it subscribed: it gets events with seq > after live
 }
 
 func newPool(windowSize int) *pool {
-	return &pool{index: map[string][]*Client{}, window: ring{buf: make([]*outEvent, windowSize)}}
+	return &pool{index: map[string][]sub{}, window: ring{buf: make([]*outEvent, windowSize)}}
 }
 
 // reset sets the position after which dispatch starts (the bus head at start).
@@ -29,14 +38,14 @@ func (p *pool) reset(head uint64) {
 	p.mu.Unlock()
 }
 
-// publish records ev as dispatched and returns its subscribers (do not modify the slice).
-// ok is false for a sequence already dispatched.
-func (p *pool) publish(ev *outEvent) (subs []*Client, ok bool) {
+// record records ev as dispatched; false for a sequence already dispatched.
+func (p *pool) record(ev *outEvent) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if ev.seq <= p.head {
-		return nil, false
+		return false
 	}
+	ev.gen = p.gen
 	// A gap (events deleted by retention before this instance read them, or malformed
 	// messages the bus skipped) was never in the window: cursors before it go to the bus,
 	// which knows whether the missing events still exist.
@@ -47,7 +56,18 @@ func (p *pool) publish(ev *outEvent) (subs []*Client, ok bool) {
 		p.floor = max(p.floor, old.seq)
 	}
 	p.head = ev.seq
-	return p.index[ev.channel], true
+	return true
+}
+
+// subscribers returns channel's subscribers (do not modify the slice), or nil when
+// events of generation gen are stale (the stream was recreated since).
+func (p *pool) subscribers(channel string, gen uint64) []sub {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if gen != p.gen {
+		return nil
+	}
+	return p.index[channel]
 }
 
 // subscribe adds c to channels (already validated and authorized) and hands the replay
@@ -74,9 +94,9 @@ func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epo
 		}
 		c.subs[ch] = struct{}{}
 		cur := p.index[ch]
-		next := make([]*Client, len(cur), len(cur)+1)
+		next := make([]sub, len(cur), len(cur)+1)
 		copy(next, cur)
-		p.index[ch] = append(next, c)
+		p.index[ch] = append(next, sub{c: c, after: p.head})
 		added = append(added, ch)
 		results = append(results, protocol.ChannelResult{Channel: ch, OK: true})
 	}
@@ -137,7 +157,7 @@ func (p *pool) removeAll(c *Client) int {
 
 func (p *pool) removeLocked(c *Client, ch string) {
 	cur := p.index[ch]
-	i := slices.Index(cur, c)
+	i := slices.IndexFunc(cur, func(s sub) bool { return s.c == c })
 	if i < 0 {
 		return
 	}
@@ -145,7 +165,7 @@ func (p *pool) removeLocked(c *Client, ch string) {
 		delete(p.index, ch)
 		return
 	}
-	next := make([]*Client, 0, len(cur)-1)
+	next := make([]sub, 0, len(cur)-1)
 	next = append(next, cur[:i]...)
 	p.index[ch] = append(next, cur[i+1:]...)
 }

@@ -28,7 +28,7 @@ func TestPoolWindowGap(t *testing.T) {
 			p := newPool(4)
 			p.reset(0)
 			for _, s := range tc.seqs {
-				if _, ok := p.publish(&outEvent{seq: s, channel: "c"}); !ok {
+				if !p.record(&outEvent{seq: s, channel: "c"}) {
 					t.Fatalf("seq %d refused", s)
 				}
 			}
