@@ -26,6 +26,7 @@ export const CloseCode = {
   RateLimited: 4102,
   Overloaded: 4103,
   TooMany: 4104,
+  QueueBudget: 4105,
   TokenExpired: 4200,
   UsePoll: 4300,
   BadRequest: 4400,
