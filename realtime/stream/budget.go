@@ -115,6 +115,12 @@ func (c *Client) closeForBudget() bool {
 	c.requestCloseLocked(protocol.CloseQueueBudget, "server queue budget exceeded", c.e.budgetRetryHint(),
 		DiscQueueBudget, false, DropQueueBudget)
 	c.closeQuick = true
+	// What the writer already took is released from the budget now: it is the rest of
+	// frames being written (shared with other connections, mostly), gone once the close
+	// frame follows or, at the latest, closeGrace later with the socket. Counting it
+	// until then would make the enforcer close the next connections for nothing.
+	c.e.budget.sub(c.outBytes)
+	c.outFreed = true
 	push, gen := c.kickLocked()
 	c.mu.Unlock()
 	if push {

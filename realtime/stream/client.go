@@ -107,6 +107,7 @@ type Client struct {
 	closeSent   bool      // the close frame is the last thing the writer has to write
 	closeAt     time.Time // when the close was requested
 	closeQuick  bool      // the close must be on the socket within closeGrace (budget)
+	outFreed    bool      // outBytes no longer counts in the budget (closed for it)
 	aborted     bool      // the socket was reset: nothing more is written
 	closeSocket bool      // the library closed the socket: the writer closes it when done
 	progressAt  time.Time // when the socket last took bytes while some were pending
@@ -293,7 +294,9 @@ func (c *Client) releaseOutLocked() {
 		c.e.metrics.drop(DropClosing, n)
 	}
 	c.qEvents -= n
-	c.e.budget.sub(c.outBytes)
+	if !c.outFreed {
+		c.e.budget.sub(c.outBytes)
+	}
 	c.unsent.Add(-int64(c.outBytes))
 	c.outBytes = 0
 	clear(c.out)
@@ -349,9 +352,16 @@ func (c *Client) libraryWrite(p []byte) (int, error) {
 		return len(p), nil // nothing may follow our close frame
 	}
 	if c.ctrlBytes+len(p) > maxCtrlBytes {
+		// Reset the socket itself: this runs inside the library (its read loop
+		// answering pings), which its Close would wait for. The read loop then fails
+		// and the owner tears the connection down.
 		c.setDiscLocked(DiscWriteError)
+		c.aborted = true
+		c.state = stateClosed
+		c.resetQueueLocked(DropClosing)
 		c.mu.Unlock()
-		c.abort()
+		c.cc.resetOnClose()
+		_ = c.cc.Conn.Close()
 		return 0, net.ErrClosed
 	}
 	if len(p) > 0 && p[0]&0x0f == 0x8 {
@@ -497,7 +507,7 @@ func (c *Client) appendTaken(take []item) {
 		}
 		seg.fr = fr
 		if fr != nil {
-			seg.b = fr.wireFor(c.deflate, cfg.CompressionThreshold)
+			seg.b = fr.wireFor(c.deflate, cfg.CompressionThreshold, &c.e.metrics.framesCompressed)
 		}
 		c.out = append(c.out, seg)
 	}
@@ -603,7 +613,9 @@ func (c *Client) wrote(n int) {
 		c.outBytes -= doneBytes
 		c.qEvents -= doneEvents
 		c.unsent.Add(-int64(doneBytes))
-		c.e.budget.sub(doneBytes)
+		if !c.outFreed {
+			c.e.budget.sub(doneBytes)
+		}
 		k := copy(c.out, c.out[done:])
 		clear(c.out[k:])
 		c.out = c.out[:k]
@@ -687,14 +699,16 @@ func (c *Client) slowFlush() {
 // seal ends the write side once the close frame is written: FIN after it, and the
 // client gets closeGrace to answer before its connection is cut.
 func (c *Client) seal() {
-	if !c.cc.sealWrites() {
-		_ = c.conn.CloseNow()
-	} else {
+	sealed := c.cc.sealWrites()
+	if sealed {
 		_ = c.cc.SetReadDeadline(time.Now().Add(closeGrace))
 	}
 	c.mu.Lock()
 	c.finishLocked()
 	c.mu.Unlock()
+	if !sealed {
+		_ = c.conn.CloseNow() // after finishLocked: the socket closes at once
+	}
 }
 
 // writeFailed ends a connection whose write failed: the socket is reset.
@@ -791,7 +805,7 @@ func (c *Client) writeBlocking(fr *frame) error {
 		c.mu.Unlock()
 		return net.ErrClosed
 	}
-	bufs := append(c.ctrl[:len(c.ctrl):len(c.ctrl)], fr.wireFor(c.deflate, c.e.cfg.CompressionThreshold))
+	bufs := append(c.ctrl[:len(c.ctrl):len(c.ctrl)], fr.wireFor(c.deflate, c.e.cfg.CompressionThreshold, &c.e.metrics.framesCompressed))
 	c.ctrl, c.ctrlBytes = nil, 0
 	c.mu.Unlock()
 	if _, err := c.cc.writevBlocking(bufs, c.e.cfg.WriteTimeout); err != nil {

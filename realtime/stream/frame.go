@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"encore.app/realtime/protocol"
@@ -49,12 +50,16 @@ func (f *frame) nEvents() int { return len(f.events) }
 
 // wireFor returns the bytes to write to a connection: the deflated form for one that
 // negotiated permessage-deflate when the payload reaches threshold, the plain form
-// otherwise. The deflated form is built on first use; concurrent callers wait for it.
-func (f *frame) wireFor(deflate bool, threshold int) []byte {
+// otherwise. The deflated form is built on first use (counted in compressed);
+// concurrent callers wait for it.
+func (f *frame) wireFor(deflate bool, threshold int, compressed *atomic.Uint64) []byte {
 	if !deflate || threshold < 0 || len(f.wire)-f.hdr < threshold {
 		return f.wire
 	}
-	f.deflate.once.Do(func() { f.deflate.wire = deflateFrame(f.payload()) })
+	f.deflate.once.Do(func() {
+		f.deflate.wire = deflateFrame(f.payload())
+		compressed.Add(1)
+	})
 	if f.deflate.wire == nil {
 		return f.wire // compression failed (never with bytes.Buffer): send it plain
 	}

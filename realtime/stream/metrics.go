@@ -93,6 +93,7 @@ type Metrics struct {
 	recBus              atomic.Uint64
 	recFailed           atomic.Uint64
 	budgetCloses        atomic.Uint64
+	framesCompressed    atomic.Uint64
 	drops               [numDropReasons]atomic.Uint64
 	disconnects         [numDisconnectReasons]atomic.Uint64
 	refusals            [len(refuseNames)]atomic.Uint64
@@ -184,6 +185,9 @@ type Snapshot struct {
 	// close did not finish in time).
 	ParkedWriters int64  `json:"parkedWriters"`
 	WriteStalls   uint64 `json:"writeStalls"`
+	// FramesCompressed counts frames deflated: once per frame for every client that
+	// negotiated compression, not once per client.
+	FramesCompressed uint64 `json:"framesCompressed"`
 }
 
 func (m *Metrics) snapshot() Snapshot {
@@ -217,6 +221,7 @@ func (m *Metrics) snapshot() Snapshot {
 		MessagesRateLimited: m.messagesRateLimited.Load(),
 		PollStats:           m.poll.stats(),
 		BudgetCloses:        m.budgetCloses.Load(),
+		FramesCompressed:    m.framesCompressed.Load(),
 	}
 	if s.EventFrames > 0 {
 		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)
@@ -309,6 +314,7 @@ func newCollector(e *Engine) *collector {
 	add("budget_closes_total", "Connections closed (4105) to bring queued bytes back under the budget.")
 	add("parked_writers", "Connections waiting for their socket to take more.")
 	add("write_stalls_total", "Connections reset because their socket took nothing for the write timeout.")
+	add("frames_compressed_total", "Frames deflated (once per frame for every compressing client).")
 	return c
 }
 
@@ -345,6 +351,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("budget_closes_total", s.BudgetCloses)
 	g("parked_writers", float64(s.ParkedWriters))
 	k("write_stalls_total", s.WriteStalls)
+	k("frames_compressed_total", s.FramesCompressed)
 	if s.Breaker != "" {
 		for _, st := range []string{"closed", "open", "half-open"} {
 			v := 0.0
