@@ -75,7 +75,7 @@ func parseFlags(args []string) (*options, error) {
 		}
 		fs.IntVar(p, name, def, help+" ($"+env+")")
 	}
-	var retBytes int
+	var retBytes, budgetMB int
 	str(&o.addr, "addr", "REALTIME_ADDR", "127.0.0.1:4000", "listen address")
 	str(&o.data, "data", "REALTIME_DATA", "./data", "data directory (embedded NATS storage)")
 	str(&o.natsURL, "nats-url", "REALTIME_NATS_URL", "", "external NATS URL(s), comma-separated; empty starts an embedded server")
@@ -94,9 +94,11 @@ func parseFlags(args []string) (*options, error) {
 	num(&o.engine.BatchMaxEvents, "batch-max", "REALTIME_BATCH_MAX", 100, "most events per frame")
 	dur(&o.engine.BatchWindowMax, "batch-window-max", "REALTIME_BATCH_WINDOW_MAX", 50*time.Millisecond, "widest batch window under load (see -frame-budget); at most -batch-window keeps it fixed")
 	num(&o.engine.FrameBudget, "frame-budget", "REALTIME_FRAME_BUDGET", 60000, "event frames per second past which the batch window widens")
-	num(&o.engine.Writers, "writers", "REALTIME_WRITERS", 0, "goroutines writing to connections (a blocked one is replaced); 0 = 2 x GOMAXPROCS, at least 4")
+	num(&o.engine.Writers, "writers", "REALTIME_WRITERS", 0, "goroutines writing to connections (never blocked by a socket); 0 = 2 x GOMAXPROCS, at least 4")
 	num(&o.engine.QueueMaxEvents, "queue-events", "REALTIME_QUEUE_EVENTS", 4096, "per-connection queue bound (events)")
 	num(&o.engine.QueueMaxBytes, "queue-bytes", "REALTIME_QUEUE_BYTES", 4<<20, "per-connection queue bound (bytes)")
+	num(&budgetMB, "queue-budget-mb", "REALTIME_QUEUE_BUDGET_MB", 0, "MiB queued to all connections together before the largest holders are closed (4105); 0 = 1/64 of memory, 64-1024")
+	num(&o.engine.SendBuffer, "send-buffer", "REALTIME_SEND_BUFFER", 256<<10, "most a stream socket's kernel send buffer grows to (SO_SNDBUF, bytes; it starts at 16 KiB); -1 keeps the kernel's autotuning")
 	num(&o.compressionThreshold, "compress-threshold", "REALTIME_COMPRESS_THRESHOLD", 1024, "deflate frames of at least this many bytes; -1 disables compression")
 	dur(&o.engine.HeartbeatInterval, "heartbeat", "REALTIME_HEARTBEAT", 25*time.Second, "server ping interval")
 	num(&o.engine.WindowEvents, "window", "REALTIME_WINDOW", 10000, "in-memory replay window (events)")
@@ -108,6 +110,7 @@ func parseFlags(args []string) (*options, error) {
 		return nil, err
 	}
 	o.retentionBytes = int64(retBytes) << 20
+	o.engine.QueueBudget = int64(budgetMB) << 20
 	o.engine.CompressionThreshold = o.compressionThreshold
 	if o.compressionThreshold == 0 {
 		o.engine.CompressionThreshold = 1 // 0 would mean "default"

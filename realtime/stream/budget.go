@@ -12,13 +12,15 @@ import (
 	"encore.app/realtime/protocol"
 )
 
-// budget is the instance's one bound on queued bytes: the sum, over every connection,
-// of the frames queued to it and not yet on its socket (Config.QueueBudget). A frame
-// shared by many connections counts once for each of them, so the real memory is at
-// most this figure. When the sum passes the budget, the enforcer closes the connections
-// that hold the most unsent data, largest first, with 4105 and a retry hint, until it is
-// back under three quarters of the budget: memory stays bounded however many sockets
-// stop reading, and the connections that keep up are the last to go.
+// budget is the instance's one bound on the memory its connections' queues hold
+// (Config.QueueBudget): every frame queued and not yet on its sockets counts once,
+// however many connections share it (frame.hold), plus a fixed cost per queue entry
+// (itemCost) and per replay job. When the total passes the budget, the enforcer closes
+// the connections that hold the most unsent data (their own view: the bytes of every
+// frame queued to them), largest first, with 4105 and a retry hint, until it is back
+// under three quarters of the budget: memory stays bounded however many sockets stop
+// reading, and the connections that keep up are the last to go. A closed connection's
+// queue, and the frames its writer took but did not start, are released at once.
 type budget struct {
 	limit int64
 	low   int64
@@ -115,12 +117,6 @@ func (c *Client) closeForBudget() bool {
 	c.requestCloseLocked(protocol.CloseQueueBudget, "server queue budget exceeded", c.e.budgetRetryHint(),
 		DiscQueueBudget, false, DropQueueBudget)
 	c.closeQuick = true
-	// What the writer already took is released from the budget now: it is the rest of
-	// frames being written (shared with other connections, mostly), gone once the close
-	// frame follows or, at the latest, closeGrace later with the socket. Counting it
-	// until then would make the enforcer close the next connections for nothing.
-	c.e.budget.sub(c.outBytes)
-	c.outFreed = true
 	push, gen := c.kickLocked()
 	c.mu.Unlock()
 	if push {

@@ -76,14 +76,14 @@ type Client struct {
 	lastRead atomic.Int64             // unix nanos of the last frame read
 	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
 	release  func()                   // Config.Admit's release; set before register, run at teardown
-	unsent   atomic.Int64             // qBytes+outBytes, read by the budget without the lock
+	unsent   atomic.Int64             // qBytes+outBytes, read by the budget's ranking without the lock
 
 	// owned by the read loop: client message rate (security.go)
 	msgLimit   *rate.Limiter
 	msgRefused int
 
 	// guarded by Engine.pool.mu
-	subs map[string]struct{}
+	subs map[string]uint64 // channel -> head when subscribed (it gets events after it)
 
 	// owned by the read loop
 	badFrames int
@@ -93,7 +93,7 @@ type Client struct {
 	q           []item
 	qHead       int
 	qEvents     int // events queued or being written
-	qBytes      int // bytes queued (not yet taken by the writer)
+	qBytes      int // bytes queued (not yet taken by the writer), shared frames included
 	outBytes    int // bytes taken by the writer, not yet on the socket
 	qPeakBytes  int // high-water mark of qBytes+outBytes, for tests and debugging
 	ctrl        [][]byte
@@ -107,7 +107,6 @@ type Client struct {
 	closeSent   bool      // the close frame is the last thing the writer has to write
 	closeAt     time.Time // when the close was requested
 	closeQuick  bool      // the close must be on the socket within closeGrace (budget)
-	outFreed    bool      // outBytes no longer counts in the budget (closed for it)
 	aborted     bool      // the socket was reset: nothing more is written
 	closeSocket bool      // the library closed the socket: the writer closes it when done
 	progressAt  time.Time // when the socket last took bytes while some were pending
@@ -118,6 +117,15 @@ type Client struct {
 	// up to it are ones it already processed, and are not written again. Set by the job
 	// goroutine, read by the writer.
 	liveAfter uint64
+	// taken is the highest seq handed to this connection (queued, or read from the
+	// window): events up to it are never queued again. lagging: the connection fell
+	// behind (its socket does not take what is queued, or its queue reached its bounds),
+	// so events are no longer queued to it: its writer reads them from the replay window
+	// from taken on, as fast as the socket takes them, and it is live again once it
+	// reaches the head (refill).
+	taken    uint64
+	lagging  bool
+	deferred int // events offered while lagging and not read from the window yet
 
 	// owned by the fan-out goroutine (fanout.go): this connection's channels with
 	// events in the current round
@@ -140,11 +148,18 @@ type Client struct {
 // outSeg is one frame taken by the writer.
 type outSeg struct {
 	b      []byte // what is left to write
-	fr     *frame // nil for the library's frames and the close frame
-	size   int    // what it counts in outBytes and the budget (0: not counted)
+	fr     *frame // what is written; nil for the library's frames and the close frame
+	held   *frame // the frame this segment holds (hold/release), often fr
+	items  int    // queue entries it accounts for (itemCost each in the budget)
+	size   int    // what it counts in outBytes (0: not counted)
 	events int    // events it counts in qEvents
 	wrote  int    // events it delivers (fewer than events when some were already seen)
+	full   int    // len(b) before any of it was written
 }
+
+// itemCost is what one queue entry costs in the queue budget beyond the frame it holds
+// (its slot in the queue, and later in the writer's list).
+const itemCost = 32
 
 // schedState is who runs a connection's writer.
 type schedState uint8
@@ -168,6 +183,13 @@ const (
 	// (the envelope and the client's per-message work), and a connection whose socket
 	// stalls right after keeps at most this much of its own.
 	mergeBytes = 8 << 10
+	// lagItems and lagBytes: a connection whose writer waits for its socket with this
+	// much queued falls back to the replay window (Client.lagging).
+	lagItems = 64
+	lagBytes = 256 << 10
+	// refillEvents and refillScan bound one read of the window (under the pool's lock).
+	refillEvents = 400
+	refillScan   = 4096
 	// maxCtrlBytes bounds the library's frames waiting for one connection (pongs to a
 	// client that pings without reading): past it, the connection is reset.
 	maxCtrlBytes = 16 << 10
@@ -193,9 +215,12 @@ func (c *Client) enqueue(it item) {
 
 func (c *Client) enqueueCtrl(b []byte) { c.enqueue(item{fr: newTextFrame(b)}) }
 
-// offer adds an item without blocking. On overflow the queue is dropped and the
-// connection closed as a slow consumer. push reports that the writer was idle: the
-// caller hands c to the flusher at generation gen.
+// offer adds an item without blocking and reports whether the writer was idle (push):
+// the caller then hands c to the flusher at generation gen. An events frame reaching a
+// connection that fell behind (its writer parked on a full socket with lagItems or
+// lagBytes queued, or its queue at its bounds) is not queued: the connection reads its
+// events from the replay window instead (refill), so a socket that stops reading costs
+// a bounded queue, not one entry per event.
 func (c *Client) offer(it item) (push bool, gen uint64) {
 	m := c.e.metrics
 	n := it.events()
@@ -205,19 +230,49 @@ func (c *Client) offer(it item) (push bool, gen uint64) {
 		m.drop(DropClosing, n)
 		return false, 0
 	}
+	if fr := it.fr; fr != nil && fr.events != nil {
+		if fr.first <= c.taken { // already read from the window
+			if it.fr = fr.filterFrom(c.taken); it.fr == nil {
+				return false, 0
+			}
+			n = it.fr.nEvents()
+		}
+		if c.lagging {
+			c.deferred += n // its writer reads these from the window
+			if c.taken < c.e.pool.floorNow.Load() {
+				// What it has not read left the window: it resumes by cursor instead.
+				m.drop(DropSlowConsumer, c.deferred)
+				c.deferred = 0
+				c.requestCloseLocked(protocol.CloseSlow, "slow consumer", c.e.retryHint(), DiscSlowConsumer, false, DropSlowConsumer)
+				return c.kickLocked()
+			}
+			return false, 0
+		}
+	}
 	size := it.size()
 	cfg := &c.e.cfg
-	if c.qEvents+n > cfg.QueueMaxEvents || c.qBytes+c.outBytes+size > cfg.QueueMaxBytes {
-		m.drop(DropSlowConsumer, n)
-		c.requestCloseLocked(protocol.CloseSlow, "slow consumer", c.e.retryHint(), DiscSlowConsumer, false, DropSlowConsumer)
-		return c.kickLocked()
+	if it.fr != nil && it.fr.events != nil {
+		queued := len(c.q) - c.qHead
+		waiting := c.sched == schedParked || c.sched == schedSlow
+		if (waiting && (queued >= lagItems || c.qBytes >= lagBytes)) ||
+			c.qEvents+n > cfg.QueueMaxEvents || c.qBytes+c.outBytes+size > cfg.QueueMaxBytes {
+			c.lagging, c.deferred = true, n
+			m.lagFallbacks.Add(1)
+			return false, 0
+		}
+		c.taken = it.fr.last
 	}
 	c.q = append(c.q, it)
 	c.qBytes += size
 	c.qEvents += n
 	c.qPeakBytes = max(c.qPeakBytes, c.qBytes+c.outBytes)
 	c.unsent.Add(int64(size))
-	c.e.budget.add(size)
+	if it.fr != nil {
+		it.fr.hold(c.e.budget)
+		c.e.budget.add(itemCost)
+	} else {
+		c.e.budget.add(jobSize)
+	}
 	return c.kickLocked()
 }
 
@@ -271,16 +326,60 @@ func (c *Client) deferSocketClose() bool {
 // events under why.
 func (c *Client) resetQueueLocked(why DropReason) {
 	n := 0
+	b := c.e.budget
 	for _, it := range c.q[c.qHead:] {
 		n += it.events()
+		if it.fr != nil {
+			it.fr.release(b)
+			b.sub(itemCost)
+		} else {
+			b.sub(jobSize)
+		}
 	}
 	if n > 0 {
 		c.e.metrics.drop(why, n)
 	}
 	c.qEvents -= n
-	c.e.budget.sub(c.qBytes)
 	c.unsent.Add(-int64(c.qBytes))
 	c.q, c.qHead, c.qBytes = nil, 0, 0
+}
+
+// releaseSeg takes s's hold and entries out of the budget.
+func (c *Client) releaseSeg(s *outSeg) {
+	if s.held != nil {
+		s.held.release(c.e.budget)
+		s.held = nil
+	}
+	c.e.budget.sub(itemCost * s.items)
+	s.items = 0
+}
+
+// trimOutLocked drops the segments of out that were not started (all but a partly
+// written first one): a connection closed without flushing sends its close frame right
+// after the frame it is in the middle of. Only the writer's owner (or whoever holds a
+// parked writer) calls it.
+func (c *Client) trimOutLocked() {
+	keep := 0
+	if len(c.out) > 0 && len(c.out[0].b) < c.out[0].full {
+		keep = 1
+	}
+	n, bytes := 0, 0
+	for i := keep; i < len(c.out); i++ {
+		s := &c.out[i]
+		if s.fr == nil && s.size == 0 {
+			continue // the library's frames stay
+		}
+		n += s.events
+		bytes += s.size
+		c.releaseSeg(s)
+		s.b, s.fr, s.size, s.events = nil, nil, 0, 0
+	}
+	if n > 0 {
+		c.e.metrics.drop(DropClosing, n)
+	}
+	c.qEvents -= n
+	c.outBytes -= bytes
+	c.unsent.Add(-int64(bytes))
 }
 
 // releaseOutLocked drops what the writer took and did not write. Only the writer's
@@ -294,8 +393,8 @@ func (c *Client) releaseOutLocked() {
 		c.e.metrics.drop(DropClosing, n)
 	}
 	c.qEvents -= n
-	if !c.outFreed {
-		c.e.budget.sub(c.outBytes)
+	for i := range c.out {
+		c.releaseSeg(&c.out[i])
 	}
 	c.unsent.Add(-int64(c.outBytes))
 	c.outBytes = 0
@@ -330,6 +429,9 @@ func (c *Client) requestCloseLocked(code protocol.CloseCode, text string, retryM
 	c.setDiscLocked(why)
 	if !flush {
 		c.resetQueueLocked(dropAs)
+		if c.sched == schedParked {
+			c.trimOutLocked() // nobody else holds a parked writer
+		}
 	}
 }
 
@@ -390,10 +492,11 @@ func (c *Client) libraryWrite(p []byte) (int, error) {
 type writerStep int
 
 const (
-	stepWrite writerStep = iota // out has bytes to write
-	stepDone                    // nothing left: the writer was marked done
-	stepJob                     // a replay job is next: hand it to the job goroutine
-	stepSeal                    // the close frame is out: end the write side
+	stepWrite  writerStep = iota // out has bytes to write
+	stepDone                     // nothing left: the writer was marked done
+	stepJob                      // a replay job is next: hand it to the job goroutine
+	stepSeal                     // the close frame is out: end the write side
+	stepRefill                   // a lagging connection's queue is empty: read the window
 )
 
 // fill moves work into out, under the lock: the library's frames, the close frame when
@@ -409,12 +512,16 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 		return stepDone, nil
 	}
 	for _, b := range c.ctrl {
-		c.out = append(c.out, outSeg{b: b})
+		c.out = append(c.out, outSeg{b: b, full: len(b)})
 	}
 	c.ctrl, c.ctrlBytes = c.ctrl[:0], 0
 	if c.state == stateClosing && (!c.flushFirst || c.qHead == len(c.q)) {
 		c.resetQueueLocked(DropClosing)
-		c.out = append(c.out, outSeg{b: closeFrame(c.closeCode, c.closeReason)})
+		if !c.flushFirst {
+			c.trimOutLocked()
+		}
+		cf := closeFrame(c.closeCode, c.closeReason)
+		c.out = append(c.out, outSeg{b: cf, full: len(cf)})
 		c.state, c.closeSent = stateClosed, true
 	}
 	if c.state != stateClosed {
@@ -447,6 +554,9 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 		}
 		c.q, c.qHead = compactFIFO(c.q, c.qHead)
 	}
+	if c.state == stateOpen && c.lagging && c.qHead == len(c.q) && len(*take) == 0 && len(c.out) < gatherSegments/2 {
+		return stepRefill, nil
+	}
 	if len(c.out) == 0 && len(*take) == 0 {
 		if c.closeSent {
 			return stepSeal, nil
@@ -468,9 +578,11 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 // compressed frames: merging would mean compressing for it alone).
 func (c *Client) appendTaken(take []item) {
 	cfg := &c.e.cfg
+	b := c.e.budget
 	for i := 0; i < len(take); {
-		fr := take[i].fr
-		seg := outSeg{fr: fr, size: fr.size(), events: fr.nEvents()}
+		orig := take[i].fr
+		fr := orig
+		seg := outSeg{held: orig, items: 1, size: orig.size(), events: orig.nEvents()}
 		i++
 		if fr.events != nil && !c.deflate && !c.slowSocket && !fr.replayed {
 			// Merge the events frames that follow.
@@ -479,38 +591,96 @@ func (c *Client) appendTaken(take []item) {
 			for i < len(take) && take[i].fr.events != nil && !take[i].fr.replayed &&
 				max(len(evs), fr.nEvents())+take[i].fr.nEvents() <= cfg.BatchMaxEvents &&
 				merged+len(take[i].fr.payload()) <= mergeBytes {
-				merged += len(take[i].fr.payload())
+				nf := take[i].fr
+				merged += len(nf.payload())
 				if evs == nil {
 					evs = append(evs, fr.events...)
 				}
-				nf := take[i].fr
 				evs = append(evs, nf.events...)
 				seg.size += nf.size()
 				seg.events += nf.nEvents()
+				seg.items++
+				nf.release(b)
 				i++
 			}
 			if evs != nil {
-				first := fr
 				fr = newEventsFrame(evs, false)
-				fr.at = first.at // its oldest event is the first frame's
+				fr.at = orig.at // its oldest event is the first frame's
+				fr.hold(b)
+				orig.release(b)
+				seg.held = fr
 			}
 		}
 		seg.wrote = fr.nEvents()
 		if fr.events != nil && c.liveAfter >= fr.first {
-			if nf := fr.filterFrom(c.liveAfter); nf == nil {
-				c.e.metrics.eventsAlreadySeen.Add(uint64(fr.nEvents()))
-				seg.wrote, fr = 0, nil
-			} else {
-				c.e.metrics.eventsAlreadySeen.Add(uint64(fr.nEvents() - nf.nEvents()))
-				seg.wrote, fr = nf.nEvents(), nf
+			nf := fr.filterFrom(c.liveAfter)
+			c.e.metrics.eventsAlreadySeen.Add(uint64(fr.nEvents() - nf.nEvents()))
+			if nf != nil {
+				nf.hold(b)
 			}
+			seg.held.release(b)
+			seg.held, seg.wrote, fr = nf, nf.nEvents(), nf
 		}
 		seg.fr = fr
 		if fr != nil {
 			seg.b = fr.wireFor(c.deflate, cfg.CompressionThreshold, &c.e.metrics.framesCompressed)
 		}
+		seg.full = len(seg.b)
 		c.out = append(c.out, seg)
 	}
+}
+
+// refill reads a lagging connection's next events from the replay window into take: in
+// seq order, of its channels only, after each channel's start and liveAfter, bounded
+// by refillEvents, gatherBytes and refillScan; it ends the lag once it reaches the
+// head. A connection whose next events left the window before it read them is closed
+// as a slow consumer (4100): it resumes by cursor, from the bus.
+func (c *Client) refill(take *[]item) {
+	e := c.e
+	p := e.pool
+	p.mu.Lock()
+	c.mu.Lock()
+	if c.state != stateOpen || !c.lagging {
+		c.mu.Unlock()
+		p.mu.Unlock()
+		return
+	}
+	if c.taken < p.floor {
+		e.metrics.drop(DropSlowConsumer, c.deferred)
+		c.deferred = 0
+		c.requestCloseLocked(protocol.CloseSlow, "slow consumer", e.retryHint(), DiscSlowConsumer, false, DropSlowConsumer)
+		c.mu.Unlock()
+		p.mu.Unlock()
+		return
+	}
+	evs, upTo, done := p.window.sinceLimited(c.taken, func(ev *outEvent) bool {
+		after, ok := c.subs[ev.channel]
+		return ok && ev.seq > after && ev.seq > c.liveAfter
+	}, refillEvents, gatherBytes, refillScan)
+	c.taken = max(c.taken, upTo)
+	if done {
+		c.taken = max(c.taken, p.head)
+		c.lagging = false
+	}
+	c.deferred = max(0, c.deferred-len(evs))
+	if !c.lagging {
+		c.deferred = 0
+	}
+	for len(evs) > 0 {
+		n := min(len(evs), e.cfg.BatchMaxEvents)
+		fr := newEventsFrame(evs[:n:n], false)
+		evs = evs[n:]
+		fr.hold(e.budget)
+		e.budget.add(itemCost)
+		size := fr.size()
+		c.outBytes += size
+		c.qEvents += n
+		c.unsent.Add(int64(size))
+		*take = append(*take, item{fr: fr})
+	}
+	c.mu.Unlock()
+	p.mu.Unlock()
+	e.metrics.windowFrames.Add(uint64(len(*take)))
 }
 
 // runWriter runs on a flusher worker: it writes what is queued without ever waiting
@@ -539,6 +709,8 @@ func (c *Client) runWriter(gen uint64) {
 		case stepSeal:
 			c.seal()
 			return
+		case stepRefill:
+			c.refill(&take)
 		}
 		c.appendTaken(take)
 		clear(take)
@@ -581,6 +753,7 @@ func (c *Client) wrote(n int) {
 		return
 	}
 	m := c.e.metrics
+	progress := n > 0
 	done, doneBytes, doneEvents := 0, 0, 0
 	now := time.Now()
 	for done < len(c.out) {
@@ -606,15 +779,15 @@ func (c *Client) wrote(n int) {
 		}
 	}
 	c.mu.Lock()
-	if n > 0 || done > 0 {
+	if progress || done > 0 {
 		c.progressAt = now
 	}
 	if done > 0 {
 		c.outBytes -= doneBytes
 		c.qEvents -= doneEvents
 		c.unsent.Add(-int64(doneBytes))
-		if !c.outFreed {
-			c.e.budget.sub(doneBytes)
+		for i := range c.out[:done] {
+			c.releaseSeg(&c.out[i])
 		}
 		k := copy(c.out, c.out[done:])
 		clear(c.out[k:])
@@ -668,6 +841,7 @@ func (c *Client) writable() {
 	}
 	gen := c.readyLocked()
 	c.mu.Unlock()
+	c.cc.grow() // it drained: give it more room (no writer runs it until the push)
 	c.e.fl.removeWaiting(c)
 	c.e.fl.pushReady(c, gen)
 }
@@ -683,6 +857,7 @@ func (c *Client) slowFlush() {
 		c.writeFailed(err)
 		return
 	}
+	c.cc.grow()
 	c.mu.Lock()
 	if c.aborted {
 		c.releaseOutLocked()

@@ -28,9 +28,11 @@ type Config struct {
 	// least 4). No socket can hold one: what a socket does not take at once waits for
 	// it to be writable, off the writers.
 	Writers int
-	// SendBuffer is each stream socket's kernel send buffer (SO_SNDBUF; default 64 KiB,
-	// which Linux doubles; negative keeps the kernel's autotuning, which grows the
-	// buffer of a socket that does not drain to megabytes).
+	// SendBuffer bounds each stream socket's kernel send buffer (SO_SNDBUF, default
+	// 256 KiB; Linux doubles the figure). A socket starts at 16 KiB and doubles it each
+	// time it drains a full buffer, so one that never reads keeps ~32 KB of kernel memory
+	// while one that reads gets what its path needs. Negative keeps the kernel's
+	// autotuning, which grows the buffer of a socket that does not drain to megabytes.
 	SendBuffer int
 
 	// QueueMaxEvents and QueueMaxBytes bound each connection's queue (defaults 4096
@@ -202,7 +204,7 @@ func (c *Config) withDefaults() (Config, error) {
 		d.QueueBudget = defaultQueueBudget()
 	}
 	if d.SendBuffer == 0 {
-		d.SendBuffer = 64 << 10
+		d.SendBuffer = 256 << 10
 	}
 	defi(&d.BatchMaxEvents, 100)
 	def(&d.BatchWindow, 20*time.Millisecond)

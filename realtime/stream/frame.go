@@ -37,6 +37,24 @@ type frame struct {
 		once sync.Once
 		wire []byte // header (RSV1 set) + deflated payload
 	}
+
+	// refs: the queues (and writers) holding the frame; while it is above 0 the frame's
+	// bytes count once in the queue budget.
+	refs atomic.Int32
+}
+
+// hold counts one more holder of f, and f's bytes in b if it is the first.
+func (f *frame) hold(b *budget) {
+	if f.refs.Add(1) == 1 {
+		b.add(f.size())
+	}
+}
+
+// release undoes one hold; the last one takes f's bytes out of b.
+func (f *frame) release(b *budget) {
+	if f.refs.Add(-1) == 0 {
+		b.sub(f.size())
+	}
 }
 
 // payload is the frame's message before compression.

@@ -94,6 +94,8 @@ type Metrics struct {
 	recFailed           atomic.Uint64
 	budgetCloses        atomic.Uint64
 	framesCompressed    atomic.Uint64
+	lagFallbacks        atomic.Uint64
+	windowFrames        atomic.Uint64 // frames lagging connections read from the window
 	drops               [numDropReasons]atomic.Uint64
 	disconnects         [numDisconnectReasons]atomic.Uint64
 	refusals            [len(refuseNames)]atomic.Uint64
@@ -188,6 +190,11 @@ type Snapshot struct {
 	// FramesCompressed counts frames deflated: once per frame for every client that
 	// negotiated compression, not once per client.
 	FramesCompressed uint64 `json:"framesCompressed"`
+	// LagFallbacks counts connections that fell behind (their socket did not take what
+	// was queued) and read their events from the replay window instead of a queue;
+	// WindowFrames counts the frames they read that way.
+	LagFallbacks uint64 `json:"lagFallbacks"`
+	WindowFrames uint64 `json:"windowFrames"`
 }
 
 func (m *Metrics) snapshot() Snapshot {
@@ -222,6 +229,8 @@ func (m *Metrics) snapshot() Snapshot {
 		PollStats:           m.poll.stats(),
 		BudgetCloses:        m.budgetCloses.Load(),
 		FramesCompressed:    m.framesCompressed.Load(),
+		LagFallbacks:        m.lagFallbacks.Load(),
+		WindowFrames:        m.windowFrames.Load(),
 	}
 	if s.EventFrames > 0 {
 		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)

@@ -3,6 +3,7 @@ package stream
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"encore.app/realtime/protocol"
 )
@@ -19,6 +20,8 @@ type pool struct {
 	head   uint64 // last dispatched sequence
 	floor  uint64 // every event with seq > floor is in the window
 	gen    uint64 // incremented when the stream is recreated: older events are not fanned out
+	// floorNow mirrors floor for readers without the lock (lagging connections).
+	floorNow atomic.Uint64
 }
 
 // sub is one subscriber of a channel.
@@ -35,6 +38,7 @@ func newPool(windowSize int) *pool {
 func (p *pool) reset(head uint64) {
 	p.mu.Lock()
 	p.head, p.floor = head, head
+	p.floorNow.Store(head)
 	p.mu.Unlock()
 }
 
@@ -56,6 +60,7 @@ func (p *pool) record(ev *outEvent) bool {
 		p.floor = max(p.floor, old.seq)
 	}
 	p.head = ev.seq
+	p.floorNow.Store(p.floor)
 	return true
 }
 
@@ -92,7 +97,7 @@ func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epo
 				Error: "subscription limit reached"})
 			continue
 		}
-		c.subs[ch] = struct{}{}
+		c.subs[ch] = p.head
 		cur := p.index[ch]
 		next := make([]sub, len(cur), len(cur)+1)
 		copy(next, cur)
@@ -214,4 +219,31 @@ func (r *ring) since(after uint64, keep func(*outEvent) bool) []*outEvent {
 		}
 	}
 	return out
+}
+
+// sinceLimited is since with bounds: it scans at most maxScan entries and stops once it
+// kept maxEvents or maxBytes of encoded events. upTo is the seq of the last entry it
+// scanned (after itself when none), and done tells that it reached the newest.
+func (r *ring) sinceLimited(after uint64, keep func(*outEvent) bool, maxEvents, maxBytes, maxScan int) (out []*outEvent, upTo uint64, done bool) {
+	lo, hi := 0, r.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if r.at(mid).seq <= after {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	upTo = after
+	bytes := 0
+	j := lo
+	for ; j < r.n && j-lo < maxScan && len(out) < maxEvents && bytes < maxBytes; j++ {
+		e := r.at(j)
+		upTo = e.seq
+		if keep(e) {
+			out = append(out, e)
+			bytes += len(e.enc)
+		}
+	}
+	return out, upTo, j == r.n
 }

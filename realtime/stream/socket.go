@@ -29,7 +29,7 @@ type countingWriter struct {
 	http.ResponseWriter
 	m       *Metrics
 	timeout time.Duration // bound of a direct write (the upgrade response)
-	sndbuf  int           // SO_SNDBUF for the socket (<= 0: the kernel's autotuning)
+	sndbuf  int           // most the socket's SO_SNDBUF grows to (< 0: the kernel's autotuning)
 	s       *sock         // set by Hijack
 }
 
@@ -76,22 +76,42 @@ type sock struct {
 	raw syscall.RawConn // nil: no non-blocking writes (not a socket, or TLS)
 	tcp *net.TCPConn    // nil when not TCP
 
+	// owned by the connection's writer: the socket's send buffer (SO_SNDBUF) now and
+	// the most it may grow to (0: left to the kernel)
+	sndbuf, sndbufMax int
+
 	mu    sync.Mutex
 	owner *Client // set by attach
 }
 
-func newSock(nc net.Conn, m *Metrics, timeout time.Duration, sndbuf int) *sock {
+// sndbufStart is a stream socket's first send buffer (Linux doubles it): a socket that
+// never drains keeps little kernel memory; one that does doubles it at each drain (grow).
+const sndbufStart = 16 << 10
+
+func newSock(nc net.Conn, m *Metrics, timeout time.Duration, sndbufMax int) *sock {
 	s := &sock{Conn: nc, wire: &m.bytesWire, read: &m.bytesRead, timeout: timeout}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		s.tcp = tc
 		if rc, err := tc.SyscallConn(); err == nil && haveWritev {
 			s.raw = rc
 		}
-		if sndbuf > 0 {
-			_ = tc.SetWriteBuffer(sndbuf)
+		if sndbufMax > 0 {
+			s.sndbuf, s.sndbufMax = min(sndbufStart, sndbufMax), sndbufMax
+			_ = tc.SetWriteBuffer(s.sndbuf)
 		}
 	}
 	return s
+}
+
+// grow doubles the send buffer of a socket that drained a full buffer (it was parked
+// and became writable), up to its bound: the buffer follows what the path can carry.
+// Writer only.
+func (s *sock) grow() {
+	if s.sndbuf == 0 || s.sndbuf >= s.sndbufMax {
+		return
+	}
+	s.sndbuf = min(2*s.sndbuf, s.sndbufMax)
+	_ = s.tcp.SetWriteBuffer(s.sndbuf)
 }
 
 // attach routes the library's writes to c's output queue from now on.
