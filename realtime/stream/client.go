@@ -83,7 +83,7 @@ type Client struct {
 	msgRefused int
 
 	// guarded by Engine.pool.mu
-	subs map[string]uint64 // channel -> head when subscribed (it gets events after it)
+	subs map[string]subPos // channel -> head when subscribed (it gets events after it), position
 
 	// owned by the read loop
 	badFrames int
@@ -183,6 +183,7 @@ const (
 	// (the envelope and the client's per-message work), and a connection whose socket
 	// stalls right after keeps at most this much of its own.
 	mergeBytes = 8 << 10
+	mergeSmall = 1 << 10 // only frames under this are merged: the envelope matters for them
 	// lagItems and lagBytes: a connection whose writer waits for its socket with this
 	// much queued falls back to the replay window (Client.lagging).
 	lagItems = 64
@@ -573,8 +574,8 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 // appendTaken converts the frames fill took into out segments: the deflated form for a
 // compressing client (built once per frame for every client), the events this
 // connection has not seen yet. Events frames that queued up while the connection waited
-// for a writer are merged into frames of up to BatchMaxEvents events and mergeBytes for
-// a client that does not compress and whose socket keeps up (one that compresses keeps the shared
+// for a writer, if small (mergeSmall), are merged into frames of up to BatchMaxEvents
+// events and mergeBytes for a client that does not compress and whose socket keeps up (one that compresses keeps the shared
 // compressed frames: merging would mean compressing for it alone).
 func (c *Client) appendTaken(take []item) {
 	cfg := &c.e.cfg
@@ -584,11 +585,11 @@ func (c *Client) appendTaken(take []item) {
 		fr := orig
 		seg := outSeg{held: orig, items: 1, size: orig.size(), events: orig.nEvents()}
 		i++
-		if fr.events != nil && !c.deflate && !c.slowSocket && !fr.replayed {
-			// Merge the events frames that follow.
+		if fr.events != nil && !c.deflate && !c.slowSocket && !fr.replayed && len(fr.payload()) < mergeSmall {
+			// Merge the small events frames that follow.
 			var evs []*outEvent
 			merged := len(fr.payload())
-			for i < len(take) && take[i].fr.events != nil && !take[i].fr.replayed &&
+			for i < len(take) && take[i].fr.events != nil && !take[i].fr.replayed && len(take[i].fr.payload()) < mergeSmall &&
 				max(len(evs), fr.nEvents())+take[i].fr.nEvents() <= cfg.BatchMaxEvents &&
 				merged+len(take[i].fr.payload()) <= mergeBytes {
 				nf := take[i].fr
@@ -654,8 +655,8 @@ func (c *Client) refill(take *[]item) {
 		return
 	}
 	evs, upTo, done := p.window.sinceLimited(c.taken, func(ev *outEvent) bool {
-		after, ok := c.subs[ev.channel]
-		return ok && ev.seq > after && ev.seq > c.liveAfter
+		sp, ok := c.subs[ev.channel]
+		return ok && ev.seq > sp.after && ev.seq > c.liveAfter
 	}, refillEvents, gatherBytes, refillScan)
 	c.taken = max(c.taken, upTo)
 	if done {

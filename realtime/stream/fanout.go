@@ -37,10 +37,12 @@ type fanout struct {
 	emit func(evs []*outEvent)
 
 	// owned by the fan-out goroutine
-	round  uint64
-	groups []fanGroup
-	byChan map[string]int
-	multi  []*Client
+	round   uint64
+	groups  []fanGroup
+	byChan  map[string]int
+	multi   []*Client
+	subsBuf []sub // the round's subscriber lists, copied under the pool's lock
+	ends    []int // where each group's list ends in subsBuf
 }
 
 // fanGroup is one channel's events of a round and its subscribers.
@@ -189,16 +191,27 @@ func (f *fanout) fanOut(evs []*outEvent, push []flushEntry) []flushEntry {
 		}
 		groups[i].evs = append(groups[i].evs, ev)
 	}
-	// Under the pool lock: the subscribers, and which connections get events of more
-	// than one channel of this round.
+	// The subscribers, copied under the pool lock; then which connections get events of
+	// more than one channel of this round.
 	multi := f.multi[:0]
+	buf := f.subsBuf[:0]
+	ends := f.ends[:0]
 	e.pool.mu.Lock()
 	for i := range groups {
-		g := &groups[i]
-		if g.evs[0].gen != e.pool.gen {
-			continue // the stream was recreated: stale events
+		if groups[i].evs[0].gen == e.pool.gen { // else: the stream was recreated, stale events
+			buf = append(buf, e.pool.index[groups[i].channel]...)
 		}
-		g.subs = e.pool.index[g.channel]
+		ends = append(ends, len(buf))
+	}
+	e.pool.mu.Unlock()
+	f.ends = ends[:0]
+	for i := range groups {
+		g := &groups[i]
+		start := 0
+		if i > 0 {
+			start = ends[i-1]
+		}
+		g.subs = buf[start:ends[i]:ends[i]]
 		for _, s := range g.subs {
 			c := s.c
 			if c.fanRound != f.round {
@@ -210,7 +223,6 @@ func (f *fanout) fanOut(evs []*outEvent, push []flushEntry) []flushEntry {
 			}
 		}
 	}
-	e.pool.mu.Unlock()
 
 	max := e.cfg.BatchMaxEvents
 	for i := range groups {
@@ -247,6 +259,8 @@ func (f *fanout) fanOut(evs []*outEvent, push []flushEntry) []flushEntry {
 	f.groups = groups[:0]
 	clear(multi)
 	f.multi = multi[:0]
+	clear(buf)
+	f.subsBuf = buf[:0]
 	return push
 }
 

@@ -87,7 +87,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		e: e, conn: conn, cc: cw.s, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
 		ctx:     ctx, cancel: cancel,
-		subs: map[string]uint64{},
+		subs: map[string]subPos{},
 	}
 	c.id.Store(id)
 	c.release, admitted = release, true

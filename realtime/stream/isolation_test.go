@@ -206,7 +206,7 @@ func TestQueueBudgetShedsLargestFirst(t *testing.T) {
 	}
 	var cs []*Client
 	for _, n := range []int{100, 400, 50, 300, 200, 150} {
-		c := &Client{e: e, subs: map[string]uint64{}, sched: schedJob} // a writer that is busy: nothing is pushed
+		c := &Client{e: e, subs: map[string]subPos{}, sched: schedJob} // a writer that is busy: nothing is pushed
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 		defer c.cancel()
 		e.clients[c] = struct{}{}

@@ -60,14 +60,17 @@ func (p *epollParker) arm(c *Client) error {
 		c.pollID = p.next
 	}
 	p.armed[c.pollID] = c
+	// The report may come (and the next writer run) before Control returns: what the
+	// next writer reads is written before the unlock that the report's lookup follows.
+	op := unix.EPOLL_CTL_MOD
+	if !c.pollAdded {
+		op = unix.EPOLL_CTL_ADD
+	}
+	c.pollAdded = true
 	p.mu.Unlock()
 	var cerr error
 	err := c.cc.raw.Control(func(fd uintptr) {
 		ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: int32(c.pollID)}
-		op := unix.EPOLL_CTL_MOD
-		if !c.pollAdded {
-			op = unix.EPOLL_CTL_ADD
-		}
 		cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
 		if cerr == unix.ENOENT && op == unix.EPOLL_CTL_MOD {
 			cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
@@ -80,10 +83,15 @@ func (p *epollParker) arm(c *Client) error {
 		err = cerr
 	}
 	if err != nil {
-		p.disarm(c)
+		// Not registered: no report comes, so no other writer reads this.
+		p.mu.Lock()
+		if p.armed[c.pollID] == c {
+			delete(p.armed, c.pollID)
+		}
+		c.pollAdded = false
+		p.mu.Unlock()
 		return err
 	}
-	c.pollAdded = true
 	return nil
 }
 

@@ -13,9 +13,15 @@ import (
 // new subscriber replays, or fanned out to it live, never both and never neither. Every
 // subscriber records the head it joined at; the fan-out, which runs after dispatch
 // recorded the events, gives it only those after that head (fanout.go).
+//
+// A channel's subscriber list is changed in place (append; removal swaps the last one
+// into the hole, each connection knowing its position), and the fan-out copies it
+// under the lock into a buffer of its own: joining or leaving costs O(1), where a
+// copy-on-write list cost O(subscribers) each, 800 MB of copies for 10,000 connections
+// joining one channel.
 type pool struct {
 	mu     sync.Mutex
-	index  map[string][]sub // copy-on-write: a published slice is never modified
+	index  map[string][]sub // guarded by mu; copy under it to iterate outside
 	window ring
 	head   uint64 // last dispatched sequence
 	floor  uint64 // every event with seq > floor is in the window
@@ -64,17 +70,6 @@ func (p *pool) record(ev *outEvent) bool {
 	return true
 }
 
-// subscribers returns channel's subscribers (do not modify the slice), or nil when
-// events of generation gen are stale (the stream was recreated since).
-func (p *pool) subscribers(channel string, gen uint64) []sub {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if gen != p.gen {
-		return nil
-	}
-	return p.index[channel]
-}
-
 // subscribe adds c to channels (already validated and authorized) and hands the replay
 // job, with the per-channel results, to submit. submit runs under the pool's lock, so
 // the job is queued before any live event of the new channels (dispatch fans out
@@ -97,11 +92,8 @@ func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epo
 				Error: "subscription limit reached"})
 			continue
 		}
-		c.subs[ch] = p.head
-		cur := p.index[ch]
-		next := make([]sub, len(cur), len(cur)+1)
-		copy(next, cur)
-		p.index[ch] = append(next, sub{c: c, after: p.head})
+		c.subs[ch] = subPos{after: p.head, pos: len(p.index[ch])}
+		p.index[ch] = append(p.index[ch], sub{c: c, after: p.head})
 		added = append(added, ch)
 		results = append(results, protocol.ChannelResult{Channel: ch, OK: true})
 	}
@@ -141,8 +133,8 @@ func (p *pool) unsubscribe(c *Client, channels []string) (removed []string) {
 		if _, ok := c.subs[ch]; !ok {
 			continue
 		}
-		delete(c.subs, ch)
 		p.removeLocked(c, ch)
+		delete(c.subs, ch)
 		removed = append(removed, ch)
 	}
 	return removed
@@ -160,19 +152,41 @@ func (p *pool) removeAll(c *Client) int {
 	return n
 }
 
+// removeLocked takes c out of ch's list; c.subs still holds ch (the caller deletes it).
 func (p *pool) removeLocked(c *Client, ch string) {
 	cur := p.index[ch]
-	i := slices.IndexFunc(cur, func(s sub) bool { return s.c == c })
-	if i < 0 {
-		return
+	i := c.subs[ch].pos
+	if i >= len(cur) || cur[i].c != c {
+		i = slices.IndexFunc(cur, func(s sub) bool { return s.c == c }) // never, but be safe
+		if i < 0 {
+			return
+		}
 	}
-	if len(cur) == 1 {
+	last := len(cur) - 1
+	if last == 0 {
 		delete(p.index, ch)
 		return
 	}
-	next := make([]sub, 0, len(cur)-1)
-	next = append(next, cur[:i]...)
-	p.index[ch] = append(next, cur[i+1:]...)
+	if i != last {
+		moved := cur[last]
+		cur[i] = moved
+		sp := moved.c.subs[ch]
+		sp.pos = i
+		moved.c.subs[ch] = sp
+	}
+	cur[last] = sub{}
+	cur = cur[:last]
+	if cap(cur) > 64 && len(cur) < cap(cur)/4 {
+		cur = append([]sub(nil), cur...) // shrink after many left
+	}
+	p.index[ch] = cur
+}
+
+// subPos is one subscription of a connection: the head it joined at and its position
+// in the channel's list. Guarded by pool.mu.
+type subPos struct {
+	after uint64
+	pos   int
 }
 
 // ring is a fixed-size FIFO of the most recent events, in sequence order.
