@@ -64,6 +64,9 @@ type slowRun struct {
 	CPU           CPUShare       `json:"cpu"`
 	Load          string         `json:"machineLoad"`
 	Samples       []slowSample   `json:"samples"`
+	// WorstPerSecond is the healthy readers' worst latency (ms) of the events sent in
+	// each second of the run.
+	WorstPerSecond []float64 `json:"worstLatencyPerSecondMs"`
 }
 
 // slowSample is one point of a run's memory curve.
@@ -267,6 +270,7 @@ func runSlow(ctx context.Context, c *common, cfg slowConfig, nStalled int, logw 
 	pub := newPublisher(t, chans, cfg.Rate, cfg.Payload, led)
 	cpu := startCPU(t.pid())
 	start := time.Now()
+	f.timeline = newTimeline(start)
 
 	// Sample memory, connections and hang-ups until the run ends.
 	sampleCtx, stopSampling := context.WithCancel(ctx)
@@ -344,6 +348,7 @@ func runSlow(ctx context.Context, c *common, cfg slowConfig, nStalled int, logw 
 	var lat *latencies
 	run.Accounting, lat, run.HealthyClosed = f.tally(led)
 	run.Latency = lat.summary()
+	run.WorstPerSecond = f.timeline.seconds()
 	run.Published, run.PublishErrors, run.PublishReqMs = pub.acked.Load(), pub.errors.Load(), pub.reqLat.summary()
 	var closes []float64
 	for _, s := range stalled {
@@ -382,6 +387,11 @@ func printSlow(w io.Writer, r *slowResult) {
 			run.Published, run.PublishErrors, run.PublishReqMs.P99, run.Server.WriteLatencyMs.P99, run.Server.Drops, run.Server.Disconnects)
 		fmt.Fprintf(tw, "\tcpu: server %.2f cores (%.2f µs/event), bench %.2f, others %.2f; load %s\n",
 			run.CPU.ServerCores, run.Server.CPUMicrosPerEv, run.CPU.BenchCores, run.CPU.OtherCores, run.Load)
+		var ws []string
+		for _, w := range run.WorstPerSecond {
+			ws = append(ws, strconv.FormatFloat(w, 'f', 0, 64))
+		}
+		fmt.Fprintf(tw, "\tworst healthy latency per second (ms): %s\n", strings.Join(ws, " "))
 	}
 	if r.P99Ratio > 0 {
 		fmt.Fprintf(tw, "p99 ratio\t%.2fx (with stalled / without; target <= 2)\n", r.P99Ratio)

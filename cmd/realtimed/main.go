@@ -98,7 +98,7 @@ func parseFlags(args []string) (*options, error) {
 	num(&o.engine.QueueMaxEvents, "queue-events", "REALTIME_QUEUE_EVENTS", 4096, "per-connection queue bound (events)")
 	num(&o.engine.QueueMaxBytes, "queue-bytes", "REALTIME_QUEUE_BYTES", 4<<20, "per-connection queue bound (bytes)")
 	num(&budgetMB, "queue-budget-mb", "REALTIME_QUEUE_BUDGET_MB", 0, "MiB queued to all connections together before the largest holders are closed (4105); 0 = 1/64 of memory, 64-1024")
-	num(&o.engine.SendBuffer, "send-buffer", "REALTIME_SEND_BUFFER", 256<<10, "most a stream socket's kernel send buffer grows to (SO_SNDBUF, bytes; it starts at 16 KiB); -1 keeps the kernel's autotuning")
+	num(&o.engine.SendBuffer, "send-buffer", "REALTIME_SEND_BUFFER", 256<<10, "most a stream socket's kernel send buffer grows to (SO_SNDBUF, bytes; it starts at 8 KiB); -1 keeps the kernel's autotuning")
 	num(&o.compressionThreshold, "compress-threshold", "REALTIME_COMPRESS_THRESHOLD", 1024, "deflate frames of at least this many bytes; -1 disables compression")
 	dur(&o.engine.HeartbeatInterval, "heartbeat", "REALTIME_HEARTBEAT", 25*time.Second, "server ping interval")
 	num(&o.engine.WindowEvents, "window", "REALTIME_WINDOW", 10000, "in-memory replay window (events)")

@@ -29,9 +29,9 @@ type Config struct {
 	// it to be writable, off the writers.
 	Writers int
 	// SendBuffer bounds each stream socket's kernel send buffer (SO_SNDBUF, default
-	// 256 KiB; Linux doubles the figure). A socket starts at 16 KiB and doubles it each
-	// time it drains a full buffer, so one that never reads keeps ~32 KB of kernel memory
-	// while one that reads gets what its path needs. Negative keeps the kernel's
+	// 256 KiB; Linux doubles the figure). A socket starts at 8 KiB and doubles it when it
+	// drains full buffers, so one that never reads keeps ~20 KB of kernel memory while
+	// one that reads gets what its path needs. Negative keeps the kernel's
 	// autotuning, which grows the buffer of a socket that does not drain to megabytes.
 	SendBuffer int
 

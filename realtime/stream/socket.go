@@ -76,17 +76,18 @@ type sock struct {
 	raw syscall.RawConn // nil: no non-blocking writes (not a socket, or TLS)
 	tcp *net.TCPConn    // nil when not TCP
 
-	// owned by the connection's writer: the socket's send buffer (SO_SNDBUF) now and
-	// the most it may grow to (0: left to the kernel)
-	sndbuf, sndbufMax int
+	// owned by the connection's writer: the socket's send buffer (SO_SNDBUF) now, the
+	// most it may grow to (0: left to the kernel), and the bytes written since it last
+	// grew
+	sndbuf, sndbufMax, sinceGrow int
 
 	mu    sync.Mutex
 	owner *Client // set by attach
 }
 
 // sndbufStart is a stream socket's first send buffer (Linux doubles it): a socket that
-// never drains keeps little kernel memory; one that does doubles it at each drain (grow).
-const sndbufStart = 16 << 10
+// never drains keeps little kernel memory; one that does doubles it (grow).
+const sndbufStart = 8 << 10
 
 func newSock(nc net.Conn, m *Metrics, timeout time.Duration, sndbufMax int) *sock {
 	s := &sock{Conn: nc, wire: &m.bytesWire, read: &m.bytesRead, timeout: timeout}
@@ -103,14 +104,16 @@ func newSock(nc net.Conn, m *Metrics, timeout time.Duration, sndbufMax int) *soc
 	return s
 }
 
-// grow doubles the send buffer of a socket that drained a full buffer (it was parked
-// and became writable), up to its bound: the buffer follows what the path can carry.
-// Writer only.
+// grow doubles the send buffer of a socket that filled its buffer and drained it (it
+// was parked and became writable) and took four buffers' worth (the kernel's buffer is
+// twice the figure) since the last time, up to its bound: the buffer follows what the
+// path carries. A socket whose peer does not read also reports writable once, when the
+// data in flight is acknowledged; the first fill does not count. Writer only.
 func (s *sock) grow() {
-	if s.sndbuf == 0 || s.sndbuf >= s.sndbufMax {
+	if s.sndbuf == 0 || s.sndbuf >= s.sndbufMax || s.sinceGrow < 4*s.sndbuf {
 		return
 	}
-	s.sndbuf = min(2*s.sndbuf, s.sndbufMax)
+	s.sndbuf, s.sinceGrow = min(2*s.sndbuf, s.sndbufMax), 0
 	_ = s.tcp.SetWriteBuffer(s.sndbuf)
 }
 
@@ -193,6 +196,7 @@ func (s *sock) tryWritev(bufs [][]byte) (int, error) {
 		if n > 0 {
 			written += n
 			s.wire.Add(uint64(n))
+			s.sinceGrow += n
 			bufs = consumeBufs(bufs, n)
 		}
 		switch {
@@ -246,6 +250,7 @@ func (s *sock) writevBlocking(bufs [][]byte, timeout time.Duration) (int, error)
 		if n > 0 {
 			written += n
 			s.wire.Add(uint64(n))
+			s.sinceGrow += n
 			bufs = consumeBufs(bufs, n)
 		}
 		if err != nil {
