@@ -51,6 +51,8 @@ type fleet struct {
 	warmUp atomic.Int64 // unix nanos: events sent before it are not timed
 	// timeline, when set, records the worst latency of each second of the run.
 	timeline *timeline
+	// query, when set, adds to client i's stream URL (a token: "&token=...").
+	query func(i int) string
 
 	mu      sync.Mutex
 	clients []*wsClient
@@ -75,6 +77,9 @@ func (f *fleet) dialOne(ctx context.Context, idx int, chans []int) (*wsClient, e
 		names[i] = f.channels[ch]
 	}
 	u := f.t.streamURL(idx) + "?channels=" + url.QueryEscape(strings.Join(names, ","))
+	if f.query != nil {
+		u += f.query(idx)
+	}
 	opts := &websocket.DialOptions{HTTPClient: dialHTTP}
 	if f.compress {
 		opts.CompressionMode = websocket.CompressionNoContextTakeover
