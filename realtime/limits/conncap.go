@@ -80,9 +80,9 @@ type ConnCap struct {
 	// the bucket's view (watch), guarded by viewMu
 	viewMu   sync.Mutex
 	view     map[string]map[string]viewEntry // user prefix -> key
-	applied  uint64                       // highest revision applied to view
-	advanced chan struct{}                // closed (and replaced) when applied grows
-	watching bool                         // the watcher runs and loaded the bucket
+	applied  uint64                          // highest revision applied to view
+	advanced chan struct{}                   // closed (and replaced) when applied grows
+	watching bool                            // the watcher runs and loaded the bucket
 
 	unavailable atomic.Uint64
 	refused     atomic.Uint64
