@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,10 +80,10 @@ type ConnCap struct {
 
 	// the bucket's view (watch), guarded by viewMu
 	viewMu   sync.Mutex
-	view     map[string]map[string]viewEntry // user prefix -> key
-	applied  uint64                          // highest revision applied to view
-	advanced chan struct{}                   // closed (and replaced) when applied grows
-	watching bool                            // the watcher runs and loaded the bucket
+	view     map[string][]keyEntry // user prefix -> its keys (a few each)
+	applied  uint64                // highest revision applied to view
+	advanced chan struct{}         // closed (and replaced) when applied grows
+	watching bool                  // the watcher runs and loaded the bucket
 
 	unavailable atomic.Uint64
 	refused     atomic.Uint64
@@ -131,7 +132,7 @@ func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) 
 		return nil, fmt.Errorf("limits: conn cap bucket %s: %w", cfg.Bucket, err)
 	}
 	c := &ConnCap{cfg: cfg, kv: kv, log: cfg.Logger.With("component", "conncap"), held: map[string]*heldKey{},
-		view: map[string]map[string]viewEntry{}, advanced: make(chan struct{})}
+		view: map[string][]keyEntry{}, advanced: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.wg.Add(2)
 	go c.heartbeat()
@@ -165,7 +166,7 @@ func (c *ConnCap) watch() {
 // follow applies w's updates to the view until w ends. The first ones (up to the nil
 // marker) are the bucket's content: the view is rebuilt from them.
 func (c *ConnCap) follow(w jetstream.KeyWatcher) {
-	fresh := map[string]map[string]viewEntry{}
+	fresh := map[string][]keyEntry{}
 	loading := true
 	var loaded uint64
 	for {
@@ -206,26 +207,31 @@ type viewEntry struct {
 	written time.Time // last write (the instance refreshes it every Heartbeat)
 }
 
-func applyEntry(view map[string]map[string]viewEntry, prefix string, e jetstream.KeyValueEntry) {
+func applyEntry(view map[string][]keyEntry, prefix string, e jetstream.KeyValueEntry) {
+	keys := view[prefix]
+	i := slices.IndexFunc(keys, func(k keyEntry) bool { return k.key == e.Key() })
 	if e.Operation() != jetstream.KeyValuePut {
-		if keys := view[prefix]; keys != nil {
-			delete(keys, e.Key())
+		if i >= 0 {
+			keys = slices.Delete(keys, i, i+1)
 			if len(keys) == 0 {
 				delete(view, prefix)
+			} else {
+				view[prefix] = keys
 			}
 		}
 		return
-	}
-	keys := view[prefix]
-	if keys == nil {
-		keys = map[string]viewEntry{}
-		view[prefix] = keys
 	}
 	written := e.Created()
 	if now := time.Now(); written.After(now) || written.IsZero() {
 		written = now // a server clock ahead of ours: count from now
 	}
-	keys[e.Key()] = viewEntry{first: firstRevision(e), written: written}
+	ve := viewEntry{first: firstRevision(e), written: written}
+	if i >= 0 {
+		keys[i].viewEntry = ve
+		return
+	}
+	// A copy of the key: the entry's own points into the message it came in.
+	view[prefix] = append(keys, keyEntry{key: strings.Clone(e.Key()), viewEntry: ve})
 }
 
 func (c *ConnCap) advanceLocked(rev uint64) {
@@ -291,22 +297,18 @@ func (c *ConnCap) sweepView() {
 }
 
 // liveLocked returns the user's keys written within TTL, and forgets the others (the
-// bucket has expired them).
+// bucket has expired them). The result is the view's own slice: read it under viewMu.
 func (c *ConnCap) liveLocked(prefix string) []keyEntry {
 	keys := c.view[prefix]
 	limit := time.Now().Add(-c.cfg.TTL)
-	out := make([]keyEntry, 0, len(keys))
-	for k, e := range keys {
-		if e.written.Before(limit) {
-			delete(keys, k)
-			continue
-		}
-		out = append(out, keyEntry{k, e})
-	}
-	if len(keys) == 0 {
+	live := slices.DeleteFunc(keys, func(k keyEntry) bool { return k.written.Before(limit) })
+	switch {
+	case len(live) == 0:
 		delete(c.view, prefix)
+	case len(live) != len(keys):
+		c.view[prefix] = live
 	}
-	return out
+	return live
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
