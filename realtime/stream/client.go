@@ -70,8 +70,6 @@ type Client struct {
 	cc      *sock // the socket under conn
 	deflate bool  // permessage-deflate was negotiated (without context takeover)
 	session string
-	ctx     context.Context // cancelled at teardown or engine close
-	cancel  context.CancelFunc
 
 	lastRead atomic.Int64             // unix nanos of the last frame read
 	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
@@ -83,7 +81,7 @@ type Client struct {
 	msgRefused int
 
 	// guarded by Engine.pool.mu
-	subs map[string]subPos // channel -> head when subscribed (it gets events after it), position
+	subs []subEntry
 
 	// owned by the read loop
 	badFrames int
@@ -113,6 +111,7 @@ type Client struct {
 	disc        DisconnectReason
 	discSet     bool
 	expiry      *time.Timer // closes the connection when the token expires (security.go)
+	jobCancel   func()      // ends the running replay job's bus calls (abort)
 	// liveAfter: the client resumed with a cursor ahead of this instance; live events
 	// up to it are ones it already processed, and are not written again. Set by the job
 	// goroutine, read by the writer.
@@ -562,6 +561,9 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 		if c.closeSent {
 			return stepSeal, nil
 		}
+		if cap(c.out) > 4 { // an idle connection keeps little scratch
+			c.out, c.iov = nil, nil
+		}
 		c.finishLocked()
 		return stepDone, nil
 	}
@@ -654,10 +656,21 @@ func (c *Client) refill(take *[]item) {
 		p.mu.Unlock()
 		return
 	}
-	evs, upTo, done := p.window.sinceLimited(c.taken, func(ev *outEvent) bool {
-		sp, ok := c.subs[ev.channel]
-		return ok && ev.seq > sp.after && ev.seq > c.liveAfter
-	}, refillEvents, gatherBytes, refillScan)
+	keep := func(ev *outEvent) bool {
+		i := c.subAt(ev.channel)
+		return i >= 0 && ev.seq > c.subs[i].after && ev.seq > c.liveAfter
+	}
+	if len(c.subs) > 8 {
+		after := make(map[string]uint64, len(c.subs))
+		for _, s := range c.subs {
+			after[s.ch] = s.after
+		}
+		keep = func(ev *outEvent) bool {
+			a, ok := after[ev.channel]
+			return ok && ev.seq > a && ev.seq > c.liveAfter
+		}
+	}
+	evs, upTo, done := p.window.sinceLimited(c.taken, keep, refillEvents, gatherBytes, refillScan)
 	c.taken = max(c.taken, upTo)
 	if done {
 		c.taken = max(c.taken, p.head)
@@ -954,7 +967,11 @@ func (c *Client) abort() {
 		c.e.fl.park.disarm(c)
 		c.e.fl.removeWaiting(c)
 	}
-	c.cancel()
+	c.mu.Lock()
+	if c.jobCancel != nil {
+		c.jobCancel()
+	}
+	c.mu.Unlock()
 	c.cc.resetOnClose()
 	_ = c.conn.CloseNow()
 }
@@ -962,7 +979,18 @@ func (c *Client) abort() {
 // runJobGoroutine runs a subscribe answer and its recovery off the workers (it may
 // wait for the bus and for the socket), then hands the writer back to the flusher.
 func (c *Client) runJobGoroutine(j *replayJob) {
-	err := c.runJob(j)
+	ctx, cancel := context.WithCancel(c.e.ctx)
+	c.mu.Lock()
+	if c.aborted {
+		cancel()
+	}
+	c.jobCancel = cancel
+	c.mu.Unlock()
+	err := c.runJob(ctx, j)
+	c.mu.Lock()
+	c.jobCancel = nil
+	c.mu.Unlock()
+	cancel()
 	if err != nil {
 		c.writeFailed(err)
 		return

@@ -283,6 +283,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) Close() error {
 	e.draining.Store(true)
 	e.cancel()
+	for _, c := range e.snapshotClients() {
+		c.abort() // ends its read, and the owner tears it down
+	}
 	e.lp.stop()
 	e.lp.wg.Wait()
 	e.conns.Wait()

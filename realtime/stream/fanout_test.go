@@ -147,7 +147,7 @@ func TestFanoutSharesFramesAndKeepsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := func(chs ...string) *Client {
-		c := &Client{e: e, subs: map[string]subPos{}}
+		c := &Client{e: e}
 		e.pool.subscribe(c, chs, nil, "", 10, func(*replayJob) {})
 		return c
 	}

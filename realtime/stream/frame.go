@@ -63,8 +63,13 @@ func (f *frame) payload() []byte { return f.wire[f.hdr:] }
 // size is what the frame counts against queue bounds and the global budget.
 func (f *frame) size() int { return len(f.wire) }
 
-// nEvents is the number of events the frame carries.
-func (f *frame) nEvents() int { return len(f.events) }
+// nEvents is the number of events the frame carries (0 for nil: none left to write).
+func (f *frame) nEvents() int {
+	if f == nil {
+		return 0
+	}
+	return len(f.events)
+}
 
 // wireFor returns the bytes to write to a connection: the deflated form for one that
 // negotiated permessage-deflate when the payload reaches threshold, the plain form

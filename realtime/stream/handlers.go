@@ -54,6 +54,9 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		first = &protocol.ClientFrame{Type: protocol.TypeSubscribe, Channels: strings.Split(chs, ",")}
+		for i, ch := range first.Channels {
+			first.Channels[i] = strings.Clone(ch) // not a piece of the request line, kept for the connection's life
+		}
 		if !cur.IsZero() {
 			first.Cursor = &cur
 		}
@@ -82,12 +85,9 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if e.refuseStream(conn, id) { // streaming flag off for this user: close 4300 (switch.go)
 		return
 	}
-	ctx, cancel := context.WithCancel(e.ctx)
 	c := &Client{
 		e: e, conn: conn, cc: cw.s, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
-		ctx:     ctx, cancel: cancel,
-		subs: map[string]subPos{},
 	}
 	c.id.Store(id)
 	c.release, admitted = release, true
@@ -108,7 +108,6 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		e.metrics.refuse(RefuseDraining)
 		c.requestClose(protocol.CloseShutdown, "server shutting down", e.retryHint(), DiscShutdown, false)
 		waitTimeout(&c.wg, closeGrace, c.abort)
-		c.cancel()
 		c.wg.Wait()
 		_ = conn.CloseNow()
 		return
@@ -153,7 +152,9 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 // readLoop reads client frames until the connection ends and returns why it ended.
 func (c *Client) readLoop() DisconnectReason {
 	for {
-		typ, data, err := c.conn.Read(c.ctx)
+		// No context: a context per read costs a registration with it for as long as
+		// the read waits, on every idle connection. Closing the socket ends the read.
+		typ, data, err := c.conn.Read(context.Background())
 		if err != nil {
 			switch {
 			case errors.Is(err, websocket.ErrMessageTooBig):
@@ -292,7 +293,6 @@ func (c *Client) teardown(why DisconnectReason) {
 		c.abort()
 	}
 	waitTimeout(&c.wg, closeGrace, c.abort)
-	c.cancel()
 	c.wg.Wait()
 	_ = c.conn.CloseNow()
 	c.mu.Lock()

@@ -206,9 +206,7 @@ func TestQueueBudgetShedsLargestFirst(t *testing.T) {
 	}
 	var cs []*Client
 	for _, n := range []int{100, 400, 50, 300, 200, 150} {
-		c := &Client{e: e, subs: map[string]subPos{}, sched: schedJob} // a writer that is busy: nothing is pushed
-		c.ctx, c.cancel = context.WithCancel(context.Background())
-		defer c.cancel()
+		c := &Client{e: e, sched: schedJob} // a writer that is busy: nothing is pushed
 		e.clients[c] = struct{}{}
 		pl := n - 2
 		if pl >= 126 {

@@ -83,7 +83,7 @@ func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epo
 	defer func() { job.results = results; submit(job) }()
 	hadSubs := len(c.subs) > 0
 	for _, ch := range channels {
-		if _, dup := c.subs[ch]; dup {
+		if c.subAt(ch) >= 0 {
 			results = append(results, protocol.ChannelResult{Channel: ch, OK: true})
 			continue
 		}
@@ -92,7 +92,7 @@ func (p *pool) subscribe(c *Client, channels []string, cur *protocol.Cursor, epo
 				Error: "subscription limit reached"})
 			continue
 		}
-		c.subs[ch] = subPos{after: p.head, pos: len(p.index[ch])}
+		c.subs = append(c.subs, subEntry{ch: ch, after: p.head, pos: len(p.index[ch])})
 		p.index[ch] = append(p.index[ch], sub{c: c, after: p.head})
 		added = append(added, ch)
 		results = append(results, protocol.ChannelResult{Channel: ch, OK: true})
@@ -130,11 +130,15 @@ func (p *pool) unsubscribe(c *Client, channels []string) (removed []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, ch := range channels {
-		if _, ok := c.subs[ch]; !ok {
+		i := c.subAt(ch)
+		if i < 0 {
 			continue
 		}
-		p.removeLocked(c, ch)
-		delete(c.subs, ch)
+		p.removeLocked(c, i)
+		last := len(c.subs) - 1
+		c.subs[i] = c.subs[last]
+		c.subs[last] = subEntry{}
+		c.subs = c.subs[:last]
 		removed = append(removed, ch)
 	}
 	return removed
@@ -145,17 +149,19 @@ func (p *pool) removeAll(c *Client) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(c.subs)
-	for ch := range c.subs {
-		p.removeLocked(c, ch)
+	for i := range c.subs {
+		p.removeLocked(c, i)
 	}
-	clear(c.subs)
+	c.subs = nil
 	return n
 }
 
-// removeLocked takes c out of ch's list; c.subs still holds ch (the caller deletes it).
-func (p *pool) removeLocked(c *Client, ch string) {
+// removeLocked takes c out of the list of its subscription si; c.subs still holds it
+// (the caller removes it).
+func (p *pool) removeLocked(c *Client, si int) {
+	ch := c.subs[si].ch
 	cur := p.index[ch]
-	i := c.subs[ch].pos
+	i := c.subs[si].pos
 	if i >= len(cur) || cur[i].c != c {
 		i = slices.IndexFunc(cur, func(s sub) bool { return s.c == c }) // never, but be safe
 		if i < 0 {
@@ -170,9 +176,9 @@ func (p *pool) removeLocked(c *Client, ch string) {
 	if i != last {
 		moved := cur[last]
 		cur[i] = moved
-		sp := moved.c.subs[ch]
-		sp.pos = i
-		moved.c.subs[ch] = sp
+		if j := moved.c.subAt(ch); j >= 0 {
+			moved.c.subs[j].pos = i
+		}
 	}
 	cur[last] = sub{}
 	cur = cur[:last]
@@ -182,11 +188,22 @@ func (p *pool) removeLocked(c *Client, ch string) {
 	p.index[ch] = cur
 }
 
-// subPos is one subscription of a connection: the head it joined at and its position
-// in the channel's list. Guarded by pool.mu.
-type subPos struct {
+// subEntry is one subscription of a connection: the channel, the head it joined at
+// and its position in the channel's list. Guarded by pool.mu.
+type subEntry struct {
+	ch    string
 	after uint64
 	pos   int
+}
+
+// subAt is the index of ch in c.subs, -1 when c is not subscribed to it (pool.mu held).
+func (c *Client) subAt(ch string) int {
+	for i := range c.subs {
+		if c.subs[i].ch == ch {
+			return i
+		}
+	}
+	return -1
 }
 
 // ring is a fixed-size FIFO of the most recent events, in sequence order.

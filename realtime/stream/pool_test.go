@@ -32,7 +32,7 @@ func TestPoolWindowGap(t *testing.T) {
 					t.Fatalf("seq %d refused", s)
 				}
 			}
-			c := &Client{subs: map[string]subPos{}}
+			c := &Client{}
 			cur := &protocol.Cursor{Seq: tc.cursor, Epoch: "e"}
 			var job *replayJob
 			p.subscribe(c, []string{"c"}, cur, "e", 10, func(j *replayJob) { job = j })

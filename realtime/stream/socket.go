@@ -18,8 +18,8 @@ import (
 // only carries the WebSocket library's control frames (at most 125 bytes of payload)
 // and the upgrade response: the writer frames and writes everything else itself.
 const (
-	connReadBuffer  = 512
-	connWriteBuffer = 256
+	connReadBuffer  = 256 // client frames are small (pings, pongs, subscribes); larger reads bypass it
+	connWriteBuffer = 256 // at least a whole control frame (125 bytes of payload and its header)
 )
 
 // countingWriter wraps the upgrade's ResponseWriter so that the hijacked connection
