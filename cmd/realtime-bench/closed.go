@@ -174,6 +174,13 @@ func runClosedPoint(ctx context.Context, c *common, p closedPoint, logw io.Write
 		res.IdleHeapPerCon = (float64(t.heap(ctx).HeapInuse) - float64(heap0)) / float64(res.Connected)
 	}
 
+	if c.hold > 0 {
+		logf(logw, "holding %d idle connections for %s", res.Connected, c.hold)
+		select {
+		case <-time.After(c.hold):
+		case <-ctx.Done():
+		}
+	}
 	m0, err := t.metrics(ctx)
 	if err != nil {
 		return res, err
