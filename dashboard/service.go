@@ -1,27 +1,6 @@
-// Service dashboard serves the live operations page at /dashboard.
+// Service dashboard serves the operator's console at /dashboard: the fleet's figures,
+// alerts, the savings estimate and the streaming flag's state, and, with the flags admin
+// key, the busiest channels, a connection inspector and a test publish, from the
+// process's realtime server (encore.app/server; handler and views in dashboard/web and
+// dashboard/views).
 package dashboard
-
-import (
-	"encore.dev/shutdown"
-
-	"encore.app/dashboard/web"
-)
-
-//encore:service
-type Service struct {
-	handler *web.Handler
-}
-
-// svc lets the package-level raw endpoints reach the handler.
-var svc *Service
-
-func initService() (*Service, error) {
-	svc = &Service{handler: web.New(monitoringSource{}, web.Options{})}
-	return svc, nil
-}
-
-// Shutdown ends the open event streams.
-func (s *Service) Shutdown(p shutdown.Progress) error {
-	s.handler.Close()
-	return nil
-}

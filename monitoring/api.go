@@ -3,11 +3,15 @@ package monitoring
 import (
 	"context"
 
+	"encore.dev/beta/errs"
+
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/savings"
+	"encore.app/realtime"
 )
 
-// OverviewResponse is the merged fleet now and the savings estimate.
+// OverviewResponse is the merged fleet now and the savings estimate (the same body as
+// cmd/realtimed's, monitoring/httpapi.OverviewBody).
 type OverviewResponse struct {
 	Overview health.Overview `json:"overview"`
 	Savings  savings.Report  `json:"savings"`
@@ -19,7 +23,11 @@ type OverviewResponse struct {
 //
 //encore:api public method=GET path=/v2/monitoring/overview
 func Overview(ctx context.Context) (*OverviewResponse, error) {
-	b := svc.api.Overview()
+	s, err := realtime.Server()
+	if err != nil {
+		return nil, &errs.Error{Code: errs.Unavailable, Message: "realtime server unavailable"}
+	}
+	b := s.Overview()
 	return &OverviewResponse{Overview: b.Overview, Savings: b.Savings, Rejected: b.Rejected}, nil
 }
 
@@ -32,5 +40,9 @@ type SeriesResponse struct {
 //
 //encore:api public method=GET path=/v2/monitoring/series
 func Series(ctx context.Context) (*SeriesResponse, error) {
-	return &SeriesResponse{Series: svc.bg.Aggregator.Series()}, nil
+	s, err := realtime.Server()
+	if err != nil {
+		return nil, &errs.Error{Code: errs.Unavailable, Message: "realtime server unavailable"}
+	}
+	return &SeriesResponse{Series: s.Series().Series}, nil
 }

@@ -1,119 +1,89 @@
 // Service realtime streams events to browsers over one WebSocket per tab, fed by the
-// realtime-events topic through a NATS JetStream bus that every instance reads.
+// realtime-events topic through a bus that every instance reads.
 //
-// This package is the Encore shell: endpoint and pub/sub declarations and a few lines
-// each. The engine is the plain package realtime/stream.
+// This package is the Encore shell of the assembly in encore.app/server: config and
+// secrets (config_gen.go, config.cue), endpoint declarations (api.go), the topic and its
+// subscription (pubsub.go) and the auth handler (auth.go). The process's one
+// server.Server is built here, on first use by any service (Server).
 package realtime
 
 import (
-	"context"
-	"encoding/json"
 	"log/slog"
+	"net/http"
+	"os"
 	"time"
 
+	"encore.dev"
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
 
-	"encore.app/flags/flag"
-	"encore.app/monitoring/health"
-	"encore.app/realtime/bus"
-	"encore.app/realtime/natsshared"
-	"encore.app/realtime/stream"
-	"encore.app/realtime/streamflag"
+	"encore.app/server"
 )
-
-// secrets are set with `encore secret set --type dev,local,prod NATSURL` (empty: embedded
-// NATS), `encore secret set PublisherKey` and `encore secret set TokenKeys`
-// ("kid:secret,...", HS256 subscriber token keys, the first signs; docs/security.md).
-var secrets struct {
-	NATSURL      string
-	PublisherKey string
-	TokenKeys    string
-}
 
 //encore:service
 type Service struct {
-	engine *stream.Engine
-	guard  *shellGuard
-	fleet  *health.Fleet        // publishes this instance's figures for the monitoring service
-	flags  *flag.KVStore        // watches the flags bucket on the shared NATS
-	follow *streamflag.Follower // applies realtime-streaming-v2 to the engine
+	srv *server.Server
 }
 
-// svc lets package-level handlers (the subscription, typed endpoints) reach the service.
-var svc *Service
-
+//lint:ignore U1000 Encore's generated code calls initService
 func initService() (*Service, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := natsshared.Bus(ctx, natsshared.Options{URL: secrets.NATSURL})
+	srv, err := Server()
 	if err != nil {
 		return nil, err
 	}
-	cfg, guard, err := securityConfig(ctx, b)
-	if err != nil {
-		return nil, err
-	}
-	e, err := stream.New(cfg, bus.NewBreaker(b, bus.BreakerConfig{Connected: b.Conn().IsConnected}))
-	if err != nil {
-		guard.close()
-		return nil, err
-	}
-	if err := e.Start(ctx); err != nil {
-		guard.close()
-		return nil, err
-	}
-	rlog.Info("realtime engine started", "epoch", e.Epoch())
-	health.ProvideConn(b.Conn()) // the monitoring service aggregates on the same NATS
-	fleet, err := health.StartFleet(ctx, b.Conn(), health.FleetConfig{Snapshot: func() health.InstanceSnapshot {
-		body, _ := json.Marshal(e.Snapshot())
-		snap, _ := health.DecodeEngineMetrics(body)
-		return snap
-	}})
-	if err != nil {
-		guard.close()
-		return nil, err
-	}
-	s := &Service{engine: e, guard: guard, fleet: fleet}
-	if err := s.followStreamingFlag(ctx); err != nil {
-		_ = fleet.Close()
-		e.Close()
-		guard.close()
-		return nil, err
-	}
-	svc = s
-	return svc, nil
+	return &Service{srv: srv}, nil
 }
 
-// followStreamingFlag opens the flag store on the shared NATS and makes the engine
-// follow realtime-streaming-v2 (OFF for a user: stream -> long-poll; ON: back).
-func (s *Service) followStreamingFlag(ctx context.Context) error {
-	js, err := natsshared.JetStream(ctx, natsshared.Options{URL: secrets.NATSURL})
-	if err != nil {
-		return err
-	}
-	if s.flags, err = flag.Open(ctx, js, flag.Options{Logger: slog.Default()}); err != nil {
-		return err
-	}
-	if s.follow, err = streamflag.Follow(s.engine, s.flags, slog.Default()); err != nil {
-		s.flags.Close()
-		return err
+// Shutdown drains the process's server: every socket is told to reconnect after a
+// jittered delay (4101), then the bus and the data directory are released. Encore
+// calls it on SIGINT/SIGTERM and on live reload, not when `encore run` is stopped.
+func (s *Service) Shutdown(p shutdown.Progress) error {
+	// ForceShutdown ends with Encore's shutdown window (the other contexts of p end as
+	// soon as no request is running: a WebSocket is not one, its handler returned).
+	if err := s.srv.Shutdown(p.ForceShutdown); err != nil {
+		rlog.Warn("drain incomplete", "err", err)
 	}
 	return nil
 }
 
-// Shutdown drains: every socket is told to reconnect after a jittered delay (4101).
-// Not called when the development server is stopped; called on SIGINT/SIGTERM and on
-// live reload.
-func (s *Service) Shutdown(p shutdown.Progress) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s.follow.Close()
-	if err := s.engine.Shutdown(ctx); err != nil {
-		rlog.Warn("drain incomplete", "err", err)
+var shared server.Shared
+
+// Server returns the process's realtime server, building it on first use from the
+// Encore config and secrets. Every service of the app (flags, monitoring, dashboard)
+// reaches it here: one engine, one bus and one flag store per process.
+func Server() (*server.Server, error) {
+	s, err := shared.Get(options)
+	if err != nil {
+		rlog.Error("realtime: cannot start", "err", err)
 	}
-	_ = s.fleet.Close()
-	s.flags.Close()
-	s.guard.close()
-	return natsshared.Close()
+	return s, err
+}
+
+// Serve hands a request to the process's server: the body of every raw endpoint.
+func Serve(w http.ResponseWriter, req *http.Request) {
+	s, err := Server()
+	if err != nil {
+		http.Error(w, "realtime server unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	s.ServeHTTP(w, req)
+}
+
+// options maps the config and secrets onto server.Options. Local development
+// (`encore run`, `encore test`) may use dev keys and the embedded NATS; a deployment
+// may not (server.Environment.Hosted). The data directory is under the app root, so
+// every checkout has its own; test processes get a fresh one each.
+func options() (server.Options, error) {
+	meta := encore.Meta()
+	wd, _ := os.Getwd()
+	o, err := server.FromEncore(cfg, &secrets, server.Environment{
+		Hosted:   meta.Environment.Cloud != encore.CloudLocal,
+		Root:     server.AppRoot(wd),
+		LockWait: 15 * time.Second, // a live reload starts us before the old process is gone
+		Logger:   slog.Default(),
+	})
+	if err == nil && meta.Environment.Type == encore.EnvTest {
+		o.DataDir, err = server.TempDataDir("realtime-encore-test-")
+	}
+	return o, err
 }

@@ -1,22 +1,23 @@
+// RealtimeClient: the public API and the decisions. The transports (stream.ts, poll.ts and
+// the probe schedule in probe.ts) carry frames; subscriptions.ts keeps channels, cursor and
+// delivery; state.ts asserts every state change. This file decides what a close, a poll
+// answer or a network change means, and which transport runs.
 import { Backoff, type BackoffOptions } from "./backoff.js";
-import { actionFor, CloseCode, httpAction, retryHint, type CloseAction } from "./codes.js";
-import { Dedup, type DedupOptions } from "./dedup.js";
+import { actionFor, CloseCode, httpAction, retryHint } from "./codes.js";
+import type { DedupOptions } from "./dedup.js";
 import { Emitter } from "./emitter.js";
-import { HealthMonitor, type ConnectionState, type HealthSnapshot } from "./health.js";
-import { browserNetwork, OPEN, type NetworkMonitor, type WebSocketCtor, type WebSocketLike } from "./socket.js";
-import type {
-  Cursor,
-  ErrorFrame,
-  EventsFrame,
-  PollResponse,
-  Recovery,
-  RealtimeEvent,
-  ServerFrame,
-  SubscribedFrame,
-  Transport,
-  TransportFrame,
-  WelcomeFrame,
-} from "./types.js";
+import type { ClientEvents, CloseInfo, EventHandler } from "./events.js";
+import { HealthMonitor, type HealthSnapshot } from "./health.js";
+import { PollTransport, type PollResult } from "./poll.js";
+import { ProbeSchedule, type PollCause } from "./probe.js";
+import { browserNetwork, type NetworkMonitor, type WebSocketCtor } from "./socket.js";
+import { StateMachine, type ConnectionState, type StateEvent } from "./state.js";
+import { StreamOpenError, StreamTransport, type StreamConn } from "./stream.js";
+import { Subscriptions } from "./subscriptions.js";
+import { Timer } from "./timer.js";
+import type { TypedChannel, TypedEventHandler } from "./typed.js";
+import type { Cursor, PollResponse, ServerFrame, Transport, TransportFrame, WelcomeFrame } from "./types.js";
+import { pollBaseUrl, streamUrl } from "./urls.js";
 
 /** RealtimeClientOptions configures a RealtimeClient. Every field is optional. */
 export interface RealtimeClientOptions {
@@ -39,6 +40,8 @@ export interface RealtimeClientOptions {
   pingIntervalMs?: number;
   /** Interval of the `health` frame sent to the server, ms; 0 disables. Default 30000. */
   healthIntervalMs?: number;
+  /** Delay of the first `health` frame after each welcome, ms (at most the interval). Default 3000. */
+  healthFirstMs?: number;
   /** Most frequent "health" event from event traffic, ms. Default 1000. */
   healthEmitMs?: number;
   /** A connection open this long resets the backoff sequence, ms. Default 10000. */
@@ -76,83 +79,15 @@ export interface RealtimeClientOptions {
   now?: () => number;
   /** Random source in [0,1) for jitter. Default Math.random. */
   random?: () => number;
+  /**
+   * An illegal state transition (a client bug) throws when true and is logged (the client
+   * goes on) when false. Default: true unless process.env.NODE_ENV is "production" (set
+   * by bundlers; a page without one counts as production).
+   */
+  strictTransitions?: boolean;
 }
 
-/** ResyncInfo tells the app that events may have been missed: reload state from its source of truth. */
-export interface ResyncInfo {
-  /** Server's reason: epoch_mismatch, too_old, cursor_ahead, unavailable, cursor_after_live_subscribe. */
-  reason: string;
-  /** Channels whose events may be missing. */
-  channels: string[];
-  /** Epoch the client continues with. */
-  epoch: string;
-}
-
-/** ClientError is reported through the "error" event; the connection goes on. */
-export interface ClientError {
-  kind: "channel" | "frame" | "handler" | "token" | "poll" | "protocol";
-  message: string;
-  code?: string;
-  channel?: string;
-  cause?: unknown;
-}
-
-/** CloseInfo describes why the client reached the "closed" state. */
-export interface CloseInfo {
-  code: number;
-  reason: string;
-  /** True when the app called close(). */
-  byApp: boolean;
-}
-
-/** ClientEvents lists the events of RealtimeClient.on. */
-export interface ClientEvents {
-  /** The connection state changed. */
-  state: (state: ConnectionState, prev: ConnectionState) => void;
-  /** A resume was answered recovered:false: resync app state for these channels. */
-  resync: (info: ResyncInfo) => void;
-  /** The health snapshot changed (throttled to healthEmitMs for event traffic). */
-  health: (snapshot: HealthSnapshot) => void;
-  /** The transport changed between "stream" and "poll". */
-  transport: (transport: Transport, reason: string) => void;
-  /** The server confirmed these channels (a subscribe answer; also after every reconnect). */
-  subscribed: (channels: string[]) => void;
-  /** A stream connection was welcomed. */
-  welcome: (frame: WelcomeFrame) => void;
-  /** Something went wrong that the client handled (refused channel, error frame, throwing handler). */
-  error: (err: ClientError) => void;
-  /** The client stopped for good (close() or a do-not-reconnect code). */
-  closed: (info: CloseInfo) => void;
-}
-
-/** EventHandler receives the events of one channel, in seq order, without duplicates. */
-export type EventHandler<T = unknown> = (event: RealtimeEvent<T>) => void;
-
-/** One stream connection attempt. Owned by the client; replaced on every attempt. */
-interface Conn {
-  ws: WebSocketLike;
-  welcome: WelcomeFrame | null;
-  openedAt: number;
-  /** Local time of the welcome (0 before). */
-  welcomedAt: number;
-  /** Channels subscribed (sent) on this connection. */
-  channels: Set<string>;
-  /** True once a subscribe went out (the only one that may carry a cursor). */
-  subscribed: boolean;
-  /** "resume" if the first subscribe carried a cursor from events, "baseline" if from welcome. */
-  cursorKind: "resume" | "baseline" | null;
-  /** Channels of the first subscribe (for resync). */
-  firstChannels: string[];
-  timers: ReturnType<typeof setTimeout>[];
-  /** Subscribe frames sent and not answered yet: request ID -> channels. */
-  pending: Map<string, string[]>;
-  /** A retry of refused-for-now channels is scheduled. */
-  retryQueued: boolean;
-  deadTimer: ReturnType<typeof setTimeout> | null;
-  probing: boolean;
-}
-
-let subscribeIds = 0;
+export type { ClientError, ClientEvents, CloseInfo, EventHandler, ResyncInfo } from "./events.js";
 
 /**
  * RealtimeClient keeps one WebSocket to /v2/realtime/stream for every channel the app
@@ -165,57 +100,88 @@ let subscribeIds = 0;
  * event loop; handlers are called synchronously from the socket's message event.
  */
 export class RealtimeClient {
+  // Immutable after construction.
   private readonly opts: RealtimeClientOptions;
   private readonly now: () => number;
   private readonly random: () => number;
-  private readonly emitter: Emitter<ClientEvents>;
+  private readonly emitter = new Emitter<ClientEvents>();
   private readonly backoff: Backoff;
-  private readonly dedup: Dedup;
   private readonly monitor: HealthMonitor;
   private readonly network: NetworkMonitor;
-  private readonly handlers = new Map<string, Set<EventHandler<any>>>();
+  private readonly machine: StateMachine;
+  private readonly subs: Subscriptions;
+  private readonly stream: StreamTransport;
+  private readonly poll: PollTransport;
+  private readonly probe: ProbeSchedule;
 
-  private st: ConnectionState = "idle";
+  // Connection decisions.
+  /** The transport in use; "poll" also while a probe connects. Changed by setTransport (enterPoll re-asserts "poll"). */
   private mode: Transport = "stream";
-  private conn: Conn | null = null;
-  private cur: Cursor | null = null;
-  /** Replayed events have seq <= replayTo: not counted in latency. */
-  private replayTo = 0;
   private token: string | undefined;
   private everWelcomed = false;
-  /** Consecutive stream attempts that never reached welcome. */
+  /** Consecutive stream attempts that never reached welcome (the breaker counts them). */
   private failures = 0;
-  /** Timer of the next reconnect, poll or probe (one at a time). */
-  private retryTimer: ReturnType<typeof setTimeout> | null = null;
-  private probeTimer: ReturnType<typeof setTimeout> | null = null;
-  /**
-   * Why the client polls: the server said so (flag, transport frame: its transport:"stream"
-   * brings the client back), or the stream failed on the way (the server's "stream" does
-   * not mean this client can reach it; probes back off instead).
-   */
-  private pollCause: "server" | "failure" = "server";
-  private probeFailures = 0;
-  private probeDueAt = 0;
-  private pollAbort: AbortController | null = null;
-  /** Bumped by every teardown, so late async results (fetch, refreshToken) are dropped. */
-  private generation = 0;
-  private flushQueued = false;
-  private healthTimer: ReturnType<typeof setTimeout> | null = null;
-  private unsubscribeNetwork: (() => void) | null = null;
-  private last: HealthSnapshot;
+  /** The next reconnect, or the retry of a failed token refresh. */
+  private readonly retry = new Timer();
+  /** The refreshToken call in flight; cancelled by teardown. */
+  private refreshing: { cancelled: boolean } | null = null;
   private lastCloseInfo: CloseInfo | null = null;
+  private unsubscribeNetwork: (() => void) | null = null;
+  /** A subscribe flush is queued for the end of this tick. */
+  private flushQueued = false;
+
+  // Health events.
+  private readonly healthTimer = new Timer();
+  private last: HealthSnapshot;
 
   constructor(opts: RealtimeClientOptions = {}) {
     this.opts = opts;
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
-    this.emitter = new Emitter<ClientEvents>();
     this.backoff = new Backoff(opts.backoff, this.random);
-    this.dedup = new Dedup(opts.dedup, this.now);
     this.monitor = new HealthMonitor(this.now, opts.latencyWindow ?? 512);
     this.network = opts.network ?? browserNetwork();
     this.token = opts.token;
     this.last = this.monitor.snapshot();
+    this.machine = new StateMachine(opts.strictTransitions);
+    this.subs = new Subscriptions(
+      { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5000 },
+      this.monitor,
+      this.emitter,
+      { send: (f) => this.stream.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() },
+    );
+    this.stream = new StreamTransport(
+      {
+        WebSocket: opts.WebSocket,
+        now: this.now,
+        connectTimeoutMs: opts.connectTimeoutMs ?? 10000,
+        pingIntervalMs: opts.pingIntervalMs ?? 15000,
+        healthIntervalMs: opts.healthIntervalMs ?? 30000,
+        healthFirstMs: opts.healthFirstMs ?? 3000,
+      },
+      {
+        traffic: (at) => (this.monitor.lastMessageAt = at),
+        welcome: (conn, w) => this.onWelcome(conn, w),
+        frame: (conn, f) => this.onFrame(conn, f),
+        pong: (sentAt, receivedAt, serverTime) => {
+          this.monitor.pong(sentAt, receivedAt, serverTime);
+          this.emitHealth();
+        },
+        error: (err) => this.emitter.emit("error", err),
+        closed: (conn, code, reason) => this.onStreamClosed(conn, code, reason),
+        detached: () => this.subs.end(),
+        healthReport: () => this.monitor.report(),
+      },
+    );
+    this.poll = new PollTransport({ fetch: opts.fetch, now: this.now, timeoutMs: opts.pollTimeoutMs ?? 65000 });
+    this.probe = new ProbeSchedule(
+      { now: this.now, intervalMs: opts.probeIntervalMs ?? 60000, maxMs: opts.probeMaxMs ?? 600000 },
+      () => this.probeStream(),
+    );
+  }
+
+  private get st(): ConnectionState {
+    return this.machine.state;
   }
 
   // ---- public API ----
@@ -232,12 +198,12 @@ export class RealtimeClient {
 
   /** cursor is the position the client resumes from; null before the first welcome. */
   get cursor(): Cursor | null {
-    return this.cur ? { ...this.cur } : null;
+    return this.subs.cursor.value;
   }
 
   /** channels lists the channels with at least one handler. */
   get channels(): string[] {
-    return [...this.handlers.keys()];
+    return this.subs.channels;
   }
 
   /** closeInfo says why the client is closed; null unless state is "closed". */
@@ -266,29 +232,19 @@ export class RealtimeClient {
   /**
    * subscribe calls handler for every event of channel until the returned function is
    * called. Several handlers may share a channel; the channel is subscribed on the wire
-   * once and unsubscribed when its last handler goes.
+   * once and unsubscribed when its last handler goes. A typed channel (a generated
+   * helper's value, `orders("42")`) gives the handler its payload type (typed.ts).
    */
-  subscribe<T = unknown>(channel: string, handler: EventHandler<T>): () => void {
+  subscribe<T>(channel: TypedChannel<T>, handler: TypedEventHandler<T>): () => void;
+  subscribe<T = unknown>(channel: string, handler: EventHandler<T>): () => void;
+  subscribe(channel: string, handler: (event: any) => void): () => void {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
-    let set = this.handlers.get(channel);
-    const fresh = !set;
-    if (!set) {
-      set = new Set();
-      this.handlers.set(channel, set);
-    }
-    set.add(handler);
-    if (fresh) this.channelsChanged();
+    if (this.subs.add(channel, handler)) this.channelsChanged();
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const s = this.handlers.get(channel);
-      if (!s) return;
-      s.delete(handler);
-      if (s.size === 0) {
-        this.handlers.delete(channel);
-        this.channelsChanged();
-      }
+      if (this.subs.remove(channel, handler)) this.channelsChanged();
     };
   }
 
@@ -328,35 +284,19 @@ export class RealtimeClient {
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
   setToken(token: string): void {
     this.token = token;
-    this.send({ type: "auth", token });
+    this.stream.send({ type: "auth", token });
   }
 
-  // ---- state ----
+  // ---- state and health ----
 
-  private setState(s: ConnectionState): void {
-    if (s === this.st) return;
-    const prev = this.st;
-    this.st = s;
+  /** setState applies ev through the transition table (state.ts), which asserts it. */
+  private setState(ev: StateEvent): void {
+    const prev = this.machine.fire(ev);
+    const s = this.machine.state;
+    if (s === prev) return;
     this.monitor.setState(s);
     this.emitter.emit("state", s, prev);
     this.emitHealth();
-  }
-
-  private emitHealth(): void {
-    if (this.healthTimer !== null) {
-      clearTimeout(this.healthTimer);
-      this.healthTimer = null;
-    }
-    this.last = this.monitor.snapshot();
-    this.emitter.emit("health", this.last);
-  }
-
-  private healthChanged(): void {
-    if (this.healthTimer !== null) return;
-    this.healthTimer = setTimeout(() => {
-      this.healthTimer = null;
-      this.emitHealth();
-    }, this.opts.healthEmitMs ?? 1000);
   }
 
   private setTransport(t: Transport, reason: string): void {
@@ -366,6 +306,21 @@ export class RealtimeClient {
     this.emitter.emit("transport", t, reason);
     this.emitHealth();
   }
+
+  /** emitHealth emits a fresh snapshot now (and drops a throttled one). */
+  private emitHealth(): void {
+    this.healthTimer.clear();
+    this.last = this.monitor.snapshot();
+    this.emitter.emit("health", this.last);
+  }
+
+  /** healthChanged emits a snapshot within healthEmitMs (event traffic). */
+  private healthChanged(): void {
+    if (this.healthTimer.armed) return;
+    this.healthTimer.set(this.opts.healthEmitMs ?? 1000, () => this.emitHealth());
+  }
+
+  // ---- lifecycle ----
 
   /** start opens the transport of the current mode, or waits for the network. */
   private start(): void {
@@ -379,17 +334,11 @@ export class RealtimeClient {
 
   /** teardown stops every timer and transport of the current attempt; state is the caller's. */
   private teardown(reason: string): void {
-    this.generation++;
-    this.clearRetry();
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
-    }
-    if (this.conn) this.retire(this.conn, CloseCode.Normal, reason);
+    this.cancelRefresh();
+    this.retry.clear();
+    this.probe.clear();
+    this.poll.stop();
+    this.stream.retireCurrent(CloseCode.Normal, reason);
   }
 
   private finish(info: CloseInfo): void {
@@ -397,24 +346,14 @@ export class RealtimeClient {
     this.unsubscribeNetwork?.();
     this.unsubscribeNetwork = null;
     this.lastCloseInfo = info;
-    this.setState("closed");
+    this.setState("stop");
     this.emitter.emit("closed", info);
   }
 
-  private clearRetry(): void {
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-  }
-
   private scheduleReconnect(delayMs: number): void {
-    this.clearRetry();
-    this.setState("reconnecting");
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.start();
-    }, Math.max(0, delayMs));
+    this.retry.clear();
+    this.setState("retry");
+    this.retry.set(delayMs, () => this.start());
   }
 
   /** retryAfterDelay is the hint plus up to the hint again of jitter, within the backoff cap. */
@@ -436,91 +375,104 @@ export class RealtimeClient {
     this.start();
   }
 
-  // ---- stream ----
-
-  private streamUrl(): string {
-    const base = this.opts.url ?? defaultStreamUrl();
-    if (!this.token) return base;
-    return base + (base.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
+  /**
+   * refreshThen asks refreshToken for a new token in state reconnecting, then calls next;
+   * a failing refresh is retried with backoff. Without refreshToken the close is final.
+   */
+  private refreshThen(next: () => void, close: { code: number; reason: string }): void {
+    const refresh = this.opts.refreshToken;
+    if (!refresh) {
+      this.emitter.emit("error", { kind: "token", message: "token expired and no refreshToken option" });
+      this.finish({ code: close.code, reason: close.reason, byApp: false });
+      return;
+    }
+    this.setState("retry");
+    const op = { cancelled: false };
+    this.refreshing = op;
+    const current = () => !op.cancelled && this.st === "reconnecting";
+    Promise.resolve()
+      .then(refresh)
+      .then(
+        (tok) => {
+          if (!current()) return;
+          this.refreshing = null;
+          this.token = tok;
+          next();
+        },
+        (err) => {
+          if (!current()) return;
+          this.refreshing = null;
+          this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
+          this.retry.set(this.backoff.next(), () => this.refreshThen(next, close));
+        },
+      );
   }
 
+  private cancelRefresh(): void {
+    if (this.refreshing) this.refreshing.cancelled = true;
+    this.refreshing = null;
+  }
+
+  // ---- stream ----
+
   private openSocket(probing: boolean): void {
-    const Ctor = this.opts.WebSocket ?? (globalThis as any).WebSocket;
-    if (!Ctor) throw new Error("RealtimeClient: no WebSocket implementation (pass options.WebSocket)");
-    this.clearRetry();
-    let ws: WebSocketLike;
+    this.retry.clear();
     try {
-      ws = new Ctor(this.streamUrl());
+      this.stream.open(() => streamUrl(this.opts.url, this.token), probing);
     } catch (err) {
+      if (!(err instanceof StreamOpenError)) throw err;
       // A bad URL can never work: stop instead of looping.
-      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err)}`, cause: err });
+      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err.cause)}`, cause: err.cause });
       this.finish({ code: CloseCode.BadRequest, reason: "bad url", byApp: false });
       return;
     }
-    const conn: Conn = {
-      ws,
-      welcome: null,
-      welcomedAt: 0,
-      openedAt: this.now(),
-      channels: new Set(),
-      subscribed: false,
-      cursorKind: null,
-      firstChannels: [],
-      timers: [],
-      pending: new Map(),
-      retryQueued: false,
-      deadTimer: null,
-      probing,
-    };
-    this.conn = conn;
-    ws.onmessage = (ev) => this.onMessage(conn, ev.data);
-    ws.onclose = (ev) => this.onClose(conn, ev.code, ev.reason);
-    ws.onerror = () => {}; // a close event always follows
-    conn.timers.push(
-      setTimeout(() => {
-        if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
-      }, this.opts.connectTimeoutMs ?? 10000),
-    );
-    if (!probing) this.setState("connecting");
+    if (!probing) this.setState("connect");
   }
 
-  /** retire detaches conn's handlers and closes it; its close event is then ignored. */
-  private retire(conn: Conn, code: number, reason: string): void {
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = null;
-    conn.ws.onmessage = null;
-    conn.ws.onclose = null;
-    conn.ws.onopen = null;
-    conn.ws.onerror = null;
-    if (conn.ws.readyState < 2) {
-      // Browsers accept only 1000 and 3000-4999 from applications, and a short reason.
-      const c = code === 1000 || (code >= 3000 && code <= 4999) ? code : 1000;
-      try {
-        conn.ws.close(c, reason.slice(0, 60));
-      } catch {
-        // closing already
-      }
+  private onWelcome(conn: StreamConn, w: WelcomeFrame): void {
+    this.subs.begin(w, conn.welcomedAt);
+    this.failures = 0;
+    if (this.everWelcomed) this.monitor.reconnects++;
+    this.everWelcomed = true;
+    this.monitor.session = w.session ?? null;
+    this.monitor.instance = w.instance ?? null;
+    this.probe.clear();
+    this.poll.stop();
+    this.probe.welcomed();
+    this.setTransport("stream", "stream welcomed");
+    this.setState("welcome");
+    this.emitter.emit("welcome", w);
+    this.subs.flush();
+  }
+
+  private onFrame(conn: StreamConn, frame: ServerFrame): void {
+    switch (frame.type) {
+      case "subscribed":
+        return this.subs.onSubscribed(frame);
+      case "events":
+        if (this.subs.onEvents(frame, this.now())) this.healthChanged();
+        return;
+      case "transport":
+        return this.onTransport(conn, frame);
+      case "error":
+        return this.subs.onErrorFrame(frame);
+      case "ping":
+        return this.subs.onPing(frame); // answered by the transport; its head may move the cursor
+      default:
+        return; // unknown frame types are ignored (protocol: frames can be added)
     }
-    if (this.conn === conn) this.conn = null;
   }
 
-  /** lost ends conn locally (dead or stuck connection) and handles it like a close. */
-  private lost(conn: Conn, code: number, reason: string): void {
-    this.retire(conn, 4000, reason);
-    this.handleClose(conn, code, reason);
+  private onTransport(conn: StreamConn, f: TransportFrame): void {
+    if (f.transport !== "poll") return; // "stream": we are on it already
+    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
+    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probe.intervalMs, f.reason ?? "server asked");
   }
 
-  private onClose(conn: Conn, code: number, reason: string): void {
-    if (this.conn !== conn) return;
-    this.retire(conn, code, reason);
-    this.handleClose(conn, code, reason);
-  }
-
-  private handleClose(conn: Conn, code: number, reason: string): void {
+  /** onStreamClosed decides what the end of a stream connection (or probe) leads to. */
+  private onStreamClosed(conn: StreamConn, code: number, reason: string): void {
     if (this.st === "closed") return;
-    const action: CloseAction = actionFor(code);
+    const action = actionFor(code);
     const hint = retryHint(reason);
     if (conn.welcome) {
       if (this.now() - conn.openedAt >= (this.opts.stableAfterMs ?? 10000)) this.backoff.reset();
@@ -531,20 +483,16 @@ export class RealtimeClient {
       // The stream is still not usable: keep polling, probe again later.
       if (action === "stop") return this.finish({ code, reason, byApp: false });
       if (action === "use-poll") {
-        this.pollCause = "server";
-        this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe refused");
-        return;
+        this.probe.refused();
+        return this.enterPoll(hint > 0 ? hint : this.probe.intervalMs);
       }
-      this.pollCause = "failure";
-      this.probeFailures++;
-      this.enterPoll(this.failedProbeDelay(), "probe failed");
-      return;
+      return this.enterPoll(this.probe.failed());
     }
     switch (action) {
       case "stop":
         return this.finish({ code, reason, byApp: false });
       case "use-poll":
-        return this.switchToPoll(hint > 0 ? hint : this.probeInterval(), `close ${code}`);
+        return this.switchToPoll(hint > 0 ? hint : this.probe.intervalMs, `close ${code}`);
       case "refresh-token":
         return this.refreshThen(() => this.start(), { code, reason });
       case "retry-after":
@@ -552,149 +500,17 @@ export class RealtimeClient {
       case "backoff": {
         const threshold = this.opts.breakerThreshold ?? 5;
         if (threshold > 0 && this.failures >= threshold) {
-          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`, "failure");
+          return this.switchToPoll(this.probe.intervalMs, `${this.failures} failed stream attempts`, "failure");
         }
         return this.scheduleReconnect(this.backoff.next());
       }
     }
   }
 
-  private refreshThen(next: () => void, close: { code: number; reason: string }): void {
-    const refresh = this.opts.refreshToken;
-    if (!refresh) {
-      this.emitter.emit("error", { kind: "token", message: "token expired and no refreshToken option" });
-      this.finish({ code: close.code, reason: close.reason, byApp: false });
-      return;
-    }
-    this.setState("reconnecting");
-    const gen = this.generation;
-    Promise.resolve()
-      .then(refresh)
-      .then(
-        (tok) => {
-          if (gen !== this.generation || this.st !== "reconnecting") return;
-          this.token = tok;
-          next();
-        },
-        (err) => {
-          if (gen !== this.generation || this.st !== "reconnecting") return;
-          this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
-          this.retryTimer = setTimeout(() => {
-            this.retryTimer = null;
-            this.refreshThen(next, close);
-          }, this.backoff.next());
-        },
-      );
-  }
-
-  private send(frame: object): boolean {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || conn.ws.readyState !== OPEN) return false;
-    try {
-      conn.ws.send(JSON.stringify(frame));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  private onMessage(conn: Conn, data: unknown): void {
-    if (this.conn !== conn) return;
-    this.monitor.lastMessageAt = this.now();
-    this.armDeadTimer(conn);
-    let frame: ServerFrame;
-    try {
-      frame = JSON.parse(typeof data === "string" ? data : String(data));
-    } catch {
-      this.emitter.emit("error", { kind: "protocol", message: "frame is not JSON" });
-      return;
-    }
-    if (!frame || typeof frame !== "object") return;
-    if (!conn.welcome && frame.type !== "welcome") {
-      this.emitter.emit("error", { kind: "protocol", message: `frame ${frame.type} before welcome` });
-      return;
-    }
-    switch (frame.type) {
-      case "welcome":
-        return this.onWelcome(conn, frame);
-      case "subscribed":
-        return this.onSubscribed(conn, frame);
-      case "events":
-        return this.onEvents(frame);
-      case "ping":
-        this.send({ type: "pong", ts: frame.ts });
-        return;
-      case "pong":
-        if (typeof frame.ts === "number") {
-          this.monitor.pong(frame.ts, this.now(), frame.serverTime);
-          this.emitHealth();
-        }
-        return;
-      case "transport":
-        return this.onTransport(conn, frame);
-      case "error":
-        return this.onErrorFrame(conn, frame);
-      default:
-        return; // unknown frame types are ignored (protocol: fields and frames can be added)
-    }
-  }
-
-  private armDeadTimer(conn: Conn): void {
-    const hb = conn.welcome?.heartbeatMs ?? 0;
-    if (hb <= 0) return;
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = setTimeout(() => {
-      if (this.conn === conn) this.lost(conn, CloseCode.Heartbeat, "no frame for two heartbeat intervals");
-    }, 2 * hb);
-  }
-
-  private onWelcome(conn: Conn, w: WelcomeFrame): void {
-    if (conn.welcome) return;
-    conn.welcome = w;
-    conn.welcomedAt = this.now();
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    this.armDeadTimer(conn);
-    this.failures = 0;
-    if (this.everWelcomed) this.monitor.reconnects++;
-    this.everWelcomed = true;
-    this.monitor.session = w.session ?? null;
-    this.monitor.instance = w.instance ?? null;
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
-    }
-    conn.probing = false;
-    this.pollCause = "server";
-    this.probeFailures = 0;
-    this.setTransport("stream", "stream welcomed");
-    this.setState("open");
-    this.emitter.emit("welcome", w);
-    this.flushSubscriptions();
-    this.ping();
-    const pingEvery = this.opts.pingIntervalMs ?? 15000;
-    if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
-    const healthEvery = this.opts.healthIntervalMs ?? 30000;
-    if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.monitor.report() }), healthEvery));
-    }
-  }
-
-  private ping(): void {
-    this.send({ type: "ping", ts: this.now() });
-  }
-
   private channelsChanged(): void {
     if (this.mode === "poll" && this.st === "polling") {
       // Restart the pending long-poll so it carries the new channel set.
-      this.generation++;
-      this.pollAbort?.abort();
-      this.pollAbort = null;
-      this.clearRetry();
+      this.poll.stop();
       this.pollOnce();
       return;
     }
@@ -703,224 +519,24 @@ export class RealtimeClient {
     // Coalesce the subscribe/unsubscribe calls of one tick (e.g. a React render) into one frame each.
     queueMicrotask(() => {
       this.flushQueued = false;
-      this.flushSubscriptions();
+      this.subs.flush();
     });
-  }
-
-  /**
-   * flushSubscriptions makes the connection's channel set match the handlers. The first
-   * subscribe of a connection carries the cursor and every channel (protocol "Recovery").
-   */
-  private flushSubscriptions(): void {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || this.st !== "open") return;
-    const want = this.channels;
-    const add = want.filter((c) => !conn.channels.has(c));
-    const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
-    if (drop.length > 0 && this.send({ type: "unsubscribe", channels: drop })) {
-      for (const c of drop) conn.channels.delete(c);
-    }
-    if (add.length === 0) return;
-    const frame: { type: "subscribe"; id: string; channels: string[]; cursor?: Cursor } = {
-      type: "subscribe",
-      id: "s" + ++subscribeIds,
-      channels: add,
-    };
-    if (!conn.subscribed) {
-      const w = conn.welcome;
-      if (this.cur) {
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "resume";
-      } else if (this.now() - conn.welcomedAt <= (this.opts.baselineWindowMs ?? 5000)) {
-        // A fresh client starts from the head announced by this connection's welcome:
-        // every event published after the socket opened reaches it, even before the
-        // subscribe is registered, and later resumes start from a real position.
-        this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "baseline";
-      }
-      // Otherwise (the first subscribe comes long after welcome) the welcome's head is
-      // stale: replaying from it would hand the app events from before it subscribed. The
-      // subscription is live from now and the cursor starts at its first event.
-      conn.firstChannels = add;
-    }
-    if (this.send(frame)) {
-      conn.subscribed = true;
-      for (const c of add) conn.channels.add(c);
-      conn.pending.set(frame.id, add);
-      // Bound the map even if a server never answers some frames.
-      if (conn.pending.size > 64) conn.pending.delete(conn.pending.keys().next().value as string);
-    }
-  }
-
-  /**
-   * retryLater forgets channels the server refused for now (a replay in progress, rate
-   * limited) and subscribes them again after a short pause on the same connection.
-   */
-  private retryLater(conn: Conn, channels: string[]): void {
-    for (const c of channels) conn.channels.delete(c);
-    if (conn.retryQueued) return;
-    conn.retryQueued = true;
-    const t = setTimeout(() => {
-      conn.timers = conn.timers.filter((x) => x !== t);
-      conn.retryQueued = false;
-      if (this.conn === conn) this.flushSubscriptions();
-    }, 250 + Math.floor(this.random() * 250));
-    conn.timers.push(t);
-  }
-
-  private onSubscribed(conn: Conn, f: SubscribedFrame): void {
-    if (f.id) conn.pending.delete(f.id);
-    const later: string[] = [];
-    for (const r of f.results ?? []) {
-      if (!r.ok && (r.code === "replay_in_progress" || r.code === "rate_limited")) {
-        later.push(r.channel);
-      } else if (!r.ok) {
-        conn.channels.delete(r.channel);
-        this.emitter.emit("error", {
-          kind: "channel",
-          channel: r.channel,
-          code: r.code,
-          message: r.error ?? r.code ?? "refused",
-        });
-      }
-    }
-    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
-    if (f.op !== "unsubscribe") {
-      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
-      if (ok.length > 0) this.emitter.emit("subscribed", ok);
-    }
-    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
-  }
-
-  /** onRecovery handles the recovery answer of a stream resume or of a poll. */
-  private onRecovery(r: Recovery, epoch: string, headSeq: number, channels: string[], counted: boolean): void {
-    if (r.recovered) {
-      if (counted) this.monitor.recoveries++;
-      this.replayTo = Math.max(this.replayTo, r.to ?? 0);
-      this.emitHealth();
-      return;
-    }
-    this.monitor.notRecovered++;
-    const reason = r.reason ?? "not_recovered";
-    const old = this.cur;
-    const reset = !old || reason === "epoch_mismatch" || reason === "cursor_ahead" || (epoch !== "" && old.epoch !== epoch);
-    this.cur = { seq: reset ? headSeq : Math.max(old!.seq, headSeq), epoch: epoch || old?.epoch || "" };
-    this.emitter.emit("resync", { reason, channels: [...channels], epoch: this.cur.epoch });
-    this.emitHealth();
-  }
-
-  private onEvents(f: EventsFrame): void {
-    if (!Array.isArray(f.events)) return;
-    const at = this.now();
-    for (const ev of f.events) this.deliver(ev, at);
-    this.healthChanged();
-  }
-
-  /** deliver advances the cursor, drops duplicates and calls the channel's handlers. */
-  private deliver(ev: RealtimeEvent, receivedAt: number): void {
-    if (!ev || typeof ev.id !== "string" || typeof ev.seq !== "number" || typeof ev.channel !== "string") {
-      this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
-      return;
-    }
-    if (this.cur) {
-      if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
-    } else if (this.conn?.welcome) {
-      this.cur = { seq: ev.seq, epoch: this.conn.welcome.epoch ?? "" };
-    }
-    if (this.dedup.check(ev.id)) {
-      this.monitor.duplicates++;
-      return;
-    }
-    this.monitor.eventsReceived++;
-    if (ev.seq > this.replayTo && typeof ev.ts === "number" && ev.ts > 0) this.monitor.latency(ev.ts, receivedAt);
-    const set = this.handlers.get(ev.channel);
-    if (!set) return;
-    for (const h of [...set]) {
-      try {
-        h(ev);
-      } catch (err) {
-        this.emitter.emit("error", { kind: "handler", channel: ev.channel, message: String(err), cause: err });
-      }
-    }
-  }
-
-  private onTransport(conn: Conn, f: TransportFrame): void {
-    if (f.transport !== "poll") return; // "stream": we are on it already
-    this.retire(conn, CloseCode.Normal, "switching to long-poll");
-    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
-  }
-
-  private onErrorFrame(conn: Conn, f: ErrorFrame): void {
-    const chans = f.id ? conn.pending.get(f.id) : undefined;
-    if (chans) {
-      // A subscribe frame was refused as a whole: those channels are not subscribed.
-      conn.pending.delete(f.id!);
-      if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
-      for (const c of chans) conn.channels.delete(c);
-    }
-    this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
   }
 
   // ---- long-polling ----
 
-  private probeInterval(): number {
-    return this.opts.probeIntervalMs ?? 60000;
-  }
-
-  private pollUrlBase(): string {
-    if (this.opts.pollUrl) return this.opts.pollUrl;
-    const u = this.opts.url ?? defaultStreamUrl();
-    return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
-  }
-
-  /** failedProbeDelay is the wait before the next probe after probeFailures failed ones. */
-  private failedProbeDelay(): number {
-    const max = this.opts.probeMaxMs ?? 600000;
-    return Math.min(max, this.probeInterval() * 2 ** Math.min(this.probeFailures, 20));
-  }
-
   /** switchToPoll moves to long-polling and probes the stream after probeAfterMs. */
-  private switchToPoll(probeAfterMs: number, reason: string, cause: "server" | "failure" = "server"): void {
-    this.pollCause = cause;
-    if (cause === "server") this.probeFailures = 0;
+  private switchToPoll(probeAfterMs: number, reason: string, cause: PollCause = "server"): void {
+    this.probe.begin(cause);
     this.failures = 0;
     this.setTransport("poll", reason);
-    this.enterPoll(probeAfterMs, reason);
+    this.enterPoll(probeAfterMs);
   }
 
-  private enterPoll(probeAfterMs: number, _reason: string): void {
+  private enterPoll(probeAfterMs: number): void {
     this.mode = "poll";
-    this.scheduleProbe(probeAfterMs);
+    this.probe.schedule(probeAfterMs);
     this.startPolling();
-  }
-
-  /**
-   * scheduleProbe arranges a stream probe in ms. With earliestOnly, an already scheduled
-   * earlier probe is kept: a hint repeated in every poll answer cannot postpone it forever.
-   */
-  private scheduleProbe(ms: number, earliestOnly = false): void {
-    const due = this.now() + Math.max(0, ms);
-    if (this.probeTimer !== null) {
-      if (earliestOnly && this.probeDueAt <= due) return;
-      clearTimeout(this.probeTimer);
-    }
-    this.probeDueAt = due;
-    this.probeTimer = setTimeout(() => {
-      this.probeTimer = null;
-      this.probeStream();
-    }, Math.max(0, ms));
-  }
-
-  /** probeStream tries the stream while polling; on welcome the client moves back. */
-  private probeStream(): void {
-    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
-    if (this.conn) return; // already on (or probing) the stream
-    this.generation++;
-    this.pollAbort?.abort();
-    this.pollAbort = null;
-    this.clearRetry();
-    this.openSocket(true);
   }
 
   private startPolling(): void {
@@ -928,66 +544,53 @@ export class RealtimeClient {
       this.setState("offline");
       return;
     }
-    if (this.probeTimer === null) this.scheduleProbe(this.probeInterval());
-    this.setState("polling");
+    if (!this.probe.armed) this.probe.schedule(this.probe.intervalMs);
+    this.setState("poll");
     this.pollOnce();
+  }
+
+  /**
+   * probeStream tries the stream while polling; on welcome the client moves back. A probe
+   * due in another state is dropped: after a token refresh (reconnecting), startPolling
+   * schedules the next one.
+   */
+  private probeStream(): void {
+    if (this.st !== "polling") return;
+    if (this.stream.current) return; // already probing the stream
+    this.poll.stop();
+    this.openSocket(true);
   }
 
   private pollOnce(): void {
     const channels = this.channels;
     if (channels.length === 0) return; // nothing to ask for; subscribe() restarts polling
-    const f = this.opts.fetch ?? (globalThis as any).fetch;
-    if (!f) {
+    if (!this.poll.available) {
       this.emitter.emit("error", { kind: "poll", message: "no fetch implementation; going back to the stream" });
       this.backToStream();
       return;
     }
-    const params = [`channels=${channels.map(encodeURIComponent).join(",")}`];
-    if (this.cur) params.push(`cursor=${this.cur.seq}.${encodeURIComponent(this.cur.epoch)}`);
-    if (this.token) params.push(`token=${encodeURIComponent(this.token)}`);
-    const base = this.pollUrlBase();
-    const url = base + (base.includes("?") ? "&" : "?") + params.join("&");
-    const ctl = new AbortController();
-    this.pollAbort = ctl;
-    const gen = ++this.generation;
-    const started = this.now();
-    const timeout = setTimeout(() => ctl.abort(), this.opts.pollTimeoutMs ?? 65000);
-    const current = () => gen === this.generation && this.st === "polling";
-    Promise.resolve()
-      .then(() => f(url, { signal: ctl.signal, credentials: "same-origin", headers: { Accept: "application/json" } }))
-      .then(async (res: Response) => {
-        if (!current()) return;
-        if (!res.ok) {
-          let body: PollResponse | null = null;
-          try {
-            body = await res.json();
-          } catch {
-            // no JSON body
-          }
-          if (!current()) return;
-          return this.pollFailed(res.status, retryAfterMs(res, body));
-        }
-        const body = (await res.json()) as PollResponse;
-        if (!current()) return;
-        this.onPoll(body, channels, started);
-      })
-      .catch((err) => {
-        if (!current()) return;
-        this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(err)}`, cause: err });
-        this.schedulePoll(this.backoff.next());
-      })
-      .finally(() => {
-        clearTimeout(timeout);
-        if (this.pollAbort === ctl) this.pollAbort = null;
-      });
+    const query = { url: pollBaseUrl(this.opts.url, this.opts.pollUrl), channels, cursor: this.subs.cursor.query(), token: this.token };
+    this.poll.request(query, (r) => {
+      if (this.st === "polling") this.onPollResult(r);
+    });
   }
 
   private schedulePoll(delayMs: number): void {
-    this.clearRetry();
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
+    this.poll.after(delayMs, () => {
       if (this.st === "polling") this.pollOnce();
-    }, Math.max(0, delayMs));
+    });
+  }
+
+  private onPollResult(r: PollResult): void {
+    switch (r.kind) {
+      case "answer":
+        return this.onPoll(r.body, r.channels, r.started);
+      case "refused":
+        return this.pollFailed(r.status, r.hintMs);
+      case "failed":
+        this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(r.error)}`, cause: r.error });
+        return this.schedulePoll(this.backoff.next());
+    }
   }
 
   private pollFailed(status: number, hintMs: number): void {
@@ -1009,10 +612,11 @@ export class RealtimeClient {
 
   /** backToStream leaves polling (endpoint missing, or server says streaming is allowed). */
   private backToStream(): void {
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
+    this.probe.clear();
+    this.poll.stop();
+    // A probe still connecting (polling restarted while it was opening) would otherwise
+    // outlive the switch: welcomed in reconnecting, or replaced by the next attempt unclosed.
+    this.stream.retireCurrent(CloseCode.Normal, "back to the stream");
     this.setTransport("stream", "poll unavailable");
     this.scheduleReconnect(this.backoff.next());
   }
@@ -1021,40 +625,18 @@ export class RealtimeClient {
     this.backoff.reset();
     const receivedAt = this.now();
     this.monitor.lastMessageAt = receivedAt;
-    if (body.recovery) {
-      this.onRecovery(body.recovery, body.cursor?.epoch ?? this.cur?.epoch ?? "", body.cursor?.seq ?? 0, channels, true);
-    }
-    const events = Array.isArray(body.events) ? body.events : [];
-    for (const ev of events) this.deliver(ev, receivedAt);
-    if (body.cursor && typeof body.cursor.seq === "number") {
-      if (!this.cur || body.cursor.epoch !== this.cur.epoch || body.cursor.seq > this.cur.seq) {
-        this.cur = { seq: body.cursor.seq, epoch: String(body.cursor.epoch ?? "") };
-      }
-    }
+    const count = this.subs.applyPoll(body, channels, receivedAt);
     this.healthChanged();
     // The server's transport advice is about the flag. A client polling because the stream
     // failed on its way (a proxy that blocks WebSockets) keeps its own probe schedule: a
     // probe after every poll would fail every time.
-    if (body.transport === "stream" && this.pollCause === "server") {
+    if (body.transport === "stream" && this.probe.followsServer) {
       // Streaming is allowed again: probe now.
       this.probeStream();
       return;
     }
-    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
+    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.probe.followsServer) this.probe.schedule(body.retryMs, true);
     const quick = receivedAt - started < 1000;
-    this.schedulePoll(events.length === 0 && quick ? (this.opts.pollIdleDelayMs ?? 1000) : 0);
+    this.schedulePoll(count === 0 && quick ? (this.opts.pollIdleDelayMs ?? 1000) : 0);
   }
-}
-
-function retryAfterMs(res: Response, body: PollResponse | null): number {
-  if (body && typeof body.retryMs === "number" && body.retryMs > 0) return body.retryMs;
-  const h = res.headers?.get?.("Retry-After");
-  if (h && /^\d+$/.test(h.trim())) return Number(h.trim()) * 1000;
-  return 0;
-}
-
-function defaultStreamUrl(): string {
-  const loc = (globalThis as any).location;
-  if (!loc || !loc.host) throw new Error("RealtimeClient: options.url is required outside a page");
-  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v2/realtime/stream`;
 }

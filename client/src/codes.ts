@@ -1,7 +1,8 @@
 // Close codes of the realtime stream and what a client does after each.
 //
-// This file mirrors realtime/protocol/close.go and the "Close codes" table of
-// docs/protocol.md. When they disagree, one of them has a bug: fix it on both sides.
+// The table itself (CloseCode, the action of every code) is generated from
+// realtime/protocol/close.go into codes.gen.ts (go generate ./cmd/tscodes); this file
+// adds the lookups. docs/protocol.md "Close codes" describes the same table.
 //
 //   4000-4099  reconnect with backoff (exponential, full jitter, capped)
 //   4100-4199  reconnect after the delay in the close reason ("retry=<ms>"), resume by cursor
@@ -11,52 +12,19 @@
 //
 // Standard codes: 1000 normal (do not reconnect), 1001 going away (backoff), 1009 message
 // too big (do not reconnect), 1011 internal error (backoff), 1006 abnormal (backoff).
+import { CLOSE_ACTIONS, CloseCode, DEFAULT_CLOSE_ACTION, type CloseAction } from "./codes.gen.js";
 
-/** Close codes, named as in realtime/protocol/close.go. */
-export const CloseCode = {
-  Normal: 1000,
-  GoingAway: 1001,
-  Abnormal: 1006,
-  TooBig: 1009,
-  Internal: 1011,
-  Reconnect: 4000,
-  Heartbeat: 4001,
-  Slow: 4100,
-  Shutdown: 4101,
-  RateLimited: 4102,
-  Overloaded: 4103,
-  TooMany: 4104,
-  QueueBudget: 4105,
-  TokenExpired: 4200,
-  UsePoll: 4300,
-  BadRequest: 4400,
-  Unauthorized: 4401,
-  Forbidden: 4403,
-} as const;
+export { CLOSE_ACTIONS, CloseCode, DEFAULT_CLOSE_ACTION, type CloseAction };
 
 export type CloseCodeName = keyof typeof CloseCode;
 
-/** What a client must do after a close. Same names as protocol.Action.String(). */
-export type CloseAction = "backoff" | "retry-after" | "refresh-token" | "use-poll" | "stop";
-
-/** actionFor maps a close code to the client's next action (protocol.ActionFor). */
+/** actionFor maps a close code to the client's next action (protocol.ActionFor, through CLOSE_ACTIONS). */
 export function actionFor(code: number): CloseAction {
-  if (code >= 4000 && code < 4100) return "backoff";
-  if (code >= 4100 && code < 4200) return "retry-after";
-  if (code >= 4200 && code < 4300) return "refresh-token";
-  if (code >= 4300 && code < 4400) return "use-poll";
-  if (code >= 4400 && code < 5000) return "stop";
-  switch (code) {
-    case 1000: // normal: the app (or server, on purpose) closed it
-    case 1002: // protocol error
-    case 1003: // unsupported data
-    case 1007: // invalid payload
-    case 1008: // policy violation
-    case 1009: // message too big: a client bug
-      return "stop";
-    default: // 1001, 1006, 1011, 1012, 1013 and unknown
-      return "backoff";
+  for (const [first, last, action] of CLOSE_ACTIONS) {
+    if (code < first) break;
+    if (code <= last) return action;
   }
+  return DEFAULT_CLOSE_ACTION;
 }
 
 /**

@@ -1,24 +1,8 @@
+import { STATES, type ConnectionState } from "./state.js";
 import type { HealthReport, Transport } from "./types.js";
 
-/** ConnectionState is the client's connection state machine (see docs/client.md). */
-export type ConnectionState =
-  | "idle"
-  | "connecting"
-  | "open"
-  | "reconnecting"
-  | "polling"
-  | "offline"
-  | "closed";
-
-export const STATES: readonly ConnectionState[] = [
-  "idle",
-  "connecting",
-  "open",
-  "reconnecting",
-  "polling",
-  "offline",
-  "closed",
-];
+// ConnectionState and STATES moved to state.ts; re-exported for existing imports.
+export { STATES, type ConnectionState };
 
 /** HealthSnapshot is the client's view of its connection at one moment. */
 export interface HealthSnapshot {

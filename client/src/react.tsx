@@ -12,6 +12,7 @@ import {
 } from "react";
 import { RealtimeClient, type EventHandler, type RealtimeClientOptions } from "./client.js";
 import type { ConnectionState, HealthSnapshot } from "./health.js";
+import type { TypedChannel, TypedEventHandler } from "./typed.js";
 
 const RealtimeContext = createContext<RealtimeClient | null>(null);
 
@@ -48,15 +49,18 @@ export function useRealtime(): RealtimeClient {
 /**
  * useChannel subscribes to channel while the component is mounted and calls the latest
  * handler for each event. Changing the handler does not resubscribe; changing the channel
- * does. Pass null to subscribe to nothing.
+ * does. Pass null to subscribe to nothing. A typed channel (`orders(id)`) gives the
+ * handler its payload type.
  */
-export function useChannel<T = unknown>(channel: string | null, handler: EventHandler<T>): void {
+export function useChannel<T>(channel: TypedChannel<T> | null, handler: TypedEventHandler<T>): void;
+export function useChannel<T = unknown>(channel: string | null, handler: EventHandler<T>): void;
+export function useChannel(channel: string | null, handler: (event: any) => void): void {
   const client = useRealtime();
   const ref = useRef(handler);
   ref.current = handler;
   useEffect(() => {
     if (!channel) return;
-    return client.subscribe<T>(channel, (ev) => ref.current(ev));
+    return client.subscribe(channel, (ev) => ref.current(ev));
   }, [client, channel]);
 }
 

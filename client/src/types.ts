@@ -74,6 +74,13 @@ export interface EventsFrame {
 export interface PingFrame {
   type: "ping";
   ts: number;
+  /**
+   * The head the server ping was written at (absent from older servers): every event of the
+   * connection's channels with a seq up to it arrived before the ping (docs/protocol.md
+   * "Fresh cursors on quiet channels").
+   */
+  seq?: number;
+  epoch?: string;
 }
 
 export interface PongFrame {

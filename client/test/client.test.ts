@@ -253,6 +253,52 @@ describe("subscriptions and cursor", () => {
     expect(client.health().notRecovered).toBe(1);
   });
 
+  it("a quiet channel's cursor follows the server pings, so its resume after a busy period is recovered", async () => {
+    const { client } = newClient();
+    const resyncs: unknown[] = [];
+    client.on("resync", (r) => resyncs.push(r));
+    client.subscribe("quiet", () => {});
+    client.connect();
+    let ws = FakeWebSocket.last();
+    ws.welcome({ seq: 10, epoch: "E1" });
+    await flush();
+    const first = ws.sentOfType("subscribe")[0];
+    ws.receive({ type: "subscribed", id: first.id, op: "subscribe", epoch: "E1", results: [{ channel: "quiet", ok: true }], recovery: { recovered: true, from: 11, to: 10 } });
+    ws.events({ id: "q0", seq: 11, channel: "quiet" });
+    // Other channels move the bus on; the server's heartbeats say how far this connection is complete.
+    ws.receive({ type: "ping", ts: 1, seq: 5_000, epoch: "E1" });
+    ws.receive({ type: "ping", ts: 2, seq: 90_000, epoch: "E1" });
+    expect(ws.sentOfType("pong").map((p) => p.ts)).toEqual([1, 2]);
+    expect(client.cursor).toEqual({ seq: 90_000, epoch: "E1" });
+    ws.serverClose(1006);
+    ws = nextSocket();
+    ws.welcome({ seq: 90_100, epoch: "E1" });
+    await flush();
+    expect(ws.sentOfType("subscribe")[0]).toMatchObject({ channels: ["quiet"], cursor: { seq: 90_000, epoch: "E1" } });
+    ws.receive({ type: "subscribed", op: "subscribe", epoch: "E1", results: [{ channel: "quiet", ok: true }], recovery: { recovered: true, from: 90_001, to: 90_100, source: "bus" } });
+    expect(resyncs).toEqual([]);
+    expect(client.health().recoveries).toBe(1);
+  });
+
+  it("with an older server (pings without seq) the cursor stays at the last event", async () => {
+    const { client } = newClient();
+    client.subscribe("quiet", () => {});
+    client.connect();
+    let ws = FakeWebSocket.last();
+    ws.welcome({ seq: 10, epoch: "E1" });
+    await flush();
+    ws.receive({ type: "subscribed", op: "subscribe", epoch: "E1", results: [{ channel: "quiet", ok: true }], recovery: { recovered: true, from: 11, to: 10 } });
+    ws.events({ id: "q0", seq: 11, channel: "quiet" });
+    ws.receive({ type: "ping", ts: 1 });
+    expect(ws.sentOfType("pong")).toEqual([{ type: "pong", ts: 1 }]);
+    expect(client.cursor).toEqual({ seq: 11, epoch: "E1" });
+    ws.serverClose(1006);
+    ws = nextSocket();
+    ws.welcome({ seq: 90_100, epoch: "E1" });
+    await flush();
+    expect(ws.sentOfType("subscribe")[0].cursor).toEqual({ seq: 11, epoch: "E1" });
+  });
+
   it("drops duplicates across reconnects but still advances the cursor", async () => {
     const { client } = newClient();
     const got: string[] = [];
@@ -613,20 +659,20 @@ describe("health", () => {
     expect(h.latencyP50Ms).toBeGreaterThanOrEqual(85); // only the last 16 (85..100 ms) remain
   });
 
-  it("sends a health frame every healthIntervalMs", async () => {
+  it("sends a first health frame healthFirstMs after welcome, then every healthIntervalMs", async () => {
     const { client } = newClient({ healthIntervalMs: 5000 });
     client.connect();
     const ws = FakeWebSocket.last();
     ws.welcome();
-    vi.advanceTimersByTime(5000);
+    vi.advanceTimersByTime(3000); // default healthFirstMs
     const frames = ws.sentOfType("health");
     expect(frames).toHaveLength(1);
     expect(frames[0].health).toMatchObject({ reconnects: 0, recoveries: 0, eventsReceived: 0, duplicates: 0, transport: "stream" });
     expect(Object.keys(frames[0].health).sort()).toEqual(
       ["clockOffsetMs", "duplicates", "eventsReceived", "latencyP50Ms", "latencyP99Ms", "reconnects", "recoveries", "rttMs", "transport"],
     );
-    vi.advanceTimersByTime(10_000);
-    expect(ws.sentOfType("health")).toHaveLength(3);
+    vi.advanceTimersByTime(12_000); // at 5 s, 10 s and 15 s
+    expect(ws.sentOfType("health")).toHaveLength(4);
   });
 
   it("emits health on state changes and, throttled, on event traffic", async () => {

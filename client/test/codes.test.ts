@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { actionFor, CloseCode, httpAction, retryHint } from "../src/codes.js";
+import { actionFor, CLOSE_ACTIONS, CloseCode, DEFAULT_CLOSE_ACTION, httpAction, retryHint } from "../src/codes.js";
 
 describe("actionFor mirrors protocol.ActionFor", () => {
   const cases: Array<[number, string]> = [
@@ -47,6 +47,7 @@ describe("actionFor mirrors protocol.ActionFor", () => {
       Normal: 1000,
       GoingAway: 1001,
       Abnormal: 1006,
+      BadData: 1007,
       TooBig: 1009,
       Internal: 1011,
       Reconnect: 4000,
@@ -112,6 +113,26 @@ describe("mirror of realtime/protocol/close.go and docs/protocol.md", () => {
     const goCodes = [...src.matchAll(/^\s*Close\w+\s+CloseCode\s*=\s*(\d+)/gm)].map((m) => Number(m[1]));
     expect(goCodes.length).toBeGreaterThan(10);
     expect([...goCodes].sort()).toEqual(Object.values(CloseCode).sort());
+  });
+
+  it("names each code of close.go after its Go name (two names kept from the first mirror)", () => {
+    const src = readFileSync(root + "realtime/protocol/close.go", "utf8");
+    const kept: Record<string, string> = { TokenExpire: "TokenExpired", Unauthorize: "Unauthorized" };
+    const goNames = Object.fromEntries(
+      [...src.matchAll(/^\s*Close(\w+)\s+CloseCode\s*=\s*(\d+)/gm)].map((m) => [kept[m[1]] ?? m[1], Number(m[2])]),
+    );
+    expect(CloseCode).toEqual(goNames);
+  });
+
+  it("keeps the generated action ranges sorted and apart", () => {
+    let last = -1;
+    for (const [first, end, action] of CLOSE_ACTIONS) {
+      expect(first).toBeGreaterThan(last);
+      expect(end).toBeGreaterThanOrEqual(first);
+      expect(action).not.toBe(DEFAULT_CLOSE_ACTION);
+      last = end;
+    }
+    expect(actionFor(Number.NaN)).toBe("backoff");
   });
 
   it("gives each code of the docs table the action the table names", () => {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/stream"
 )
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 // The fault run's NATS cluster: three child processes form a JetStream cluster; one is
@@ -41,6 +42,7 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nats-server processes")
 	}
+	testutil.SkipReexec(t) // the nodes are this test binary re-executed
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cl, err := startNATSCluster(ctx, 3)

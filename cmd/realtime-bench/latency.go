@@ -1,18 +1,18 @@
 package main
 
 import (
-	"encore.app/monitoring/health"
+	"encore.app/realtime/stats"
 )
 
 // latencies is one recorder's publish-to-receive distribution (milliseconds), a DDSketch
-// with 1% relative accuracy (monitoring/health.Histogram). Not safe for concurrent use:
+// with 1% relative accuracy (monitoring/stats.Histogram). Not safe for concurrent use:
 // each client goroutine owns one and they are merged at the end.
 type latencies struct {
-	h        *health.Histogram
+	h        *stats.Histogram
 	negative uint64 // receive before send (clock skew between hosts): not recorded
 }
 
-func newLatencies() *latencies { return &latencies{h: health.NewHistogram()} }
+func newLatencies() *latencies { return &latencies{h: stats.NewHistogram()} }
 
 // recordNanos adds one latency given the send and receive times in unix nanoseconds.
 func (l *latencies) recordNanos(sent, recv int64) {

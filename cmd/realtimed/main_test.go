@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
+	"encore.app/realtime/auth"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -25,7 +28,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 type child struct {
@@ -33,12 +36,20 @@ type child struct {
 	base string
 }
 
-func startChild(t *testing.T, addr, data string) *child {
+func startChild(t *testing.T, addr, data string, extra ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-addr", addr, "-data", data, "-publisher-key", "k", "-log-level", "warn",
-		"-public-prefixes", "*") // dev mode: anonymous clients read channel "k"
+	return startChildLog(t, addr, data, os.Stderr, extra...)
+}
+
+// startChildLog starts realtimed (this binary) in dev mode, where anonymous clients
+// read channel "k" and the publisher key is "dev", with its log on stderr, and waits
+// until it is ready.
+func startChildLog(t *testing.T, addr, data string, stderr io.Writer, extra ...string) *child {
+	t.Helper()
+	args := append([]string{"-addr", addr, "-data", data, "-log-level", "warn", "-public-prefixes", "*"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "REALTIMED_TEST_CHILD=1")
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +57,12 @@ func startChild(t *testing.T, addr, data string) *child {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(c.base + "/healthz")
+		resp, err := http.Get(c.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			return c
+			if resp.StatusCode == http.StatusOK {
+				return c
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("server did not come up: %v", err)
@@ -74,7 +87,7 @@ func publishHTTP(t *testing.T, base string, from, n int) {
 		evs = append(evs, fmt.Sprintf(`{"channel":"k","id":"k-%d","data":{"n":%d}}`, i, i))
 	}
 	req, _ := http.NewRequest(http.MethodPost, base+"/v2/realtime/publish", strings.NewReader(`{"events":[`+strings.Join(evs, ",")+`]}`))
-	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Authorization", "Bearer dev")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +106,7 @@ func TestKillAndRestartResumes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns servers")
 	}
+	testutil.SkipReexec(t)
 	addr, data := freeAddr(t), t.TempDir()
 	srv := startChild(t, addr, data)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -166,14 +180,35 @@ func TestKillAndRestartResumes(t *testing.T) {
 func TestFlagsAndEnv(t *testing.T) {
 	t.Setenv("REALTIME_ADDR", "127.0.0.1:5999")
 	t.Setenv("REALTIME_BATCH_WINDOW", "7ms")
-	o, err := parseFlags([]string{"-batch-max", "42"})
+	o, err := parseFlags([]string{"-batch-max", "42"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.addr != "127.0.0.1:5999" || o.engine.BatchWindow != 7*time.Millisecond || o.engine.BatchMaxEvents != 42 {
+	if o.Addr != "127.0.0.1:5999" || o.BatchWindow != 7*time.Millisecond || o.BatchMax != 42 {
 		t.Fatalf("%+v", o)
 	}
-	if _, err := parseFlags([]string{"-no-such-flag"}); err == nil {
+	if _, err := parseFlags([]string{"-no-such-flag"}, io.Discard); err == nil {
 		t.Fatal("unknown flag accepted")
+	}
+	if _, err := parseFlags([]string{"-batch-max", "0"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-batch-max") {
+		t.Fatalf("bad value: %v", err)
+	}
+}
+
+// realtimed token mints with the keys of the flag or of the environment.
+func TestTokenCommand(t *testing.T) {
+	const keys = "k1:0123456789abcdef0123456789abcdef-test"
+	t.Setenv("REALTIME_TOKEN_KEYS", keys)
+	var out strings.Builder
+	if err := tokenCommand([]string{"-user", "9", "-channels", "a.*, b"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := auth.ParseKeys(keys)
+	c, err := k.Verify(strings.TrimSpace(out.String()))
+	if err != nil || c.Subject != "9" || strings.Join(c.Channels, "|") != "a.*|b" {
+		t.Fatalf("token %q: %+v %v", out.String(), c, err)
+	}
+	if err := tokenCommand([]string{"-keys", "k:short", "-user", "9"}, &out); err == nil {
+		t.Fatal("short key accepted")
 	}
 }

@@ -17,11 +17,12 @@ import (
 	"go.uber.org/goleak"
 
 	"encore.app/dashboard/views"
+	"encore.app/internal/testutil"
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/savings"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
 
 // fleet is an Aggregator fed by hand, with a settable clock.
 type fleet struct {
@@ -57,7 +58,7 @@ func (f *fleet) step(t *testing.T, conns uint64) {
 	f.mu.Lock()
 	f.now = f.now.Add(5 * time.Second)
 	f.n++
-	s := health.InstanceSnapshot{Instance: "host-a", Time: f.now.UnixMilli(), ActiveConnections: conns,
+	s := health.InstanceSnapshot{Instance: "host-a", Time: f.now.UnixMilli(), ActiveConnections: int64(conns),
 		EventsDelivered: f.n * 100, FramesWritten: f.n * 50, BytesRaw: f.n * 10000, BytesWire: f.n * 3000}
 	f.mu.Unlock()
 	if err := f.agg.Put(s); err != nil {
@@ -101,7 +102,7 @@ func TestPageStaticSnapshot(t *testing.T) {
 			t.Errorf("%s = %q, want %q", id, got, want)
 		}
 	}
-	if got := doc.Find("#live").AttrOr("data-events", ""); got != "/dashboard/events" {
+	if got := doc.Find("#live").AttrOr("data-events", ""); got != "/dashboard/events?range=5m" {
 		t.Errorf("events URL %q", got)
 	}
 	if doc.Find(`[data-testid="instance-row"]`).Length() != 1 {

@@ -11,10 +11,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
+
+	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...)
 }
 
 // quietLog discards store logs in tests.

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"encore.app/internal/pgtest"
+	"encore.app/realtime/pgmigrations"
 )
 
 // storeFactories run the shared contract against every Store.
@@ -24,6 +27,13 @@ func storeFactories() map[string]func(t *testing.T) Store {
 			url, _ := startNATS(t, t.TempDir())
 			_, js := connect(t, url)
 			return openKV(t, js, Options{AuditMax: 5})
+		},
+		"postgres": func(t *testing.T) Store {
+			pool := openPool(t, pgtest.DB(t))
+			if _, err := pgmigrations.Apply(testCtx(t), pool); err != nil {
+				t.Fatal(err)
+			}
+			return openPG(t, pool, PostgresOptions{AuditMax: 5})
 		},
 	}
 }

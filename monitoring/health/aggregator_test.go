@@ -4,14 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"testing"
 	"time"
+
+	"encore.app/realtime/stats"
 )
 
 // snap builds a snapshot of instance name at clock time now with the given counters.
 func snap(name string, now time.Time, conns, delivered, frames uint64) InstanceSnapshot {
 	return InstanceSnapshot{
-		Instance: name, Time: now.UnixMilli(), ActiveConnections: conns,
+		Instance: name, Time: now.UnixMilli(), ActiveConnections: int64(conns),
 		EventsDelivered: delivered, FramesWritten: frames, EventsPublished: delivered / 10,
 		BytesRaw: delivered * 100, BytesWire: frames * 120,
 		Drops:    map[string]uint64{"slow_consumer": 1},
@@ -151,7 +155,7 @@ func TestAggregatorMergesHistograms(t *testing.T) {
 // roundTrip encodes and decodes s, as the bucket does.
 func roundTrip(t *testing.T, s InstanceSnapshot) InstanceSnapshot {
 	t.Helper()
-	b, err := s.Encode()
+	b, err := EncodeSnapshot(&s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,14 +207,15 @@ func TestRingOrder(t *testing.T) {
 	}
 }
 
-func TestDecodeEngineMetrics(t *testing.T) {
+// The engine's /v2/realtime/metrics body is a bucket value as it is.
+func TestDecodeSnapshot(t *testing.T) {
 	body := `{"instance":"host-a1b2","time":1764222000000,"uptimeSeconds":12,"activeConnections":3,"connectionsTotal":4,
 	 "subscriptions":5,"eventsPublished":6,"eventsDispatched":7,"eventsDelivered":8,"eventsReplayed":9,
 	 "framesWritten":10,"eventsPerFrame":0.8,"bytesRaw":11,"bytesWire":12,
 	 "drops":{"slow_consumer":1},"disconnects":{"client_closed":2},"slowDisconnects":1,
 	 "recoveries":{"memory":1,"bus":0,"not_recovered":0},"refusals":{},"healthReports":13,
 	 "writeLatencyMs":{"p50":0.5,"p90":1,"p99":2.5,"max":9,"count":10}}`
-	s, err := DecodeEngineMetrics([]byte(body))
+	s, err := DecodeSnapshot([]byte(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +228,7 @@ func TestDecodeEngineMetrics(t *testing.T) {
 		"bad json":    `{"instance":`,
 		"too many":    tooManyReasons(),
 	} {
-		if _, err := DecodeEngineMetrics([]byte(in)); err == nil {
+		if _, err := DecodeSnapshot([]byte(in)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -270,4 +275,38 @@ func mustPut(t *testing.T, a *Aggregator, s InstanceSnapshot) {
 	if err := a.Put(s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// BenchmarkAggregatorOverview merges 100 instances with histograms.
+func BenchmarkAggregatorOverview(b *testing.B) {
+	a := NewAggregator(AggregatorOptions{})
+	for i := 0; i < 100; i++ {
+		s := InstanceSnapshot{Instance: "i" + strconv.Itoa(i), Time: 1, Drops: map[string]uint64{"slow_consumer": 1}}
+		s.WriteLatency, s.Client.RTT, s.Client.LatencyP50, s.Client.LatencyP99 = NewHistogram(), NewHistogram(), NewHistogram(), NewHistogram()
+		for v := 1; v < 1000; v++ {
+			s.WriteLatency.Record(float64(v) / 100)
+			s.Client.RTT.Record(float64(v) / 10)
+			s.Client.LatencyP50.Record(float64(v) / 20)
+			s.Client.LatencyP99.Record(float64(v) / 5)
+		}
+		if err := a.Put(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		a.Overview()
+	}
+}
+
+// within reports whether got is within the histograms' relative accuracy of want.
+func within(got, want float64) bool {
+	return math.Abs(got-want) <= stats.RelativeAccuracy*want+1e-9
+}
+
+func repeatA(n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = 'A'
+	}
+	return string(b)
 }

@@ -54,8 +54,12 @@ func (c *ClientHealth) Observe(r *protocol.HealthReport) bool {
 		return false
 	}
 	c.rtt.Record(r.RTTMillis)
-	c.p50.Record(r.LatencyP50Millis)
-	c.p99.Record(r.LatencyP99Millis)
+	// A tab that received nothing yet reports zeros: no latency was measured, and
+	// recording them would pull the fleet's median to 0.
+	if r.EventsReceived > 0 || r.LatencyP50Millis > 0 || r.LatencyP99Millis > 0 {
+		c.p50.Record(r.LatencyP50Millis)
+		c.p99.Record(r.LatencyP99Millis)
+	}
 	c.mu.Lock()
 	c.reports++
 	t := r.Transport
@@ -74,19 +78,6 @@ func (c *ClientHealth) reject(reason string) {
 	c.mu.Lock()
 	c.rejected[reason]++
 	c.mu.Unlock()
-}
-
-// ClientSummary is what ClientHealth contributes to an InstanceSnapshot.
-type ClientSummary struct {
-	Reports    uint64            `json:"reports"`
-	Rejected   map[string]uint64 `json:"rejected,omitempty"`
-	Transports map[string]uint64 `json:"transports,omitempty"`
-	// RTT is the distribution of reported round-trip times over the window.
-	RTT *Histogram `json:"rtt,omitempty"`
-	// LatencyP50 and LatencyP99 are distributions of each client's own publish-to-receive
-	// median and 99th percentile over the window.
-	LatencyP50 *Histogram `json:"latencyP50,omitempty"`
-	LatencyP99 *Histogram `json:"latencyP99,omitempty"`
 }
 
 // Summary returns the counters (cumulative) and the windowed histograms.

@@ -1,8 +1,9 @@
 // Package health collects, publishes and aggregates the fleet's health.
 //
 // Each realtime instance builds an InstanceSnapshot (its /v2/realtime/metrics figures plus
-// breaker state, long-poll requests and latency histograms) and a Publisher puts it into a
-// NATS key-value bucket whose entries expire after a TTL. An Aggregator watches the bucket,
+// breaker state, long-poll requests and latency histograms) and a Publisher puts it into the
+// health Records, whose entries expire after a TTL: a NATS key-value bucket (KVRecords) or
+// a Postgres table (PostgresRecords). An Aggregator watches the records,
 // keeps the latest snapshot of every live instance, merges them into an Overview (counters
 // summed, histograms merged, rates derived from counter deltas) and samples the Overview
 // into a fixed ring of Points (the time series). An instance that stops publishing

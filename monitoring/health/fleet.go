@@ -24,7 +24,7 @@ type FleetConfig struct {
 	Use *Aggregator
 }
 
-// Fleet runs a Publisher and/or an Aggregator on one NATS connection. It owns their
+// Fleet runs a Publisher and/or an Aggregator on one set of Records. It owns their
 // goroutines: Close stops and waits for them.
 type Fleet struct {
 	Publisher  *Publisher  // nil unless FleetConfig.Snapshot was set
@@ -48,6 +48,13 @@ func StartFleet(ctx context.Context, nc *nats.Conn, cfg FleetConfig) (*Fleet, er
 	if err != nil {
 		return nil, err
 	}
+	return StartFleetOn(KVRecords(kv), cfg), nil
+}
+
+// StartFleetOn starts what cfg asks for on records (KVRecords, PostgresRecords;
+// cfg.Bucket is the records' business). The caller keeps ownership of recs.
+func StartFleetOn(recs Records, cfg FleetConfig) *Fleet {
+	cfg.Bucket.defaults()
 	runCtx, cancel := context.WithCancel(context.Background())
 	f := &Fleet{cancel: cancel}
 	if cfg.Aggregate || cfg.Use != nil {
@@ -61,7 +68,7 @@ func StartFleet(ctx context.Context, nc *nats.Conn, cfg FleetConfig) (*Fleet, er
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			if err := f.Aggregator.Run(runCtx, kv); err != nil && runCtx.Err() == nil {
+			if err := f.Aggregator.Run(runCtx, recs); err != nil && runCtx.Err() == nil {
 				f.errMu.Lock()
 				f.err = err
 				f.errMu.Unlock()
@@ -72,14 +79,14 @@ func StartFleet(ctx context.Context, nc *nats.Conn, cfg FleetConfig) (*Fleet, er
 		if cfg.Publish.Interval <= 0 {
 			cfg.Publish.Interval = cfg.Bucket.TTL / 3
 		}
-		f.Publisher = NewPublisher(kv, cfg.Snapshot, cfg.Publish)
+		f.Publisher = NewPublisher(recs, cfg.Snapshot, cfg.Publish)
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
 			f.Publisher.Run(runCtx)
 		}()
 	}
-	return f, nil
+	return f
 }
 
 // Err returns the aggregator's error if its Run stopped early.

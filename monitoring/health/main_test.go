@@ -6,9 +6,12 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...) }
 
 // fakeClock is a settable clock for tests.
 type fakeClock struct {

@@ -2,7 +2,6 @@ package health
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -62,9 +61,9 @@ type PublisherOptions struct {
 	Timeout time.Duration
 }
 
-// Publisher puts this instance's snapshot into the health bucket every Interval.
+// Publisher puts this instance's snapshot into the health records every Interval.
 type Publisher struct {
-	kv       jetstream.KeyValue      // immutable after construction
+	recs     Records                 // immutable after construction
 	snapshot func() InstanceSnapshot // immutable after construction
 	opts     PublisherOptions        // immutable after construction
 	failures atomic.Uint64           // puts that failed
@@ -74,32 +73,35 @@ type Publisher struct {
 
 // NewPublisher returns a Publisher that calls snapshot before every put. snapshot must
 // be safe to call from the Publisher's goroutine.
-func NewPublisher(kv jetstream.KeyValue, snapshot func() InstanceSnapshot, opts PublisherOptions) *Publisher {
+func NewPublisher(recs Records, snapshot func() InstanceSnapshot, opts PublisherOptions) *Publisher {
 	if opts.Interval <= 0 {
 		opts.Interval = 5 * time.Second
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Second
 	}
-	return &Publisher{kv: kv, snapshot: snapshot, opts: opts}
+	return &Publisher{recs: recs, snapshot: snapshot, opts: opts}
 }
 
 // PublishOnce takes a snapshot and puts it.
 func (p *Publisher) PublishOnce(ctx context.Context) error {
 	s := p.snapshot()
-	if err := s.Validate(); err != nil {
+	if err := ValidateSnapshot(&s); err != nil {
 		p.failures.Add(1)
 		return err
 	}
-	b, err := s.Encode()
+	b, err := EncodeSnapshot(&s)
 	if err != nil {
 		p.failures.Add(1)
 		return err
 	}
 	key := Key(s.Instance)
-	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
+	pctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	if _, err := p.kv.Put(ctx, key, b); err != nil {
+	if err := p.recs.Put(pctx, key, b); err != nil {
+		if ctx.Err() != nil {
+			return err // stopping (Run's context ended): not a failure of the records
+		}
 		p.failures.Add(1)
 		return fmt.Errorf("put health %s: %w", key, err)
 	}
@@ -133,7 +135,7 @@ func (p *Publisher) withdraw() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.Timeout)
 	defer cancel()
-	if err := p.kv.Delete(ctx, *key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err := p.recs.Delete(ctx, *key); err != nil {
 		p.failures.Add(1)
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"encore.app/realtime/stats"
+	"encore.app/realtime/stream"
 )
 
 // Limits on snapshots read from the bucket.
@@ -15,6 +18,10 @@ const (
 	MaxInstanceName = 128
 	// MaxReasons bounds each reason map (drops, disconnects, refusals, ...) of a snapshot.
 	MaxReasons = 64
+	// MaxChannels bounds the busiest channels a snapshot lists (stream.MaxTopChannels),
+	// MaxChannelName each name.
+	MaxChannels    = stream.MaxTopChannels
+	MaxChannelName = 1024
 )
 
 // Errors from DecodeSnapshot and Validate.
@@ -30,51 +37,21 @@ const (
 	BreakerHalfOpen = "half_open"
 )
 
-// InstanceSnapshot is one instance's figures at one moment. Its JSON fields up to
-// WriteLatencyMs are exactly the engine's /v2/realtime/metrics body, so that body
-// decodes straight into it (DecodeEngineMetrics); the fields after it are added by the
-// process that publishes (breaker, long-poll, histograms, browser health). Counters are
-// cumulative since the instance started.
-type InstanceSnapshot struct {
-	Instance          string            `json:"instance"`
-	Time              int64             `json:"time"` // unix ms, the instance's clock
-	UptimeSeconds     float64           `json:"uptimeSeconds"`
-	ActiveConnections uint64            `json:"activeConnections"`
-	ConnectionsTotal  uint64            `json:"connectionsTotal"`
-	Subscriptions     uint64            `json:"subscriptions"`
-	EventsPublished   uint64            `json:"eventsPublished"`
-	EventsDispatched  uint64            `json:"eventsDispatched"`
-	EventsDelivered   uint64            `json:"eventsDelivered"`
-	EventsReplayed    uint64            `json:"eventsReplayed"`
-	FramesWritten     uint64            `json:"framesWritten"`
-	EventsPerFrame    float64           `json:"eventsPerFrame"`
-	BytesRaw          uint64            `json:"bytesRaw"`
-	BytesWire         uint64            `json:"bytesWire"`
-	Drops             map[string]uint64 `json:"drops"`
-	Disconnects       map[string]uint64 `json:"disconnects"`
-	SlowDisconnects   uint64            `json:"slowDisconnects"`
-	Recoveries        map[string]uint64 `json:"recoveries"`
-	Refusals          map[string]uint64 `json:"refusals"`
-	HealthReports     uint64            `json:"healthReports"`
-	WriteLatencyMs    Percentiles       `json:"writeLatencyMs"`
+// InstanceSnapshot is one instance's figures at one moment: the engine's snapshot
+// (the body of /v2/realtime/metrics) with the browsers' health the server adds
+// (Client). Counters are cumulative since the instance started.
+type InstanceSnapshot = stream.Snapshot
 
-	// Breaker is the bus circuit breaker's state (Breaker* constants; empty = unknown).
-	Breaker string `json:"breaker,omitempty"`
-	// LongPollRequests counts requests served by the long-polling fallback.
-	LongPollRequests uint64 `json:"longPollRequests"`
-	// WriteLatency is the server's enqueue-to-write distribution, when the engine
-	// records one (then fleet percentiles are exact merges; otherwise WriteLatencyMs
-	// summaries are combined approximately).
-	WriteLatency *Histogram `json:"writeLatency,omitempty"`
-	// Client is the browsers' reported health.
-	Client ClientSummary `json:"client"`
-}
+// Histogram and Percentiles are the latency types of realtime/stats, where every
+// percentile of the project comes from.
+type (
+	Histogram     = stats.Histogram
+	Percentiles   = stats.Percentiles
+	ClientSummary = stats.ClientSummary
+)
 
-// DecodeEngineMetrics decodes the engine's /v2/realtime/metrics JSON into a snapshot
-// and validates it. The caller fills in the fields the engine does not report.
-func DecodeEngineMetrics(b []byte) (InstanceSnapshot, error) {
-	return DecodeSnapshot(b)
-}
+// NewHistogram returns an empty Histogram.
+func NewHistogram() *Histogram { return stats.NewHistogram() }
 
 // DecodeSnapshot decodes and validates one encoded snapshot (bucket value).
 func DecodeSnapshot(b []byte) (InstanceSnapshot, error) {
@@ -85,14 +62,14 @@ func DecodeSnapshot(b []byte) (InstanceSnapshot, error) {
 	if err := json.Unmarshal(b, &s); err != nil {
 		return InstanceSnapshot{}, fmt.Errorf("%w: %v", ErrBadSnapshot, err)
 	}
-	if err := s.Validate(); err != nil {
+	if err := ValidateSnapshot(&s); err != nil {
 		return InstanceSnapshot{}, err
 	}
 	return s, nil
 }
 
-// Encode returns the JSON encoding of s (a bucket value).
-func (s *InstanceSnapshot) Encode() ([]byte, error) {
+// EncodeSnapshot returns the JSON encoding of s (a bucket value).
+func EncodeSnapshot(s *InstanceSnapshot) ([]byte, error) {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encode snapshot %s: %w", s.Instance, err)
@@ -103,17 +80,28 @@ func (s *InstanceSnapshot) Encode() ([]byte, error) {
 	return b, nil
 }
 
-// Validate checks the instance name and the size of every reason map.
-func (s *InstanceSnapshot) Validate() error {
+// ValidateSnapshot checks the instance name and the size of every reason map.
+func ValidateSnapshot(s *InstanceSnapshot) error {
 	if s.Instance == "" || len(s.Instance) > MaxInstanceName {
 		return fmt.Errorf("%w: instance name must be 1..%d bytes", ErrBadSnapshot, MaxInstanceName)
 	}
 	for name, m := range map[string]map[string]uint64{
 		"drops": s.Drops, "disconnects": s.Disconnects, "recoveries": s.Recoveries,
-		"refusals": s.Refusals, "client.rejected": s.Client.Rejected, "client.transports": s.Client.Transports,
+		"refusals": s.Refusals, "longPollRefusals": s.LongPollRefusals, "transportSwitches": s.TransportSwitches,
+		"client.rejected": s.Client.Rejected, "client.transports": s.Client.Transports,
 	} {
 		if len(m) > MaxReasons {
 			return fmt.Errorf("%w: %s has %d reasons, limit %d", ErrBadSnapshot, name, len(m), MaxReasons)
+		}
+	}
+	if c := s.Channels; c != nil {
+		if len(c.Top) > MaxChannels {
+			return fmt.Errorf("%w: %d channels listed, limit %d", ErrBadSnapshot, len(c.Top), MaxChannels)
+		}
+		for _, ch := range c.Top {
+			if ch.Channel == "" || len(ch.Channel) > MaxChannelName || ch.Subscribers < 0 || ch.Polls < 0 {
+				return fmt.Errorf("%w: bad channel entry %.64q", ErrBadSnapshot, ch.Channel)
+			}
 		}
 	}
 	return nil

@@ -84,3 +84,16 @@ func TestClientHealthConcurrent(t *testing.T) {
 		t.Fatalf("reports %d rtt count %d, want 4000", s.Reports, s.RTT.Count())
 	}
 }
+
+// BenchmarkWindowRecordParallel is the cost of recording one latency from many goroutines
+// (as an engine's connection writers would).
+func BenchmarkWindowRecordParallel(b *testing.B) {
+	w := NewWindow(time.Minute, 6, nil)
+	b.RunParallel(func(pb *testing.PB) {
+		v := 0.1
+		for pb.Next() {
+			w.Record(v)
+			v += 0.01
+		}
+	})
+}

@@ -9,11 +9,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/savings"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
 
 func TestEndpoints(t *testing.T) {
 	now := time.Unix(1_764_000_000, 0)

@@ -4,8 +4,8 @@ import (
 	"errors"
 	"net/http"
 
+	"encore.app/realtime/access"
 	"encore.app/realtime/protocol"
-	"encore.app/realtime/stream"
 )
 
 // TokenCookie is the cookie that carries the token when the query has none.
@@ -38,21 +38,21 @@ type Authenticator struct {
 
 // Hooks returns the engine hooks: set them as stream.Config.Authenticate, Authorize and
 // Reauthenticate.
-func (a *Authenticator) Hooks() (authenticate func(*http.Request) (*stream.Identity, error),
-	authorize func(*stream.Identity, string) error,
-	reauthenticate func(*stream.Identity, string) (*stream.Identity, error)) {
+func (a *Authenticator) Hooks() (authenticate func(*http.Request) (*access.Identity, error),
+	authorize func(*access.Identity, string) error,
+	reauthenticate func(*access.Identity, string) (*access.Identity, error)) {
 	return a.Authenticate, a.Authorize, a.Reauthenticate
 }
 
 // Authenticate identifies the caller of a stream request (stream.Config.Authenticate).
-// Refusals are *stream.AuthError: 401 with close 4200 for an expired token (refresh it,
+// Refusals are *access.AuthError: 401 with close 4200 for an expired token (refresh it,
 // then reconnect), 401 with close 4401 for a missing or invalid one (do not retry
 // without a new token).
-func (a *Authenticator) Authenticate(r *http.Request) (*stream.Identity, error) {
+func (a *Authenticator) Authenticate(r *http.Request) (*access.Identity, error) {
 	tok := TokenFromRequest(r)
 	if tok == "" {
 		if a.AllowAnonymous {
-			return &stream.Identity{}, nil
+			return &access.Identity{}, nil
 		}
 		return nil, refusal(ErrNoToken)
 	}
@@ -64,9 +64,9 @@ func (a *Authenticator) Authenticate(r *http.Request) (*stream.Identity, error) 
 }
 
 // Verify checks a token and returns the identity it carries.
-func (a *Authenticator) Verify(token string) (*stream.Identity, error) { return a.verify(token) }
+func (a *Authenticator) Verify(token string) (*access.Identity, error) { return a.verify(token) }
 
-func (a *Authenticator) verify(tok string) (*stream.Identity, error) {
+func (a *Authenticator) verify(tok string) (*access.Identity, error) {
 	if a.Keys == nil {
 		return nil, errors.Join(ErrBadToken, errors.New("this server verifies no tokens (dev mode without keys)"))
 	}
@@ -74,22 +74,22 @@ func (a *Authenticator) verify(tok string) (*stream.Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &stream.Identity{UserID: c.Subject, Channels: c.Channels, ExpiresAt: c.ExpiresAt.Time}, nil
+	return &access.Identity{UserID: c.Subject, Channels: c.Channels, ExpiresAt: c.ExpiresAt.Time}, nil
 }
 
-func refusal(err error) *stream.AuthError {
+func refusal(err error) *access.AuthError {
 	switch {
 	case errors.Is(err, ErrExpired):
-		return &stream.AuthError{Status: http.StatusUnauthorized, Close: protocol.CloseTokenExpire, Msg: "token expired"}
+		return &access.AuthError{Status: http.StatusUnauthorized, Close: protocol.CloseTokenExpire, Msg: "token expired"}
 	case errors.Is(err, ErrNoToken):
-		return &stream.AuthError{Status: http.StatusUnauthorized, Close: protocol.CloseUnauthorize, Msg: "token required (?token= or rt_token cookie)"}
+		return &access.AuthError{Status: http.StatusUnauthorized, Close: protocol.CloseUnauthorize, Msg: "token required (?token= or rt_token cookie)"}
 	default:
-		return &stream.AuthError{Status: http.StatusUnauthorized, Close: protocol.CloseUnauthorize, Msg: "invalid token"}
+		return &access.AuthError{Status: http.StatusUnauthorized, Close: protocol.CloseUnauthorize, Msg: "invalid token"}
 	}
 }
 
 // Authorize decides whether id may read channel (stream.Config.Authorize).
-func (a *Authenticator) Authorize(id *stream.Identity, channel string) error {
+func (a *Authenticator) Authorize(id *access.Identity, channel string) error {
 	if id == nil {
 		return a.Policy.Allow("", nil, channel)
 	}
@@ -99,6 +99,6 @@ func (a *Authenticator) Authorize(id *stream.Identity, channel string) error {
 // Reauthenticate checks a refreshed token sent in an "auth" frame
 // (stream.Config.Reauthenticate). The engine keeps the connection only if the user is
 // the same.
-func (a *Authenticator) Reauthenticate(_ *stream.Identity, token string) (*stream.Identity, error) {
+func (a *Authenticator) Reauthenticate(_ *access.Identity, token string) (*access.Identity, error) {
 	return a.verify(token)
 }

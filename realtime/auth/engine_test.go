@@ -13,13 +13,14 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 	"encore.app/realtime/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
 
 // server is an engine with the Authenticator's hooks on a real embedded JetStream
 // behind a real loopback HTTP server.

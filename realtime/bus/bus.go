@@ -1,9 +1,12 @@
 // Package bus carries every published event to every realtime instance, in one total
 // order (the bus sequence), and keeps them for replay within retention.
 //
-// Bus is the interface the stream engine depends on; JetStream (bus_jetstream.go) is
-// the implementation, backed by an embedded nats-server (default) or an external NATS
-// cluster. Events are stored on subject "<prefix>.<channel>" of one stream.
+// Bus is the interface the stream engine depends on. JetStream (bus_jetstream*.go) is
+// backed by an embedded nats-server (default) or an external NATS cluster; events are
+// stored on subject "<prefix>.<channel>" of one stream. Postgres (bus_postgres*.go)
+// keeps them in a table of the application's database (realtime/pgmigrations), for
+// deployments that have Postgres and no NATS. One contract suite (bustest.Run) runs
+// against both.
 package bus
 
 import (

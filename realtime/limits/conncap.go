@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,14 +50,6 @@ type ConnCapConfig struct {
 // is deleted at once. Policy: the 11th connection is refused; existing ones are never
 // closed to make room.
 //
-// The count comes from a view of the whole bucket that one watcher per instance keeps
-// (every instance's keys, updated in revision order): Acquire creates its key (one
-// round trip) and waits until the watcher has applied that revision, so the view then
-// holds every key created before it, and counts them locally. A user already at Max in
-// the view is refused without any round trip. Listing the user's keys with a watch of
-// its own per connect created and deleted a JetStream consumer each time, which scanned
-// the bucket: a connect cost O(open connections), 5,000 connects took 14 s.
-//
 // When NATS cannot be reached Acquire admits the connection (fail open: the bus is down
 // anyway and the per-IP and per-user connect rates still apply) and counts it in
 // Unavailable; the heartbeat registers it once NATS is back.
@@ -67,9 +57,9 @@ type ConnCapConfig struct {
 // Safe for concurrent use. Close stops the heartbeat (entries then expire after TTL).
 type ConnCap struct {
 	// immutable
-	cfg ConnCapConfig
-	kv  jetstream.KeyValue
-	log *slog.Logger
+	cfg   ConnCapConfig
+	store capStore
+	log   *slog.Logger
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -78,20 +68,14 @@ type ConnCap struct {
 	mu   sync.Mutex
 	held map[string]*heldKey // keys of this instance's open connections
 
-	// the bucket's view (watch), guarded by viewMu
-	viewMu   sync.Mutex
-	view     map[string][]keyEntry // user prefix -> its keys (a few each)
-	applied  uint64                // highest revision applied to view
-	advanced chan struct{}         // closed (and replaced) when applied grows
-	watching bool                  // the watcher runs and loaded the bucket
-
 	unavailable atomic.Uint64
 	refused     atomic.Uint64
 }
 
 type heldKey struct {
-	first uint64 // revision of the creation (the connection's place in line)
-	last  uint64 // revision of the last write, for compare-and-set refreshes
+	first     uint64 // revision of the creation (the connection's place in line)
+	last      uint64 // revision of the last write, for compare-and-set refreshes
+	releasing bool   // release is deleting it: the heartbeat must not write it back
 }
 
 // capEntry is the stored value.
@@ -103,6 +87,21 @@ type capEntry struct {
 
 // NewConnCap creates (or updates) the bucket and starts the heartbeat.
 func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) (*ConnCap, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: cfg.Bucket, Description: "realtime: open stream connections per user",
+		History: 1, TTL: cfg.TTL, Storage: jetstream.MemoryStorage,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("limits: conn cap bucket %s: %w", cfg.Bucket, err)
+	}
+	return startConnCap(cfg, &kvCap{kv: kv, view: startKVView(kv, cfg.TTL, cfg.Logger.With("component", "conncap"))}), nil
+}
+
+// normalize fills in the defaults.
+func (cfg *ConnCapConfig) normalize() error {
 	if cfg.Max <= 0 {
 		cfg.Max = 10
 	}
@@ -116,7 +115,7 @@ func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) 
 		cfg.Heartbeat = cfg.TTL / 3
 	}
 	if cfg.Heartbeat >= cfg.TTL {
-		return nil, errors.New("limits: conn cap: Heartbeat must be below TTL")
+		return errors.New("limits: conn cap: Heartbeat must be below TTL")
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
@@ -124,202 +123,30 @@ func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: cfg.Bucket, Description: "realtime: open stream connections per user",
-		History: 1, TTL: cfg.TTL, Storage: jetstream.MemoryStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("limits: conn cap bucket %s: %w", cfg.Bucket, err)
-	}
-	c := &ConnCap{cfg: cfg, kv: kv, log: cfg.Logger.With("component", "conncap"), held: map[string]*heldKey{},
-		view: map[string][]keyEntry{}, advanced: make(chan struct{})}
+	return nil
+}
+
+func startConnCap(cfg ConnCapConfig, store capStore) *ConnCap {
+	c := &ConnCap{cfg: cfg, store: store, log: cfg.Logger.With("component", "conncap"), held: map[string]*heldKey{}}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wg.Add(2)
+	c.wg.Add(1)
 	go c.heartbeat()
-	go c.watch()
-	return c, nil
+	return c
 }
 
-// watch keeps the view of the bucket until Close, starting over after a failure.
-func (c *ConnCap) watch() {
-	defer c.wg.Done()
-	for c.ctx.Err() == nil {
-		w, err := c.kv.WatchAll(c.ctx)
-		if err != nil {
-			c.log.Debug("conn cap: watch", "err", err)
-			if !sleepCtx(c.ctx, time.Second) {
-				return
-			}
-			continue
-		}
-		c.follow(w)
-		_ = w.Stop()
-		c.viewMu.Lock()
-		c.watching = false
-		c.viewMu.Unlock()
-		if !sleepCtx(c.ctx, 100*time.Millisecond) {
-			return
-		}
-	}
-}
-
-// follow applies w's updates to the view until w ends. The first ones (up to the nil
-// marker) are the bucket's content: the view is rebuilt from them.
-func (c *ConnCap) follow(w jetstream.KeyWatcher) {
-	fresh := map[string][]keyEntry{}
-	loading := true
-	var loaded uint64
-	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
-		select {
-		case <-c.ctx.Done():
-			return
-		case e, ok = <-w.Updates():
-			if !ok {
-				return
-			}
-		}
-		if e == nil { // the end of the initial values
-			c.viewMu.Lock()
-			c.view, c.watching, loading = fresh, true, false
-			c.advanceLocked(loaded)
-			c.viewMu.Unlock()
-			continue
-		}
-		prefix, _, _ := strings.Cut(e.Key(), ".")
-		if loading {
-			applyEntry(fresh, prefix, e)
-			loaded = max(loaded, e.Revision())
-			continue
-		}
-		c.viewMu.Lock()
-		applyEntry(c.view, prefix, e)
-		c.advanceLocked(e.Revision())
-		c.viewMu.Unlock()
-	}
-}
-
-// viewEntry is one open connection in the view. The bucket expires an entry TTL after
-// its last write without telling watchers, so the view does the same with written.
-type viewEntry struct {
-	first   uint64    // creation revision (its place in line)
-	written time.Time // last write (the instance refreshes it every Heartbeat)
-}
-
-func applyEntry(view map[string][]keyEntry, prefix string, e jetstream.KeyValueEntry) {
-	keys := view[prefix]
-	i := slices.IndexFunc(keys, func(k keyEntry) bool { return k.key == e.Key() })
-	if e.Operation() != jetstream.KeyValuePut {
-		if i >= 0 {
-			keys = slices.Delete(keys, i, i+1)
-			if len(keys) == 0 {
-				delete(view, prefix)
-			} else {
-				view[prefix] = keys
-			}
-		}
-		return
-	}
-	written := e.Created()
-	if now := time.Now(); written.After(now) || written.IsZero() {
-		written = now // a server clock ahead of ours: count from now
-	}
-	ve := viewEntry{first: firstRevision(e), written: written}
-	if i >= 0 {
-		keys[i].viewEntry = ve
-		return
-	}
-	// A copy of the key: the entry's own points into the message it came in.
-	view[prefix] = append(keys, keyEntry{key: strings.Clone(e.Key()), viewEntry: ve})
-}
-
-func (c *ConnCap) advanceLocked(rev uint64) {
-	if rev > c.applied {
-		c.applied = rev
-	}
-	close(c.advanced)
-	c.advanced = make(chan struct{})
-}
-
-// waitApplied waits until the view holds revision rev (the watcher loaded the bucket
-// and applied every revision up to rev); false when ctx ends first.
-func (c *ConnCap) waitApplied(ctx context.Context, rev uint64) bool {
-	for {
-		c.viewMu.Lock()
-		if c.watching && c.applied >= rev {
-			c.viewMu.Unlock()
-			return true
-		}
-		ch := c.advanced
-		c.viewMu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return false
-		}
-	}
-}
-
-// countBefore counts the user's live keys other than key created before rev.
-func (c *ConnCap) countBefore(prefix, key string, rev uint64) int {
-	c.viewMu.Lock()
-	defer c.viewMu.Unlock()
-	n := 0
-	for _, e := range c.liveLocked(prefix) {
-		if e.key != key && e.first < rev {
-			n++
-		}
-	}
-	return n
-}
-
-// viewCount is the user's live keys in the view, and whether the view is live.
-func (c *ConnCap) viewCount(prefix string) (int, bool) {
-	c.viewMu.Lock()
-	defer c.viewMu.Unlock()
-	return len(c.liveLocked(prefix)), c.watching
-}
-
-type keyEntry struct {
-	key string
-	viewEntry
-}
-
-// sweepView forgets every entry the bucket has expired (heartbeat goroutine): the view
-// holds only live connections.
-func (c *ConnCap) sweepView() {
-	c.viewMu.Lock()
-	defer c.viewMu.Unlock()
-	for prefix := range c.view {
-		c.liveLocked(prefix)
-	}
-}
-
-// liveLocked returns the user's keys written within TTL, and forgets the others (the
-// bucket has expired them). The result is the view's own slice: read it under viewMu.
-func (c *ConnCap) liveLocked(prefix string) []keyEntry {
-	keys := c.view[prefix]
-	limit := time.Now().Add(-c.cfg.TTL)
-	live := slices.DeleteFunc(keys, func(k keyEntry) bool { return k.written.Before(limit) })
-	switch {
-	case len(live) == 0:
-		delete(c.view, prefix)
-	case len(live) != len(keys):
-		c.view[prefix] = live
-	}
-	return live
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+// capStore is where the connections are registered: a NATS key-value bucket (kvCap)
+// or a Postgres table (pgCap).
+type capStore interface {
+	// admit registers key (of the user whose keys start with prefix) unless the user
+	// holds max connections already; before is the count of the user's earlier ones.
+	// On an error nothing stays registered.
+	admit(ctx context.Context, prefix, key string, val capEntry, max int) (before int, h heldKey, ok bool, err error)
+	// remove unregisters key.
+	remove(ctx context.Context, key string) error
+	// refresh re-registers held keys before they expire (creating the expired ones
+	// again); held reports whether a key is still held (not released meanwhile). It
+	// returns the new state of the keys it wrote.
+	refresh(ctx context.Context, keys map[string]heldKey, held func(string) bool, instance string) map[string]heldKey
 }
 
 // Max is the configured cap.
@@ -343,35 +170,20 @@ func (c *ConnCap) Held() int {
 // exactly once when the connection ends.
 func (c *ConnCap) Acquire(ctx context.Context, user string) (release func(), count int, err error) {
 	prefix := userKey(user)
-	if n, live := c.viewCount(prefix); live && n >= c.cfg.Max {
-		c.refused.Add(1) // already full: no need to ask
-		return nil, n, ErrCapReached
-	}
 	key := prefix + "." + randomHex(8)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	val, _ := json.Marshal(capEntry{Instance: c.cfg.Instance, Since: time.Now().UnixMilli()})
-	rev, err := c.kv.Create(ctx, key, val)
+	val := capEntry{Instance: c.cfg.Instance, Since: time.Now().UnixMilli()}
+	before, h, ok, err := c.store.admit(ctx, prefix, key, val, c.cfg.Max)
 	if err != nil {
-		return c.failOpen(key, "create", err), 0, nil
+		return c.failOpen(key, "admit", err), 0, nil
 	}
-	if !c.waitApplied(ctx, rev) {
-		// The key is in the bucket (others count it); only this check failed.
-		n := c.unavailable.Add(1)
-		c.log.Warn("connection cap view unavailable, admitting without a check", "err", ctx.Err(), "unavailable_total", n)
-		c.mu.Lock()
-		c.held[key] = &heldKey{first: rev, last: rev}
-		c.mu.Unlock()
-		return c.releaseFunc(key), 0, nil
-	}
-	before := c.countBefore(prefix, key, rev)
-	if before >= c.cfg.Max {
-		c.deleteKey(key)
+	if !ok {
 		c.refused.Add(1)
 		return nil, before, ErrCapReached
 	}
 	c.mu.Lock()
-	c.held[key] = &heldKey{first: rev, last: rev}
+	c.held[key] = &h
 	c.mu.Unlock()
 	return c.releaseFunc(key), before + 1, nil
 }
@@ -389,10 +201,17 @@ func (c *ConnCap) releaseFunc(key string) func() {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			// Marked first, forgotten last: Held counts the key until it is gone
+			// from the store, and a heartbeat that wrote it back meanwhile deletes it.
+			c.mu.Lock()
+			if hk, ok := c.held[key]; ok {
+				hk.releasing = true
+			}
+			c.mu.Unlock()
+			c.deleteKey(key)
 			c.mu.Lock()
 			delete(c.held, key)
 			c.mu.Unlock()
-			c.deleteKey(key)
 		})
 	}
 }
@@ -400,14 +219,14 @@ func (c *ConnCap) releaseFunc(key string) func() {
 func (c *ConnCap) deleteKey(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	defer cancel()
-	if err := c.kv.Delete(ctx, key); err != nil {
+	if err := c.store.remove(ctx, key); err != nil {
 		c.log.Debug("conn cap: delete", "key", key, "err", err) // expires after TTL anyway
 	}
 }
 
-// heartbeat refreshes this instance's keys with compare-and-set, so a key released
-// meanwhile is never written back; a key that expired (NATS was down longer than TTL)
-// is created again, keeping its place in line.
+// heartbeat refreshes this instance's keys every Heartbeat (the store writes them
+// again, creating the ones that expired while the store was unreachable); a key
+// released while it was written is deleted again.
 func (c *ConnCap) heartbeat() {
 	defer c.wg.Done()
 	t := time.NewTicker(c.cfg.Heartbeat)
@@ -418,56 +237,114 @@ func (c *ConnCap) heartbeat() {
 			return
 		case <-t.C:
 		}
-		c.sweepView()
 		c.mu.Lock()
 		keys := make(map[string]heldKey, len(c.held))
 		for k, h := range c.held {
-			keys[k] = *h
+			if !h.releasing {
+				keys[k] = *h
+			}
 		}
 		c.mu.Unlock()
-		for key, h := range keys {
-			if c.ctx.Err() != nil {
-				return
+		if len(keys) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout+time.Duration(len(keys))*time.Millisecond)
+		written := c.store.refresh(ctx, keys, c.isHeld, c.cfg.Instance)
+		cancel()
+		for key, h := range written {
+			c.mu.Lock()
+			hk, ok := c.held[key]
+			live := ok && !hk.releasing
+			if live {
+				hk.first, hk.last = h.first, h.last
 			}
-			c.refresh(key, h)
+			c.mu.Unlock()
+			if !live {
+				c.deleteKey(key) // released while we wrote it
+			}
 		}
 	}
 }
 
-func (c *ConnCap) refresh(key string, h heldKey) {
-	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
-	defer cancel()
-	val, _ := json.Marshal(capEntry{Instance: c.cfg.Instance, First: h.first})
-	var rev uint64
-	var err error
-	if h.last > 0 {
-		rev, err = c.kv.Update(ctx, key, val, h.last)
-	}
-	if h.last == 0 || errors.Is(err, jetstream.ErrKeyNotFound) || isWrongRevision(err) {
-		c.mu.Lock()
-		_, still := c.held[key]
-		c.mu.Unlock()
-		if !still {
-			return // released meanwhile
-		}
-		rev, err = c.kv.Create(ctx, key, val)
-	}
-	if err != nil {
-		c.log.Debug("conn cap: refresh", "key", key, "err", err)
-		return
-	}
+func (c *ConnCap) isHeld(key string) bool {
 	c.mu.Lock()
-	if hk, ok := c.held[key]; ok {
-		hk.last = rev
-		if hk.first == 0 {
-			hk.first = rev
-		}
-	} else {
-		c.mu.Unlock()
-		c.deleteKey(key) // released while we wrote it
-		return
+	defer c.mu.Unlock()
+	hk, ok := c.held[key]
+	return ok && !hk.releasing
+}
+
+// kvCap registers connections as keys of a NATS key-value bucket whose entries
+// expire after TTL. Admission orders by the bucket's revision, which every instance
+// sees the same: a connection is admitted when fewer than max of the user's keys were
+// created before its own. The count comes from the instance's view of the bucket
+// (kvView), not from a listing per connect.
+type kvCap struct {
+	kv   jetstream.KeyValue
+	view *kvView
+}
+
+func (k *kvCap) admit(ctx context.Context, prefix, key string, val capEntry, max int) (int, heldKey, bool, error) {
+	if n, live := k.view.count(prefix); live && n >= max {
+		return n, heldKey{}, false, nil // already full: no need to ask
 	}
-	c.mu.Unlock()
+	b, _ := json.Marshal(val)
+	rev, err := k.kv.Create(ctx, key, b)
+	if err != nil {
+		return 0, heldKey{}, false, err
+	}
+	if !k.view.waitApplied(ctx, rev) {
+		k.removeNow(key)
+		return 0, heldKey{}, false, fmt.Errorf("view of the bucket: %w", ctx.Err())
+	}
+	before := k.view.countBefore(prefix, key, rev)
+	if before >= max {
+		k.removeNow(key)
+		return before, heldKey{}, false, nil
+	}
+	return before, heldKey{first: rev, last: rev}, true, nil
+}
+
+func (k *kvCap) close() { k.view.close() }
+
+func (k *kvCap) removeNow(key string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = k.kv.Delete(ctx, key)
+}
+
+func (k *kvCap) remove(ctx context.Context, key string) error { return k.kv.Delete(ctx, key) }
+
+// refresh writes each key with compare-and-set, so a key released meanwhile is never
+// written back; a key that expired (NATS was down longer than TTL) is created again,
+// keeping its place in line.
+func (k *kvCap) refresh(ctx context.Context, keys map[string]heldKey, held func(string) bool, instance string) map[string]heldKey {
+	out := make(map[string]heldKey, len(keys))
+	for key, h := range keys {
+		if ctx.Err() != nil {
+			break
+		}
+		val, _ := json.Marshal(capEntry{Instance: instance, First: h.first})
+		var rev uint64
+		var err error
+		if h.last > 0 {
+			rev, err = k.kv.Update(ctx, key, val, h.last)
+		}
+		if h.last == 0 || errors.Is(err, jetstream.ErrKeyNotFound) || isWrongRevision(err) {
+			if !held(key) {
+				continue // released meanwhile
+			}
+			rev, err = k.kv.Create(ctx, key, val)
+		}
+		if err != nil {
+			continue // retried at the next heartbeat; the entry may expire meanwhile
+		}
+		if h.first == 0 {
+			h.first = rev
+		}
+		h.last = rev
+		out[key] = h
+	}
+	return out
 }
 
 func isWrongRevision(err error) bool {
@@ -476,10 +353,14 @@ func isWrongRevision(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// Close stops the heartbeat and waits for it. Held keys are left to expire.
+// Close stops the heartbeat (and the store's own goroutines) and waits for them. Held
+// keys are left to expire.
 func (c *ConnCap) Close() {
 	c.cancel()
 	c.wg.Wait()
+	if cl, ok := c.store.(interface{ close() }); ok {
+		cl.close()
+	}
 }
 
 func firstRevision(e jetstream.KeyValueEntry) uint64 {

@@ -16,14 +16,18 @@ import (
 //	4400-4499  do not reconnect (the request can never succeed as it is)
 //
 // Standard codes: 1000 normal (do not reconnect unless the app wants to), 1001 going
-// away (reconnect with backoff), 1009 message too big (do not reconnect), 1011 internal
-// error (reconnect with backoff), 1006 abnormal (no close frame: reconnect with backoff).
+// away (reconnect with backoff), 1007 invalid frame payload data (do not reconnect),
+// 1009 message too big (do not reconnect), 1011 internal error (reconnect with
+// backoff), 1006 abnormal (no close frame: reconnect with backoff).
 type CloseCode int
 
-// Close codes. The table in docs/protocol.md and client/src/codes.ts mirror this block.
+// Close codes. The table in docs/protocol.md mirrors this block; client/src/codes.gen.ts is
+// generated from it and from ActionFor (go generate ./cmd/tscodes; go test ./cmd/tscodes
+// fails when it is stale).
 const (
 	CloseNormal      CloseCode = 1000
 	CloseGoingAway   CloseCode = 1001
+	CloseBadData     CloseCode = 1007 // a text frame that is not valid UTF-8 (RFC 6455); do not reconnect
 	CloseTooBig      CloseCode = 1009
 	CloseInternal    CloseCode = 1011
 	CloseAbnormal    CloseCode = 1006
@@ -82,7 +86,7 @@ func ActionFor(code CloseCode) Action {
 		return ActionUsePoll
 	case code >= 4400 && code < 5000:
 		return ActionStop
-	case code == CloseNormal, code == CloseTooBig, code == 1002, code == 1003, code == 1007, code == 1008:
+	case code == CloseNormal, code == CloseTooBig, code == 1002, code == 1003, code == CloseBadData, code == 1008:
 		return ActionStop
 	default: // 1001, 1006, 1011, 1012, 1013 and unknown
 		return ActionBackoff

@@ -146,6 +146,13 @@ const (
 type Ping struct {
 	Type string `json:"type"`
 	TS   int64  `json:"ts"`
+	// Seq and Epoch (server pings only; absent from older servers and when nothing was
+	// ever published): every event with seq <= Seq of this connection's channels was
+	// written to it before this ping. A client that has every answer to its subscribes
+	// may take {Seq, Epoch} as its cursor when Epoch is its cursor's epoch and Seq is
+	// higher (docs/protocol.md "Fresh cursors on quiet channels").
+	Seq   uint64 `json:"seq,omitempty"`
+	Epoch string `json:"epoch,omitempty"`
 }
 
 // Pong answers a ping: TS echoes the ping, ServerTime is the server clock (unix ms)

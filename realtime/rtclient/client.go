@@ -134,7 +134,8 @@ func (c *Client) Err() error {
 	}
 }
 
-// Cursor is the position after the last processed event.
+// Cursor is the resume position: the last processed event, or the later head a server
+// ping carried (docs/protocol.md "Fresh cursors on quiet channels").
 func (c *Client) Cursor() protocol.Cursor {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -262,6 +263,9 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 		c.mu.Unlock()
 		conn.CloseNow()
 	}()
+	// answered: the first subscribe of this connection (the URL's, with the cursor) has
+	// its answer, so a server ping's head covers every event it recovers.
+	answered := false
 	for {
 		f, err := conn.ReadFrame(ctx)
 		if err != nil {
@@ -295,7 +299,13 @@ func (c *Client) connectOnce(ctx context.Context) (wait time.Duration, stop erro
 			}
 		case protocol.TypePing:
 			_ = conn.Send(ctx, &protocol.ClientFrame{Type: protocol.TypePong, TS: f.TS})
+			if answered {
+				c.adoptPing(f)
+			}
 		case protocol.TypeSubscribed:
+			if f.Op != protocol.TypeUnsubscribe {
+				answered = true
+			}
 			if f.Recovery != nil {
 				c.mu.Lock()
 				if f.Recovery.Recovered {
@@ -332,6 +342,23 @@ func closeAction(code protocol.CloseCode, err error) (time.Duration, error) {
 	default:
 		return 0, nil
 	}
+}
+
+// adoptPing moves the cursor to the head a server ping carries (docs/protocol.md "Fresh
+// cursors on quiet channels"): every event of the client's channels up to it arrived
+// before the ping, so a later resume from there misses nothing, even on channels that
+// had no event while others went past retention. Only in the cursor's epoch, only
+// forwards; pings without a head (older servers) change nothing. The caller checks that
+// the connection's first subscribe was answered.
+func (c *Client) adoptPing(f *Frame) {
+	if f.Seq == 0 || f.Epoch == "" {
+		return
+	}
+	c.mu.Lock()
+	if f.Epoch == c.cursor.Epoch && f.Seq > c.cursor.Seq {
+		c.cursor.Seq = f.Seq
+	}
+	c.mu.Unlock()
 }
 
 func (c *Client) handleEvent(ev protocol.Event) {

@@ -14,13 +14,14 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 	"encore.app/realtime/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
 
 func TestBackoffBoundsAndCap(t *testing.T) {
 	min, max := 100*time.Millisecond, 5*time.Minute

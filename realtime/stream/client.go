@@ -71,7 +71,10 @@ type Client struct {
 	deflate bool  // permessage-deflate was negotiated (without context takeover)
 	session string
 
+	opened   time.Time                // when the connection was accepted; immutable
 	lastRead atomic.Int64             // unix nanos of the last frame read
+	welcomed atomic.Bool              // the welcome (and the URL's subscribe) is queued: pings may follow
+	health   atomic.Pointer[healthAt] // the last health frame the client sent (inspect.go)
 	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
 	release  func()                   // Config.Admit's release; set before register, run at teardown
 	unsent   atomic.Int64             // qBytes+outBytes, read by the budget's ranking without the lock
@@ -524,6 +527,7 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 		c.out = append(c.out, outSeg{b: cf, full: len(cf)})
 		c.state, c.closeSent = stateClosed, true
 	}
+	held := false // a ping waits for the window's events up to its position
 	if c.state != stateClosed {
 		outBytes := 0
 		for _, s := range c.out {
@@ -531,6 +535,23 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 		}
 		for c.qHead < len(c.q) && len(c.out)+len(*take) < gatherSegments && outBytes < gatherBytes {
 			it := c.q[c.qHead]
+			if it.fr != nil && c.lagging && it.fr.upTo > c.taken {
+				// A ping whose position is ahead of what this lagging connection read
+				// from the window: the events up to it go first (liveHead). While
+				// closing they never will: the ping is dropped, not written.
+				if c.state == stateOpen {
+					held = true
+					break
+				}
+				c.q[c.qHead] = item{}
+				c.qHead++
+				size := it.fr.size()
+				c.qBytes -= size
+				c.unsent.Add(-int64(size))
+				it.fr.release(c.e.budget)
+				c.e.budget.sub(itemCost)
+				continue
+			}
 			if it.job != nil {
 				if len(c.out) > 0 || len(*take) > 0 {
 					break // write what is before it first
@@ -554,7 +575,7 @@ func (c *Client) fill(take *[]item) (writerStep, *replayJob) {
 		}
 		c.q, c.qHead = compactFIFO(c.q, c.qHead)
 	}
-	if c.state == stateOpen && c.lagging && c.qHead == len(c.q) && len(*take) == 0 && len(c.out) < gatherSegments/2 {
+	if c.state == stateOpen && c.lagging && (c.qHead == len(c.q) || held) && len(*take) == 0 && len(c.out) < gatherSegments/2 {
 		return stepRefill, nil
 	}
 	if len(c.out) == 0 && len(*take) == 0 {

@@ -2,12 +2,15 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"strconv"
 	"time"
 
+	"encore.app/realtime/access"
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 )
 
@@ -17,7 +20,8 @@ type Config struct {
 	Instance string
 
 	// HeartbeatInterval between server pings (default 25s). A connection from which
-	// nothing was read for HeartbeatTimeout (default 2x interval) is closed (4001).
+	// nothing was read for HeartbeatTimeout (default 2x interval) is closed (4001) by
+	// the next sweep: sweeps run every fifth of the interval (sweepPeriod).
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 	// WriteTimeout bounds how long a connection's socket may take nothing while data
@@ -92,6 +96,12 @@ type Config struct {
 	MaxPublishBytes  int64
 	MaxPublishEvents int
 	MaxEventData     int
+	// CheckEvent, when set, is one more check of every published event, after the
+	// engine's own (ValidateEvents): the server sets it to the typed channels' payload
+	// validation (encore.app/realtime/typed) when that is on. An error refuses the
+	// event (and its batch), counted as publishRefusals["payload"]. Must be safe for
+	// concurrent use and must not block.
+	CheckEvent func(ev *protocol.Event) error
 
 	// RetryMin and RetryMax bound the jittered retry hints sent with 4100/4101/4103
 	// closes (defaults 500ms and 5s).
@@ -119,8 +129,11 @@ type Config struct {
 	ClientMessageRate  float64
 	ClientMessageBurst int
 	// AcceptOrigins lists allowed Origin host patterns for browsers (coder/websocket
-	// OriginPatterns); empty allows only same-host origins.
+	// OriginPatterns); empty allows only same-host origins. Origins, when set, is the
+	// policy to use instead (the server shares one with the flags API); the stream and
+	// the poll check it before anything else, and polls carry its CORS headers.
 	AcceptOrigins []string
+	Origins       *origin.Policy
 
 	// PollTimeout is how long a long-poll waits for events when the request names no
 	// timeout (default 25s); MaxPollTimeout caps what a request may ask (default 60s).
@@ -149,35 +162,41 @@ type Config struct {
 	PollProbeInterval  time.Duration
 	StreamReturnSpread time.Duration
 
+	// WelcomeFlags returns the feature flags evaluated for a user, sent in the welcome
+	// frame (docs/protocol.md). Nil: the welcome carries no flags. Must not block.
+	WelcomeFlags func(userID string) map[string]bool
+
 	// OnHealth receives client health reports (feeds monitoring). Must not block.
 	OnHealth func(c *Client, h *protocol.HealthReport)
 
 	Logger *slog.Logger
+
+	// now is the clock of the heartbeat bookkeeping (when a frame was read); tests
+	// inject one to drive Engine.sweep with virtual times. Default time.Now.
+	now func() time.Time
 }
 
-// Identity is who holds a connection.
-type Identity struct {
-	UserID string
-	// Claims are free-form strings the authenticator wants to keep (e.g. allowed channels).
-	Channels []string
-	// ExpiresAt, when set, is when the credential stops being valid.
-	ExpiresAt time.Time
-}
+// Identity is who holds a connection (realtime/access, shared with auth and limits).
+type Identity = access.Identity
 
-// AuthError is returned by Authenticate to choose the HTTP status of a refusal.
-type AuthError struct {
-	Status     int           // 401, 403, 429, 503
-	RetryAfter time.Duration // for 429/503
-	Msg        string
-	// Close, when set, answers a WebSocket request by upgrading and closing at once
-	// with this code (and RetryAfter as "retry=<ms>"), because browsers cannot read the
-	// HTTP status of a refused upgrade. Other requests get Status.
-	Close protocol.CloseCode
-	// Reason names the refusal in metrics (default "auth").
-	Reason string
-}
+// AuthError is returned by Authenticate (or Admit) to choose the answer of a refusal.
+type AuthError = access.AuthError
 
-func (e *AuthError) Error() string { return e.Msg }
+// sweepsPerHeartbeat is how many times per heartbeat interval the sweeper looks for
+// silent connections: a connection silent for HeartbeatTimeout is closed at most
+// HeartbeatInterval/sweepsPerHeartbeat later.
+const sweepsPerHeartbeat = 5
+
+// sweepPeriod is the sweeper's period (Engine.sweep).
+func (c *Config) sweepPeriod() time.Duration { return c.HeartbeatInterval / sweepsPerHeartbeat }
+
+// welcomeFlags is Config.WelcomeFlags for id (nil without the hook).
+func (e *Engine) welcomeFlags(id *Identity) map[string]bool {
+	if e.cfg.WelcomeFlags == nil {
+		return nil
+	}
+	return e.cfg.WelcomeFlags(id.UserID)
+}
 
 func (c *Config) withDefaults() (Config, error) {
 	d := *c
@@ -250,6 +269,16 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&d.RetryMax, 5*time.Second)
 	if d.Logger == nil {
 		d.Logger = slog.Default()
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	if d.Origins == nil {
+		p, err := origin.New(d.AcceptOrigins, d.Logger)
+		if err != nil {
+			return d, fmt.Errorf("stream: AcceptOrigins: %w", err)
+		}
+		d.Origins = p
 	}
 	if d.Authenticate == nil {
 		d.Authenticate = func(*http.Request) (*Identity, error) { return &Identity{}, nil }

@@ -53,6 +53,12 @@ type Engine struct {
 
 	bg sync.WaitGroup // sweeper and bus subscription owner
 
+	lastPing time.Time // owned by the sweeper (sweep): when it last pinged every connection
+	// fanned: every dispatched event with seq <= fanned is in the queue of every
+	// connection that was subscribed to its channel. Written by the fan-out after each
+	// round (advanceFanned) and by resets of the position (read by liveHead).
+	fanned atomic.Uint64
+
 	resub        resubscriber  // live subscription generation (epoch.go)
 	epochChanges atomic.Uint64 // stream recreations noticed (epoch.go)
 	replayLoad   replayLoad    // demand for bus replay slots (scale.go)
@@ -104,10 +110,12 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	e.epoch.Store(&info.Epoch)
 	e.pool.reset(info.LastSeq)
+	e.fanned.Store(info.LastSeq)
 	if err := e.subscribeBus(info.LastSeq); err != nil {
 		return fmt.Errorf("stream: subscribe: %w", err)
 	}
-	e.every(e.cfg.HeartbeatInterval, e.sweep)
+	e.lastPing = e.cfg.now() // the first ping goes out one interval after the start
+	e.every(e.cfg.sweepPeriod(), e.sweep)
 	e.every(e.cfg.EpochCheckInterval, func(time.Time) { e.checkEpoch() })
 	e.every(governPeriod, func(time.Time) { e.batch.tick(governPeriod) })
 	e.bg.Add(2)
@@ -189,18 +197,58 @@ func (e *Engine) every(d time.Duration, fn func(now time.Time)) {
 	}()
 }
 
-// sweep pings every connection (each heartbeat interval) and closes those silent for
-// longer than the heartbeat timeout.
+// sweep runs every Config.sweepPeriod (a fifth of the heartbeat interval) on the
+// sweeper goroutine: it closes the connections from which nothing was read for
+// HeartbeatTimeout (so a silent one goes at most one period after the timeout), and
+// pings every connection once per heartbeat interval.
 func (e *Engine) sweep(now time.Time) {
-	ping := newTextFrame(protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli()}))
+	var ping *frame
+	if now.Sub(e.lastPing) >= e.cfg.HeartbeatInterval-e.cfg.sweepPeriod()/2 {
+		e.lastPing = now
+		// The head is read before any ping is queued, so each ping is queued after every
+		// event up to it (liveHead): a client may take it as its cursor. One frame for
+		// every connection; upTo makes a lagging one write its events up to seq first.
+		seq, epoch := e.liveHead()
+		ping = newTextFrame(protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli(), Seq: seq, Epoch: epoch}))
+		ping.upTo = seq
+	}
 	deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
 	for _, c := range e.snapshotClients() {
 		if c.lastRead.Load() < deadline {
 			c.requestClose(protocol.CloseHeartbeat, "heartbeat timeout", 0, DiscHeartbeat, false)
 			continue
 		}
-		c.enqueue(item{fr: ping}) // one frame for every connection
+		if ping != nil && c.welcomed.Load() {
+			c.enqueue(item{fr: ping})
+		}
 	}
+}
+
+// liveHead returns the position a server ping carries: the highest sequence up to
+// which every dispatched event is already in its subscribers' queues (or, for a
+// lagging connection, in the replay window it reads from), and its epoch. A frame
+// queued to a connection after this call follows every event of its channels with
+// seq <= the returned one (queues are FIFO, the fan-out queues a round's events before
+// it advances fanned, and a lagging connection's writer reads the window up to a
+// ping's upTo before it writes the ping), so a client that received that frame, and
+// the answers to its subscribes, has everything up to it. resub.mu keeps the pair
+// consistent across a stream recreation (checkEpoch resets both under it and under
+// pool.mu, and bumps pool.gen: the fan-out advances fanned under pool.mu for events of
+// the current generation only).
+func (e *Engine) liveHead() (seq uint64, epoch string) {
+	e.resub.mu.RLock()
+	defer e.resub.mu.RUnlock()
+	return e.fanned.Load(), e.Epoch()
+}
+
+// advanceFanned records that every event up to last (the last of a fan-out round) is
+// queued; last of a stream that was since recreated is ignored.
+func (e *Engine) advanceFanned(last *outEvent) {
+	e.pool.mu.Lock()
+	if last.gen == e.pool.gen && last.seq > e.fanned.Load() {
+		e.fanned.Store(last.seq)
+	}
+	e.pool.mu.Unlock()
 }
 
 func (e *Engine) snapshotClients() []*Client {
@@ -312,6 +360,7 @@ func (e *Engine) Handler() http.Handler {
 func (e *Engine) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v2/realtime/stream", e.ServeStream)
 	mux.HandleFunc("GET /v2/realtime/poll", e.ServePoll)
+	mux.HandleFunc("OPTIONS /v2/realtime/poll", e.ServePollPreflight)
 	mux.HandleFunc("POST /v2/realtime/publish", e.ServePublish)
 	mux.HandleFunc("GET /v2/realtime/metrics", e.ServeMetrics)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))

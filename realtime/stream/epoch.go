@@ -78,6 +78,7 @@ func (e *Engine) checkEpoch() {
 	e.pool.head, e.pool.floor = info.LastSeq, info.LastSeq
 	e.pool.floorNow.Store(info.LastSeq)
 	e.pool.gen++ // events of the old stream waiting for the fan-out are dropped
+	e.fanned.Store(info.LastSeq)
 	e.epoch.Store(&info.Epoch)
 	e.pool.mu.Unlock()
 	r.mu.Unlock()

@@ -63,6 +63,7 @@ func newFanout(e *Engine) *fanout {
 	var push []flushEntry
 	f.emit = func(evs []*outEvent) {
 		push = f.fanOut(evs, push[:0])
+		e.advanceFanned(evs[len(evs)-1]) // the round is queued (liveHead)
 		e.fl.pushReadyMany(push)
 		clear(push)
 	}

@@ -33,6 +33,10 @@ type frame struct {
 	at       time.Time   // dispatch time of the oldest event (write-latency histogram)
 	replayed bool        // recovered events, not live ones
 
+	// a ping carrying a position: a lagging connection writes its events up to upTo
+	// (from the replay window) before it (liveHead)
+	upTo uint64
+
 	deflate struct {
 		once sync.Once
 		wire []byte // header (RSV1 set) + deflated payload

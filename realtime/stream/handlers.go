@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -22,6 +23,12 @@ import (
 // ServeStream upgrades to the event stream and runs the connection until it ends. The
 // caller's goroutine is the connection's owner and reader.
 func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
+	// The origin first: a cross-site page carrying the user's cookie spends nothing
+	// (no token check, no per-IP or per-user budget, no admission).
+	if !e.cfg.Origins.Allow(w, r, false) {
+		e.metrics.refuse(RefuseOrigin)
+		return
+	}
 	if e.draining.Load() {
 		e.metrics.refuse(RefuseDraining)
 		w.Header().Set("Retry-After", strconv.FormatInt((e.retryHint()+999)/1000, 10))
@@ -67,7 +74,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	opts := &websocket.AcceptOptions{
-		OriginPatterns:       e.cfg.AcceptOrigins,
+		OriginPatterns:       e.cfg.Origins.Patterns(), // checked above; the library's check agrees
 		CompressionMode:      websocket.CompressionNoContextTakeover,
 		CompressionThreshold: e.cfg.CompressionThreshold,
 	}
@@ -88,18 +95,19 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	c := &Client{
 		e: e, conn: conn, cc: cw.s, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
+		opened:  time.Now(),
 	}
 	c.id.Store(id)
 	c.release, admitted = release, true
 	c.initLimits()
-	c.lastRead.Store(time.Now().UnixNano())
+	c.lastRead.Store(c.e.cfg.now().UnixNano())
 	c.cc.attach(c) // from here on, every write goes through the writer
 	// The welcome is queued before the client is registered, so that it is the first
 	// frame (the sweeper's pings reach registered clients only).
 	c.enqueueCtrl(protocol.Marshal(protocol.Welcome{
 		Type: protocol.TypeWelcome, Version: protocol.Version, Session: c.session, Instance: e.cfg.Instance,
 		HeartbeatMs: e.cfg.HeartbeatInterval.Milliseconds(), ServerTime: time.Now().UnixMilli(),
-		Epoch: e.Epoch(), Seq: e.headSeq(),
+		Epoch: e.Epoch(), Seq: e.headSeq(), Flags: e.welcomeFlags(id),
 		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
 			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
 	}))
@@ -116,6 +124,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if first != nil {
 		c.handleSubscribe(first)
 	}
+	c.welcomed.Store(true) // the sweeper pings only after the welcome (engine.go sweep)
 	// The connection runs on its own goroutine (tracked by e.conns, which register
 	// added to) so that this handler returns and net/http releases the request, its
 	// headers and the handler's deep stack: memory an idle connection would otherwise
@@ -151,6 +160,7 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 
 // readLoop reads client frames until the connection ends and returns why it ended.
 func (c *Client) readLoop() DisconnectReason {
+	failed := false // the connection was failed (1007): what follows is not read as frames
 	for {
 		// No context: a context per read costs a registration with it for as long as
 		// the read waits, on every idle connection. Closing the socket ends the read.
@@ -165,15 +175,23 @@ func (c *Client) readLoop() DisconnectReason {
 				return DiscReadError
 			}
 		}
-		c.lastRead.Store(time.Now().UnixNano())
-		if !c.allowMessage() {
+		c.lastRead.Store(c.e.cfg.now().UnixNano())
+		if failed || !c.allowMessage() {
 			continue
 		}
 		if typ != websocket.MessageText {
 			c.badFrame("", protocol.CodeBadFrame, "binary frames are not part of the protocol")
 			continue
 		}
-		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100), c.e.cfg.MaxChannelLength)
+		if !utf8.Valid(data) {
+			// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the connection
+			// with 1007 (the WebSocket library does not check).
+			c.e.metrics.badFrames.Add(1)
+			c.requestClose(protocol.CloseBadData, "text frame is not valid UTF-8", 0, DiscProtocol, false)
+			failed = true
+			continue
+		}
+		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100))
 		if err != nil {
 			id := ""
 			if f != nil {
@@ -198,6 +216,7 @@ func (c *Client) readLoop() DisconnectReason {
 		case protocol.TypePong:
 		case protocol.TypeHealth:
 			c.e.metrics.healthReports.Add(1)
+			c.noteHealth(f.Health)
 			if h := c.e.cfg.OnHealth; h != nil {
 				h(c, f.Health)
 			}
@@ -332,7 +351,7 @@ type PublishResponse struct {
 // ServePublish handles POST /v2/realtime/publish.
 func (e *Engine) ServePublish(w http.ResponseWriter, r *http.Request) {
 	if !e.publisherAllowed(r) {
-		writeJSONError(w, http.StatusUnauthorized, "publisher key required (Authorization: Bearer <key>)")
+		writeJSONError(w, http.StatusUnauthorized, "publisher key required (Authorization: Bearer <key> or X-Publisher-Key: <key>)")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.cfg.MaxPublishBytes))
@@ -377,21 +396,23 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 	var req publishRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&req); err != nil {
+		e.metrics.refusePublish(RefusePublishInvalid)
 		return nil, fmt.Errorf("bad JSON: %v", err)
 	}
 	if dec.More() {
+		e.metrics.refusePublish(RefusePublishInvalid)
 		return nil, errors.New("bad JSON: trailing data after the object")
 	}
 	var evs []*protocol.Event
 	if req.Events != nil {
+		if req.Channel != "" || len(req.Events) == 0 {
+			e.metrics.refusePublish(RefusePublishInvalid)
+		}
 		if req.Channel != "" {
 			return nil, errors.New("give either one event or \"events\", not both")
 		}
 		if len(req.Events) == 0 {
 			return nil, errors.New("\"events\" is empty")
-		}
-		if len(req.Events) > e.cfg.MaxPublishEvents {
-			return nil, fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(req.Events), e.cfg.MaxPublishEvents)
 		}
 		for i := range req.Events {
 			evs = append(evs, &req.Events[i])
@@ -399,13 +420,38 @@ func (e *Engine) DecodePublish(body []byte) ([]*protocol.Event, error) {
 	} else {
 		evs = []*protocol.Event{&req.Event}
 	}
+	if err := e.ValidateEvents(evs); err != nil {
+		return nil, err
+	}
+	return evs, nil
+}
+
+// ValidateEvents checks events about to be published, however they arrived (HTTP
+// publish, the Encore topic): batch size, channel name, data size, then
+// Config.CheckEvent (typed payloads) when set. It clears Seq and TS (the bus sets
+// them). The error of a bad event names its index; errTooManyEvents marks a batch over
+// MaxPublishEvents. Every refusal is counted by reason (Snapshot.PublishRefusals).
+func (e *Engine) ValidateEvents(evs []*protocol.Event) error {
+	if len(evs) > e.cfg.MaxPublishEvents {
+		e.metrics.refusePublish(RefusePublishTooMany)
+		return fmt.Errorf("%w: %d events, limit %d", errTooManyEvents, len(evs), e.cfg.MaxPublishEvents)
+	}
 	for i, ev := range evs {
 		ev.Seq, ev.TS = 0, 0
 		if err := protocol.ValidateEvent(ev, e.cfg.MaxChannelLength, e.cfg.MaxEventData); err != nil {
-			return nil, fmt.Errorf("event %d: %w", i, err)
+			e.metrics.refusePublish(RefusePublishInvalid)
+			return fmt.Errorf("event %d: %w", i, err)
 		}
 	}
-	return evs, nil
+	if e.cfg.CheckEvent != nil {
+		for i, ev := range evs {
+			if err := e.cfg.CheckEvent(ev); err != nil {
+				e.metrics.refusePublish(RefusePublishPayload)
+				return fmt.Errorf("event %d: %w", i, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Publish appends validated events to the bus and counts them.

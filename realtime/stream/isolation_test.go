@@ -346,3 +346,57 @@ func TestLaggingReaderReadsFromWindow(t *testing.T) {
 		t.Errorf("window frames %d -> %d, slow closes %d", before, s.WindowFrames, s.SlowDisconnects)
 	}
 }
+
+// A ping queued to a connection that fell back to the replay window carries a head
+// beyond what the connection has read from the window: it is written only after the
+// connection's events up to that head, so a client may still take its seq as a cursor.
+func TestLaggingReaderPingFollowsWindow(t *testing.T) {
+	env := newEnv(t, quietHeartbeats, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := env.dial(ctx, nil)
+	defer c.CloseNow()
+	subscribe(t, ctx, c, nil, "lp")
+	pad := strings.Repeat("p", 3000)
+	const total = 1200 // 3.6 MB: far more than the socket buffers and lagBytes
+	var last uint64
+	for n := 0; n < total; n += 40 {
+		var evs []*protocol.Event
+		for k := n; k < n+40; k++ {
+			evs = append(evs, &protocol.Event{ID: fmt.Sprintf("lp-%d", k), Channel: "lp", Data: []byte(`"` + pad + `"`)})
+		}
+		acks := env.publish(evs...)
+		last = acks[len(acks)-1].Seq
+	}
+	env.waitFanned(last)
+	lagging := func() bool {
+		for _, cl := range env.eng.snapshotClients() {
+			cl.mu.Lock()
+			l := cl.lagging
+			cl.mu.Unlock()
+			if l {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, 30*time.Second, "the reader fell back to the window", lagging)
+	env.heartbeatNow() // a ping with seq = last, queued while the connection lags
+	received := 0
+	for {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			t.Fatalf("after %d events: %v", received, err)
+		}
+		received += len(f.Events)
+		if f.Type == protocol.TypePing && f.Seq > 0 {
+			if f.Seq < last {
+				t.Fatalf("ping seq %d, want %d", f.Seq, last)
+			}
+			if received != total {
+				t.Fatalf("ping carrying seq %d arrived after %d of the %d events up to it", f.Seq, received, total)
+			}
+			return
+		}
+	}
+}

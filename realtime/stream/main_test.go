@@ -14,19 +14,21 @@ import (
 
 	"go.uber.org/goleak"
 
+	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...)
 }
 
 // testEnv is one engine on a real embedded JetStream behind a real HTTP server.
 type testEnv struct {
 	t   testing.TB
-	bus *bus.JetStream
+	bus bus.Bus
 	eng *Engine
 	srv *httptest.Server
 	url string // ws URL of the stream
@@ -54,6 +56,14 @@ func newEnvWrapped(t testing.TB, cfg Config, bcfg bus.Config, wrap func(bus.Bus)
 	if err != nil {
 		t.Fatalf("bus: %v", err)
 	}
+	return newEnvOnBus(t, cfg, b, wrap)
+}
+
+// newEnvOnBus is newEnvWrapped on a bus the caller opened (the env closes it).
+func newEnvOnBus(t testing.TB, cfg Config, b bus.Bus, wrap func(bus.Bus) bus.Bus) *testEnv {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}

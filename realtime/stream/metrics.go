@@ -8,6 +8,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"encore.app/realtime/access"
+	"encore.app/realtime/stats"
 )
 
 // DropReason says why an event meant for a connection was not delivered.
@@ -37,7 +40,7 @@ const (
 	DiscHeartbeat                              // nothing read within the heartbeat timeout (4001)
 	DiscWriteError                             // a write failed, or the socket took nothing for WriteTimeout
 	DiscShutdown                               // server drain (4101)
-	DiscProtocol                               // too many bad frames (4400)
+	DiscProtocol                               // too many bad frames (4400), or a text frame that is not UTF-8 (1007)
 	DiscFrameTooBig                            // client frame over the limit (1009)
 	DiscReplayOverload                         // no replay slot (4103)
 	DiscReplayFailed                           // bus replay failed mid-way (4103)
@@ -57,15 +60,32 @@ func (r DisconnectReason) String() string { return discNames[r] }
 // Refusal reasons for connections refused before or at upgrade. AuthError.Reason may
 // name one of the others; unknown names count as RefuseAuth.
 const (
-	RefuseAuth        = "auth"
-	RefuseDraining    = "draining"
-	RefuseUpgrade     = "upgrade"
-	RefuseRateLimited = "rate_limited"
-	RefuseTooMany     = "too_many_connections"
-	RefuseOverloaded  = "overloaded"
+	RefuseAuth        = access.RefuseAuth
+	RefuseDraining    = access.RefuseDraining
+	RefuseUpgrade     = access.RefuseUpgrade
+	RefuseRateLimited = access.RefuseRateLimited
+	RefuseTooMany     = access.RefuseTooMany
+	RefuseOverloaded  = access.RefuseOverloaded
+	RefuseOrigin      = access.RefuseOrigin
 )
 
-var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded}
+var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded, RefuseOrigin}
+
+// PublishRefusal says why a publish (HTTP or the Encore topic) was refused: the reasons
+// of Snapshot.PublishRefusals. Every refusal is counted under exactly one.
+type PublishRefusal int
+
+// Publish refusal reasons.
+const (
+	RefusePublishInvalid PublishRefusal = iota // bad JSON, channel name, id, type or data size
+	RefusePublishTooMany                       // a batch over MaxPublishEvents
+	RefusePublishPayload                       // Config.CheckEvent refused it (a typed channel's payload)
+	numPublishRefusals
+)
+
+var publishRefusalNames = [...]string{"invalid", "too_many", "payload"}
+
+func (r PublishRefusal) String() string { return publishRefusalNames[r] }
 
 // Metrics are the engine's counters. All fields are updated atomically; read them with
 // Snapshot.
@@ -99,6 +119,7 @@ type Metrics struct {
 	drops               [numDropReasons]atomic.Uint64
 	disconnects         [numDisconnectReasons]atomic.Uint64
 	refusals            [len(refuseNames)]atomic.Uint64
+	publishRefusals     [numPublishRefusals]atomic.Uint64
 	poll                pollCounters // long-poll and transport switches (poll_metrics.go)
 
 	writeLatency prometheus.Histogram // enqueue-to-write, seconds
@@ -117,6 +138,8 @@ func newMetrics() *Metrics {
 
 func (m *Metrics) drop(r DropReason, n int) { m.drops[r].Add(uint64(n)) }
 
+func (m *Metrics) refusePublish(r PublishRefusal) { m.publishRefusals[r].Add(1) }
+
 func (m *Metrics) refuse(reason string) {
 	for i, n := range refuseNames {
 		if n == reason {
@@ -127,15 +150,12 @@ func (m *Metrics) refuse(reason string) {
 	m.refusals[0].Add(1)
 }
 
-// LatencySummary is a histogram summarised as estimated percentiles (milliseconds).
-type LatencySummary struct {
-	P50   float64 `json:"p50"`
-	P90   float64 `json:"p90"`
-	P99   float64 `json:"p99"`
-	Count uint64  `json:"count"`
-}
+// LatencySummary is a distribution summarised as percentiles (milliseconds).
+type LatencySummary = stats.Percentiles
 
 // Snapshot is the JSON body of /v2/realtime/metrics: cumulative counters since start.
+// It is also the instance's record in the fleet health bucket
+// (monitoring/health.InstanceSnapshot is this type) and what cmd/realtime-bench reads.
 type Snapshot struct {
 	Instance          string  `json:"instance"`
 	Time              int64   `json:"time"`
@@ -166,10 +186,16 @@ type Snapshot struct {
 	Refusals          map[string]uint64 `json:"refusals"`
 	HealthReports     uint64            `json:"healthReports"`
 	BadFrames         uint64            `json:"badFrames"`
+	// PublishRefusals counts refused publishes (HTTP requests or topic messages) by
+	// reason: invalid, too_many, payload (PublishRefusal).
+	PublishRefusals map[string]uint64 `json:"publishRefusals"`
 	// MessagesRateLimited counts client frames ignored for exceeding the message rate.
 	MessagesRateLimited uint64         `json:"messagesRateLimited"`
 	WriteLatencyMs      LatencySummary `json:"writeLatencyMs"`
-	PollStats                          // longPoll* and transportSwitches (poll_metrics.go)
+	// WriteLatency is the enqueue-to-write distribution WriteLatencyMs summarises
+	// (mergeable: the fleet's percentiles are exact merges of the instances').
+	WriteLatency *stats.Histogram `json:"writeLatency,omitempty"`
+	PollStats                     // longPoll* and transportSwitches (poll_metrics.go)
 	// Breaker is the bus circuit breaker's state ("closed", "open", "half-open"), when
 	// the bus has one (bus.Breaker).
 	Breaker string `json:"breaker,omitempty"`
@@ -195,6 +221,14 @@ type Snapshot struct {
 	// WindowFrames counts the frames they read that way.
 	LagFallbacks uint64 `json:"lagFallbacks"`
 	WindowFrames uint64 `json:"windowFrames"`
+	// Client is what browsers reported (health frames, Config.OnHealth). The engine
+	// leaves it empty; the process that keeps the reports (encore.app/server) fills it
+	// in the fleet record.
+	Client stats.ClientSummary `json:"client"`
+	// Channels are this instance's busiest channels (Engine.TopChannels). The engine
+	// leaves it empty (channel names are not for the public metrics body); the server
+	// fills it in the fleet record.
+	Channels *ChannelTop `json:"channels,omitempty"`
 }
 
 func (m *Metrics) snapshot() Snapshot {
@@ -223,6 +257,7 @@ func (m *Metrics) snapshot() Snapshot {
 			"not_recovered": m.recFailed.Load(),
 		},
 		Refusals:            map[string]uint64{},
+		PublishRefusals:     map[string]uint64{},
 		HealthReports:       m.healthReports.Load(),
 		BadFrames:           m.badFrames.Load(),
 		MessagesRateLimited: m.messagesRateLimited.Load(),
@@ -238,6 +273,9 @@ func (m *Metrics) snapshot() Snapshot {
 	for i, n := range refuseNames {
 		s.Refusals[n] = m.refusals[i].Load()
 	}
+	for i := range m.publishRefusals {
+		s.PublishRefusals[PublishRefusal(i).String()] = m.publishRefusals[i].Load()
+	}
 	for i := range m.drops {
 		s.Drops[DropReason(i).String()] = m.drops[i].Load()
 	}
@@ -245,46 +283,33 @@ func (m *Metrics) snapshot() Snapshot {
 		s.Disconnects[DisconnectReason(i).String()] = m.disconnects[i].Load()
 	}
 	s.SlowDisconnects = s.Disconnects[DiscSlowConsumer.String()]
-	s.WriteLatencyMs = summarize(m.writeLatency)
+	s.WriteLatency = histogramOf(m.writeLatency)
+	s.WriteLatencyMs = s.WriteLatency.Summary()
 	return s
 }
 
-// summarize estimates percentiles from a Prometheus histogram by linear interpolation
-// inside buckets, as PromQL's histogram_quantile does.
-func summarize(h prometheus.Histogram) LatencySummary {
+// histogramOf turns the Prometheus histogram the writers record into (lock-free) into a
+// stats.Histogram, so that every percentile comes from one implementation (DDSketch):
+// each bucket's count is recorded at the middle of the bucket, the overflow bucket at
+// the last bound.
+func histogramOf(h prometheus.Histogram) *stats.Histogram {
+	out := stats.NewHistogram()
 	var d dto.Metric
 	if err := h.Write(&d); err != nil || d.Histogram == nil {
-		return LatencySummary{}
-	}
-	hist := d.Histogram
-	total := hist.GetSampleCount()
-	out := LatencySummary{Count: total}
-	if total == 0 {
 		return out
 	}
-	buckets := hist.GetBucket()
+	buckets := d.Histogram.GetBucket()
 	sort.Slice(buckets, func(i, j int) bool { return buckets[i].GetUpperBound() < buckets[j].GetUpperBound() })
-	q := func(p float64) float64 {
-		rank := p * float64(total)
-		prevBound, prevCount := 0.0, 0.0
-		for _, b := range buckets {
-			c := float64(b.GetCumulativeCount())
-			if c >= rank {
-				if c == prevCount {
-					return b.GetUpperBound() * 1000
-				}
-				return (prevBound + (b.GetUpperBound()-prevBound)*(rank-prevCount)/(c-prevCount)) * 1000
-			}
-			prevBound, prevCount = b.GetUpperBound(), c
+	lower, below := 0.0, uint64(0)
+	for _, b := range buckets {
+		upper, cum := b.GetUpperBound(), b.GetCumulativeCount()
+		if math.IsInf(upper, 1) {
+			break
 		}
-		return math.Inf(1) // above the last bucket
+		out.RecordN((lower+upper)/2*1000, cum-below)
+		lower, below = upper, cum
 	}
-	out.P50, out.P90, out.P99 = q(.5), q(.9), q(.99)
-	for _, v := range []*float64{&out.P50, &out.P90, &out.P99} {
-		if math.IsInf(*v, 1) {
-			*v = buckets[len(buckets)-1].GetUpperBound() * 1000 // report the ceiling, not +Inf (JSON)
-		}
-	}
+	out.RecordN(lower*1000, d.Histogram.GetSampleCount()-below) // above the last bound
 	return out
 }
 
@@ -315,6 +340,7 @@ func newCollector(e *Engine) *collector {
 	add("disconnects_total", "Connections ended, by reason.", "reason")
 	add("recoveries_total", "Cursor recoveries, by source or failure.", "result")
 	add("refusals_total", "Connections refused, by reason.", "reason")
+	add("publish_refusals_total", "Publishes refused (HTTP requests and topic messages), by reason.", "reason")
 	add("health_reports_total", "Client health reports received.")
 	add("messages_rate_limited_total", "Client frames ignored for exceeding the per-connection message rate.")
 	add("bus_breaker_state", "Bus circuit breaker: 1 for the current state (closed, open, half-open).", "state")
@@ -381,5 +407,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for r, v := range s.Refusals {
 		k("refusals_total", v, r)
+	}
+	for r, v := range s.PublishRefusals {
+		k("publish_refusals_total", v, r)
 	}
 }

@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"encore.app/realtime/protocol"
@@ -24,8 +23,6 @@ type replayJob struct {
 	fromBus    bool               // recover (cursor.Seq, head] from the bus
 	checkAhead bool               // cursor beyond this instance's head: ask the bus
 }
-
-var errReplayAborted = errors.New("replay aborted")
 
 // runJob runs on the job goroutine; ctx ends with the connection.
 func (c *Client) runJob(ctx context.Context, j *replayJob) error {

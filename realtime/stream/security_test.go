@@ -52,6 +52,52 @@ func TestClientMessageRate(t *testing.T) {
 	})
 }
 
+// 100 pings at once on a connection allowed a burst of 50: the 50 accepted ones are
+// answered, in order, the others get rate_limited errors, and the close 4102 comes
+// after all of them.
+func TestRateLimitedCloseAnswersAcceptedFrames(t *testing.T) {
+	const burst = 50
+	env := newEnv(t, Config{ClientMessageRate: 1e-6, ClientMessageBurst: burst}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := env.dial(ctx, nil)
+	for i := range 2 * burst {
+		if err := c.Send(ctx, &protocol.ClientFrame{Type: protocol.TypePing, TS: int64(i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pongs []int64
+	limited := 0
+	for {
+		f, err := c.ReadFrame(ctx)
+		if err != nil {
+			if code := rtclient.CloseCode(err); code != protocol.CloseRateLimited {
+				t.Fatalf("close %d (%v), want 4102", code, err)
+			}
+			break
+		}
+		switch {
+		case f.Type == protocol.TypePong:
+			pongs = append(pongs, f.TS)
+		case f.Type == protocol.TypeError && f.Code == protocol.CodeRateLimited:
+			limited++
+		default:
+			t.Fatalf("unexpected frame %+v", f)
+		}
+	}
+	if len(pongs) != burst {
+		t.Fatalf("%d pongs, want %d (one per accepted ping)", len(pongs), burst)
+	}
+	for i, ts := range pongs {
+		if ts != int64(i+1) {
+			t.Fatalf("pong %d echoes %d, want %d", i, ts, i+1)
+		}
+	}
+	if limited != burst-1 { // the 50th refusal closes instead
+		t.Errorf("%d rate_limited errors, want %d", limited, burst-1)
+	}
+}
+
 // Channel names: the length limit and the characters, per channel.
 func TestChannelNameLimits(t *testing.T) {
 	env := newEnv(t, Config{MaxChannelLength: 16}, bus.Config{})
@@ -68,6 +114,33 @@ func TestChannelNameLimits(t *testing.T) {
 		if r.OK != wantOK || (!wantOK && r.Code != protocol.CodeBadChannel) {
 			t.Errorf("%q: %+v", r.Channel, r)
 		}
+	}
+}
+
+// A channel name far over the limit (over 528 bytes used to refuse the whole frame) is
+// refused alone, with a per-channel bad_channel; the other channels of the frame are
+// subscribed and get their events.
+func TestLongChannelNameRefusedAlone(t *testing.T) {
+	env := newEnv(t, Config{}, bus.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := env.dial(ctx, nil)
+	long := strings.Repeat("n", 600)
+	f := subscribe(t, ctx, c, nil, "before", long, "after")
+	want := map[string]string{"before": "", long: protocol.CodeBadChannel, "after": ""}
+	if len(f.Results) != len(want) {
+		t.Fatalf("results %+v", f.Results)
+	}
+	for _, r := range f.Results {
+		if code, ok := want[r.Channel]; !ok || r.OK != (code == "") || r.Code != code {
+			t.Errorf("result for a %d-byte channel: ok %v code %q, want code %q", len(r.Channel), r.OK, r.Code, code)
+		}
+	}
+	env.publishN("after", 0, 1)
+	env.publishN("before", 0, 1)
+	evs, _ := readEvents(t, ctx, c, 2)
+	if evs[0].ID != "after-0" || evs[1].ID != "before-0" {
+		t.Fatalf("events %+v", evs)
 	}
 }
 

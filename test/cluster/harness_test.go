@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
+	"encore.app/internal/testutil"
 	"encore.app/monitoring/health"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
@@ -32,7 +33,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
 }
 
 const publisherKey = "cluster-test-key"
@@ -224,7 +225,7 @@ func (c *natsCluster) connect(first int) (*nats.Conn, jetstream.JetStream) {
 // first), engine, HTTP server and, optionally, its fleet health publisher.
 type instance struct {
 	name  string
-	bus   *bus.JetStream
+	bus   bus.Bus
 	eng   *stream.Engine
 	srv   *httptest.Server
 	ws    string // stream URL
@@ -293,16 +294,8 @@ func (c *natsCluster) startInstance(t testing.TB, name string, first int, o inst
 	return in
 }
 
-// snapshotOf converts the engine's figures to the health snapshot the way the
-// monitoring service reads them: through the /v2/realtime/metrics JSON.
-func snapshotOf(e *stream.Engine) health.InstanceSnapshot {
-	b, _ := json.Marshal(e.Snapshot())
-	s, err := health.DecodeEngineMetrics(b)
-	if err != nil {
-		return health.InstanceSnapshot{Instance: e.Snapshot().Instance}
-	}
-	return s
-}
+// snapshotOf is the engine's figures as the fleet record (the same type).
+func snapshotOf(e *stream.Engine) health.InstanceSnapshot { return e.Snapshot() }
 
 // kill stops the instance abruptly, as a crashed process would: the health record is
 // not withdrawn (its connection is cut first), listeners and connections are closed

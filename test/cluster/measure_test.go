@@ -69,13 +69,18 @@ func BenchmarkPublishClusterR3(b *testing.B) {
 // one channel, 2000 events published through every instance at a steady rate; figures:
 // end-to-end latency publish-to-client (event TS to receipt, ms) and delivered events/s.
 func BenchmarkFanoutThreeInstances(b *testing.B) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	cl := startCluster(b, 3)
 	var ins []*instance
 	for i := range 3 {
 		ins = append(ins, cl.startInstance(b, fmt.Sprintf("inst-%d", i), i, instanceOpts{}))
 	}
+	fanout(b, ins)
+}
+
+// fanout runs the fan-out measurement on three started instances.
+func fanout(b *testing.B, ins []*instance) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
 	info := busInfo(b, ins[0])
 	start := protocol.Cursor{Epoch: info.Epoch, Seq: info.LastSeq}
 	var rs []*recorder

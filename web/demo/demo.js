@@ -39,48 +39,58 @@ var Backoff = class {
   }
 };
 
-// src/codes.ts
+// src/codes.gen.ts
 var CloseCode = {
   Normal: 1e3,
   GoingAway: 1001,
-  Abnormal: 1006,
+  /** a text frame that is not valid UTF-8 (RFC 6455); do not reconnect */
+  BadData: 1007,
   TooBig: 1009,
   Internal: 1011,
+  Abnormal: 1006,
+  /** generic: reconnect with backoff */
   Reconnect: 4e3,
+  /** no pong/traffic within the heartbeat timeout */
   Heartbeat: 4001,
+  /** slow consumer: queue overflowed; resume by cursor after retry */
   Slow: 4100,
+  /** server draining; reconnect (elsewhere) after retry */
   Shutdown: 4101,
+  /** too many connects or messages; retry after */
   RateLimited: 4102,
+  /** instance at capacity or dependency down; retry after */
   Overloaded: 4103,
+  /** per-user connection cap reached; retry after */
   TooMany: 4104,
+  /** token expired; refresh it, then reconnect */
   TokenExpired: 4200,
+  /** streaming disabled for this user; long-poll, probe after retry */
   UsePoll: 4300,
+  /** protocol violation the client cannot fix by retrying */
   BadRequest: 4400,
+  /** no or invalid credentials */
   Unauthorized: 4401,
+  /** not allowed (origin, ...) */
   Forbidden: 4403
 };
+var DEFAULT_CLOSE_ACTION = "backoff";
+var CLOSE_ACTIONS = [
+  [1e3, 1e3, "stop"],
+  [1002, 1003, "stop"],
+  [1007, 1009, "stop"],
+  [4100, 4199, "retry-after"],
+  [4200, 4299, "refresh-token"],
+  [4300, 4399, "use-poll"],
+  [4400, 4999, "stop"]
+];
+
+// src/codes.ts
 function actionFor(code) {
-  if (code >= 4e3 && code < 4100) return "backoff";
-  if (code >= 4100 && code < 4200) return "retry-after";
-  if (code >= 4200 && code < 4300) return "refresh-token";
-  if (code >= 4300 && code < 4400) return "use-poll";
-  if (code >= 4400 && code < 5e3) return "stop";
-  switch (code) {
-    case 1e3:
-    // normal: the app (or server, on purpose) closed it
-    case 1002:
-    // protocol error
-    case 1003:
-    // unsupported data
-    case 1007:
-    // invalid payload
-    case 1008:
-    // policy violation
-    case 1009:
-      return "stop";
-    default:
-      return "backoff";
+  for (const [first, last, action] of CLOSE_ACTIONS) {
+    if (code < first) break;
+    if (code <= last) return action;
   }
+  return DEFAULT_CLOSE_ACTION;
 }
 function retryHint(reason) {
   if (!reason) return 0;
@@ -101,57 +111,6 @@ function httpAction(status) {
   if (status >= 400 && status < 500) return "stop";
   return "backoff";
 }
-
-// src/dedup.ts
-var Dedup = class {
-  constructor(opts = {}, now = Date.now) {
-    this.now = now;
-    this.seenAt = /* @__PURE__ */ new Map();
-    /** evicted counts IDs forgotten because of maxSize (not expiry). */
-    this.evicted = 0;
-    this.ttlMs = opts.ttlMs ?? 10 * 60 * 1e3;
-    this.maxSize = opts.maxSize ?? 1e4;
-    if (!(this.ttlMs > 0) || !(this.maxSize >= 1)) {
-      throw new RangeError(`dedup: need ttlMs > 0 and maxSize >= 1 (got ${this.ttlMs}, ${this.maxSize})`);
-    }
-  }
-  /**
-   * check records id and reports whether it was already seen (a duplicate) within the
-   * TTL. A duplicate does not refresh the ID's expiry: insertion order stays time order.
-   */
-  check(id) {
-    const t = this.now();
-    this.expire(t);
-    const at = this.seenAt.get(id);
-    if (at !== void 0) return true;
-    this.seenAt.set(id, t);
-    while (this.seenAt.size > this.maxSize) {
-      const oldest = this.seenAt.keys().next().value;
-      this.seenAt.delete(oldest);
-      this.evicted++;
-    }
-    return false;
-  }
-  /** has reports whether id is remembered (without recording it). */
-  has(id) {
-    this.expire(this.now());
-    return this.seenAt.has(id);
-  }
-  /** size is the number of IDs remembered now. */
-  get size() {
-    this.expire(this.now());
-    return this.seenAt.size;
-  }
-  clear() {
-    this.seenAt.clear();
-  }
-  expire(t) {
-    for (const [id, at] of this.seenAt) {
-      if (t - at < this.ttlMs) break;
-      this.seenAt.delete(id);
-    }
-  }
-};
 
 // src/emitter.ts
 var Emitter = class {
@@ -192,7 +151,7 @@ function reportError(err) {
   }, 0);
 }
 
-// src/health.ts
+// src/state.ts
 var STATES = [
   "idle",
   "connecting",
@@ -202,6 +161,80 @@ var STATES = [
   "offline",
   "closed"
 ];
+var EVENT_TARGET = {
+  connect: "connecting",
+  welcome: "open",
+  retry: "reconnecting",
+  poll: "polling",
+  offline: "offline",
+  stop: "closed"
+};
+var TRANSITIONS = {
+  // Created; connect() not called yet. A URL that cannot work stops at once.
+  idle: { connect: "connecting", offline: "offline", stop: "closed" },
+  // reconnect() while connecting starts a new attempt.
+  connecting: {
+    connect: "connecting",
+    welcome: "open",
+    retry: "reconnecting",
+    poll: "polling",
+    offline: "offline",
+    stop: "closed"
+  },
+  open: { connect: "connecting", retry: "reconnecting", poll: "polling", offline: "offline", stop: "closed" },
+  // The timer (or a refreshed token) starts the next attempt, or polling again; a failed
+  // token refresh waits again.
+  reconnecting: { connect: "connecting", retry: "reconnecting", poll: "polling", offline: "offline", stop: "closed" },
+  // A probe's welcome moves back to the stream; a poll refused for a token waits in reconnecting.
+  polling: { welcome: "open", retry: "reconnecting", poll: "polling", offline: "offline", stop: "closed" },
+  // Back online: the transport of the current mode starts; still offline: nothing.
+  offline: { connect: "connecting", poll: "polling", offline: "offline", stop: "closed" },
+  // connect() again; in poll mode it polls, offline it waits. A bad URL stays closed.
+  closed: { connect: "connecting", poll: "polling", offline: "offline", stop: "closed" }
+};
+function nextState(state, ev) {
+  return TRANSITIONS[state][ev];
+}
+var IllegalTransitionError = class extends Error {
+  constructor(state, event) {
+    super(`RealtimeClient: illegal transition: ${event} in state ${state}`);
+    this.state = state;
+    this.event = event;
+    this.name = "IllegalTransitionError";
+  }
+};
+function isDevelopment() {
+  try {
+    return true;
+  } catch {
+    return false;
+  }
+}
+var StateMachine = class {
+  constructor(strict = isDevelopment(), onIllegal = (err) => console.error(err)) {
+    this.strict = strict;
+    this.onIllegal = onIllegal;
+    this.current = "idle";
+  }
+  get state() {
+    return this.current;
+  }
+  /** fire applies ev and returns the state before it (equal to state when nothing changed). */
+  fire(ev) {
+    const prev = this.current;
+    let next = nextState(prev, ev);
+    if (next === void 0) {
+      const err = new IllegalTransitionError(prev, ev);
+      if (this.strict) throw err;
+      this.onIllegal(err);
+      next = EVENT_TARGET[ev];
+    }
+    this.current = next;
+    return prev;
+  }
+};
+
+// src/health.ts
 var HealthMonitor = class {
   constructor(now, latencyWindow = 512, rttWindow = 8) {
     this.now = now;
@@ -310,6 +343,193 @@ var HealthMonitor = class {
   }
 };
 
+// src/timer.ts
+var Timer = class {
+  constructor() {
+    this.id = null;
+  }
+  /** set runs fn after ms (at least 0), cancelling the pending callback if any. */
+  set(ms2, fn) {
+    this.clear();
+    this.id = setTimeout(() => {
+      this.id = null;
+      fn();
+    }, Math.max(0, ms2));
+  }
+  /** clear cancels the pending callback; a no-op when none is pending. */
+  clear() {
+    if (this.id !== null) {
+      clearTimeout(this.id);
+      this.id = null;
+    }
+  }
+  /** armed reports whether a callback is pending. */
+  get armed() {
+    return this.id !== null;
+  }
+};
+
+// src/urls.ts
+function defaultStreamUrl() {
+  const loc = globalThis.location;
+  if (!loc || !loc.host) throw new Error("RealtimeClient: options.url is required outside a page");
+  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v2/realtime/stream`;
+}
+function withQuery(url, params2) {
+  if (params2.length === 0) return url;
+  return url + (url.includes("?") ? "&" : "?") + params2.join("&");
+}
+function streamUrl(url, token2) {
+  const base = url ?? defaultStreamUrl();
+  return token2 ? withQuery(base, ["token=" + encodeURIComponent(token2)]) : base;
+}
+function pollBaseUrl(url, pollUrl2) {
+  if (pollUrl2) return pollUrl2;
+  const u = url ?? defaultStreamUrl();
+  return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
+}
+
+// src/poll.ts
+function pollUrl(q) {
+  const params2 = [`channels=${q.channels.map(encodeURIComponent).join(",")}`];
+  if (q.cursor) params2.push(`cursor=${q.cursor}`);
+  if (q.token) params2.push(`token=${encodeURIComponent(q.token)}`);
+  return withQuery(q.url, params2);
+}
+function retryAfterMs(res, body) {
+  if (body && typeof body.retryMs === "number" && body.retryMs > 0) return body.retryMs;
+  const h = res.headers?.get?.("Retry-After");
+  if (h && /^\d+$/.test(h.trim())) return Number(h.trim()) * 1e3;
+  return 0;
+}
+var PollTransport = class {
+  constructor(opts) {
+    this.opts = opts;
+    this.req = null;
+    this.next = new Timer();
+  }
+  /** available reports whether there is a fetch implementation to poll with. */
+  get available() {
+    return Boolean(this.opts.fetch ?? globalThis.fetch);
+  }
+  /** inFlight reports whether a request is waiting for its answer. */
+  get inFlight() {
+    return this.req !== null;
+  }
+  /**
+   * request starts a poll for q, cancelling the one in flight, and calls done once with
+   * its result unless it is cancelled first. If done throws on an answer, done is called
+   * again with that error as a failed result.
+   */
+  request(q, done) {
+    const f = this.opts.fetch ?? globalThis.fetch;
+    this.cancel();
+    const url = pollUrl(q);
+    const req = { ctl: new AbortController(), cancelled: false };
+    this.req = req;
+    const started = this.opts.now();
+    const timeout = setTimeout(() => req.ctl.abort(), this.opts.timeoutMs);
+    const live = () => !req.cancelled;
+    Promise.resolve().then(() => f(url, { signal: req.ctl.signal, credentials: "same-origin", headers: { Accept: "application/json" } })).then(async (res) => {
+      if (!live()) return;
+      if (!res.ok) {
+        let body2 = null;
+        try {
+          body2 = await res.json();
+        } catch {
+        }
+        if (!live()) return;
+        return done({ kind: "refused", status: res.status, hintMs: retryAfterMs(res, body2) });
+      }
+      const body = await res.json();
+      if (!live()) return;
+      done({ kind: "answer", body, channels: q.channels, started });
+    }).catch((error) => {
+      if (!live()) return;
+      done({ kind: "failed", error });
+    }).finally(() => {
+      clearTimeout(timeout);
+      if (this.req === req) this.req = null;
+    });
+  }
+  /** after runs fn (the next poll) after ms, replacing a pending one. */
+  after(ms2, fn) {
+    this.next.set(ms2, fn);
+  }
+  /** stop cancels the request in flight and the pending next poll. */
+  stop() {
+    this.cancel();
+    this.next.clear();
+  }
+  cancel() {
+    if (!this.req) return;
+    this.req.cancelled = true;
+    this.req.ctl.abort();
+    this.req = null;
+  }
+};
+
+// src/probe.ts
+var ProbeSchedule = class {
+  constructor(opts, onDue) {
+    this.opts = opts;
+    this.onDue = onDue;
+    this.why = "server";
+    this.failures = 0;
+    this.dueAt = 0;
+    this.timer = new Timer();
+  }
+  /** intervalMs is the wait before a probe when nothing else says when. */
+  get intervalMs() {
+    return this.opts.intervalMs;
+  }
+  get cause() {
+    return this.why;
+  }
+  /** followsServer reports whether the server's transport advice applies (it made the client poll). */
+  get followsServer() {
+    return this.why === "server";
+  }
+  /** armed reports whether a probe is scheduled. */
+  get armed() {
+    return this.timer.armed;
+  }
+  /**
+   * schedule arranges a probe in ms. With earliestOnly, an already scheduled earlier
+   * probe is kept: a hint repeated in every poll answer cannot postpone it forever.
+   */
+  schedule(ms2, earliestOnly = false) {
+    const due = this.opts.now() + Math.max(0, ms2);
+    if (this.timer.armed && earliestOnly && this.dueAt <= due) return;
+    this.dueAt = due;
+    this.timer.set(ms2, this.onDue);
+  }
+  /** clear cancels the scheduled probe. */
+  clear() {
+    this.timer.clear();
+  }
+  /** begin records why polling starts; the server's reasons forget earlier failed probes. */
+  begin(cause) {
+    this.why = cause;
+    if (cause === "server") this.failures = 0;
+  }
+  /** refused records a probe the server refused (close 43xx): the server decides again. */
+  refused() {
+    this.why = "server";
+  }
+  /** failed records a failed probe and returns the wait before the next one. */
+  failed() {
+    this.why = "failure";
+    this.failures++;
+    return Math.min(this.opts.maxMs, this.opts.intervalMs * 2 ** Math.min(this.failures, 20));
+  }
+  /** welcomed records that the stream works: the next switch starts afresh. */
+  welcomed() {
+    this.why = "server";
+    this.failures = 0;
+  }
+};
+
 // src/socket.ts
 var OPEN = 1;
 function browserNetwork() {
@@ -331,48 +551,600 @@ function browserNetwork() {
   };
 }
 
-// src/client.ts
-var subscribeIds = 0;
-var RealtimeClient = class {
-  constructor(opts = {}) {
-    this.handlers = /* @__PURE__ */ new Map();
-    this.st = "idle";
-    this.mode = "stream";
+// src/stream.ts
+var StreamOpenError = class extends Error {
+  constructor(cause) {
+    super(String(cause));
+    this.cause = cause;
+    this.name = "StreamOpenError";
+  }
+};
+var StreamConn = class {
+  constructor(ws, openedAt, probe) {
+    this.ws = ws;
+    this.openedAt = openedAt;
+    this.probe = probe;
+    /** The welcome frame; null until the server sent it. */
+    this.welcome = null;
+    /** Local time of the welcome (0 before). */
+    this.welcomedAt = 0;
+    /** Timeouts and intervals of this connection, cleared when it is retired. */
+    this.timers = [];
+    this.deadTimer = null;
+  }
+  /** probing is true for a probe not welcomed yet: its close keeps the client polling. */
+  get probing() {
+    return this.probe && this.welcome === null;
+  }
+};
+var StreamTransport = class {
+  constructor(opts, host) {
+    this.opts = opts;
+    this.host = host;
     this.conn = null;
+  }
+  /** current is the connection in use (attempt, probe or welcomed), or null. */
+  get current() {
+    return this.conn;
+  }
+  /**
+   * open starts an attempt to url() and makes it current (retiring a current one). It throws StreamOpenError if
+   * the WebSocket constructor (or url) throws, and Error if there is no WebSocket at all.
+   */
+  open(url, probe) {
+    const Ctor = this.opts.WebSocket ?? globalThis.WebSocket;
+    if (!Ctor) throw new Error("RealtimeClient: no WebSocket implementation (pass options.WebSocket)");
+    let ws;
+    try {
+      ws = new Ctor(url());
+    } catch (err) {
+      throw new StreamOpenError(err);
+    }
+    if (this.conn) this.retire(this.conn, CloseCode.Normal, "replaced");
+    const conn = new StreamConn(ws, this.opts.now(), probe);
+    this.conn = conn;
+    ws.onmessage = (ev) => this.onMessage(conn, ev.data);
+    ws.onclose = (ev) => this.onClose(conn, ev.code, ev.reason);
+    ws.onerror = () => {
+    };
+    conn.timers.push(
+      setTimeout(() => {
+        if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
+      }, this.opts.connectTimeoutMs)
+    );
+    return conn;
+  }
+  /**
+   * send writes frame on the current connection if it is welcomed and open; it reports
+   * whether the frame went out.
+   */
+  send(frame) {
+    const conn = this.conn;
+    if (!conn || !conn.welcome || conn.ws.readyState !== OPEN) return false;
+    try {
+      conn.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  /** retire closes the current connection, if any; its events are ignored from now on. */
+  retireCurrent(code, reason) {
+    if (this.conn) this.retire(this.conn, code, reason);
+  }
+  /** retire detaches conn's handlers and closes it; its close event is then ignored. */
+  retire(conn, code, reason) {
+    for (const t of conn.timers) clearTimeout(t);
+    conn.timers = [];
+    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
+    conn.deadTimer = null;
+    conn.ws.onmessage = null;
+    conn.ws.onclose = null;
+    conn.ws.onopen = null;
+    conn.ws.onerror = null;
+    if (conn.ws.readyState < 2) {
+      const c = code === 1e3 || code >= 3e3 && code <= 4999 ? code : 1e3;
+      try {
+        conn.ws.close(c, reason.slice(0, 60));
+      } catch {
+      }
+    }
+    if (this.conn === conn) {
+      this.conn = null;
+      this.host.detached(conn);
+    }
+  }
+  /** lost ends conn locally (dead or stuck connection) and reports it like a close. */
+  lost(conn, code, reason) {
+    this.retire(conn, 4e3, reason);
+    this.host.closed(conn, code, reason);
+  }
+  onClose(conn, code, reason) {
+    if (this.conn !== conn) return;
+    this.retire(conn, code, reason);
+    this.host.closed(conn, code, reason);
+  }
+  onMessage(conn, data) {
+    if (this.conn !== conn) return;
+    this.host.traffic(this.opts.now());
+    this.armDeadTimer(conn);
+    let frame;
+    try {
+      frame = JSON.parse(typeof data === "string" ? data : String(data));
+    } catch {
+      this.host.error({ kind: "protocol", message: "frame is not JSON" });
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (!conn.welcome && frame.type !== "welcome") {
+      this.host.error({ kind: "protocol", message: `frame ${frame.type} before welcome` });
+      return;
+    }
+    switch (frame.type) {
+      case "welcome":
+        return this.onWelcome(conn, frame);
+      case "ping":
+        this.send({ type: "pong", ts: frame.ts });
+        return this.host.frame(conn, frame);
+      case "pong":
+        if (typeof frame.ts === "number") this.host.pong(frame.ts, this.opts.now(), frame.serverTime);
+        return;
+      default:
+        return this.host.frame(conn, frame);
+    }
+  }
+  armDeadTimer(conn) {
+    const hb = conn.welcome?.heartbeatMs ?? 0;
+    if (hb <= 0) return;
+    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
+    conn.deadTimer = setTimeout(() => {
+      if (this.conn === conn) this.lost(conn, CloseCode.Heartbeat, "no frame for two heartbeat intervals");
+    }, 2 * hb);
+  }
+  onWelcome(conn, w) {
+    if (conn.welcome) return;
+    conn.welcome = w;
+    conn.welcomedAt = this.opts.now();
+    for (const t of conn.timers) clearTimeout(t);
+    conn.timers = [];
+    this.armDeadTimer(conn);
+    this.host.welcome(conn, w);
+    if (this.conn !== conn) return;
+    this.ping();
+    const pingEvery = this.opts.pingIntervalMs;
+    if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
+    const healthEvery = this.opts.healthIntervalMs;
+    if (healthEvery > 0) {
+      const report = () => this.send({ type: "health", health: this.host.healthReport() });
+      conn.timers.push(setTimeout(report, Math.min(Math.max(0, this.opts.healthFirstMs), healthEvery)));
+      conn.timers.push(setInterval(report, healthEvery));
+    }
+  }
+  ping() {
+    this.send({ type: "ping", ts: this.opts.now() });
+  }
+};
+
+// src/cursor.ts
+var CursorTracker = class {
+  constructor() {
     this.cur = null;
+  }
+  /** value is a copy of the cursor; null before the client has a position. */
+  get value() {
+    return this.cur ? { ...this.cur } : null;
+  }
+  /** has reports whether the client has a position yet. */
+  get has() {
+    return this.cur !== null;
+  }
+  /**
+   * observe records a processed event (delivered or dropped as a duplicate). Without a
+   * position yet, the cursor starts at this event when epoch is known (a welcomed stream
+   * connection), and stays unset otherwise.
+   */
+  observe(seq, epoch) {
+    if (this.cur) {
+      if (seq > this.cur.seq) this.cur.seq = seq;
+    } else if (epoch !== null) {
+      this.cur = { seq, epoch };
+    }
+  }
+  /**
+   * baseline starts a fresh client at the head announced by welcome, so that every event
+   * published after the socket opened reaches it.
+   */
+  baseline(w) {
+    this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
+    return { ...this.cur };
+  }
+  /**
+   * notRecovered applies an answer recovered:false: the position restarts at the head
+   * headSeq of epoch when the epoch changed or the cursor was ahead, else it keeps the
+   * higher seq. It returns the epoch the client continues with.
+   */
+  notRecovered(r, epoch, headSeq) {
+    const reason = r.reason ?? "not_recovered";
+    const old = this.cur;
+    const reset = !old || reason === "epoch_mismatch" || reason === "cursor_ahead" || epoch !== "" && old.epoch !== epoch;
+    this.cur = { seq: reset ? headSeq : Math.max(old.seq, headSeq), epoch: epoch || old?.epoch || "" };
+    return this.cur.epoch;
+  }
+  /**
+   * fromPing takes the head {seq, epoch} of a server ping (docs/protocol.md "Fresh cursors on
+   * quiet channels"): forwards in the cursor's epoch, or as the first position when the
+   * client has none and epoch is its connection's (connEpoch). The caller checks that the
+   * connection's first subscribe was answered. It reports whether the cursor moved.
+   */
+  fromPing(seq, epoch, connEpoch) {
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq <= 0 || typeof epoch !== "string" || epoch === "") return false;
+    if (this.cur) {
+      if (epoch !== this.cur.epoch || seq <= this.cur.seq) return false;
+      this.cur.seq = seq;
+      return true;
+    }
+    if (epoch !== connEpoch) return false;
+    this.cur = { seq, epoch };
+    return true;
+  }
+  /** fromPoll takes the cursor of a poll answer: later in the epoch, or of another epoch. */
+  fromPoll(c) {
+    if (!c || typeof c.seq !== "number") return;
+    if (!this.cur || c.epoch !== this.cur.epoch || c.seq > this.cur.seq) {
+      this.cur = { seq: c.seq, epoch: String(c.epoch ?? "") };
+    }
+  }
+  /** query is the cursor as the poll endpoint's `cursor` parameter, `<seq>.<epoch>`; null without one. */
+  query() {
+    return this.cur ? `${this.cur.seq}.${encodeURIComponent(this.cur.epoch)}` : null;
+  }
+};
+
+// src/dedup.ts
+var Dedup = class {
+  constructor(opts = {}, now = Date.now) {
+    this.now = now;
+    this.seenAt = /* @__PURE__ */ new Map();
+    /** evicted counts IDs forgotten because of maxSize (not expiry). */
+    this.evicted = 0;
+    this.ttlMs = opts.ttlMs ?? 10 * 60 * 1e3;
+    this.maxSize = opts.maxSize ?? 1e4;
+    if (!(this.ttlMs > 0) || !(this.maxSize >= 1)) {
+      throw new RangeError(`dedup: need ttlMs > 0 and maxSize >= 1 (got ${this.ttlMs}, ${this.maxSize})`);
+    }
+  }
+  /**
+   * check records id and reports whether it was already seen (a duplicate) within the
+   * TTL. A duplicate does not refresh the ID's expiry: insertion order stays time order.
+   */
+  check(id) {
+    const t = this.now();
+    this.expire(t);
+    const at = this.seenAt.get(id);
+    if (at !== void 0) return true;
+    this.seenAt.set(id, t);
+    while (this.seenAt.size > this.maxSize) {
+      const oldest = this.seenAt.keys().next().value;
+      this.seenAt.delete(oldest);
+      this.evicted++;
+    }
+    return false;
+  }
+  /** has reports whether id is remembered (without recording it). */
+  has(id) {
+    this.expire(this.now());
+    return this.seenAt.has(id);
+  }
+  /** size is the number of IDs remembered now. */
+  get size() {
+    this.expire(this.now());
+    return this.seenAt.size;
+  }
+  clear() {
+    this.seenAt.clear();
+  }
+  expire(t) {
+    for (const [id, at] of this.seenAt) {
+      if (t - at < this.ttlMs) break;
+      this.seenAt.delete(id);
+    }
+  }
+};
+
+// src/subscriptions.ts
+var RETRY_CODES = /* @__PURE__ */ new Set(["replay_in_progress", "rate_limited"]);
+var MAX_PENDING = 64;
+var subscribeIds = 0;
+var Subscriptions = class {
+  constructor(opts, monitor, emitter, host) {
+    this.opts = opts;
+    this.monitor = monitor;
+    this.emitter = emitter;
+    this.host = host;
+    /** cursor is the resume position (advanced by every processed event). */
+    this.cursor = new CursorTracker();
+    this.handlers = /* @__PURE__ */ new Map();
     /** Replayed events have seq <= replayTo: not counted in latency. */
     this.replayTo = 0;
+    this.session = null;
+    this.dedup = new Dedup(opts.dedup, opts.now);
+  }
+  /** channels lists the channels with at least one handler, in subscription order. */
+  get channels() {
+    return [...this.handlers.keys()];
+  }
+  /** add registers handler for channel; it reports whether the channel is new. */
+  add(channel, handler) {
+    let set = this.handlers.get(channel);
+    const fresh = !set;
+    if (!set) {
+      set = /* @__PURE__ */ new Set();
+      this.handlers.set(channel, set);
+    }
+    set.add(handler);
+    return fresh;
+  }
+  /** remove drops handler; it reports whether the channel lost its last handler. */
+  remove(channel, handler) {
+    const s = this.handlers.get(channel);
+    if (!s) return false;
+    s.delete(handler);
+    if (s.size > 0) return false;
+    this.handlers.delete(channel);
+    return true;
+  }
+  // ---- the current stream connection ----
+  /** begin starts the session of a welcomed connection: nothing is subscribed on it yet. */
+  begin(welcome, welcomedAt) {
+    this.end();
+    this.session = {
+      welcome,
+      welcomedAt,
+      channels: /* @__PURE__ */ new Set(),
+      subscribed: false,
+      cursorKind: null,
+      firstChannels: [],
+      firstAnswered: false,
+      epoch: welcome.epoch ?? "",
+      pending: /* @__PURE__ */ new Map(),
+      retry: null
+    };
+  }
+  /** end forgets the connection's session (it was retired). */
+  end() {
+    if (this.session?.retry) clearTimeout(this.session.retry);
+    this.session = null;
+  }
+  /**
+   * flush makes the connection's channel set match the handlers. The first subscribe of
+   * a connection carries the cursor and every channel (protocol "Recovery").
+   */
+  flush() {
+    const conn = this.session;
+    if (!conn || !this.host.open()) return;
+    const add = this.channels.filter((c) => !conn.channels.has(c));
+    const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
+    if (drop.length > 0 && this.host.send({ type: "unsubscribe", channels: drop })) {
+      for (const c of drop) conn.channels.delete(c);
+    }
+    if (add.length === 0) return;
+    const frame = {
+      type: "subscribe",
+      id: "s" + ++subscribeIds,
+      channels: add
+    };
+    if (!conn.subscribed) {
+      const cur = this.cursor.value;
+      if (cur) {
+        frame.cursor = cur;
+        conn.cursorKind = "resume";
+      } else if (this.opts.now() - conn.welcomedAt <= this.opts.baselineWindowMs) {
+        frame.cursor = this.cursor.baseline(conn.welcome);
+        conn.cursorKind = "baseline";
+      }
+      conn.firstChannels = add;
+    }
+    if (this.host.send(frame)) {
+      conn.subscribed = true;
+      for (const c of add) conn.channels.add(c);
+      conn.pending.set(frame.id, add);
+      if (conn.pending.size > MAX_PENDING) conn.pending.delete(conn.pending.keys().next().value);
+    }
+  }
+  /**
+   * retryLater forgets channels the server refused for now (a replay in progress, rate
+   * limited) and subscribes them again after a short pause on the same connection.
+   */
+  retryLater(conn, channels) {
+    for (const c of channels) conn.channels.delete(c);
+    if (conn.retry !== null) return;
+    conn.retry = setTimeout(() => {
+      conn.retry = null;
+      if (this.session === conn) this.flush();
+    }, 250 + Math.floor(this.opts.random() * 250));
+  }
+  /** onSubscribed reads the answer to a subscribe or unsubscribe frame. */
+  onSubscribed(f) {
+    const conn = this.session;
+    if (!conn) return;
+    if (f.id) conn.pending.delete(f.id);
+    if (f.op !== "unsubscribe" && !conn.firstAnswered) {
+      conn.firstAnswered = true;
+      if (f.epoch) conn.epoch = f.epoch;
+    }
+    const later = [];
+    for (const r of f.results ?? []) {
+      if (!r.ok && r.code !== void 0 && RETRY_CODES.has(r.code)) {
+        later.push(r.channel);
+      } else if (!r.ok) {
+        conn.channels.delete(r.channel);
+        this.emitter.emit("error", {
+          kind: "channel",
+          channel: r.channel,
+          code: r.code,
+          message: r.error ?? r.code ?? "refused"
+        });
+      }
+    }
+    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
+    if (f.op !== "unsubscribe") {
+      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
+      if (ok.length > 0) this.emitter.emit("subscribed", ok);
+    }
+    if (f.recovery) {
+      const epoch = f.epoch ?? conn.welcome.epoch ?? "";
+      this.onRecovery(f.recovery, epoch, conn.welcome.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
+    }
+  }
+  /**
+   * onPing reads a server `ping`: its head {seq, epoch}, if any, becomes the cursor when the
+   * answer to this connection's first subscribe has arrived (before it, the ping may precede
+   * the events that subscribe recovers), forwards only and in the cursor's epoch
+   * (docs/protocol.md "Fresh cursors on quiet channels"). So a client on quiet channels keeps
+   * a fresh cursor while other channels move the bus past retention. Pings of older servers
+   * carry no head and change nothing.
+   */
+  onPing(f) {
+    const conn = this.session;
+    if (!conn || !conn.firstAnswered) return;
+    this.cursor.fromPing(f.seq, f.epoch, conn.epoch);
+  }
+  /** onErrorFrame reads an `error` frame; one answering a pending subscribe unsubscribes its channels. */
+  onErrorFrame(f) {
+    const conn = this.session;
+    const chans = conn && f.id ? conn.pending.get(f.id) : void 0;
+    if (conn && chans) {
+      conn.pending.delete(f.id);
+      if (RETRY_CODES.has(f.code)) return this.retryLater(conn, chans);
+      for (const c of chans) conn.channels.delete(c);
+    }
+    this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
+  }
+  /** onRecovery handles the recovery answer of a stream resume or of a poll. */
+  onRecovery(r, epoch, headSeq, channels, counted) {
+    if (r.recovered) {
+      if (counted) this.monitor.recoveries++;
+      this.replayTo = Math.max(this.replayTo, r.to ?? 0);
+      this.host.healthChanged();
+      return;
+    }
+    this.monitor.notRecovered++;
+    const reason = r.reason ?? "not_recovered";
+    const continued = this.cursor.notRecovered(r, epoch, headSeq);
+    this.emitter.emit("resync", { reason, channels: [...channels], epoch: continued });
+    this.host.healthChanged();
+  }
+  // ---- delivery ----
+  /** onEvents delivers an `events` frame of the stream, received at local time at; false if it has no events list. */
+  onEvents(f, at) {
+    if (!Array.isArray(f.events)) return false;
+    for (const ev of f.events) this.deliver(ev, at);
+    return true;
+  }
+  /**
+   * applyPoll takes a poll answer for channels: its recovery, its events, then its
+   * cursor (which may be beyond the last event).
+   */
+  applyPoll(body, channels, receivedAt) {
+    if (body.recovery) {
+      this.onRecovery(body.recovery, body.cursor?.epoch ?? this.cursor.value?.epoch ?? "", body.cursor?.seq ?? 0, channels, true);
+    }
+    const events = Array.isArray(body.events) ? body.events : [];
+    for (const ev of events) this.deliver(ev, receivedAt);
+    this.cursor.fromPoll(body.cursor);
+    return events.length;
+  }
+  /** deliver advances the cursor, drops duplicates and calls the channel's handlers. */
+  deliver(ev, receivedAt) {
+    if (!ev || typeof ev.id !== "string" || typeof ev.seq !== "number" || typeof ev.channel !== "string") {
+      this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
+      return;
+    }
+    this.cursor.observe(ev.seq, this.session ? this.session.welcome.epoch ?? "" : null);
+    if (this.dedup.check(ev.id)) {
+      this.monitor.duplicates++;
+      return;
+    }
+    this.monitor.eventsReceived++;
+    if (ev.seq > this.replayTo && typeof ev.ts === "number" && ev.ts > 0) this.monitor.latency(ev.ts, receivedAt);
+    const set = this.handlers.get(ev.channel);
+    if (!set) return;
+    for (const h of [...set]) {
+      try {
+        h(ev);
+      } catch (err) {
+        this.emitter.emit("error", { kind: "handler", channel: ev.channel, message: String(err), cause: err });
+      }
+    }
+  }
+};
+
+// src/client.ts
+var RealtimeClient = class {
+  constructor(opts = {}) {
+    this.emitter = new Emitter();
+    // Connection decisions.
+    /** The transport in use; "poll" also while a probe connects. Changed by setTransport (enterPoll re-asserts "poll"). */
+    this.mode = "stream";
     this.everWelcomed = false;
-    /** Consecutive stream attempts that never reached welcome. */
+    /** Consecutive stream attempts that never reached welcome (the breaker counts them). */
     this.failures = 0;
-    /** Timer of the next reconnect, poll or probe (one at a time). */
-    this.retryTimer = null;
-    this.probeTimer = null;
-    /**
-     * Why the client polls: the server said so (flag, transport frame: its transport:"stream"
-     * brings the client back), or the stream failed on the way (the server's "stream" does
-     * not mean this client can reach it; probes back off instead).
-     */
-    this.pollCause = "server";
-    this.probeFailures = 0;
-    this.probeDueAt = 0;
-    this.pollAbort = null;
-    /** Bumped by every teardown, so late async results (fetch, refreshToken) are dropped. */
-    this.generation = 0;
-    this.flushQueued = false;
-    this.healthTimer = null;
-    this.unsubscribeNetwork = null;
+    /** The next reconnect, or the retry of a failed token refresh. */
+    this.retry = new Timer();
+    /** The refreshToken call in flight; cancelled by teardown. */
+    this.refreshing = null;
     this.lastCloseInfo = null;
+    this.unsubscribeNetwork = null;
+    /** A subscribe flush is queued for the end of this tick. */
+    this.flushQueued = false;
+    // Health events.
+    this.healthTimer = new Timer();
     this.opts = opts;
     this.now = opts.now ?? Date.now;
     this.random = opts.random ?? Math.random;
-    this.emitter = new Emitter();
     this.backoff = new Backoff(opts.backoff, this.random);
-    this.dedup = new Dedup(opts.dedup, this.now);
     this.monitor = new HealthMonitor(this.now, opts.latencyWindow ?? 512);
     this.network = opts.network ?? browserNetwork();
     this.token = opts.token;
     this.last = this.monitor.snapshot();
+    this.machine = new StateMachine(opts.strictTransitions);
+    this.subs = new Subscriptions(
+      { now: this.now, random: this.random, dedup: opts.dedup, baselineWindowMs: opts.baselineWindowMs ?? 5e3 },
+      this.monitor,
+      this.emitter,
+      { send: (f) => this.stream.send(f), open: () => this.st === "open", healthChanged: () => this.emitHealth() }
+    );
+    this.stream = new StreamTransport(
+      {
+        WebSocket: opts.WebSocket,
+        now: this.now,
+        connectTimeoutMs: opts.connectTimeoutMs ?? 1e4,
+        pingIntervalMs: opts.pingIntervalMs ?? 15e3,
+        healthIntervalMs: opts.healthIntervalMs ?? 3e4,
+        healthFirstMs: opts.healthFirstMs ?? 3e3
+      },
+      {
+        traffic: (at) => this.monitor.lastMessageAt = at,
+        welcome: (conn, w) => this.onWelcome(conn, w),
+        frame: (conn, f) => this.onFrame(conn, f),
+        pong: (sentAt, receivedAt, serverTime) => {
+          this.monitor.pong(sentAt, receivedAt, serverTime);
+          this.emitHealth();
+        },
+        error: (err) => this.emitter.emit("error", err),
+        closed: (conn, code, reason) => this.onStreamClosed(conn, code, reason),
+        detached: () => this.subs.end(),
+        healthReport: () => this.monitor.report()
+      }
+    );
+    this.poll = new PollTransport({ fetch: opts.fetch, now: this.now, timeoutMs: opts.pollTimeoutMs ?? 65e3 });
+    this.probe = new ProbeSchedule(
+      { now: this.now, intervalMs: opts.probeIntervalMs ?? 6e4, maxMs: opts.probeMaxMs ?? 6e5 },
+      () => this.probeStream()
+    );
+  }
+  get st() {
+    return this.machine.state;
   }
   // ---- public API ----
   /** state is the current connection state. */
@@ -385,11 +1157,11 @@ var RealtimeClient = class {
   }
   /** cursor is the position the client resumes from; null before the first welcome. */
   get cursor() {
-    return this.cur ? { ...this.cur } : null;
+    return this.subs.cursor.value;
   }
   /** channels lists the channels with at least one handler. */
   get channels() {
-    return [...this.handlers.keys()];
+    return this.subs.channels;
   }
   /** closeInfo says why the client is closed; null unless state is "closed". */
   get closeInfo() {
@@ -410,32 +1182,14 @@ var RealtimeClient = class {
   on(name, fn) {
     return this.emitter.on(name, fn);
   }
-  /**
-   * subscribe calls handler for every event of channel until the returned function is
-   * called. Several handlers may share a channel; the channel is subscribed on the wire
-   * once and unsubscribed when its last handler goes.
-   */
   subscribe(channel, handler) {
     if (typeof channel !== "string" || channel.length === 0) throw new TypeError("subscribe: empty channel");
-    let set = this.handlers.get(channel);
-    const fresh = !set;
-    if (!set) {
-      set = /* @__PURE__ */ new Set();
-      this.handlers.set(channel, set);
-    }
-    set.add(handler);
-    if (fresh) this.channelsChanged();
+    if (this.subs.add(channel, handler)) this.channelsChanged();
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      const s = this.handlers.get(channel);
-      if (!s) return;
-      s.delete(handler);
-      if (s.size === 0) {
-        this.handlers.delete(channel);
-        this.channelsChanged();
-      }
+      if (this.subs.remove(channel, handler)) this.channelsChanged();
     };
   }
   /** connect starts the client (no-op unless idle or closed). */
@@ -469,33 +1223,19 @@ var RealtimeClient = class {
     this.start();
   }
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
-  setToken(token) {
-    this.token = token;
-    this.send({ type: "auth", token });
+  setToken(token2) {
+    this.token = token2;
+    this.stream.send({ type: "auth", token: token2 });
   }
-  // ---- state ----
-  setState(s) {
-    if (s === this.st) return;
-    const prev = this.st;
-    this.st = s;
+  // ---- state and health ----
+  /** setState applies ev through the transition table (state.ts), which asserts it. */
+  setState(ev) {
+    const prev = this.machine.fire(ev);
+    const s = this.machine.state;
+    if (s === prev) return;
     this.monitor.setState(s);
     this.emitter.emit("state", s, prev);
     this.emitHealth();
-  }
-  emitHealth() {
-    if (this.healthTimer !== null) {
-      clearTimeout(this.healthTimer);
-      this.healthTimer = null;
-    }
-    this.last = this.monitor.snapshot();
-    this.emitter.emit("health", this.last);
-  }
-  healthChanged() {
-    if (this.healthTimer !== null) return;
-    this.healthTimer = setTimeout(() => {
-      this.healthTimer = null;
-      this.emitHealth();
-    }, this.opts.healthEmitMs ?? 1e3);
   }
   setTransport(t, reason) {
     if (t === this.mode) return;
@@ -504,6 +1244,18 @@ var RealtimeClient = class {
     this.emitter.emit("transport", t, reason);
     this.emitHealth();
   }
+  /** emitHealth emits a fresh snapshot now (and drops a throttled one). */
+  emitHealth() {
+    this.healthTimer.clear();
+    this.last = this.monitor.snapshot();
+    this.emitter.emit("health", this.last);
+  }
+  /** healthChanged emits a snapshot within healthEmitMs (event traffic). */
+  healthChanged() {
+    if (this.healthTimer.armed) return;
+    this.healthTimer.set(this.opts.healthEmitMs ?? 1e3, () => this.emitHealth());
+  }
+  // ---- lifecycle ----
   /** start opens the transport of the current mode, or waits for the network. */
   start() {
     if (!this.network.online()) {
@@ -515,39 +1267,24 @@ var RealtimeClient = class {
   }
   /** teardown stops every timer and transport of the current attempt; state is the caller's. */
   teardown(reason) {
-    this.generation++;
-    this.clearRetry();
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
-    }
-    if (this.conn) this.retire(this.conn, CloseCode.Normal, reason);
+    this.cancelRefresh();
+    this.retry.clear();
+    this.probe.clear();
+    this.poll.stop();
+    this.stream.retireCurrent(CloseCode.Normal, reason);
   }
   finish(info) {
     this.teardown(info.reason || "closed");
     this.unsubscribeNetwork?.();
     this.unsubscribeNetwork = null;
     this.lastCloseInfo = info;
-    this.setState("closed");
+    this.setState("stop");
     this.emitter.emit("closed", info);
   }
-  clearRetry() {
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-  }
   scheduleReconnect(delayMs) {
-    this.clearRetry();
-    this.setState("reconnecting");
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.start();
-    }, Math.max(0, delayMs));
+    this.retry.clear();
+    this.setState("retry");
+    this.retry.set(delayMs, () => this.start());
   }
   /** retryAfterDelay is the hint plus up to the hint again of jitter, within the backoff cap. */
   retryAfterDelay(hintMs) {
@@ -565,81 +1302,93 @@ var RealtimeClient = class {
     this.failures = 0;
     this.start();
   }
-  // ---- stream ----
-  streamUrl() {
-    const base = this.opts.url ?? defaultStreamUrl();
-    if (!this.token) return base;
-    return base + (base.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
+  /**
+   * refreshThen asks refreshToken for a new token in state reconnecting, then calls next;
+   * a failing refresh is retried with backoff. Without refreshToken the close is final.
+   */
+  refreshThen(next, close) {
+    const refresh = this.opts.refreshToken;
+    if (!refresh) {
+      this.emitter.emit("error", { kind: "token", message: "token expired and no refreshToken option" });
+      this.finish({ code: close.code, reason: close.reason, byApp: false });
+      return;
+    }
+    this.setState("retry");
+    const op = { cancelled: false };
+    this.refreshing = op;
+    const current = () => !op.cancelled && this.st === "reconnecting";
+    Promise.resolve().then(refresh).then(
+      (tok) => {
+        if (!current()) return;
+        this.refreshing = null;
+        this.token = tok;
+        next();
+      },
+      (err) => {
+        if (!current()) return;
+        this.refreshing = null;
+        this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
+        this.retry.set(this.backoff.next(), () => this.refreshThen(next, close));
+      }
+    );
   }
+  cancelRefresh() {
+    if (this.refreshing) this.refreshing.cancelled = true;
+    this.refreshing = null;
+  }
+  // ---- stream ----
   openSocket(probing) {
-    const Ctor = this.opts.WebSocket ?? globalThis.WebSocket;
-    if (!Ctor) throw new Error("RealtimeClient: no WebSocket implementation (pass options.WebSocket)");
-    this.clearRetry();
-    let ws;
+    this.retry.clear();
     try {
-      ws = new Ctor(this.streamUrl());
+      this.stream.open(() => streamUrl(this.opts.url, this.token), probing);
     } catch (err) {
-      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err)}`, cause: err });
+      if (!(err instanceof StreamOpenError)) throw err;
+      this.emitter.emit("error", { kind: "protocol", message: `cannot open ${this.opts.url}: ${String(err.cause)}`, cause: err.cause });
       this.finish({ code: CloseCode.BadRequest, reason: "bad url", byApp: false });
       return;
     }
-    const conn = {
-      ws,
-      welcome: null,
-      welcomedAt: 0,
-      openedAt: this.now(),
-      channels: /* @__PURE__ */ new Set(),
-      subscribed: false,
-      cursorKind: null,
-      firstChannels: [],
-      timers: [],
-      pending: /* @__PURE__ */ new Map(),
-      retryQueued: false,
-      deadTimer: null,
-      probing
-    };
-    this.conn = conn;
-    ws.onmessage = (ev) => this.onMessage(conn, ev.data);
-    ws.onclose = (ev) => this.onClose(conn, ev.code, ev.reason);
-    ws.onerror = () => {
-    };
-    conn.timers.push(
-      setTimeout(() => {
-        if (this.conn === conn && !conn.welcome) this.lost(conn, CloseCode.Reconnect, "connect timeout");
-      }, this.opts.connectTimeoutMs ?? 1e4)
-    );
-    if (!probing) this.setState("connecting");
+    if (!probing) this.setState("connect");
   }
-  /** retire detaches conn's handlers and closes it; its close event is then ignored. */
-  retire(conn, code, reason) {
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = null;
-    conn.ws.onmessage = null;
-    conn.ws.onclose = null;
-    conn.ws.onopen = null;
-    conn.ws.onerror = null;
-    if (conn.ws.readyState < 2) {
-      const c = code === 1e3 || code >= 3e3 && code <= 4999 ? code : 1e3;
-      try {
-        conn.ws.close(c, reason.slice(0, 60));
-      } catch {
-      }
+  onWelcome(conn, w) {
+    this.subs.begin(w, conn.welcomedAt);
+    this.failures = 0;
+    if (this.everWelcomed) this.monitor.reconnects++;
+    this.everWelcomed = true;
+    this.monitor.session = w.session ?? null;
+    this.monitor.instance = w.instance ?? null;
+    this.probe.clear();
+    this.poll.stop();
+    this.probe.welcomed();
+    this.setTransport("stream", "stream welcomed");
+    this.setState("welcome");
+    this.emitter.emit("welcome", w);
+    this.subs.flush();
+  }
+  onFrame(conn, frame) {
+    switch (frame.type) {
+      case "subscribed":
+        return this.subs.onSubscribed(frame);
+      case "events":
+        if (this.subs.onEvents(frame, this.now())) this.healthChanged();
+        return;
+      case "transport":
+        return this.onTransport(conn, frame);
+      case "error":
+        return this.subs.onErrorFrame(frame);
+      case "ping":
+        return this.subs.onPing(frame);
+      // answered by the transport; its head may move the cursor
+      default:
+        return;
     }
-    if (this.conn === conn) this.conn = null;
   }
-  /** lost ends conn locally (dead or stuck connection) and handles it like a close. */
-  lost(conn, code, reason) {
-    this.retire(conn, 4e3, reason);
-    this.handleClose(conn, code, reason);
+  onTransport(conn, f) {
+    if (f.transport !== "poll") return;
+    this.stream.retire(conn, CloseCode.Normal, "switching to long-poll");
+    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probe.intervalMs, f.reason ?? "server asked");
   }
-  onClose(conn, code, reason) {
-    if (this.conn !== conn) return;
-    this.retire(conn, code, reason);
-    this.handleClose(conn, code, reason);
-  }
-  handleClose(conn, code, reason) {
+  /** onStreamClosed decides what the end of a stream connection (or probe) leads to. */
+  onStreamClosed(conn, code, reason) {
     if (this.st === "closed") return;
     const action = actionFor(code);
     const hint = retryHint(reason);
@@ -651,20 +1400,16 @@ var RealtimeClient = class {
     if (conn.probing) {
       if (action === "stop") return this.finish({ code, reason, byApp: false });
       if (action === "use-poll") {
-        this.pollCause = "server";
-        this.enterPoll(hint > 0 ? hint : this.probeInterval(), "probe refused");
-        return;
+        this.probe.refused();
+        return this.enterPoll(hint > 0 ? hint : this.probe.intervalMs);
       }
-      this.pollCause = "failure";
-      this.probeFailures++;
-      this.enterPoll(this.failedProbeDelay(), "probe failed");
-      return;
+      return this.enterPoll(this.probe.failed());
     }
     switch (action) {
       case "stop":
         return this.finish({ code, reason, byApp: false });
       case "use-poll":
-        return this.switchToPoll(hint > 0 ? hint : this.probeInterval(), `close ${code}`);
+        return this.switchToPoll(hint > 0 ? hint : this.probe.intervalMs, `close ${code}`);
       case "refresh-token":
         return this.refreshThen(() => this.start(), { code, reason });
       case "retry-after":
@@ -672,139 +1417,15 @@ var RealtimeClient = class {
       case "backoff": {
         const threshold = this.opts.breakerThreshold ?? 5;
         if (threshold > 0 && this.failures >= threshold) {
-          return this.switchToPoll(this.probeInterval(), `${this.failures} failed stream attempts`, "failure");
+          return this.switchToPoll(this.probe.intervalMs, `${this.failures} failed stream attempts`, "failure");
         }
         return this.scheduleReconnect(this.backoff.next());
       }
     }
   }
-  refreshThen(next, close) {
-    const refresh = this.opts.refreshToken;
-    if (!refresh) {
-      this.emitter.emit("error", { kind: "token", message: "token expired and no refreshToken option" });
-      this.finish({ code: close.code, reason: close.reason, byApp: false });
-      return;
-    }
-    this.setState("reconnecting");
-    const gen = this.generation;
-    Promise.resolve().then(refresh).then(
-      (tok) => {
-        if (gen !== this.generation || this.st !== "reconnecting") return;
-        this.token = tok;
-        next();
-      },
-      (err) => {
-        if (gen !== this.generation || this.st !== "reconnecting") return;
-        this.emitter.emit("error", { kind: "token", message: `refreshToken failed: ${String(err)}`, cause: err });
-        this.retryTimer = setTimeout(() => {
-          this.retryTimer = null;
-          this.refreshThen(next, close);
-        }, this.backoff.next());
-      }
-    );
-  }
-  send(frame) {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || conn.ws.readyState !== OPEN) return false;
-    try {
-      conn.ws.send(JSON.stringify(frame));
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  onMessage(conn, data) {
-    if (this.conn !== conn) return;
-    this.monitor.lastMessageAt = this.now();
-    this.armDeadTimer(conn);
-    let frame;
-    try {
-      frame = JSON.parse(typeof data === "string" ? data : String(data));
-    } catch {
-      this.emitter.emit("error", { kind: "protocol", message: "frame is not JSON" });
-      return;
-    }
-    if (!frame || typeof frame !== "object") return;
-    if (!conn.welcome && frame.type !== "welcome") {
-      this.emitter.emit("error", { kind: "protocol", message: `frame ${frame.type} before welcome` });
-      return;
-    }
-    switch (frame.type) {
-      case "welcome":
-        return this.onWelcome(conn, frame);
-      case "subscribed":
-        return this.onSubscribed(conn, frame);
-      case "events":
-        return this.onEvents(frame);
-      case "ping":
-        this.send({ type: "pong", ts: frame.ts });
-        return;
-      case "pong":
-        if (typeof frame.ts === "number") {
-          this.monitor.pong(frame.ts, this.now(), frame.serverTime);
-          this.emitHealth();
-        }
-        return;
-      case "transport":
-        return this.onTransport(conn, frame);
-      case "error":
-        return this.onErrorFrame(conn, frame);
-      default:
-        return;
-    }
-  }
-  armDeadTimer(conn) {
-    const hb = conn.welcome?.heartbeatMs ?? 0;
-    if (hb <= 0) return;
-    if (conn.deadTimer !== null) clearTimeout(conn.deadTimer);
-    conn.deadTimer = setTimeout(() => {
-      if (this.conn === conn) this.lost(conn, CloseCode.Heartbeat, "no frame for two heartbeat intervals");
-    }, 2 * hb);
-  }
-  onWelcome(conn, w) {
-    if (conn.welcome) return;
-    conn.welcome = w;
-    conn.welcomedAt = this.now();
-    for (const t of conn.timers) clearTimeout(t);
-    conn.timers = [];
-    this.armDeadTimer(conn);
-    this.failures = 0;
-    if (this.everWelcomed) this.monitor.reconnects++;
-    this.everWelcomed = true;
-    this.monitor.session = w.session ?? null;
-    this.monitor.instance = w.instance ?? null;
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
-    if (this.pollAbort) {
-      this.pollAbort.abort();
-      this.pollAbort = null;
-    }
-    conn.probing = false;
-    this.pollCause = "server";
-    this.probeFailures = 0;
-    this.setTransport("stream", "stream welcomed");
-    this.setState("open");
-    this.emitter.emit("welcome", w);
-    this.flushSubscriptions();
-    this.ping();
-    const pingEvery = this.opts.pingIntervalMs ?? 15e3;
-    if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
-    const healthEvery = this.opts.healthIntervalMs ?? 3e4;
-    if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.monitor.report() }), healthEvery));
-    }
-  }
-  ping() {
-    this.send({ type: "ping", ts: this.now() });
-  }
   channelsChanged() {
     if (this.mode === "poll" && this.st === "polling") {
-      this.generation++;
-      this.pollAbort?.abort();
-      this.pollAbort = null;
-      this.clearRetry();
+      this.poll.stop();
       this.pollOnce();
       return;
     }
@@ -812,259 +1433,70 @@ var RealtimeClient = class {
     this.flushQueued = true;
     queueMicrotask(() => {
       this.flushQueued = false;
-      this.flushSubscriptions();
+      this.subs.flush();
     });
   }
-  /**
-   * flushSubscriptions makes the connection's channel set match the handlers. The first
-   * subscribe of a connection carries the cursor and every channel (protocol "Recovery").
-   */
-  flushSubscriptions() {
-    const conn = this.conn;
-    if (!conn || !conn.welcome || this.st !== "open") return;
-    const want = this.channels;
-    const add = want.filter((c) => !conn.channels.has(c));
-    const drop = [...conn.channels].filter((c) => !this.handlers.has(c));
-    if (drop.length > 0 && this.send({ type: "unsubscribe", channels: drop })) {
-      for (const c of drop) conn.channels.delete(c);
-    }
-    if (add.length === 0) return;
-    const frame = {
-      type: "subscribe",
-      id: "s" + ++subscribeIds,
-      channels: add
-    };
-    if (!conn.subscribed) {
-      const w = conn.welcome;
-      if (this.cur) {
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "resume";
-      } else if (this.now() - conn.welcomedAt <= (this.opts.baselineWindowMs ?? 5e3)) {
-        this.cur = { seq: w.seq ?? 0, epoch: w.epoch ?? "" };
-        frame.cursor = { ...this.cur };
-        conn.cursorKind = "baseline";
-      }
-      conn.firstChannels = add;
-    }
-    if (this.send(frame)) {
-      conn.subscribed = true;
-      for (const c of add) conn.channels.add(c);
-      conn.pending.set(frame.id, add);
-      if (conn.pending.size > 64) conn.pending.delete(conn.pending.keys().next().value);
-    }
-  }
-  /**
-   * retryLater forgets channels the server refused for now (a replay in progress, rate
-   * limited) and subscribes them again after a short pause on the same connection.
-   */
-  retryLater(conn, channels) {
-    for (const c of channels) conn.channels.delete(c);
-    if (conn.retryQueued) return;
-    conn.retryQueued = true;
-    const t = setTimeout(() => {
-      conn.timers = conn.timers.filter((x) => x !== t);
-      conn.retryQueued = false;
-      if (this.conn === conn) this.flushSubscriptions();
-    }, 250 + Math.floor(this.random() * 250));
-    conn.timers.push(t);
-  }
-  onSubscribed(conn, f) {
-    if (f.id) conn.pending.delete(f.id);
-    const later = [];
-    for (const r of f.results ?? []) {
-      if (!r.ok && (r.code === "replay_in_progress" || r.code === "rate_limited")) {
-        later.push(r.channel);
-      } else if (!r.ok) {
-        conn.channels.delete(r.channel);
-        this.emitter.emit("error", {
-          kind: "channel",
-          channel: r.channel,
-          code: r.code,
-          message: r.error ?? r.code ?? "refused"
-        });
-      }
-    }
-    if (later.length > 0 && f.op !== "unsubscribe") this.retryLater(conn, later);
-    if (f.op !== "unsubscribe") {
-      const ok = (f.results ?? []).filter((r) => r.ok).map((r) => r.channel);
-      if (ok.length > 0) this.emitter.emit("subscribed", ok);
-    }
-    if (f.recovery) this.onRecovery(f.recovery, f.epoch ?? conn.welcome?.epoch ?? "", conn.welcome?.seq ?? 0, conn.firstChannels, conn.cursorKind === "resume");
-  }
-  /** onRecovery handles the recovery answer of a stream resume or of a poll. */
-  onRecovery(r, epoch, headSeq, channels, counted) {
-    if (r.recovered) {
-      if (counted) this.monitor.recoveries++;
-      this.replayTo = Math.max(this.replayTo, r.to ?? 0);
-      this.emitHealth();
-      return;
-    }
-    this.monitor.notRecovered++;
-    const reason = r.reason ?? "not_recovered";
-    const old = this.cur;
-    const reset = !old || reason === "epoch_mismatch" || reason === "cursor_ahead" || epoch !== "" && old.epoch !== epoch;
-    this.cur = { seq: reset ? headSeq : Math.max(old.seq, headSeq), epoch: epoch || old?.epoch || "" };
-    this.emitter.emit("resync", { reason, channels: [...channels], epoch: this.cur.epoch });
-    this.emitHealth();
-  }
-  onEvents(f) {
-    if (!Array.isArray(f.events)) return;
-    const at = this.now();
-    for (const ev of f.events) this.deliver(ev, at);
-    this.healthChanged();
-  }
-  /** deliver advances the cursor, drops duplicates and calls the channel's handlers. */
-  deliver(ev, receivedAt) {
-    if (!ev || typeof ev.id !== "string" || typeof ev.seq !== "number" || typeof ev.channel !== "string") {
-      this.emitter.emit("error", { kind: "protocol", message: "malformed event" });
-      return;
-    }
-    if (this.cur) {
-      if (ev.seq > this.cur.seq) this.cur.seq = ev.seq;
-    } else if (this.conn?.welcome) {
-      this.cur = { seq: ev.seq, epoch: this.conn.welcome.epoch ?? "" };
-    }
-    if (this.dedup.check(ev.id)) {
-      this.monitor.duplicates++;
-      return;
-    }
-    this.monitor.eventsReceived++;
-    if (ev.seq > this.replayTo && typeof ev.ts === "number" && ev.ts > 0) this.monitor.latency(ev.ts, receivedAt);
-    const set = this.handlers.get(ev.channel);
-    if (!set) return;
-    for (const h of [...set]) {
-      try {
-        h(ev);
-      } catch (err) {
-        this.emitter.emit("error", { kind: "handler", channel: ev.channel, message: String(err), cause: err });
-      }
-    }
-  }
-  onTransport(conn, f) {
-    if (f.transport !== "poll") return;
-    this.retire(conn, CloseCode.Normal, "switching to long-poll");
-    this.switchToPoll(f.retryMs && f.retryMs > 0 ? f.retryMs : this.probeInterval(), f.reason ?? "server asked");
-  }
-  onErrorFrame(conn, f) {
-    const chans = f.id ? conn.pending.get(f.id) : void 0;
-    if (chans) {
-      conn.pending.delete(f.id);
-      if (f.code === "replay_in_progress" || f.code === "rate_limited") return this.retryLater(conn, chans);
-      for (const c of chans) conn.channels.delete(c);
-    }
-    this.emitter.emit("error", { kind: "frame", code: f.code, message: f.message ?? f.code });
-  }
   // ---- long-polling ----
-  probeInterval() {
-    return this.opts.probeIntervalMs ?? 6e4;
-  }
-  pollUrlBase() {
-    if (this.opts.pollUrl) return this.opts.pollUrl;
-    const u = this.opts.url ?? defaultStreamUrl();
-    return u.replace(/^ws(s?):/, "http$1:").replace(/\/stream(\?|$)/, "/poll$1");
-  }
-  /** failedProbeDelay is the wait before the next probe after probeFailures failed ones. */
-  failedProbeDelay() {
-    const max = this.opts.probeMaxMs ?? 6e5;
-    return Math.min(max, this.probeInterval() * 2 ** Math.min(this.probeFailures, 20));
-  }
   /** switchToPoll moves to long-polling and probes the stream after probeAfterMs. */
   switchToPoll(probeAfterMs, reason, cause = "server") {
-    this.pollCause = cause;
-    if (cause === "server") this.probeFailures = 0;
+    this.probe.begin(cause);
     this.failures = 0;
     this.setTransport("poll", reason);
-    this.enterPoll(probeAfterMs, reason);
+    this.enterPoll(probeAfterMs);
   }
-  enterPoll(probeAfterMs, _reason) {
+  enterPoll(probeAfterMs) {
     this.mode = "poll";
-    this.scheduleProbe(probeAfterMs);
+    this.probe.schedule(probeAfterMs);
     this.startPolling();
-  }
-  /**
-   * scheduleProbe arranges a stream probe in ms. With earliestOnly, an already scheduled
-   * earlier probe is kept: a hint repeated in every poll answer cannot postpone it forever.
-   */
-  scheduleProbe(ms2, earliestOnly = false) {
-    const due = this.now() + Math.max(0, ms2);
-    if (this.probeTimer !== null) {
-      if (earliestOnly && this.probeDueAt <= due) return;
-      clearTimeout(this.probeTimer);
-    }
-    this.probeDueAt = due;
-    this.probeTimer = setTimeout(() => {
-      this.probeTimer = null;
-      this.probeStream();
-    }, Math.max(0, ms2));
-  }
-  /** probeStream tries the stream while polling; on welcome the client moves back. */
-  probeStream() {
-    if (this.st === "closed" || this.st === "offline" || this.st === "idle") return;
-    if (this.conn) return;
-    this.generation++;
-    this.pollAbort?.abort();
-    this.pollAbort = null;
-    this.clearRetry();
-    this.openSocket(true);
   }
   startPolling() {
     if (!this.network.online()) {
       this.setState("offline");
       return;
     }
-    if (this.probeTimer === null) this.scheduleProbe(this.probeInterval());
-    this.setState("polling");
+    if (!this.probe.armed) this.probe.schedule(this.probe.intervalMs);
+    this.setState("poll");
     this.pollOnce();
+  }
+  /**
+   * probeStream tries the stream while polling; on welcome the client moves back. A probe
+   * due in another state is dropped: after a token refresh (reconnecting), startPolling
+   * schedules the next one.
+   */
+  probeStream() {
+    if (this.st !== "polling") return;
+    if (this.stream.current) return;
+    this.poll.stop();
+    this.openSocket(true);
   }
   pollOnce() {
     const channels = this.channels;
     if (channels.length === 0) return;
-    const f = this.opts.fetch ?? globalThis.fetch;
-    if (!f) {
+    if (!this.poll.available) {
       this.emitter.emit("error", { kind: "poll", message: "no fetch implementation; going back to the stream" });
       this.backToStream();
       return;
     }
-    const params2 = [`channels=${channels.map(encodeURIComponent).join(",")}`];
-    if (this.cur) params2.push(`cursor=${this.cur.seq}.${encodeURIComponent(this.cur.epoch)}`);
-    if (this.token) params2.push(`token=${encodeURIComponent(this.token)}`);
-    const base = this.pollUrlBase();
-    const url = base + (base.includes("?") ? "&" : "?") + params2.join("&");
-    const ctl = new AbortController();
-    this.pollAbort = ctl;
-    const gen = ++this.generation;
-    const started = this.now();
-    const timeout = setTimeout(() => ctl.abort(), this.opts.pollTimeoutMs ?? 65e3);
-    const current = () => gen === this.generation && this.st === "polling";
-    Promise.resolve().then(() => f(url, { signal: ctl.signal, credentials: "same-origin", headers: { Accept: "application/json" } })).then(async (res) => {
-      if (!current()) return;
-      if (!res.ok) {
-        let body2 = null;
-        try {
-          body2 = await res.json();
-        } catch {
-        }
-        if (!current()) return;
-        return this.pollFailed(res.status, retryAfterMs(res, body2));
-      }
-      const body = await res.json();
-      if (!current()) return;
-      this.onPoll(body, channels, started);
-    }).catch((err) => {
-      if (!current()) return;
-      this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(err)}`, cause: err });
-      this.schedulePoll(this.backoff.next());
-    }).finally(() => {
-      clearTimeout(timeout);
-      if (this.pollAbort === ctl) this.pollAbort = null;
+    const query = { url: pollBaseUrl(this.opts.url, this.opts.pollUrl), channels, cursor: this.subs.cursor.query(), token: this.token };
+    this.poll.request(query, (r) => {
+      if (this.st === "polling") this.onPollResult(r);
     });
   }
   schedulePoll(delayMs) {
-    this.clearRetry();
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
+    this.poll.after(delayMs, () => {
       if (this.st === "polling") this.pollOnce();
-    }, Math.max(0, delayMs));
+    });
+  }
+  onPollResult(r) {
+    switch (r.kind) {
+      case "answer":
+        return this.onPoll(r.body, r.channels, r.started);
+      case "refused":
+        return this.pollFailed(r.status, r.hintMs);
+      case "failed":
+        this.emitter.emit("error", { kind: "poll", message: `poll failed: ${String(r.error)}`, cause: r.error });
+        return this.schedulePoll(this.backoff.next());
+    }
   }
   pollFailed(status, hintMs) {
     const action = httpAction(status);
@@ -1084,10 +1516,9 @@ var RealtimeClient = class {
   }
   /** backToStream leaves polling (endpoint missing, or server says streaming is allowed). */
   backToStream() {
-    if (this.probeTimer !== null) {
-      clearTimeout(this.probeTimer);
-      this.probeTimer = null;
-    }
+    this.probe.clear();
+    this.poll.stop();
+    this.stream.retireCurrent(CloseCode.Normal, "back to the stream");
     this.setTransport("stream", "poll unavailable");
     this.scheduleReconnect(this.backoff.next());
   }
@@ -1095,36 +1526,40 @@ var RealtimeClient = class {
     this.backoff.reset();
     const receivedAt = this.now();
     this.monitor.lastMessageAt = receivedAt;
-    if (body.recovery) {
-      this.onRecovery(body.recovery, body.cursor?.epoch ?? this.cur?.epoch ?? "", body.cursor?.seq ?? 0, channels, true);
-    }
-    const events = Array.isArray(body.events) ? body.events : [];
-    for (const ev of events) this.deliver(ev, receivedAt);
-    if (body.cursor && typeof body.cursor.seq === "number") {
-      if (!this.cur || body.cursor.epoch !== this.cur.epoch || body.cursor.seq > this.cur.seq) {
-        this.cur = { seq: body.cursor.seq, epoch: String(body.cursor.epoch ?? "") };
-      }
-    }
+    const count = this.subs.applyPoll(body, channels, receivedAt);
     this.healthChanged();
-    if (body.transport === "stream" && this.pollCause === "server") {
+    if (body.transport === "stream" && this.probe.followsServer) {
       this.probeStream();
       return;
     }
-    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.pollCause === "server") this.scheduleProbe(body.retryMs, true);
+    if (typeof body.retryMs === "number" && body.retryMs > 0 && this.probe.followsServer) this.probe.schedule(body.retryMs, true);
     const quick = receivedAt - started < 1e3;
-    this.schedulePoll(events.length === 0 && quick ? this.opts.pollIdleDelayMs ?? 1e3 : 0);
+    this.schedulePoll(count === 0 && quick ? this.opts.pollIdleDelayMs ?? 1e3 : 0);
   }
 };
-function retryAfterMs(res, body) {
-  if (body && typeof body.retryMs === "number" && body.retryMs > 0) return body.retryMs;
-  const h = res.headers?.get?.("Retry-After");
-  if (h && /^\d+$/.test(h.trim())) return Number(h.trim()) * 1e3;
-  return 0;
+
+// src/typed.ts
+var PARAM = /^[A-Za-z0-9_@=-]+$/;
+var PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+var MAX_CHANNEL_LENGTH = 128;
+function typedChannel(pattern, values) {
+  let i = 0;
+  const name = pattern.replace(PLACEHOLDER, (_m, param) => {
+    if (i >= values.length) throw new TypeError(`${pattern}: no value for {${param}}`);
+    const v = values[i++];
+    if (typeof v !== "string" || !PARAM.test(v)) {
+      throw new TypeError(`${pattern}: {${param}} = ${JSON.stringify(v)}: want 1 or more of A-Z a-z 0-9 _ - @ =`);
+    }
+    return v;
+  });
+  if (i !== values.length) throw new TypeError(`${pattern}: ${values.length} values for ${i} parameters`);
+  if (name.length > MAX_CHANNEL_LENGTH) throw new TypeError(`${pattern}: channel name over ${MAX_CHANNEL_LENGTH} bytes`);
+  return name;
 }
-function defaultStreamUrl() {
-  const loc = globalThis.location;
-  if (!loc || !loc.host) throw new Error("RealtimeClient: options.url is required outside a page");
-  return `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/v2/realtime/stream`;
+
+// demo/channels.gen.ts
+function notes(room2) {
+  return typedChannel("public.notes.{room}", [room2]);
 }
 
 // demo/demo.ts
@@ -1140,8 +1575,10 @@ var $ = (id) => {
   if (!el) throw new Error(`demo: missing [data-testid=${id}]`);
   return el;
 };
+var token = params.get("token") || void 0;
 var client = new RealtimeClient({
   url: params.get("url") ?? void 0,
+  token,
   backoff: { baseMs: num("baseMs") ?? 1e3, capMs: num("capMs") ?? 3e5 },
   pingIntervalMs: num("ping") ?? 5e3,
   healthIntervalMs: num("health") ?? 3e4,
@@ -1158,7 +1595,7 @@ function log(text) {
   list.prepend(li);
   while (list.childElementCount > maxLog) list.lastElementChild.remove();
 }
-function onEvent(ev) {
+function onEvent(ev, text) {
   eventCount++;
   const li = document.createElement("li");
   li.dataset.testid = "event";
@@ -1169,12 +1606,13 @@ function onEvent(ev) {
     ["seq", String(ev.seq)],
     ["ch", ev.channel],
     ["id", ev.id],
-    ["data", (ev.type ? ev.type + " " : "") + (ev.data === void 0 ? "" : JSON.stringify(ev.data))]
+    ["data", text ?? (ev.type ? ev.type + " " : "") + (ev.data === void 0 ? "" : JSON.stringify(ev.data))]
   ];
-  for (const [cls, text] of cells) {
+  for (const [cls, text2] of cells) {
     const span = document.createElement("span");
     span.className = cls;
-    span.textContent = text;
+    span.textContent = text2;
+    if (cls === "ch" || cls === "id") span.title = text2;
     li.append(span);
   }
   const list = $("events");
@@ -1213,7 +1651,12 @@ function unsubscribe(ch) {
   renderChannels();
   log(`unsubscribe ${ch}`);
 }
-var ms = (v) => v === null ? "-" : `${v.toFixed(1)} ms`;
+var ms = (v) => {
+  if (v === null) return "-";
+  const a = Math.abs(v);
+  if (a >= 1e3) return `${(v / 1e3).toFixed(2)} s`;
+  return a >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`;
+};
 function renderHealth(h) {
   const state = $("state");
   state.textContent = h.state;
@@ -1253,7 +1696,23 @@ client.on("resync", (r) => {
   log(`resync ${r.reason} on ${r.channels.join(",")}: reload state from its source`);
 });
 client.on("error", (e) => log(`error ${e.kind}${e.code ? " " + e.code : ""}${e.channel ? " " + e.channel : ""}: ${e.message}`));
-client.on("closed", (i) => log(`closed ${i.code} ${i.reason}`));
+client.on("closed", (i) => {
+  log(`closed ${i.code} ${i.reason}`);
+  if (i.code === 4401 || i.code === 4403 || i.code >= 4200 && i.code < 4300) {
+    $("token-status").textContent = token ? `The server refused this token (${i.code} ${i.reason}): paste another one.` : `This server wants a token (${i.code} ${i.reason}): paste one above or open the page with ?token=.`;
+  }
+});
+$("token-status").textContent = token ? "Connecting with the token from the address (?token=)." : $("token-status").textContent;
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const next = new URLSearchParams(location.search);
+  const value = $("token-input").value.trim();
+  if (value) next.set("token", value);
+  else next.delete("token");
+  const chans = [...unsubscribers.keys()].join(",");
+  if (chans) next.set("channels", chans);
+  location.search = next.toString();
+});
 $("subscribe-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const input = $("channel-input");
@@ -1293,5 +1752,8 @@ $("publish-form").addEventListener("submit", async (e) => {
   }
 });
 for (const ch of (params.get("channels") ?? "public.demo").split(",")) subscribe(ch);
+var room = params.get("room") ?? "lobby";
+client.subscribe(notes(room), (ev) => onEvent(ev, `${ev.data.author}: ${ev.data.text}`));
+log(`subscribe ${notes(room)} (typed: Note)`);
 renderHealth(client.health());
 client.connect();

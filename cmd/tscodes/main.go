@@ -1,0 +1,196 @@
+// Command tscodes writes the TypeScript client's close-code table,
+// client/src/codes.gen.ts, from the Go one: the CloseCode constants of
+// realtime/protocol/close.go (names, values and line comments, read with go/parser) and
+// the action of every close code, computed by calling protocol.ActionFor. The output is
+// committed; go test ./cmd/tscodes and `npm run check:generated` fail when it is stale.
+//
+//	go generate ./cmd/tscodes
+package main
+
+//go:generate go run . -src ../../realtime/protocol/close.go -o ../../client/src/codes.gen.ts
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"log"
+	"os"
+	"strconv"
+	"strings"
+
+	"encore.app/realtime/protocol"
+)
+
+// Code is one CloseCode constant of close.go.
+type Code struct {
+	GoName  string // CloseSlow
+	TSName  string // Slow
+	Value   int
+	Comment string // the constant's line comment, without "//"
+}
+
+// Range is a run of consecutive close codes with the same action.
+type Range struct {
+	First, Last int
+	Action      string
+}
+
+// tsNames keeps the TypeScript names the hand-written mirror published before the
+// generator existed (they are public API of @encore-realtime/client). Every other
+// constant is named after its Go name without the "Close" prefix.
+var tsNames = map[string]string{
+	"CloseTokenExpire": "TokenExpired",
+	"CloseUnauthorize": "Unauthorized",
+}
+
+// maxCode is the largest close code on the wire (a WebSocket close status is 16 bits).
+const maxCode = 65535
+
+func main() {
+	src := flag.String("src", "realtime/protocol/close.go", "the Go file with the CloseCode constants")
+	out := flag.String("o", "client/src/codes.gen.ts", "the TypeScript file to write")
+	flag.Parse()
+	goSrc, err := os.ReadFile(*src)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ts, err := Generate(goSrc)
+	if err != nil {
+		log.Fatalf("tscodes: %s: %v", *src, err)
+	}
+	if old, err := os.ReadFile(*out); err == nil && bytes.Equal(old, ts) {
+		return
+	}
+	if err := os.WriteFile(*out, ts, 0o644); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Generate returns the TypeScript module for the close.go source goSrc.
+func Generate(goSrc []byte) ([]byte, error) {
+	codes, err := ParseCodes(goSrc)
+	if err != nil {
+		return nil, err
+	}
+	def := protocol.ActionFor(-1) // the default branch: codes no range or case names
+	return Render(codes, ActionRanges(def), def.String()), nil
+}
+
+// ParseCodes returns the CloseCode constants of a Go source file, in source order.
+func ParseCodes(goSrc []byte) ([]Code, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), "close.go", goSrc, parser.ParseComments)
+	if err != nil {
+		return nil, err
+	}
+	var codes []Code
+	seen := map[string]bool{}
+	for _, d := range f.Decls {
+		gd, ok := d.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, s := range gd.Specs {
+			vs := s.(*ast.ValueSpec)
+			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "CloseCode" {
+				continue
+			}
+			if len(vs.Names) != 1 || len(vs.Values) != 1 {
+				return nil, fmt.Errorf("%s: want one name and one value per CloseCode constant", vs.Names[0].Name)
+			}
+			name := vs.Names[0].Name
+			lit, ok := vs.Values[0].(*ast.BasicLit)
+			if !ok || lit.Kind != token.INT {
+				return nil, fmt.Errorf("%s: value is not an integer literal", name)
+			}
+			v, err := strconv.Atoi(lit.Value)
+			if err != nil || v < 0 || v > maxCode {
+				return nil, fmt.Errorf("%s: value %s is not a close code", name, lit.Value)
+			}
+			ts, ok := tsNames[name]
+			if !ok {
+				ts, ok = strings.CutPrefix(name, "Close")
+				if !ok || ts == "" {
+					return nil, fmt.Errorf("%s: CloseCode constants are named Close<Name>", name)
+				}
+			}
+			if seen[ts] {
+				return nil, fmt.Errorf("%s: TypeScript name %s used twice", name, ts)
+			}
+			seen[ts] = true
+			var comment string
+			if vs.Comment != nil {
+				comment = strings.TrimSpace(vs.Comment.Text())
+			}
+			codes = append(codes, Code{GoName: name, TSName: ts, Value: v, Comment: comment})
+		}
+	}
+	if len(codes) == 0 {
+		return nil, errors.New("no CloseCode constants")
+	}
+	return codes, nil
+}
+
+// ActionRanges runs protocol.ActionFor over every close code and returns the runs whose
+// action is not def, in order.
+func ActionRanges(def protocol.Action) []Range {
+	var rs []Range
+	for c := 0; c <= maxCode; c++ {
+		a := protocol.ActionFor(protocol.CloseCode(c))
+		if a == def {
+			continue
+		}
+		if n := len(rs); n > 0 && rs[n-1].Last == c-1 && rs[n-1].Action == a.String() {
+			rs[n-1].Last = c
+			continue
+		}
+		rs = append(rs, Range{First: c, Last: c, Action: a.String()})
+	}
+	return rs
+}
+
+// actionNames lists protocol.Action values by their String, in declaration order.
+func actionNames() []string {
+	var names []string
+	for a := protocol.ActionBackoff; a <= protocol.ActionStop; a++ {
+		names = append(names, strconv.Quote(a.String()))
+	}
+	return names
+}
+
+// Render writes the TypeScript module.
+func Render(codes []Code, ranges []Range, def string) []byte {
+	var b bytes.Buffer
+	b.WriteString(`// Code generated by cmd/tscodes from realtime/protocol/close.go; DO NOT EDIT.
+// Regenerate with: go generate ./cmd/tscodes
+// (go test ./cmd/tscodes and npm run check:generated fail when this file is stale.)
+
+/** CloseCode names the close codes of realtime/protocol/close.go (the Go name without "Close"). */
+export const CloseCode = {
+`)
+	for _, c := range codes {
+		if c.Comment != "" {
+			fmt.Fprintf(&b, "  /** %s */\n", strings.ReplaceAll(c.Comment, "*/", "* /"))
+		}
+		fmt.Fprintf(&b, "  %s: %d,\n", c.TSName, c.Value)
+	}
+	b.WriteString("} as const;\n\n")
+	fmt.Fprintf(&b, "/** CloseAction is what a client must do after a close (protocol.Action.String()). */\n")
+	fmt.Fprintf(&b, "export type CloseAction = %s;\n\n", strings.Join(actionNames(), " | "))
+	fmt.Fprintf(&b, "/** DEFAULT_CLOSE_ACTION is the action of every code outside CLOSE_ACTIONS (unknown codes included). */\n")
+	fmt.Fprintf(&b, "export const DEFAULT_CLOSE_ACTION: CloseAction = %q;\n\n", def)
+	b.WriteString(`/**
+ * CLOSE_ACTIONS lists, in order, the inclusive ranges [first, last] of close codes whose
+ * action is not DEFAULT_CLOSE_ACTION: protocol.ActionFor evaluated for every code 0-65535.
+ */
+export const CLOSE_ACTIONS: ReadonlyArray<readonly [first: number, last: number, action: CloseAction]> = [
+`)
+	for _, r := range ranges {
+		fmt.Fprintf(&b, "  [%d, %d, %q],\n", r.First, r.Last, r.Action)
+	}
+	b.WriteString("];\n")
+	return b.Bytes()
+}

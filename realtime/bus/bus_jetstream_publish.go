@@ -1,0 +1,167 @@
+package bus
+
+// Publishing: validation, the stored body, async publishes and their acks.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"encore.app/realtime/protocol"
+)
+
+// Publish implements Bus. It fills in, in place, the ID (a NUID) and TS (now, unix ms)
+// of events that lack them, so that a caller retrying the same events after an error
+// is deduplicated. Seq is not touched: it is in the acks. Invalid events (channel,
+// ID, data) fail the whole call before anything is sent, with an error wrapping
+// protocol.ErrBadChannel or protocol.ErrBadEvent. If any event fails to be acked, the
+// call returns nil acks and an error (wrapping ErrUnavailable for connectivity
+// problems); some events may then have been appended: retry with the same IDs.
+func (j *JetStream) Publish(ctx context.Context, evs []*protocol.Event) ([]Ack, error) {
+	if j.isClosed() {
+		return nil, fmt.Errorf("bus: publish: %w", ErrClosed)
+	}
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	msgs := make([]*nats.Msg, len(evs))
+	now := time.Now().UnixMilli()
+	for i, ev := range evs {
+		if ev == nil {
+			return nil, fmt.Errorf("bus: publish: event %d: %w: nil", i, protocol.ErrBadEvent)
+		}
+		if err := checkEvent(ev); err != nil {
+			return nil, fmt.Errorf("bus: publish: event %d: %w", i, err)
+		}
+	}
+	for i, ev := range evs {
+		if ev.ID == "" {
+			ev.ID = nuid.Next()
+		}
+		if ev.TS == 0 {
+			ev.TS = now
+		}
+		m := nats.NewMsg(j.prefix + ev.Channel)
+		m.Data = appendBody(nil, ev)
+		msgs[i] = m
+	}
+
+	acks := make([]Ack, len(evs))
+	pending := make([]int, len(evs))
+	for i := range pending {
+		pending[i] = i
+	}
+	for attempt := 0; ; attempt++ {
+		failed, err := j.publishOnce(ctx, evs, msgs, pending, acks)
+		if err == nil {
+			return acks, nil
+		}
+		// A deleted stream shows as "no responders": recreate it once and resend
+		// what was not acked (IDs make the resend safe).
+		if attempt == 0 && isNoStream(err) && ctx.Err() == nil && !j.isClosed() {
+			if _, ierr := j.Info(ctx); ierr == nil {
+				pending = failed
+				continue
+			}
+		}
+		return nil, j.wrap("publish", err)
+	}
+}
+
+// publishOnce sends msgs[idx] asynchronously and waits for their acks, filling acks.
+// It returns the indices that failed and the first error.
+func (j *JetStream) publishOnce(ctx context.Context, evs []*protocol.Event, msgs []*nats.Msg, idx []int, acks []Ack) ([]int, error) {
+	futures := make([]jetstream.PubAckFuture, len(idx))
+	var firstErr error
+	var failed []int
+	for k, i := range idx {
+		m := nats.NewMsg(msgs[i].Subject) // fresh headers for a resend
+		m.Data = msgs[i].Data
+		f, err := j.js.PublishMsgAsync(m, jetstream.WithMsgID(evs[i].ID), jetstream.WithExpectStream(j.cfg.Stream))
+		if err != nil {
+			firstErr = err
+			failed = append(failed, idx[k:]...)
+			break
+		}
+		futures[k] = f
+	}
+	for k, f := range futures {
+		if f == nil {
+			break
+		}
+		i := idx[k]
+		select {
+		case pa := <-f.Ok():
+			acks[i] = Ack{ID: evs[i].ID, Seq: pa.Sequence, Duplicate: pa.Duplicate}
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = err
+			}
+			failed = append(failed, i)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return failed, firstErr
+}
+
+// checkEvent validates what ends up in the subject, the Nats-Msg-Id header and the
+// JSON body. The channel length limit is the engine's business, not the bus's.
+func checkEvent(ev *protocol.Event) error {
+	if err := protocol.ValidateChannel(ev.Channel, 1<<16); err != nil {
+		return err
+	}
+	if ev.ID != "" {
+		if err := protocol.ValidateID(ev.ID); err != nil {
+			return err
+		}
+	}
+	if len(ev.Data) > 0 && !json.Valid(ev.Data) {
+		return fmt.Errorf("%w: data is not valid JSON", protocol.ErrBadEvent)
+	}
+	return nil
+}
+
+// wireEvent is the stored message body: the event without Seq (Seq is the stream
+// sequence). Data is kept verbatim.
+type wireEvent struct {
+	ID      string          `json:"id"`
+	Channel string          `json:"channel"`
+	Type    string          `json:"type,omitempty"`
+	Data    json.RawMessage `json:"data,omitempty"`
+	TS      int64           `json:"ts"`
+}
+
+// appendBody appends the stored form of ev: protocol.AppendEvent without the sequence.
+func appendBody(b []byte, ev *protocol.Event) []byte {
+	e := *ev
+	e.Seq = 0
+	return protocol.AppendEvent(b, &e)
+}
+
+// decode turns a stored message into an event; the subject is authoritative for the
+// channel. Failures are counted and logged; the message is skipped by the caller.
+func (j *JetStream) decode(msg jetstream.Msg, seq uint64) (*protocol.Event, bool) {
+	var w wireEvent
+	subj := msg.Subject()
+	ch, ok := strings.CutPrefix(subj, j.prefix)
+	err := json.Unmarshal(msg.Data(), &w)
+	if err == nil && (!ok || ch == "") {
+		err = fmt.Errorf("subject outside prefix %q", j.prefix)
+	}
+	if err == nil && w.Channel != "" && w.Channel != ch {
+		err = fmt.Errorf("body channel %q differs from subject", w.Channel)
+	}
+	if err != nil {
+		n := j.malformed.Add(1)
+		j.log.Warn("bus: skipping malformed message", "seq", seq, "subject", subj, "err", err, "malformed_total", n)
+		return nil, false
+	}
+	return &protocol.Event{ID: w.ID, Seq: seq, Channel: ch, Type: w.Type, Data: w.Data, TS: w.TS}, true
+}

@@ -1,0 +1,143 @@
+package bus
+
+// Replay: an ephemeral, ack-less pull consumer over the channels' subjects.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"encore.app/realtime/protocol"
+)
+
+// Replay implements Bus. It uses an ephemeral, memory-backed, ack-less pull consumer
+// (what an ordered consumer uses) filtered on the channels' subjects and starting at
+// after+1, fetches only what is stored (no-wait fetches, never waiting for new events)
+// and deletes the consumer before returning. Channel names are checked with
+// protocol.ValidateChannel (errors wrap protocol.ErrBadChannel). A lost delivery is
+// detected (consumer sequence gap) and reported as an error wrapping ErrUnavailable,
+// never as a silently shorter replay. fn's error is returned as is.
+func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo uint64, fn func(*protocol.Event) error) error {
+	if j.isClosed() {
+		return fmt.Errorf("bus: replay: %w", ErrClosed)
+	}
+	if upTo <= after || len(channels) == 0 {
+		return nil
+	}
+	subjects := make([]string, 0, len(channels))
+	seen := make(map[string]bool, len(channels))
+	for _, ch := range channels {
+		if err := protocol.ValidateChannel(ch, 1<<16); err != nil {
+			return fmt.Errorf("bus: replay: %w", err)
+		}
+		if !seen[ch] {
+			seen[ch] = true
+			subjects = append(subjects, j.prefix+ch)
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(j.ctx, cancel)()
+
+	cc := jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: replayInactive,
+	}
+	if after > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = after + 1
+	}
+	if len(subjects) == 1 {
+		cc.FilterSubject = subjects[0]
+	} else {
+		cc.FilterSubjects = subjects
+	}
+	cons, err := j.js.CreateConsumer(ctx, j.cfg.Stream, cc)
+	if err != nil {
+		return j.wrap("replay", err)
+	}
+	defer j.deleteConsumer(cons)
+
+	pending := cons.CachedInfo().NumPending // matching messages stored after `after`
+	var lastCons uint64                     // consumer sequence of the last message
+	noResp := 0                             // fetches answered "no responders" (fetchRetry)
+	lastSeq := after                        // stream sequence of the last message
+	for pending > 0 {
+		if err := ctx.Err(); err != nil {
+			return j.wrap("replay", err)
+		}
+		batch := replayBatch
+		if span := upTo - after; span < uint64(batch) {
+			batch = int(span)
+		}
+		mb, err := cons.FetchNoWait(batch)
+		if err != nil {
+			if fetchRetry(ctx, err, &noResp) {
+				continue
+			}
+			return j.wrap("replay", err)
+		}
+		got := 0
+		done := false
+		for msg := range mb.Messages() {
+			if done {
+				continue // drain
+			}
+			got++
+			meta, err := msg.Metadata()
+			if err != nil {
+				n := j.malformed.Add(1)
+				j.log.Warn("bus: replay: skipping message without metadata", "err", err, "malformed_total", n)
+				continue
+			}
+			if meta.Sequence.Consumer != lastCons+1 {
+				cancel()
+				return j.wrap("replay", fmt.Errorf("%w: delivery gap after consumer seq %d", ErrUnavailable, lastCons))
+			}
+			lastCons = meta.Sequence.Consumer
+			pending = meta.NumPending
+			seq := meta.Sequence.Stream
+			lastSeq = seq
+			if seq > upTo {
+				done = true
+				continue
+			}
+			if ev, ok := j.decode(msg, seq); ok {
+				if err := fn(ev); err != nil {
+					cancel()
+					return err
+				}
+			}
+			if seq >= upTo {
+				done = true
+			}
+		}
+		if err := mb.Error(); err != nil {
+			if got == 0 && fetchRetry(ctx, err, &noResp) {
+				continue
+			}
+			return j.wrap("replay", err)
+		}
+		if done {
+			return nil
+		}
+		if got == 0 {
+			// Nothing came although the last count said more is stored: ask again
+			// (retention may have dropped it, or the server was slow to answer).
+			ci, err := cons.Info(ctx)
+			if err != nil {
+				return j.wrap("replay", err)
+			}
+			pending = ci.NumPending
+			if pending > 0 && !sleepCtx(ctx, 10*time.Millisecond) {
+				return j.wrap("replay", ctx.Err())
+			}
+		}
+	}
+	return j.verifyReplayTail(ctx, subjects, lastSeq, upTo)
+}

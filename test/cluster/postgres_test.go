@@ -1,0 +1,59 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"encore.app/internal/pgtest"
+	"encore.app/realtime/bus"
+	"encore.app/realtime/stream"
+)
+
+// startPostgresInstance starts an instance whose bus is on the Postgres database url.
+func startPostgresInstance(t testing.TB, name, url string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	b, err := bus.OpenPostgres(ctx, url, bus.PostgresConfig{Logger: quiet()})
+	if err != nil {
+		t.Fatalf("%s: bus: %v", name, err)
+	}
+	e, err := stream.New(stream.Config{Instance: name, PublisherKey: publisherKey, Logger: quiet(),
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, b)
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		b.Close()
+		t.Fatalf("%s: start: %v", name, err)
+	}
+	in := &instance{name: name, bus: b, eng: e, srv: httptest.NewServer(e.Handler())}
+	in.ws = "ws" + strings.TrimPrefix(in.srv.URL, "http") + "/v2/realtime/stream"
+	t.Cleanup(in.kill)
+	return in
+}
+
+// BenchmarkFanoutThreeInstancesPostgres is BenchmarkFanoutThreeInstances with the three
+// instances on one Postgres database (fsync on) instead of the R3 NATS cluster.
+func BenchmarkFanoutThreeInstancesPostgres(b *testing.B) {
+	pgtest.Need(b)
+	srv, err := pgtest.New(pgtest.Options{Durable: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	url, err := srv.NewDB(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ins []*instance
+	for i := range 3 {
+		ins = append(ins, startPostgresInstance(b, fmt.Sprintf("inst-%d", i), url))
+	}
+	fanout(b, ins)
+}
