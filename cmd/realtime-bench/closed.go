@@ -115,6 +115,12 @@ func cmdClosed(ctx context.Context, args []string) error {
 	return writeJSON(c.jsonPath, run)
 }
 
+func randomKey() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // closedChannel is the point's channel: private, so every client needs its token.
 const closedChannel = "bench.closed"
 
@@ -129,7 +135,10 @@ func runClosedPoint(ctx context.Context, c *common, p closedPoint, logw io.Write
 	// The spawn's defaults lift the connect limits (benchServerArgs); put the per-user
 	// rate back (every client is a user of its own) and keep the per-IP one off: every
 	// client comes from 127.0.0.1.
-	t, err := c.target(ctx, []string{"-token-keys", keySpec, "-connect-rate", "1", "-connect-burst", "10", "-ip-connect-rate", "0"})
+	// With token keys the server leaves dev mode: every key must be set.
+	c.key = randomKey()
+	t, err := c.target(ctx, []string{"-token-keys", keySpec, "-publisher-key", c.key, "-admin-key", randomKey(),
+		"-connect-rate", "1", "-connect-burst", "10", "-ip-connect-rate", "0"})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,8 +127,9 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 		bin: bin, dataDir: filepath.Join(dir, "data"), ownDir: own, logPath: filepath.Join(dir, "realtimed.log"), pprof: true,
 	}
 	// The spawned server runs in dev mode (anonymous load clients, loopback): its
-	// publisher key is the dev key, and a server with one key would need all three.
-	if o.Key != devPublisherKey {
+	// publisher key is the dev key, and a server with one key would need all three,
+	// which the caller then passes itself (closed mode: tokens, -publisher-key, -admin-key).
+	if o.Key != devPublisherKey && !slices.Contains(o.Args, "-publisher-key") {
 		return nil, fmt.Errorf("a spawned server runs in dev mode: publisher key %q, not %q", devPublisherKey, o.Key)
 	}
 	t.args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", t.dataDir,
