@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"encore.app/internal/testutil"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -142,7 +143,7 @@ type stubBus struct{ bus.Bus }
 // channel's events (the same frame for all of them), and merged in seq order for a
 // connection that gets events of several channels; each starts after its subscription.
 func TestFanoutSharesFramesAndKeepsOrder(t *testing.T) {
-	e, err := New(Config{Logger: quietLogger(), BatchMaxEvents: 3}, stubBus{})
+	e, err := New(Config{Logger: testutil.Logger(t), BatchMaxEvents: 3}, stubBus{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,10 @@ package stream
 import (
 	"bytes"
 	"compress/flate"
-	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encore.app/internal/testutil"
 	"fmt"
 	"io"
 	"strings"
@@ -123,8 +123,7 @@ func TestFrameEncoding(t *testing.T) {
 // compressed once for all of them.
 func TestSharedCompressionManyClients(t *testing.T) {
 	env := newEnv(t, Config{BatchWindow: 20 * time.Millisecond, BatchWindowMax: 20 * time.Millisecond}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	const deflating, plain = 24, 8
 	var conns []*rtclient.Conn
 	for i := range deflating + plain {
@@ -180,7 +179,7 @@ func TestSharedCompressionManyClients(t *testing.T) {
 // (up to mergeBytes and BatchMaxEvents), keeping their accounting; not for a client that
 // compresses (it keeps the shared compressed frames) or whose socket is slow.
 func TestWriterMergesSmallFrames(t *testing.T) {
-	e, err := New(Config{Logger: quietLogger(), BatchMaxEvents: 100}, stubBus{})
+	e, err := New(Config{Logger: testutil.Logger(t), BatchMaxEvents: 100}, stubBus{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encore.app/internal/testutil"
 	"fmt"
 	"net"
 	"net/http"
@@ -98,8 +99,7 @@ func TestStalledSocketsBesideHealthyReaders(t *testing.T) {
 
 func stalledBesideHealthy(t *testing.T, cfg Config, reason DisconnectReason) {
 	env := newEnv(t, cfg, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	const healthy, stalled, total = 8, 16, 400
 	var got [healthy][]protocol.Event
 	var read [healthy]atomic.Int64
@@ -118,7 +118,7 @@ func stalledBesideHealthy(t *testing.T, cfg Config, reason DisconnectReason) {
 			s.nc.Close()
 		}
 	}()
-	waitFor(t, 10*time.Second, "every subscription", func() bool { return env.eng.Snapshot().Subscriptions == healthy+stalled })
+	testutil.WaitFor(t, "every subscription", func() bool { return env.eng.Snapshot().Subscriptions == healthy+stalled })
 	for i, c := range conns {
 		wg.Add(1)
 		go func() {
@@ -159,10 +159,10 @@ func stalledBesideHealthy(t *testing.T, cfg Config, reason DisconnectReason) {
 	for i := range got {
 		checkSequence(t, got[i], "iso", 0, total)
 	}
-	waitFor(t, 20*time.Second, "every stalled connection closed", func() bool {
+	testutil.WaitFor(t, "every stalled connection closed", func() bool {
 		return env.eng.Snapshot().Disconnects[reason.String()] == stalled
 	})
-	waitFor(t, 10*time.Second, "every stalled socket reset", func() bool {
+	testutil.WaitFor(t, "every stalled socket reset", func() bool {
 		for _, s := range stalledConns {
 			if !s.hungUp() {
 				return false
@@ -191,7 +191,7 @@ func stalledBesideHealthy(t *testing.T, cfg Config, reason DisconnectReason) {
 	for _, c := range conns {
 		c.CloseNow()
 	}
-	waitFor(t, 10*time.Second, "every connection gone", func() bool { return env.eng.Snapshot().ActiveConnections == 0 })
+	testutil.WaitFor(t, "every connection gone", func() bool { return env.eng.Snapshot().ActiveConnections == 0 })
 	if q := env.eng.Snapshot().QueuedBytes; q != 0 {
 		t.Errorf("%d bytes still counted as queued with no connection left", q)
 	}
@@ -200,7 +200,7 @@ func stalledBesideHealthy(t *testing.T, cfg Config, reason DisconnectReason) {
 // The budget closes the connections holding the most unsent bytes, largest first, until
 // the total is under three quarters of the budget; the others stay open.
 func TestQueueBudgetShedsLargestFirst(t *testing.T) {
-	e, err := New(Config{Logger: quietLogger(), QueueBudget: 1000, QueueMaxBytes: 1 << 20}, stubBus{})
+	e, err := New(Config{Logger: testutil.Logger(t), QueueBudget: 1000, QueueMaxBytes: 1 << 20}, stubBus{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +239,7 @@ func TestQueueBudgetShedsLargestFirst(t *testing.T) {
 // takes nothing: past maxCtrlBytes the connection is reset.
 func TestPongBacklogBound(t *testing.T) {
 	env := newEnv(t, Config{ClientMessageRate: -1, HeartbeatInterval: time.Minute}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	s := dialStalled(t, ctx, env.url)
 	defer s.nc.Close()
 	payload := make([]byte, 125)
@@ -253,7 +252,7 @@ func TestPongBacklogBound(t *testing.T) {
 			break // reset by the server
 		}
 	}
-	waitFor(t, 10*time.Second, "connection reset", func() bool {
+	testutil.WaitFor(t, "connection reset", func() bool {
 		return env.eng.Snapshot().Disconnects[DiscWriteError.String()] == 1
 	})
 }
@@ -262,8 +261,7 @@ func TestPongBacklogBound(t *testing.T) {
 // buffers doubles it up to SendBuffer.
 func TestSendBufferGrowsWhenDrained(t *testing.T) {
 	env := newEnv(t, Config{SendBuffer: 64 << 10, HeartbeatInterval: time.Minute}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	defer c.CloseNow()
 	subscribe(t, ctx, c, nil, "sb")
@@ -306,8 +304,7 @@ func TestSendBufferGrowsWhenDrained(t *testing.T) {
 // across channels, and is live again once it caught up.
 func TestLaggingReaderReadsFromWindow(t *testing.T) {
 	env := newEnv(t, Config{HeartbeatInterval: time.Minute}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	defer c.CloseNow()
 	subscribe(t, ctx, c, nil, "la", "lb")
@@ -324,7 +321,7 @@ func TestLaggingReaderReadsFromWindow(t *testing.T) {
 		}
 		env.publish(evs...)
 	}
-	waitFor(t, 10*time.Second, "the reader fell back to the window", func() bool { return env.eng.Snapshot().LagFallbacks > 0 })
+	testutil.WaitFor(t, "the reader fell back to the window", func() bool { return env.eng.Snapshot().LagFallbacks > 0 })
 	got, _ := readEvents(t, ctx, c, total*2/3)
 	var last uint64
 	seen := map[string]bool{}
@@ -352,8 +349,7 @@ func TestLaggingReaderReadsFromWindow(t *testing.T) {
 // connection's events up to that head, so a client may still take its seq as a cursor.
 func TestLaggingReaderPingFollowsWindow(t *testing.T) {
 	env := newEnv(t, quietHeartbeats, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	defer c.CloseNow()
 	subscribe(t, ctx, c, nil, "lp")
@@ -380,7 +376,7 @@ func TestLaggingReaderPingFollowsWindow(t *testing.T) {
 		}
 		return false
 	}
-	waitFor(t, 30*time.Second, "the reader fell back to the window", lagging)
+	testutil.WaitFor(t, "the reader fell back to the window", lagging)
 	env.heartbeatNow() // a ping with seq = last, queued while the connection lags
 	received := 0
 	for {
