@@ -284,9 +284,6 @@ type kvCap struct {
 }
 
 func (k *kvCap) admit(ctx context.Context, prefix, key string, val capEntry, max int) (int, heldKey, bool, error) {
-	if n, live := k.view.count(prefix); live && n >= max {
-		return n, heldKey{}, false, nil // already full: no need to ask
-	}
 	b, _ := json.Marshal(val)
 	rev, err := k.kv.Create(ctx, key, b)
 	if err != nil {
