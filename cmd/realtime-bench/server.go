@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -129,8 +130,10 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 		bin: bin, dataDir: filepath.Join(dir, "data"), ownDir: own, logPath: filepath.Join(dir, "realtimed.log"), pprof: true,
 	}
 	// The spawned server runs in dev mode (anonymous load clients, loopback): its
-	// publisher key is the dev key, and a server with one key would need all three.
-	if o.Key != devPublisherKey && !o.Keyed {
+	// publisher key is the dev key, and a server with one key would need all three,
+	// which the caller then passes itself (closed mode: tokens, -publisher-key, -admin-key)
+	// or asks for with Keyed.
+	if o.Key != devPublisherKey && !o.Keyed && !slices.Contains(o.Args, "-publisher-key") {
 		return nil, fmt.Errorf("a spawned server runs in dev mode: publisher key %q, not %q", devPublisherKey, o.Key)
 	}
 	t.args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", t.dataDir,
@@ -148,7 +151,8 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 	return t, nil
 }
 
-// start runs the server binary and waits for /healthz.
+// start runs the server binary and waits for /readyz (/healthz answers as soon as the
+// process listens, before the stream takes connections).
 func (t *target) start(ctx context.Context) error {
 	logf, err := os.OpenFile(t.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -174,7 +178,7 @@ func (t *target) start(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
-		resp, err := t.http.Get(t.urls[0] + "/healthz")
+		resp, err := t.http.Get(t.urls[0] + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -183,7 +187,7 @@ func (t *target) start(ctx context.Context) error {
 		}
 	}
 	t.kill()
-	return errors.New("realtimed did not become healthy within 60s")
+	return errors.New("realtimed did not become ready within 60s")
 }
 
 func tail(path string) string {

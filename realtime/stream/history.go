@@ -278,7 +278,7 @@ func (c *Client) handleHistory(f *protocol.ClientFrame) {
 	id := c.id.Load()
 	e.ext.run(func() {
 		defer e.ext.end(c)
-		a, err := e.history(c.ctx, id, req)
+		a, err := e.history(e.ctx, id, req) // bounded by the bus call timeout and the in-flight cap
 		if err != nil {
 			c.requestFailed(f.ID, err)
 			return

@@ -164,7 +164,7 @@ func (c *Client) presenceSubscribed(f *protocol.ClientFrame, asked, added []stri
 		e.pool.mu.Lock()
 		var on []string
 		for _, ch := range asked {
-			if _, ok := c.subs[ch]; ok {
+			if c.subAt(ch) >= 0 {
 				on = append(on, ch)
 			}
 		}
@@ -198,8 +198,8 @@ func (c *Client) presenceTeardown() {
 	}
 	e.pool.mu.Lock()
 	chs := make([]string, 0, len(c.subs))
-	for ch := range c.subs {
-		chs = append(chs, ch)
+	for _, s := range c.subs {
+		chs = append(chs, s.ch)
 	}
 	e.pool.mu.Unlock()
 	user := c.UserID()
@@ -260,7 +260,7 @@ func (c *Client) handlePresence(f *protocol.ClientFrame) {
 	id := c.id.Load()
 	e.ext.run(func() {
 		defer e.ext.end(c)
-		err := e.presenceSnapshot(c.ctx, id, f.Channel, f.Limit, func(s *protocol.PresenceSnapshot) {
+		err := e.presenceSnapshot(e.ctx, id, f.Channel, f.Limit, func(s *protocol.PresenceSnapshot) {
 			s.Type, s.ID = protocol.TypePresence, f.ID
 			c.enqueueCtrl(protocol.Marshal(s))
 		})
