@@ -86,6 +86,9 @@ func cmdFault(ctx context.Context, args []string) error {
 	var cl *natsCluster
 	var extra []string
 	if *natsNodes > 0 {
+		if *natsNodes < 3 {
+			return fmt.Errorf("-nats-nodes %d: a NATS cluster for R3 needs at least 3 nodes", *natsNodes)
+		}
 		var err error
 		if cl, err = startNATSCluster(ctx, *natsNodes); err != nil {
 			return err
