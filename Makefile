@@ -3,16 +3,29 @@ SHELL := /bin/bash
 GO ?= go
 export GOTOOLCHAIN := local
 
-.PHONY: run test test-go test-client test-encore check-generated lint fuzz bench
+.PHONY: run test test-go test-client test-encore check-generated lint staticcheck vulncheck fuzz bench
 
 run: ## start the standalone server on http://127.0.0.1:4000 (embedded NATS, data in ./.realtime)
 	$(GO) run ./cmd/realtimed
 
-test: lint check-generated test-go test-client ## every test: vet, generated code, Go (race), client and browser
+test: lint check-generated staticcheck vulncheck test-go test-client ## every test: vet, staticcheck, govulncheck, generated code, Go (race), client and browser
 
 lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+staticcheck: ## staticcheck (a go tool entry of go.mod)
+	$(GO) tool staticcheck ./...
+
+# govulncheck needs the Go vulnerability database ($(GOVULNDB), default vuln.go.dev).
+# Where it cannot be reached the target says NOT RUN, loudly, and passes unless
+# VULNCHECK_REQUIRED=1; GOVULNDB=file:///path points it at a local copy.
+GOVULNDB ?= https://vuln.go.dev
+vulncheck: ## govulncheck (a go tool entry of go.mod) against the vulnerability database
+	@case "$(GOVULNDB)" in file://*) ok=1 ;; *) curl -sf --max-time 15 -o /dev/null "$(GOVULNDB)/index/db.json" && ok=1 || ok=0 ;; esac; \
+	if [ "$$ok" = 1 ]; then $(GO) tool govulncheck -db "$(GOVULNDB)" ./...; \
+	else echo "govulncheck NOT RUN: the vulnerability database $(GOVULNDB) is unreachable from this machine (set GOVULNDB=file:///path to a copy; VULNCHECK_REQUIRED=1 makes this an error)"; \
+	[ "$${VULNCHECK_REQUIRED:-0}" != 1 ]; fi
 
 check-generated: ## regenerate templ views and the settings files (Encore config, docs/settings.md); fail if they differ from the commit
 	$(GO) generate ./dashboard/ ./server/

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -20,12 +21,13 @@ import (
 	"encore.app/server"
 )
 
-// These tests run under `encore test` only (build tag encore).
+// These tests run under `encore test` only (build tag encore). Requests name a loopback
+// host: dev mode answers no other (DNS rebinding guard).
 
 func page(t *testing.T) *goquery.Document {
 	t.Helper()
 	w := httptest.NewRecorder()
-	Page(w, httptest.NewRequest(http.MethodGet, "/dashboard", nil))
+	Page(w, httptest.NewRequest(http.MethodGet, "http://127.0.0.1/dashboard", nil))
 	if w.Code != 200 {
 		t.Fatalf("dashboard: %d %s", w.Code, w.Body)
 	}
@@ -42,7 +44,7 @@ func setStreaming(t *testing.T, on bool) {
 	if on {
 		body = `{"enabled":true,"reason":"dashboard test"}`
 	}
-	req := httptest.NewRequest(http.MethodPut, "/v2/flags/admin/realtime-streaming-v2", strings.NewReader(body))
+	req := httptest.NewRequest(http.MethodPut, "http://127.0.0.1/v2/flags/admin/realtime-streaming-v2", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+server.DevAdminKey)
 	w := httptest.NewRecorder()
 	flags.ChangeFlag(w, req)
@@ -94,6 +96,40 @@ func TestDashboardShowsFlagAndBrowserLatency(t *testing.T) {
 	got := page(t).Find(`[data-testid="card-latency-p50-value"]`).Text()
 	if !strings.HasPrefix(got, "42") {
 		t.Fatalf("delivery p50 card %q, want the reported 42 ms", got)
+	}
+}
+
+// The console's sign-in route opens the admin panels: the connection inspector asks the
+// fleet (this app's one instance) and finds the anonymous stream connection.
+func TestConsoleSignInAndInspect(t *testing.T) {
+	form := url.Values{"key": {server.DevAdminKey}}
+	req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1/dashboard/login", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	Login(w, req)
+	cookies := w.Result().Cookies()
+	if w.Code != http.StatusSeeOther || len(cookies) != 1 {
+		t.Fatalf("login: %d, %d cookies", w.Code, len(cookies))
+	}
+	hs := httptest.NewServer(http.HandlerFunc(realtime.Serve))
+	defer hs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := rtclient.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/v2/realtime/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	r := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/dashboard?user="+c.Welcome.Session, nil)
+	r.AddCookie(cookies[0])
+	pw := httptest.NewRecorder()
+	Page(pw, r)
+	doc, err := goquery.NewDocumentFromReader(pw.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := doc.Find(`[data-testid="inspect-row"]`).Length(); pw.Code != 200 || n != 1 {
+		t.Fatalf("inspector: status %d, %d rows: %s", pw.Code, n, doc.Find(`[data-testid="inspector"]`).Text())
 	}
 }
 

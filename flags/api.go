@@ -15,6 +15,11 @@ import (
 //encore:api public raw method=GET path=/v2/flags
 func UserFlags(w http.ResponseWriter, req *http.Request) { realtime.Serve(w, req) }
 
+// UserFlagsPreflight answers the CORS preflight of UserFlags for the allowed origins.
+//
+//encore:api public raw method=OPTIONS path=/v2/flags
+func UserFlagsPreflight(w http.ResponseWriter, req *http.Request) { realtime.Serve(w, req) }
+
 // ListFlags lists the flag definitions (Authorization: Bearer <admin key>).
 //
 //encore:api public raw method=GET path=/v2/flags/admin

@@ -9,6 +9,7 @@ import "encore.app/realtime"
 //encore:service
 type Service struct{}
 
+//lint:ignore U1000 Encore's generated code calls initService
 func initService() (*Service, error) {
 	srv, err := realtime.Server()
 	if err != nil {

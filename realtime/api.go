@@ -19,6 +19,11 @@ func Stream(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 //encore:api public raw method=GET path=/v2/realtime/poll
 func Poll(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 
+// PollPreflight answers the CORS preflight of Poll for the allowed origins.
+//
+//encore:api public raw method=OPTIONS path=/v2/realtime/poll
+func PollPreflight(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
+
 // Publish appends events to the bus for HTTP publishers (services publish to the
 // Events topic instead): the publisher key as Authorization: Bearer or
 // X-Publisher-Key, one event or {"events":[...]}, the engine's decoder and limits.
@@ -41,10 +46,18 @@ func DevToken(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 //encore:api public raw method=GET path=/metrics
 func Prometheus(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 
-// Healthz answers "ok" once the server is up.
+// Healthz answers "ok" while the process is alive (once the server is built).
 //
 //encore:api public raw method=GET path=/healthz
 func Healthz(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
+
+// Readyz answers 200 "ready" while this instance should get new connections (bus
+// connected, stream started, no drain), else 503 with the reason and Retry-After.
+// Encore's platform has probes of its own; this one is for load balancers and
+// monitors in front of a self-hosted app.
+//
+//encore:api public raw method=GET path=/readyz
+func Readyz(w http.ResponseWriter, req *http.Request) { Serve(w, req) }
 
 // Demo serves the demo page at / (and every GET no other endpoint serves).
 //

@@ -72,10 +72,14 @@ type Config struct {
 	ConnectRate float64
 	// ConnectBurst: burst of connect attempts per user.
 	ConnectBurst int
-	// IPConnectRate: stream connect attempts per second per client IP; 0 disables.
+	// IPConnectRate: new anonymous stream sessions per second per client IP (authenticated users are charged per user instead); 0 disables.
 	IPConnectRate float64
-	// IPConnectBurst: burst of stream connect attempts per client IP (offices behind one NAT reconnect together).
+	// IPConnectBurst: burst of new anonymous stream sessions per client IP (thousands of users behind one NAT).
 	IPConnectBurst int
+	// IPResumeRate: resuming anonymous stream sessions (a valid cursor) per second per client IP, a budget apart from new sessions; 0 disables.
+	IPResumeRate float64
+	// IPResumeBurst: burst of resuming anonymous stream sessions per client IP (everyone behind a NAT comes back at once after a cut).
+	IPResumeBurst int
 	// MaxConnections: open connections of this instance; 0 = unbounded.
 	MaxConnections int
 	// AdmitRate: connections admitted per second by this instance; 0 = unbounded.

@@ -62,7 +62,7 @@ func TestBusIsTheAppDatabase(t *testing.T) {
 
 func post(t *testing.T, path string, header map[string]string, body string) *httptest.ResponseRecorder {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1"+path, strings.NewReader(body)) // a loopback Host: dev mode refuses others
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
@@ -132,7 +132,7 @@ func TestTopicToBus(t *testing.T) {
 // mintToken asks the dev token endpoint (on under encore test, config.cue).
 func mintToken(t *testing.T, user string) string {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, "/v2/realtime/dev/token?user="+user+"&channels=orders.*", nil)
+	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/v2/realtime/dev/token?user="+user+"&channels=orders.*", nil)
 	req.RemoteAddr = "127.0.0.1:1234"
 	w := httptest.NewRecorder()
 	DevToken(w, req)
@@ -172,7 +172,7 @@ func TestEncoreServerServesEveryRoute(t *testing.T) {
 		if r.Path == "/dashboard/events" {
 			continue // an endless event stream; served by the same handler as /dashboard
 		}
-		req := httptest.NewRequest(r.Method, path, nil)
+		req := httptest.NewRequest(r.Method, "http://127.0.0.1"+path, nil)
 		req.RemoteAddr = "127.0.0.1:1234"
 		w := httptest.NewRecorder()
 		Serve(w, req)

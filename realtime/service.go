@@ -37,6 +37,7 @@ type Service struct {
 	srv *server.Server
 }
 
+//lint:ignore U1000 Encore's generated code calls initService
 func initService() (*Service, error) {
 	srv, err := Server()
 	if err != nil {

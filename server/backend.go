@@ -13,6 +13,7 @@ import (
 
 	"encore.app/flags/flag"
 	"encore.app/monitoring/health"
+	"encore.app/monitoring/inspect"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/limits"
 )
@@ -187,3 +188,10 @@ func (n *natsBackend) ConnCap(ctx context.Context, cfg limits.ConnCapConfig) (*l
 func (n *natsBackend) Fleet(ctx context.Context, cfg health.FleetConfig) (*health.Fleet, error) {
 	return health.StartFleet(ctx, n.conn(), cfg)
 }
+
+// Inspector asks every instance over NATS request/reply (console.go, fleetQuerier).
+func (n *natsBackend) Inspector(local inspect.Local, log *slog.Logger) (inspect.Asker, error) {
+	return inspect.NewNATS(n.conn(), "", local, log)
+}
+
+var _ fleetQuerier = (*natsBackend)(nil)

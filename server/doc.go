@@ -24,10 +24,18 @@
 //     (tables of one database: PostgresURL standalone, the shell's Env.Postgres pool
 //     under Encore); auto picks nats when a NATS URL is set, else postgres when there
 //     is a database;
+//     to answer the console's connection inspector across instances a backend also
+//     implements fleetQuerier (console.go), else the inspector shows its own instance only;
 //   - a check every published event must pass goes where both publish paths meet: the
 //     engine's ValidateEvents, which HTTP publishes (DecodePublish) and the Encore topic
 //     (Server.Publish) both call; the typed channels' payload validation
 //     (ValidatePayloads) is its Config.CheckEvent.
+//
+// What protects the server sits here once for both shells: the key rules (a keyed
+// server has every key; dev mode is loopback only: validate.go), the one origin policy
+// of the stream, the poll and the flags API and the dev-mode Host check (server.go,
+// parts.go, realtime/origin), the probes and the first phase of a drain (ready.go),
+// and the standalone server's HTTP timeouts (http.go, HTTPServer).
 //
 // The package imports no encore.dev code; go test covers it.
 package server

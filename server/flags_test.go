@@ -28,7 +28,8 @@ func leakCheck(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, testutil.LeakOptions(opt)...) })
 }
 
-const testAdminKey = "test-admin-key-0123456789"
+// testAdminKey is the dev key: startServer runs in dev mode (no keys).
+const testAdminKey = DevAdminKey
 
 // testServer is the assembled server on a loopback httptest server with its data in a temp dir.
 type testServer struct {
@@ -38,7 +39,7 @@ type testServer struct {
 
 func startServer(t testing.TB, extra ...string) *testServer {
 	t.Helper()
-	args := append([]string{"-data", t.TempDir(), "-admin-key", testAdminKey, "-publisher-key", "test-pub",
+	args := append([]string{"-data", t.TempDir(),
 		"-public-prefixes", "*", "-ip-connect-rate", "0"}, extra...) // dev mode, 500 clients on one IP
 	o, err := parseArgs(t, nil, args...)
 	if err != nil {
@@ -84,7 +85,7 @@ func (ts *testServer) setStreaming(t testing.TB, enabled bool) {
 func (ts *testServer) publish(client *http.Client, evs []protocol.Event) error {
 	b, _ := json.Marshal(map[string]any{"events": evs})
 	req, _ := http.NewRequest(http.MethodPost, ts.base+"/v2/realtime/publish", strings.NewReader(string(b)))
-	req.Header.Set("Authorization", "Bearer test-pub")
+	req.Header.Set("Authorization", "Bearer "+DevPublisherKey)
 	resp, err := client.Do(req)
 	if err != nil {
 		return err

@@ -33,8 +33,18 @@ type Options struct {
 	LogFormat    string        `flag:"log-format" env:"REALTIME_LOG_FORMAT" default:"text" only:"standalone: Encore collects and formats the logs itself" help:"text or json"`
 	LogLevel     string        `flag:"log-level" env:"REALTIME_LOG_LEVEL" default:"info" only:"standalone: Encore collects and filters the logs itself" help:"debug, info, warn, error"`
 	DrainTimeout time.Duration `flag:"drain-timeout" env:"REALTIME_DRAIN_TIMEOUT" cue:"DrainTimeout" default:"10s" min:"0s" help:"how long shutdown waits for connections to flush (under Encore at most its shutdown window)"`
-	Demo         bool          `flag:"demo" env:"REALTIME_DEMO" cue:"Demo" default:"true" help:"serve the demo page at /"`
-	Pprof        bool          `flag:"pprof" env:"REALTIME_PPROF" default:"false" only:"standalone: under Encore the profiles would be public endpoints of the app; Encore traces requests itself" help:"serve /debug/pprof/ and /debug/vars (profiling; keep the listener on loopback)"`
+	DrainDelay   time.Duration `flag:"drain-delay" env:"REALTIME_DRAIN_DELAY" default:"5s" min:"0s" only:"standalone: Encore stops routing requests to an instance as soon as it shuts down, so there is nothing to announce" help:"on SIGTERM, how long /readyz, new streams and polls answer 503 + Retry-After (while open connections go on) before clients are told to move; a second signal ends it early"`
+
+	// HTTP server timeouts (the standalone server; under Encore its own server and
+	// gateway hold the connections). WebSocket connections are exempt from the read and
+	// write timeouts (they have heartbeats and per-frame write deadlines), long-polls get
+	// their wait on top, the dashboard's event stream has none.
+	ReadHeaderTimeout time.Duration `flag:"read-header-timeout" env:"REALTIME_READ_HEADER_TIMEOUT" default:"10s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"time to read a request's headers"`
+	ReadTimeout       time.Duration `flag:"read-timeout" env:"REALTIME_READ_TIMEOUT" default:"30s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"time to read a whole request, body included (not WebSocket)"`
+	WriteTimeout      time.Duration `flag:"write-timeout" env:"REALTIME_WRITE_TIMEOUT" default:"30s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"time to write a response (not WebSocket; long-polls get their wait on top)"`
+	IdleTimeout       time.Duration `flag:"idle-timeout" env:"REALTIME_IDLE_TIMEOUT" default:"120s" min:"1ms" only:"standalone: Encore's server and gateway own the connections" help:"an idle keep-alive HTTP connection is closed after this (keep it above the load balancer's idle timeout)"`
+	Demo              bool          `flag:"demo" env:"REALTIME_DEMO" cue:"Demo" default:"true" help:"serve the demo page at /"`
+	Pprof             bool          `flag:"pprof" env:"REALTIME_PPROF" default:"false" only:"standalone: under Encore the profiles would be public endpoints of the app; Encore traces requests itself" help:"serve /debug/pprof/ and /debug/vars (profiling; keep the listener on loopback)"`
 
 	// The bus. Bus chooses the kind (EffectiveBus resolves auto); backend.go builds it
 	// with the stores that live next to it. NATS settings apply to the NATS bus only.
@@ -87,8 +97,10 @@ type Options struct {
 	ConnCapTTL       time.Duration `flag:"conn-cap-ttl" env:"REALTIME_CONN_CAP_TTL" cue:"ConnCapTTL" default:"30s" min:"1s" help:"a dead instance's connections stop counting after this"`
 	ConnectRate      float64       `flag:"connect-rate" env:"REALTIME_CONNECT_RATE" cue:"ConnectRate" default:"1" min:"0" help:"stream connect attempts per second per user; 0 disables"`
 	ConnectBurst     int           `flag:"connect-burst" env:"REALTIME_CONNECT_BURST" cue:"ConnectBurst" default:"10" min:"1" help:"burst of connect attempts per user"`
-	IPConnectRate    float64       `flag:"ip-connect-rate" env:"REALTIME_IP_CONNECT_RATE" cue:"IPConnectRate" default:"20" min:"0" help:"stream connect attempts per second per client IP; 0 disables"`
-	IPConnectBurst   int           `flag:"ip-connect-burst" env:"REALTIME_IP_CONNECT_BURST" cue:"IPConnectBurst" default:"200" min:"1" help:"burst of stream connect attempts per client IP (offices behind one NAT reconnect together)"`
+	IPConnectRate    float64       `flag:"ip-connect-rate" env:"REALTIME_IP_CONNECT_RATE" cue:"IPConnectRate" default:"50" min:"0" help:"new anonymous stream sessions per second per client IP (authenticated users are charged per user instead); 0 disables"`
+	IPConnectBurst   int           `flag:"ip-connect-burst" env:"REALTIME_IP_CONNECT_BURST" cue:"IPConnectBurst" default:"1000" min:"1" help:"burst of new anonymous stream sessions per client IP (thousands of users behind one NAT)"`
+	IPResumeRate     float64       `flag:"ip-resume-rate" env:"REALTIME_IP_RESUME_RATE" cue:"IPResumeRate" default:"500" min:"0" help:"resuming anonymous stream sessions (a valid cursor) per second per client IP, a budget apart from new sessions; 0 disables"`
+	IPResumeBurst    int           `flag:"ip-resume-burst" env:"REALTIME_IP_RESUME_BURST" cue:"IPResumeBurst" default:"5000" min:"1" help:"burst of resuming anonymous stream sessions per client IP (everyone behind a NAT comes back at once after a cut)"`
 	MaxConnections   int           `flag:"max-connections" env:"REALTIME_MAX_CONNECTIONS" cue:"MaxConnections" default:"0" min:"0" help:"open connections of this instance; 0 = unbounded"`
 	AdmitRate        float64       `flag:"admit-rate" env:"REALTIME_ADMIT_RATE" cue:"AdmitRate" default:"0" min:"0" help:"connections admitted per second by this instance; 0 = unbounded"`
 	ResumeShare      float64       `flag:"resume-share" env:"REALTIME_RESUME_SHARE" cue:"ResumeShare" default:"0.2" min:"0" help:"share (below 1) of max connections and admit rate reserved for resuming sessions"`

@@ -15,6 +15,7 @@ import (
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/httpapi"
 	"encore.app/monitoring/savings"
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
 	"encore.app/realtime/streamflag"
@@ -23,15 +24,19 @@ import (
 // flagsPart is the flag store, its HTTP API and the streaming switch that follows
 // realtime-streaming-v2. close stops the follower, then the store.
 type flagsPart struct {
-	store    flag.Store
-	api      *flag.API
-	handler  http.Handler
-	follower *streamflag.Follower // nil until follow
+	adminKey  string // the key the admin API accepts ("" when none: the console's admin panels stay closed)
+	store     flag.Store
+	api       *flag.API
+	handler   http.Handler
+	read      http.Handler         // GET /v2/flags: origin policy and CORS
+	admin     http.Handler         // the admin routes: origin policy
+	preflight http.Handler         // OPTIONS /v2/flags
+	follower  *streamflag.Follower // nil until follow
 }
 
 // openFlags opens the flag store and its HTTP API; user resolves the caller of
 // GET /v2/flags. follow starts the streaming switch once the engine runs.
-func openFlags(ctx context.Context, o *Options, be backend, user flag.UserResolver, log *slog.Logger) (*flagsPart, error) {
+func openFlags(ctx context.Context, o *Options, be backend, user flag.UserResolver, origins *origin.Policy, log *slog.Logger) (*flagsPart, error) {
 	store, err := be.Flags(ctx, log)
 	if err != nil {
 		return nil, fmt.Errorf("flags: %w", err)
@@ -42,6 +47,7 @@ func openFlags(ctx context.Context, o *Options, be backend, user flag.UserResolv
 		key = DevAdminKey
 		log.Warn("DEV MODE: no flags admin key (" + o.name("AdminKey") + "): the flags admin API accepts the key \"" + DevAdminKey + "\"")
 	}
+	p.adminKey = key
 	if key == "" {
 		// Hosted without a key: a random key nobody knows, so every admin request is refused.
 		log.Warn("no flags admin key (" + o.name("AdminKey") + "): the flags admin API refuses every request")
@@ -52,6 +58,21 @@ func openFlags(ctx context.Context, o *Options, be backend, user flag.UserResolv
 		return nil, fmt.Errorf("%s: %w", o.name("AdminKey"), err)
 	}
 	p.handler = flag.NewHandler(p.api, user)
+	h := p.handler
+	// GET /v2/flags is read by browser clients, maybe from another origin: the origin
+	// policy of the stream, with CORS. The admin API is checked (a foreign page is
+	// refused) but gets no CORS: browsers never read it cross-origin.
+	p.read = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origins.Allow(w, r, true) {
+			h.ServeHTTP(w, r)
+		}
+	})
+	p.admin = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origins.Allow(w, r, false) {
+			h.ServeHTTP(w, r)
+		}
+	})
+	p.preflight = http.HandlerFunc(origins.Preflight)
 	return p, nil
 }
 
@@ -109,7 +130,7 @@ func (m *monitorPart) onHealth(_ *stream.Client, h *protocol.HealthReport) { m.c
 // start publishes this instance's snapshot, aggregates the fleet and builds the
 // overview API and the dashboard (showing flag).
 func (m *monitorPart) start(ctx context.Context, be backend, snapshot func() health.InstanceSnapshot,
-	flag func() views.Flag, log *slog.Logger) error {
+	flag func() views.Flag, dash web.Options, log *slog.Logger) error {
 	fleet, err := be.Fleet(ctx, health.FleetConfig{Snapshot: snapshot, Aggregate: true,
 		Aggregator: health.AggregatorOptions{OnSample: m.sampled}})
 	if err != nil {
@@ -126,7 +147,8 @@ func (m *monitorPart) start(ctx context.Context, be backend, snapshot func() hea
 		fleet.Close()
 		return err
 	}
-	m.dash = web.New(src, web.Options{Logger: log})
+	dash.Logger = log
+	m.dash = web.New(src, dash)
 	return nil
 }
 

@@ -21,13 +21,13 @@ func TestValidatePayloads(t *testing.T) {
 	defer cancel()
 	bad := `{"channel":"orders.1","data":{"id":"1","status":"lost"}}`
 	for _, on := range []bool{false, true} {
-		args := []string{"-publisher-key", "pk"}
+		var args []string // dev mode: the publisher key is DevPublisherKey
 		if on {
 			args = append(args, "-validate-payloads")
 		}
 		s, hs, _ := startSecured(t, args...)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hs.URL+"/v2/realtime/publish", strings.NewReader(bad))
-		req.Header.Set("Authorization", "Bearer pk")
+		req.Header.Set("Authorization", "Bearer "+DevPublisherKey)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

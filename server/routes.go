@@ -23,6 +23,11 @@ type Route struct {
 	Typed bool
 	// Only is "standalone: why" for a route the Encore app does not serve.
 	Only string
+	// Lasting says how long the route's requests may last, for the standalone server's
+	// read and write timeouts (http.go): "" (ReadTimeout, WriteTimeout), "websocket"
+	// (none: the engine's heartbeats and write deadlines), "poll" (the longest poll wait
+	// on top) or "stream" (none: a response that lasts, like server-sent events).
+	Lasting string
 
 	handler func(*Server) http.Handler
 	enabled func(*Options) bool // nil: always mounted
@@ -56,20 +61,23 @@ func Routes() []Route {
 	const pprofWhy = "standalone: under Encore the profiles would be public endpoints of the app (-pprof)"
 	return []Route{
 		// realtime: the engine.
-		{Method: "GET", Path: "/v2/realtime/stream", Service: "realtime", Endpoint: "Stream", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServeStream })},
-		{Method: "GET", Path: "/v2/realtime/poll", Service: "realtime", Endpoint: "Poll", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePoll })},
+		{Method: "GET", Path: "/v2/realtime/stream", Service: "realtime", Endpoint: "Stream", Lasting: lastWebSocket, handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServeStream })},
+		{Method: "GET", Path: "/v2/realtime/poll", Service: "realtime", Endpoint: "Poll", Lasting: lastPoll, handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePoll })},
+		{Method: "OPTIONS", Path: "/v2/realtime/poll", Service: "realtime", Endpoint: "PollPreflight", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePollPreflight })},
 		{Method: "POST", Path: "/v2/realtime/publish", Service: "realtime", Endpoint: "Publish", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServePublish })},
 		{Method: "GET", Path: "/v2/realtime/metrics", Service: "realtime", Endpoint: "Metrics", handler: h(func(s *Server) http.HandlerFunc { return s.eng.ServeMetrics })},
 		{Method: "GET", Path: "/v2/realtime/dev/token", Service: "realtime", Endpoint: "DevToken", handler: func(s *Server) http.Handler { return s.devTokens }},
 		{Method: "GET", Path: "/metrics", Service: "realtime", Endpoint: "Prometheus", handler: func(s *Server) http.Handler { return s.prometheus }},
-		{Method: "GET", Path: "/healthz", Service: "realtime", Endpoint: "Healthz", handler: h(func(s *Server) http.HandlerFunc { return s.serveHealthz })},
+		{Method: "GET", Path: "/healthz", Service: "realtime", Endpoint: "Healthz", handler: h(func(s *Server) http.HandlerFunc { return serveHealthz })},
+		{Method: "GET", Path: "/readyz", Service: "realtime", Endpoint: "Readyz", handler: h(func(s *Server) http.HandlerFunc { return s.serveReadyz })},
 		{Method: "GET", Path: "/", Service: "realtime", Endpoint: "Demo", handler: func(s *Server) http.Handler { return s.demo }},
 
 		// flags: the flag API (flags/flag.Handler).
-		{Method: "GET", Path: "/v2/flags", Service: "flags", Endpoint: "UserFlags", handler: func(s *Server) http.Handler { return s.flags.handler }},
-		{Method: "GET", Path: "/v2/flags/admin", Service: "flags", Endpoint: "ListFlags", handler: func(s *Server) http.Handler { return s.flags.handler }},
-		{Method: "PUT", Path: "/v2/flags/admin/{name}", Service: "flags", Endpoint: "ChangeFlag", handler: func(s *Server) http.Handler { return s.flags.handler }},
-		{Method: "GET", Path: "/v2/flags/audit", Service: "flags", Endpoint: "Audit", handler: func(s *Server) http.Handler { return s.flags.handler }},
+		{Method: "GET", Path: "/v2/flags", Service: "flags", Endpoint: "UserFlags", handler: func(s *Server) http.Handler { return s.flags.read }},
+		{Method: "OPTIONS", Path: "/v2/flags", Service: "flags", Endpoint: "UserFlagsPreflight", handler: func(s *Server) http.Handler { return s.flags.preflight }},
+		{Method: "GET", Path: "/v2/flags/admin", Service: "flags", Endpoint: "ListFlags", handler: func(s *Server) http.Handler { return s.flags.admin }},
+		{Method: "PUT", Path: "/v2/flags/admin/{name}", Service: "flags", Endpoint: "ChangeFlag", handler: func(s *Server) http.Handler { return s.flags.admin }},
+		{Method: "GET", Path: "/v2/flags/audit", Service: "flags", Endpoint: "Audit", handler: func(s *Server) http.Handler { return s.flags.admin }},
 
 		// monitoring: the fleet (typed under Encore, so other services can call them).
 		{Method: "GET", Path: "/v2/monitoring/overview", Service: "monitoring", Endpoint: "Overview", Typed: true, handler: func(s *Server) http.Handler { return s.mon.api }},
@@ -77,14 +85,17 @@ func Routes() []Route {
 
 		// dashboard.
 		{Method: "GET", Path: "/dashboard", Service: "dashboard", Endpoint: "Page", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Page })},
-		{Method: "GET", Path: "/dashboard/events", Service: "dashboard", Endpoint: "Events", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Events })},
+		{Method: "GET", Path: "/dashboard/events", Service: "dashboard", Endpoint: "Events", Lasting: lastStream, handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Events })},
+		{Method: "POST", Path: "/dashboard/login", Service: "dashboard", Endpoint: "Login", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Login })},
+		{Method: "POST", Path: "/dashboard/logout", Service: "dashboard", Endpoint: "Logout", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Logout })},
+		{Method: "POST", Path: "/dashboard/publish", Service: "dashboard", Endpoint: "PublishTest", handler: h(func(s *Server) http.HandlerFunc { return s.mon.dash.Publish })},
 
 		// Profiling, standalone only.
 		{Method: "GET", Path: "/debug/pprof/", Only: pprofWhy, enabled: pprofOn, handler: h(func(*Server) http.HandlerFunc { return pprof.Index })},
 		{Method: "GET", Path: "/debug/pprof/cmdline", Only: pprofWhy, enabled: pprofOn, handler: h(func(*Server) http.HandlerFunc { return pprof.Cmdline })},
-		{Method: "GET", Path: "/debug/pprof/profile", Only: pprofWhy, enabled: pprofOn, handler: h(func(*Server) http.HandlerFunc { return pprof.Profile })},
+		{Method: "GET", Path: "/debug/pprof/profile", Only: pprofWhy, enabled: pprofOn, Lasting: lastStream, handler: h(func(*Server) http.HandlerFunc { return pprof.Profile })},
 		{Method: "GET", Path: "/debug/pprof/symbol", Only: pprofWhy, enabled: pprofOn, handler: h(func(*Server) http.HandlerFunc { return pprof.Symbol })},
-		{Method: "GET", Path: "/debug/pprof/trace", Only: pprofWhy, enabled: pprofOn, handler: h(func(*Server) http.HandlerFunc { return pprof.Trace })},
+		{Method: "GET", Path: "/debug/pprof/trace", Only: pprofWhy, enabled: pprofOn, Lasting: lastStream, handler: h(func(*Server) http.HandlerFunc { return pprof.Trace })},
 		{Method: "GET", Path: "/debug/vars", Only: pprofWhy, enabled: pprofOn, handler: func(*Server) http.Handler { return expvar.Handler() }},
 	}
 }
@@ -97,9 +108,4 @@ func (s *Server) mount(mux *http.ServeMux) {
 		}
 		mux.Handle(r.Pattern(), r.handler(s))
 	}
-}
-
-func (s *Server) serveHealthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	_, _ = w.Write([]byte("ok\n"))
 }

@@ -58,6 +58,9 @@ func newGuard(o *Options, cc *limits.ConnCap) *limits.Guard {
 	if o.IPConnectRate > 0 {
 		g.IPRate = limits.NewKeyedLimiter(o.IPConnectRate, o.IPConnectBurst, 0, nil)
 	}
+	if o.IPResumeRate > 0 {
+		g.IPResumeRate = limits.NewKeyedLimiter(o.IPResumeRate, o.IPResumeBurst, 0, nil)
+	}
 	if o.ConnectRate > 0 {
 		g.UserRate = limits.NewKeyedLimiter(o.ConnectRate, o.ConnectBurst, 0, nil)
 	}
@@ -118,7 +121,6 @@ func engineConfig(o *Options, instance string, a *auth.Authenticator, g *limits.
 		}
 	}
 	cfg.Authenticate, cfg.Authorize, cfg.Reauthenticate = a.Hooks()
-	cfg.Authenticate = g.Authenticate(cfg.Authenticate)
 	cfg.Admit = g.Admit
 	return cfg
 }
@@ -163,4 +165,13 @@ func (d devTokens) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handler): the identity it carries, or an *access.AuthError.
 func (s *Server) VerifyToken(token string) (*access.Identity, error) {
 	return s.authn.Verify(token)
+}
+
+// refuseHost answers a dev-mode request for a Host that is not this machine's (421).
+func (s *Server) refuseHost(w http.ResponseWriter, r *http.Request) {
+	s.hostLog.Do(func() {
+		s.log.Warn("DEV MODE: refused a request for a foreign Host (DNS rebinding guard; add the name to -origins if it is yours)",
+			"host", r.Host, "path", r.URL.Path)
+	})
+	http.Error(w, "dev mode answers loopback host names only (localhost, 127.0.0.1, [::1]) and the hosts of the allowed origins", http.StatusMisdirectedRequest)
 }

@@ -17,7 +17,14 @@ import (
 	"encore.app/realtime/rtclient"
 )
 
-const testKeys = "k1:0123456789abcdef0123456789abcdef-test"
+const (
+	testKeys          = "k1:0123456789abcdef0123456789abcdef-test"
+	testPublisherKey  = "test-publisher-key-0123456789"
+	testKeyedAdminKey = "test-admin-key-0123456789abcdef"
+)
+
+// keyed are the flags of a keyed server: every key set.
+var keyed = []string{"-token-keys", testKeys, "-publisher-key", testPublisherKey, "-admin-key", testKeyedAdminKey}
 
 // startSecured builds a server from flags (as realtimed would) on a loopback httptest
 // server.
@@ -54,7 +61,7 @@ func mint(t *testing.T, user string, channels ...string) string {
 
 // -origins: browsers from other origins are refused (403) before anything else.
 func TestOriginsFlag(t *testing.T) {
-	_, _, url := startSecured(t, "-origins", "app.example.com", "-token-keys", testKeys)
+	_, _, url := startSecured(t, append([]string{"-origins", "app.example.com"}, keyed...)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tok := mint(t, "1")
@@ -74,8 +81,8 @@ func TestOriginsFlag(t *testing.T) {
 // flags reach the engine (frame size, channel length, message rate) and the breaker
 // state is in the metrics.
 func TestTokenKeysAndLimitFlags(t *testing.T) {
-	s, hs, url := startSecured(t, "-token-keys", testKeys, "-max-frame-bytes", "2048", "-max-channel-length", "32",
-		"-public-prefixes", "news.", "-max-conns-per-user", "2")
+	s, hs, url := startSecured(t, append(keyed, "-max-frame-bytes", "2048", "-max-channel-length", "32",
+		"-public-prefixes", "news.", "-max-conns-per-user", "2")...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := rtclient.Dial(ctx, url, nil); rtclient.CloseCode(err) != protocol.CloseUnauthorize {
@@ -172,7 +179,7 @@ func TestDevModeAndDevMint(t *testing.T) {
 // Environment variables set the security settings.
 func TestSecurityFlagsFromEnv(t *testing.T) {
 	o, err := parseArgs(t, map[string]string{"REALTIME_MAX_CONNS_PER_USER": "3", "REALTIME_CONNECT_RATE": "0.5",
-		"REALTIME_TOKEN_KEYS": testKeys})
+		"REALTIME_TOKEN_KEYS": testKeys, "REALTIME_PUBLISHER_KEY": testPublisherKey, "REALTIME_ADMIN_KEY": testKeyedAdminKey})
 	if err != nil {
 		t.Fatal(err)
 	}

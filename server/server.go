@@ -6,16 +6,23 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
+	"encore.app/dashboard/web"
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/httpapi"
+	"encore.app/monitoring/inspect"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/channels"
 	"encore.app/realtime/limits"
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
 	"encore.app/realtime/typed"
@@ -39,12 +46,17 @@ type Server struct {
 	eng      *stream.Engine
 	flags    *flagsPart
 	mon      *monitorPart
+	insp     inspect.Asker // the console's connection inspector (console.go)
 	mux      *http.ServeMux
+	origins  *origin.Policy // the one origin policy: stream, poll, flags
+	devHosts bool           // dev mode: answer loopback Host names only (DNS rebinding)
+	hostLog  rate.Sometimes // bounds the log of refused hosts
 
 	devTokens  devTokens
 	prometheus http.Handler
 	demo       http.Handler
 
+	draining  atomic.Bool // BeginDrain: not ready, new connections refused
 	closeOnce sync.Once
 }
 
@@ -59,7 +71,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{opts: o, log: log}
+	s := &Server{opts: o, log: log, hostLog: rate.Sometimes{First: 5, Interval: time.Second}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -88,7 +100,11 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 			return nil, fmt.Errorf("connection cap: %w", err)
 		}
 	}
-	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, log); err != nil {
+	if s.origins, err = origin.New(o.Origins, log); err != nil {
+		return nil, fmt.Errorf("%s: %w", o.name("Origins"), err)
+	}
+	s.devHosts = o.DevMode()
+	if s.flags, err = openFlags(ctx, &o, s.be, s.identify, s.origins, log); err != nil {
 		return nil, err
 	}
 	cfg := engineConfig(&o, s.instance, s.authn, newGuard(&o, s.connCap), log)
@@ -99,6 +115,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 		}
 		cfg.CheckEvent = v.Check
 	}
+	cfg.Origins = s.origins
 	s.mon = newMonitor()
 	cfg.OnHealth = s.mon.onHealth
 	cfg.WelcomeFlags = s.flags.userFlags
@@ -118,7 +135,10 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	if err = s.flags.follow(s.eng, log); err != nil {
 		return nil, err
 	}
-	if err = s.mon.start(ctx, s.be, s.snapshot, s.flags.streamingFlag, log); err != nil {
+	if s.insp, err = openInspector(s.be, inspect.EngineLocal(s.instance, s.eng), log); err != nil {
+		return nil, err
+	}
+	if err = s.mon.start(ctx, s.be, s.snapshot, s.flags.streamingFlag, s.dashboardOptions(), log); err != nil {
 		return nil, err
 	}
 	s.prometheus = promhttp.HandlerFor(s.eng.Registry(), promhttp.HandlerOpts{})
@@ -142,8 +162,16 @@ func (s *Server) identify(r *http.Request) (string, error) {
 	return id.UserID, nil
 }
 
-// ServeHTTP serves every route of Routes.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves every route of Routes. In dev mode a request whose Host is not a
+// loopback name (nor allowed by Origins) is refused 421 first: a DNS-rebinding page
+// reaches a loopback server under its own name.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.devHosts && !s.origins.AllowsHost(r.Host) {
+		s.refuseHost(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // Options returns the options the server was built with (validated).
 func (s *Server) Options() Options { return s.opts }
@@ -200,16 +228,32 @@ func (s *Server) OnFleetSample(fn func(health.Overview, health.Series)) { s.mon.
 func (s *Server) snapshot() health.InstanceSnapshot {
 	snap := s.eng.Snapshot()
 	snap.Client = s.mon.clients.Summary()
+	top := s.eng.TopChannels(channelsPerInstance)
+	// A name past the record's limit (MaxChannelLength has no maximum) would make the
+	// aggregator refuse the whole record: leave such channels out of the list.
+	top.Top = slices.DeleteFunc(top.Top, func(c stream.ChannelCount) bool { return len(c.Channel) > health.MaxChannelName })
+	snap.Channels = &top
 	return snap
 }
 
-// Shutdown drains: waiting polls answer at once, every connection is told to
-// reconnect elsewhere after a jittered delay (4101) once its queue is flushed, and
-// Shutdown waits for them up to ctx (and DrainTimeout), then closes everything (Close).
+// dashboardOptions opens the console's admin panels with the flags admin key.
+func (s *Server) dashboardOptions() web.Options {
+	o := web.Options{AdminKey: s.flags.adminKey, Admin: &console{s: s, asker: s.insp}}
+	if s.flags.adminKey == DevAdminKey {
+		o.KeyHint = "Dev mode: the key is " + DevAdminKey + " (set " + s.opts.name("AdminKey") + " to change it)."
+	}
+	return o
+}
+
+// Shutdown is the second phase of a drain (BeginDrain, which it implies, is the
+// first): waiting polls answer at once, every connection is told to reconnect
+// elsewhere after a jittered delay (4101) once its queue is flushed, and Shutdown
+// waits for them up to ctx (and DrainTimeout), then closes everything (Close).
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.BeginDrain()
 	var err error
 	if s.eng != nil {
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DrainTimeout)
+		dctx, cancel := s.drainContext(ctx)
 		err = s.eng.Shutdown(dctx)
 		cancel()
 	}
@@ -227,6 +271,9 @@ func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.mon != nil {
 			s.mon.close()
+		}
+		if s.insp != nil {
+			_ = s.insp.Close()
 		}
 		s.flags.close()
 		if s.eng != nil {

@@ -257,8 +257,21 @@ func RegisterFlags(fs *flag.FlagSet, o *Options, getenv func(string) (string, bo
 		default: // a list
 			fs.Var(&flagValue{s: s, o: o}, s.Flag, usage)
 		}
+		if s.Sensitive() {
+			fs.Lookup(s.Flag).DefValue = "" // -h never prints a secret taken from the environment
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// Sensitive reports whether the setting's value is a secret (keys, NATS credentials
+// and the NATS URL, which may carry a password): -h does not show it.
+func (s Setting) Sensitive() bool {
+	switch s.Field {
+	case "NATSPassword", "NATSToken":
+		return true
+	}
+	return s.Secret != ""
 }
 
 // flagValue is the flag.Value of a list setting (comma-separated).

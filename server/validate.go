@@ -3,12 +3,14 @@ package server
 import (
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"reflect"
 	"strings"
 
 	"encore.app/flags/flag"
 	"encore.app/realtime/auth"
+	"encore.app/realtime/origin"
 )
 
 // Bus kinds (Options.Bus). A new kind is a constant here, a case in Validate, in
@@ -87,6 +89,10 @@ func (o *Options) Validate() error {
 	if o.AdminKey != "" && len(o.AdminKey) < flag.MinAdminKeyLen {
 		bad("AdminKey", "shorter than %d bytes", flag.MinAdminKeyLen)
 	}
+	errs = append(errs, o.validateKeys()...)
+	if _, err := origin.New(o.Origins, nil); err != nil {
+		bad("Origins", "%v", err)
+	}
 	if len(o.Instance) > 128 {
 		bad("Instance", "longer than 128 bytes")
 	}
@@ -156,6 +162,66 @@ func (o *Options) validateBus() []error {
 		errs = append(errs, fmt.Errorf("server: namespace %q: at most 64 of a-z, 0-9, - and _", ns))
 	}
 	return errs
+}
+
+// credentials are the settings that are either all set (a keyed server) or all empty
+// (dev mode): a keyed server never falls back to a documented dev key.
+var credentials = []string{"TokenKeys", "PublisherKey", "AdminKey"}
+
+// DevMode reports whether o runs in dev mode: local (not hosted) and without any key,
+// so that the fixed dev keys apply. Validate keeps dev mode on loopback.
+func (o *Options) DevMode() bool {
+	return !o.Env.Hosted && o.TokenKeys == "" && o.PublisherKey == "" && o.AdminKey == ""
+}
+
+// validateKeys: no shared default secret outside dev mode. A server with any key needs
+// every key (else the missing ones would be the documented dev keys); the dev keys
+// themselves are never accepted as configured keys; dev mode listens on loopback only.
+func (o *Options) validateKeys() []error {
+	var errs []error
+	var set, missing []string
+	for _, f := range credentials {
+		if lookup(f).value(o).String() != "" {
+			set = append(set, o.name(f))
+		} else {
+			missing = append(missing, o.name(f))
+		}
+	}
+	if !o.Env.Hosted && len(set) > 0 && len(missing) > 0 {
+		errs = append(errs, fmt.Errorf("missing %s: with a key set (%s) every key must be set, or none for dev mode "+
+			"(loopback only, fixed dev keys)", strings.Join(missing, " and "), strings.Join(set, ", ")))
+	}
+	if o.AdminKey == DevAdminKey {
+		errs = append(errs, &settingError{o.name("AdminKey"), errors.New("is the documented dev key: choose a secret of your own (openssl rand -hex 32)")})
+	}
+	if o.PublisherKey == DevPublisherKey {
+		errs = append(errs, &settingError{o.name("PublisherKey"), errors.New("is the documented dev key: choose a secret of your own (openssl rand -hex 32)")})
+	}
+	if o.DevMode() && o.Env.Shell == Standalone {
+		for _, f := range []string{"Addr", "NATSListen"} {
+			v := lookup(f).value(o).String()
+			if v != "" && !loopback(v) {
+				errs = append(errs, &settingError{o.name(f), fmt.Errorf("%q is not a loopback address: dev mode (no keys: anyone may publish "+
+					"with the key %q and change flags with %q) serves this machine only. Listen on 127.0.0.1, or set %s",
+					v, DevPublisherKey, DevAdminKey, strings.Join(missing, ", "))})
+			}
+		}
+	}
+	return errs
+}
+
+// loopback reports whether a listen address (host:port) is on loopback only: a
+// loopback IP or "localhost". An empty host (":4000") is every interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // watched reports whether encore run's file watcher sees a relative data directory: it

@@ -1,10 +1,14 @@
 // Demo page served by realtimed at "/": pick channels, publish, watch events and health.
 // Built into web/demo/demo.js by `npm run build:demo` (committed; CI checks it is current).
 //
-// Query parameters: channels=a,b (subscribe at load), key=<publisher key> (default "dev"),
+// Query parameters: channels=a,b (subscribe at load), token=<subscriber token> (for a
+// server with token keys; the token form sets it), key=<publisher key> (default "dev"),
 // url=<stream URL>, baseMs/capMs (reconnect backoff), ping=<ms> (ping interval),
 // health=<ms> (health frame interval), max=<n> (events kept on the page, default 2000),
 // room=<name> (the room of the typed notes channel, default "lobby").
+//
+// The page is a row of control panels (<section class="panel" data-section=...> in
+// .controls) above the events: a feature adds its panel there and its wiring below.
 import { RealtimeClient, STATES, type HealthSnapshot, type RealtimeEvent } from "../src/index.js";
 import { notes } from "./channels.gen.js";
 
@@ -22,8 +26,10 @@ const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   return el;
 };
 
+const token = params.get("token") || undefined;
 const client = new RealtimeClient({
   url: params.get("url") ?? undefined,
+  token,
   backoff: { baseMs: num("baseMs") ?? 1000, capMs: num("capMs") ?? 300000 },
   pingIntervalMs: num("ping") ?? 5000,
   healthIntervalMs: num("health") ?? 30000,
@@ -61,6 +67,7 @@ function onEvent(ev: RealtimeEvent, text?: string): void {
     const span = document.createElement("span");
     span.className = cls;
     span.textContent = text; // never innerHTML: event data is untrusted
+    if (cls === "ch" || cls === "id") span.title = text; // cut with an ellipsis when long
     li.append(span);
   }
   const list = $("events");
@@ -103,7 +110,12 @@ function unsubscribe(ch: string): void {
   log(`unsubscribe ${ch}`);
 }
 
-const ms = (v: number | null): string => (v === null ? "-" : `${v.toFixed(1)} ms`);
+const ms = (v: number | null): string => {
+  if (v === null) return "-";
+  const a = Math.abs(v);
+  if (a >= 1000) return `${(v / 1000).toFixed(2)} s`;
+  return a >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`;
+};
 
 function renderHealth(h: HealthSnapshot): void {
   const state = $("state");
@@ -145,7 +157,28 @@ client.on("resync", (r) => {
   log(`resync ${r.reason} on ${r.channels.join(",")}: reload state from its source`);
 });
 client.on("error", (e) => log(`error ${e.kind}${e.code ? " " + e.code : ""}${e.channel ? " " + e.channel : ""}: ${e.message}`));
-client.on("closed", (i) => log(`closed ${i.code} ${i.reason}`));
+client.on("closed", (i) => {
+  log(`closed ${i.code} ${i.reason}`);
+  // 4401/4403, or a refused token: say what the page needs.
+  if (i.code === 4401 || i.code === 4403 || (i.code >= 4200 && i.code < 4300)) {
+    $("token-status").textContent = token
+      ? `The server refused this token (${i.code} ${i.reason}): paste another one.`
+      : `This server wants a token (${i.code} ${i.reason}): paste one above or open the page with ?token=.`;
+  }
+});
+
+// The token form reloads the page with ?token= (the client takes its token at start).
+$("token-status").textContent = token ? "Connecting with the token from the address (?token=)." : $("token-status").textContent;
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const next = new URLSearchParams(location.search);
+  const value = $<HTMLInputElement>("token-input").value.trim();
+  if (value) next.set("token", value);
+  else next.delete("token");
+  const chans = [...unsubscribers.keys()].join(",");
+  if (chans) next.set("channels", chans);
+  location.search = next.toString();
+});
 
 $("subscribe-form").addEventListener("submit", (e) => {
   e.preventDefault();

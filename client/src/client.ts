@@ -40,6 +40,8 @@ export interface RealtimeClientOptions {
   pingIntervalMs?: number;
   /** Interval of the `health` frame sent to the server, ms; 0 disables. Default 30000. */
   healthIntervalMs?: number;
+  /** Delay of the first `health` frame after each welcome, ms (at most the interval). Default 3000. */
+  healthFirstMs?: number;
   /** Most frequent "health" event from event traffic, ms. Default 1000. */
   healthEmitMs?: number;
   /** A connection open this long resets the backoff sequence, ms. Default 10000. */
@@ -155,6 +157,7 @@ export class RealtimeClient {
         connectTimeoutMs: opts.connectTimeoutMs ?? 10000,
         pingIntervalMs: opts.pingIntervalMs ?? 15000,
         healthIntervalMs: opts.healthIntervalMs ?? 30000,
+        healthFirstMs: opts.healthFirstMs ?? 3000,
       },
       {
         traffic: (at) => (this.monitor.lastMessageAt = at),

@@ -17,6 +17,8 @@ export interface StreamOptions {
   pingIntervalMs: number;
   /** Interval of the `health` frame, ms; 0 disables. */
   healthIntervalMs: number;
+  /** Delay of the first `health` frame after welcome, ms (capped at the interval). */
+  healthFirstMs: number;
 }
 
 /**
@@ -240,7 +242,11 @@ export class StreamTransport {
     if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
     const healthEvery = this.opts.healthIntervalMs;
     if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.host.healthReport() }), healthEvery));
+      // A first report soon after welcome (once the first pong measured the round trip),
+      // so the fleet's figures include a tab within seconds, then one per interval.
+      const report = () => this.send({ type: "health", health: this.host.healthReport() });
+      conn.timers.push(setTimeout(report, Math.min(Math.max(0, this.opts.healthFirstMs), healthEvery)));
+      conn.timers.push(setInterval(report, healthEvery));
     }
   }
 

@@ -1,14 +1,14 @@
 // Browser test of the streaming flag: turned OFF, the demo page moves to long-polling;
 // turned ON, back to the stream; across both switches it shows every event exactly once.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Browser, eventIds, openDemoPage, Server, stateOf, waitFor, sleep } from "./harness.js";
+import { Browser, DEV_ADMIN_KEY, eventIds, openDemoPage, Server, stateOf, waitFor, sleep } from "./harness.js";
 
-const ADMIN_KEY = "browser-test-admin-key-0123456789";
+const ADMIN_KEY = DEV_ADMIN_KEY; // dev mode: a server with one key must have all three
 let server: Server;
 let browser: Browser;
 
 beforeAll(async () => {
-  server = await Server.start(["-public-prefixes", "*", "-admin-key", ADMIN_KEY]);
+  server = await Server.start(["-public-prefixes", "*"]);
   browser = await Browser.launch();
 }, 300_000);
 

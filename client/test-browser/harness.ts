@@ -11,6 +11,7 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 export const PUBLISHER_KEY = "dev";
+export const DEV_ADMIN_KEY = "dev-admin-key-change-me";
 
 /** realtimedBinary is the server binary built by global-setup.ts (or $REALTIMED_BIN). */
 export function realtimedBinary(): string {
@@ -64,8 +65,9 @@ export class Server {
     const fd = openSync(this.logFile, "a");
     this.proc = spawn(
       bin,
-      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-publisher-key", PUBLISHER_KEY,
-        "-public-prefixes", "*", ...this.extraArgs], // dev mode: anonymous pages read every non-private channel
+      // Dev mode (no keys): anonymous pages read every non-private channel, the publisher
+      // key is "dev" and the flags admin key the dev one (DEV_ADMIN_KEY).
+      ["-addr", `127.0.0.1:${this.port}`, "-data", this.dataDir, "-public-prefixes", "*", ...this.extraArgs],
       { stdio: ["ignore", fd, fd], env: { ...process.env } },
     );
     closeSync(fd);
@@ -121,11 +123,11 @@ export class Server {
     rmSync(join(this.dataDir, ".."), { recursive: true, force: true });
   }
 
-  /** publish posts events and returns the acks. */
-  async publish(events: Array<{ channel: string; id: string; type?: string; data?: unknown }>): Promise<any[]> {
+  /** publish posts events with the publisher key (dev mode's by default) and returns the acks. */
+  async publish(events: Array<{ channel: string; id: string; type?: string; data?: unknown }>, key = PUBLISHER_KEY): Promise<any[]> {
     const r = await fetch(`${this.base}/v2/realtime/publish`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${PUBLISHER_KEY}` },
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${key}` },
       body: JSON.stringify({ events }),
       signal: AbortSignal.timeout(10_000),
     });
@@ -180,7 +182,7 @@ export class Browser {
 }
 
 const demoDir = join(repoRoot, "web", "demo");
-const demoTypes: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+const demoTypes: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml" };
 
 /**
  * openDemoPage opens the demo page at the server's origin. When realtimed serves it
@@ -196,7 +198,7 @@ export async function openDemoPage(page: Page, base: string, query: string): Pro
     if (!serverHasDemo) console.log("realtimed does not serve the demo at / yet: serving web/demo to the browser");
   }
   if (!serverHasDemo) {
-    for (const name of ["/", "/index.html", "/demo.js", "/demo.css"]) {
+    for (const name of ["/", "/index.html", "/demo.js", "/demo.css", "/favicon.svg"]) {
       await page.route((url) => url.origin === base && url.pathname === name, (route) => {
         const file = name === "/" ? "/index.html" : name;
         return route.fulfill({
@@ -228,4 +230,45 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | null | unde
 
 export async function stateOf(page: Page): Promise<string> {
   return (await page.textContent('[data-testid="state"]')) ?? "";
+}
+
+/**
+ * watch records what must not happen on a page: console errors, uncaught exceptions,
+ * failed requests and HTTP errors (a missing favicon included). Call stop() before
+ * closing the page (requests a closing page aborts are not failures).
+ */
+export function watch(page: Page): { problems: string[]; stop(): void } {
+  const problems: string[] = [];
+  let on = true;
+  page.on("console", (m) => on && m.type() === "error" && problems.push(`console error: ${m.text()}`));
+  page.on("pageerror", (e) => on && problems.push(`page error: ${e.message}`));
+  page.on("requestfailed", (r) => {
+    // An event stream the page closes (range switch) or leaves (navigation) ends aborted.
+    if (!on || (r.resourceType() === "eventsource" && r.failure()?.errorText === "net::ERR_ABORTED")) return;
+    problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ""}`);
+  });
+  page.on("response", (r) => on && r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+  return { problems, stop: () => (on = false) };
+}
+
+/** overflow is how far the page is wider than the window, px (0: no horizontal scroll). */
+export async function overflow(page: Page): Promise<number> {
+  return page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+}
+
+const axeSource = readFileSync(join(repoRoot, "client", "node_modules", "axe-core", "axe.min.js"), "utf8");
+
+/**
+ * axeViolations runs axe-core (from node_modules, evaluated in the page: no network, and
+ * not subject to the page's CSP) and returns the serious and critical violations.
+ */
+export async function axeViolations(page: Page): Promise<string[]> {
+  await page.evaluate(axeSource);
+  const found = await page.evaluate(async () => {
+    const r = await (window as any).axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.map((v: any) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map((n: any) => n.target.join(" ")) }));
+  });
+  return found
+    .filter((v: { impact: string }) => v.impact === "serious" || v.impact === "critical")
+    .map((v: { id: string; impact: string; help: string; nodes: string[] }) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.join(", ")})`);
 }

@@ -659,20 +659,20 @@ describe("health", () => {
     expect(h.latencyP50Ms).toBeGreaterThanOrEqual(85); // only the last 16 (85..100 ms) remain
   });
 
-  it("sends a health frame every healthIntervalMs", async () => {
+  it("sends a first health frame healthFirstMs after welcome, then every healthIntervalMs", async () => {
     const { client } = newClient({ healthIntervalMs: 5000 });
     client.connect();
     const ws = FakeWebSocket.last();
     ws.welcome();
-    vi.advanceTimersByTime(5000);
+    vi.advanceTimersByTime(3000); // default healthFirstMs
     const frames = ws.sentOfType("health");
     expect(frames).toHaveLength(1);
     expect(frames[0].health).toMatchObject({ reconnects: 0, recoveries: 0, eventsReceived: 0, duplicates: 0, transport: "stream" });
     expect(Object.keys(frames[0].health).sort()).toEqual(
       ["clockOffsetMs", "duplicates", "eventsReceived", "latencyP50Ms", "latencyP99Ms", "reconnects", "recoveries", "rttMs", "transport"],
     );
-    vi.advanceTimersByTime(10_000);
-    expect(ws.sentOfType("health")).toHaveLength(3);
+    vi.advanceTimersByTime(12_000); // at 5 s, 10 s and 15 s
+    expect(ws.sentOfType("health")).toHaveLength(4);
   });
 
   it("emits health on state changes and, throttled, on event traffic", async () => {

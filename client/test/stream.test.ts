@@ -23,7 +23,7 @@ function newTransport(extra: Partial<StreamOptions> = {}, hooks: Partial<StreamH
     healthReport: () => report,
   };
   const t = new StreamTransport(
-    { WebSocket: FakeWebSocket, now: Date.now, connectTimeoutMs: 2000, pingIntervalMs: 0, healthIntervalMs: 0, ...extra },
+    { WebSocket: FakeWebSocket, now: Date.now, connectTimeoutMs: 2000, pingIntervalMs: 0, healthIntervalMs: 0, healthFirstMs: 3000, ...extra },
     host,
   );
   const named = (name: string) => calls.filter((c) => c[0] === name);
@@ -100,9 +100,13 @@ describe("StreamTransport", () => {
     expect(calls).toEqual([["traffic", Date.now()], ["welcome", "sess-0"]]);
     expect(sentInWelcome).toEqual([true]);
     expect(ws.sent.map((f) => f.type)).toEqual(["subscribe", "ping"]); // the host's frames go first
-    vi.advanceTimersByTime(5000);
-    expect(ws.sentOfType("ping")).toHaveLength(6);
+    vi.advanceTimersByTime(2999);
+    expect(ws.sentOfType("health")).toEqual([]);
+    vi.advanceTimersByTime(1); // the first report, 3 s after welcome
     expect(ws.sentOfType("health")).toEqual([{ type: "health", health: { rttMs: 1 } }]);
+    vi.advanceTimersByTime(2000);
+    expect(ws.sentOfType("ping")).toHaveLength(6);
+    expect(ws.sentOfType("health")).toHaveLength(2); // then every interval
     // Connect timeout was cleared by welcome.
     vi.advanceTimersByTime(10_000);
     expect(t.current).toBe(conn);

@@ -50,7 +50,7 @@ type common struct {
 
 func (c *common) register(fs *flag.FlagSet, d common) {
 	fs.StringVar(&c.url, "url", d.url, "comma-separated base URLs of running servers (empty: spawn cmd/realtimed)")
-	fs.StringVar(&c.key, "key", "bench", "publisher key")
+	fs.StringVar(&c.key, "key", "dev", "publisher key (a spawned server runs in dev mode: dev)")
 	fs.StringVar(&c.serverBin, "server-bin", "", "realtimed binary to spawn (empty: go build ./cmd/realtimed)")
 	fs.StringVar(&c.serverArgs, "server-args", d.serverArgs, "extra flags for the spawned server, space-separated")
 	fs.StringVar(&c.jsonPath, "json", "", "write the result as JSON to this file")

@@ -83,7 +83,6 @@ type publisher struct {
 	runID    string
 	led      *ledger
 
-	next     atomic.Uint64 // next event number
 	requests atomic.Uint64
 	errors   atomic.Uint64
 	acked    atomic.Uint64

@@ -130,8 +130,13 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 		urls: []string{"http://127.0.0.1:" + strconv.Itoa(port)}, key: o.Key, http: newHTTPClient(),
 		bin: bin, dataDir: filepath.Join(dir, "data"), ownDir: own, logPath: filepath.Join(dir, "realtimed.log"), pprof: true,
 	}
+	// The spawned server runs in dev mode (anonymous load clients, loopback): its
+	// publisher key is the dev key, and a server with one key would need all three.
+	if o.Key != devPublisherKey {
+		return nil, fmt.Errorf("a spawned server runs in dev mode: publisher key %q, not %q", devPublisherKey, o.Key)
+	}
 	t.args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", t.dataDir,
-		"-publisher-key", o.Key, "-log-level", "warn", "-pprof"}, benchServerArgs...)
+		"-log-level", "warn", "-pprof"}, benchServerArgs...)
 	t.args = append(t.args, o.Args...)
 	if err := t.start(ctx); err != nil {
 		if own != "" {
@@ -435,3 +440,6 @@ func (t *target) gc(ctx context.Context) {
 		resp.Body.Close()
 	}
 }
+
+// devPublisherKey is the dev-mode publisher key of realtimed (server.DevPublisherKey).
+const devPublisherKey = "dev"

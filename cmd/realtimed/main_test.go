@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -35,12 +36,20 @@ type child struct {
 	base string
 }
 
-func startChild(t *testing.T, addr, data string) *child {
+func startChild(t *testing.T, addr, data string, extra ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-addr", addr, "-data", data, "-publisher-key", "k", "-log-level", "warn",
-		"-public-prefixes", "*") // dev mode: anonymous clients read channel "k"
+	return startChildLog(t, addr, data, os.Stderr, extra...)
+}
+
+// startChildLog starts realtimed (this binary) in dev mode, where anonymous clients
+// read channel "k" and the publisher key is "dev", with its log on stderr, and waits
+// until it is ready.
+func startChildLog(t *testing.T, addr, data string, stderr io.Writer, extra ...string) *child {
+	t.Helper()
+	args := append([]string{"-addr", addr, "-data", data, "-log-level", "warn", "-public-prefixes", "*"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "REALTIMED_TEST_CHILD=1")
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -48,10 +57,12 @@ func startChild(t *testing.T, addr, data string) *child {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(c.base + "/healthz")
+		resp, err := http.Get(c.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			return c
+			if resp.StatusCode == http.StatusOK {
+				return c
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("server did not come up: %v", err)
@@ -76,7 +87,7 @@ func publishHTTP(t *testing.T, base string, from, n int) {
 		evs = append(evs, fmt.Sprintf(`{"channel":"k","id":"k-%d","data":{"n":%d}}`, i, i))
 	}
 	req, _ := http.NewRequest(http.MethodPost, base+"/v2/realtime/publish", strings.NewReader(`{"events":[`+strings.Join(evs, ",")+`]}`))
-	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Authorization", "Bearer dev")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -169,17 +180,17 @@ func TestKillAndRestartResumes(t *testing.T) {
 func TestFlagsAndEnv(t *testing.T) {
 	t.Setenv("REALTIME_ADDR", "127.0.0.1:5999")
 	t.Setenv("REALTIME_BATCH_WINDOW", "7ms")
-	o, err := parseFlags([]string{"-batch-max", "42"})
+	o, err := parseFlags([]string{"-batch-max", "42"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Addr != "127.0.0.1:5999" || o.BatchWindow != 7*time.Millisecond || o.BatchMax != 42 {
 		t.Fatalf("%+v", o)
 	}
-	if _, err := parseFlags([]string{"-no-such-flag"}); err == nil {
+	if _, err := parseFlags([]string{"-no-such-flag"}, io.Discard); err == nil {
 		t.Fatal("unknown flag accepted")
 	}
-	if _, err := parseFlags([]string{"-batch-max", "0"}); err == nil || !strings.Contains(err.Error(), "-batch-max") {
+	if _, err := parseFlags([]string{"-batch-max", "0"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-batch-max") {
 		t.Fatalf("bad value: %v", err)
 	}
 }

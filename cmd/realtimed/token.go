@@ -15,12 +15,20 @@ import (
 // tokenCommand is `realtimed token`: mint a subscriber token with the configured keys.
 func tokenCommand(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("realtimed token", flag.ContinueOnError)
-	keys := fs.String("keys", os.Getenv("REALTIME_TOKEN_KEYS"), "token keys \"kid:secret,...\" (the first signs) ($REALTIME_TOKEN_KEYS)")
+	fs.SetOutput(out)
+	// The keys' default is read after parsing, never shown: -h must not print a secret.
+	keys := fs.String("keys", "", "token keys \"kid:secret,...\" (the first signs); default $REALTIME_TOKEN_KEYS")
 	user := fs.String("user", "", "user id (sub claim), required")
 	ttl := fs.Duration("ttl", time.Hour, "validity")
 	channels := fs.String("channels", "", "comma-separated channels or globs the user may read (besides public and user:<id>:...)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h exits 0
+		}
 		return err
+	}
+	if *keys == "" {
+		*keys = os.Getenv("REALTIME_TOKEN_KEYS")
 	}
 	if *keys == "" {
 		return errors.New("token: -keys or $REALTIME_TOKEN_KEYS required")

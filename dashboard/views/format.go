@@ -97,10 +97,53 @@ func formatAge(s float64) string {
 	return strconv.FormatFloat(s/60, 'f', 0, 64) + "m"
 }
 
-func dropsTotal(m map[string]uint64) uint64 {
-	var n uint64
-	for _, v := range m {
-		n += v
+// plural writes n with the singular or plural noun: "1 instance", "2 instances".
+func plural(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
 	}
-	return n
+	return formatCount(n) + " " + many
+}
+
+// formatMsZero is formatMs for a figure that is measured even when 0 (a round trip
+// under a millisecond on loopback): "< 1 ms" instead of "–".
+func formatMsZero(v float64) string {
+	if v < 1 {
+		return "< 1 ms"
+	}
+	return formatMs(v)
+}
+
+// formatPerDay writes a daily amount: cents as usual, and amounts under a cent with
+// two significant digits ("$0.0031"), so small fleets do not read "$0.00".
+func formatPerDay(v float64) string {
+	a := math.Abs(v)
+	if a == 0 || a >= 0.01 {
+		if a == 0 {
+			return "$0"
+		}
+		return formatMoney(v)
+	}
+	sign := ""
+	if v < 0 {
+		sign = "-"
+	}
+	digits := int(math.Ceil(-math.Log10(a))) + 1
+	return sign + "$" + strconv.FormatFloat(a, 'f', digits, 64)
+}
+
+// formatCountF writes a gauge-like float as a whole count ("1", not "1.00").
+func formatCountF(v float64) string {
+	if v <= 0 || math.IsNaN(v) {
+		return "0"
+	}
+	return formatCount(uint64(math.Round(v)))
+}
+
+// barWidth is v as a share of top in SVG units (0..100) for a bar, at least 1 when v > 0.
+func barWidth(v, top float64) string {
+	if v <= 0 || top <= 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(math.Max(1, 100*v/top), 'f', 1, 64)
 }

@@ -56,14 +56,15 @@ func fixture(t testing.TB) Model {
 	return Model{
 		Now: now,
 		Overview: health.Overview{
+			Time:         now.Add(5 * time.Second).UnixMilli(),
 			Instances:    2,
 			Totals:       health.Totals{ActiveConnections: 1234567, Dropped: 42, SlowDisconnects: 3},
 			Rates:        health.Rates{EventsDelivered: 2500, EventsPublished: 25},
 			Drops:        map[string]uint64{"slow_consumer": 40, "queue_full": 2},
 			Breakers:     map[string]uint64{"closed": 2},
 			WriteLatency: health.Percentiles{P50: 0.4, P99: 2.5},
-			DeliveryP50:  health.Percentiles{P50: 4.2},
-			DeliveryP99:  health.Percentiles{P50: 38},
+			DeliveryP50:  health.Percentiles{P50: 4.2, Count: 5},
+			DeliveryP99:  health.Percentiles{P50: 38, Count: 5},
 			InstanceRows: []health.InstanceRow{
 				{Instance: "host-a", ActiveConnections: 600000, EventsPerSec: 1200, Breaker: "closed"},
 				{Instance: "host-b", ActiveConnections: 634567, EventsPerSec: 1300, Breaker: "open"},
@@ -110,18 +111,24 @@ func TestCharts(t *testing.T) {
 		}
 		lines.Each(func(_ int, s *goquery.Selection) {
 			pts, _ := s.Attr("points")
-			if n := len(strings.Fields(pts)); n != 10 {
-				t.Errorf("%s %s: %d points, want 10", id, s.AttrOr("data-series", ""), n)
+			if n := len(strings.Fields(pts)); n != 11 { // 10 samples and "now"
+				t.Errorf("%s %s: %d points, want 11", id, s.AttrOr("data-series", ""), n)
 			}
 		})
 	}
-	// Connections rise 1000 -> 1090 on a 0..2000 axis: the last point is higher (smaller y) than the first.
+	// Connections rise 1000 -> 1090, then 1,234,567 now: the axis is 0..2,000,000.
 	pts := strings.Fields(doc.Find(`[data-testid="chart-connections-line"]`).AttrOr("points", ""))
-	if pts[0] == pts[9] || text(t, doc, "chart-connections-ymax") != "2,000" {
+	if pts[0] == pts[9] || text(t, doc, "chart-connections-ymax") != "2,000,000" {
 		t.Errorf("connections chart points %v ymax %q", pts, text(t, doc, "chart-connections-ymax"))
 	}
-	if got := doc.Find(`[data-testid="chart-bandwidth-last"][data-series="wire"]`).Text(); got != "30.0 kB" {
-		t.Errorf("wire last = %q", got)
+	// The legends' latest values are the current overview's, as on the cards.
+	for series, want := range map[string]string{"delivery p50": "4.20 ms", "delivery p99": "38 ms"} {
+		if got := doc.Find(`[data-testid="chart-latency-last"][data-series="` + series + `"]`).Text(); got != want {
+			t.Errorf("latency legend %s = %q, want %q (the card's figure)", series, got, want)
+		}
+	}
+	if got := doc.Find(`[data-testid="chart-connections-last"]`).Text(); got != "1,234,567" {
+		t.Errorf("connections legend %q, want the card's count", got)
 	}
 }
 
@@ -138,7 +145,7 @@ func TestInstanceTableAndReasons(t *testing.T) {
 	if drops.Length() != 2 || drops.First().AttrOr("data-reason", "") != "slow_consumer" {
 		t.Errorf("drops rows: %d, first %q", drops.Length(), drops.First().AttrOr("data-reason", ""))
 	}
-	empty := render(t, InstanceTable(nil))
+	empty := render(t, InstanceTable(Model{}))
 	if text(t, empty, "instance-none") == "" {
 		t.Error("no empty-state row")
 	}
@@ -189,6 +196,11 @@ func TestPageIsSelfContained(t *testing.T) {
 	if text(t, doc, "card-connections-value") != "1,234,567" {
 		t.Error("static page lacks the figures")
 	}
+	// The policy names the exact inline script and stylesheet the page carries.
+	if !strings.Contains(ContentSecurityPolicy, sha256Source(doc.Find("script").Text())) ||
+		!strings.Contains(ContentSecurityPolicy, sha256Source(doc.Find("style").Text())) {
+		t.Error("CSP hashes do not match the inline script and style")
+	}
 }
 
 func TestFormat(t *testing.T) {
@@ -198,6 +210,10 @@ func TestFormat(t *testing.T) {
 		{formatMs(0), "–"}, {formatMs(0.25), "0.25 ms"}, {formatMs(1500), "1.50 s"},
 		{formatBytes(999), "999 B"}, {formatBytes(1500000), "1.5 MB"},
 		{formatRate(0.5), "0.50"}, {formatRate(12.34), "12.3"},
+		{plural(1, "instance", "instances"), "1 instance"}, {plural(0, "instance", "instances"), "0 instances"},
+		{plural(1200, "instance", "instances"), "1,200 instances"},
+		{formatPerDay(0), "$0"}, {formatPerDay(0.0031234), "$0.0031"}, {formatPerDay(12.5), "$12.50"}, {formatPerDay(-0.004), "-$0.0040"},
+		{formatCountF(1), "1"}, {formatCountF(1234.4), "1,234"}, {formatMsZero(0), "< 1 ms"}, {formatMsZero(12), "12 ms"},
 	} {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
@@ -214,12 +230,13 @@ func TestChartDownsamplesKeepingSpikes(t *testing.T) {
 		pts = append(pts, health.Point{T: int64(i) * 5000, DropsPerSec: 0})
 	}
 	pts[301].DropsPerSec = 50 // one spike
-	c := buildChart("c", "C", "", pts, formatRate, lineSpec{"drops", "#dc2626", func(p health.Point) float64 { return p.DropsPerSec }})
+	c := buildChart("c", "C", "", pts, time.UnixMilli(pts[len(pts)-1].T), time.Hour, formatRate,
+		lineSpec{name: "drops", color: 5, value: func(p health.Point) float64 { return p.DropsPerSec }})
 	fields := strings.Fields(c.Lines[0].Points)
 	if len(fields) != maxChartPoints {
 		t.Fatalf("%d points drawn, want %d", len(fields), maxChartPoints)
 	}
-	top := strconv.Itoa(chartTop) + ".0"
+	top := strconv.Itoa(chartPad) + ".0"
 	spikes := 0
 	for _, f := range fields {
 		if strings.HasSuffix(f, ","+top) {
@@ -229,7 +246,7 @@ func TestChartDownsamplesKeepingSpikes(t *testing.T) {
 	if spikes != 1 || c.YMaxLabel != "50.0" {
 		t.Fatalf("spike drawn %d times, ymax %q", spikes, c.YMaxLabel)
 	}
-	if !strings.HasPrefix(fields[len(fields)-1], strconv.Itoa(chartWidth-chartRight)+".0,") {
+	if !strings.HasPrefix(fields[len(fields)-1], strconv.Itoa(chartWidth)+".0,") {
 		t.Fatalf("last point %q not at the right edge", fields[len(fields)-1])
 	}
 }

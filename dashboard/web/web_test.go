@@ -102,7 +102,7 @@ func TestPageStaticSnapshot(t *testing.T) {
 			t.Errorf("%s = %q, want %q", id, got, want)
 		}
 	}
-	if got := doc.Find("#live").AttrOr("data-events", ""); got != "/dashboard/events" {
+	if got := doc.Find("#live").AttrOr("data-events", ""); got != "/dashboard/events?range=5m" {
 		t.Errorf("events URL %q", got)
 	}
 	if doc.Find(`[data-testid="instance-row"]`).Length() != 1 {

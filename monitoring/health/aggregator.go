@@ -30,6 +30,12 @@ type AggregatorOptions struct {
 	Points int
 	// MaxInstances bounds the instances held (default 1024).
 	MaxInstances int
+	// StaleAfter: an instance not heard from for this long is flagged Stale in its
+	// row (default two thirds of TTL: two missed reports at the default TTL/3 interval).
+	StaleAfter time.Duration
+	// DepartedFor is how long an instance that left stays in Overview.Departed
+	// (default 10m; at most maxDeparted are kept).
+	DepartedFor time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// OnSample, when set, is called with each sampled Overview, outside the aggregator's
@@ -50,6 +56,12 @@ func (o *AggregatorOptions) defaults() {
 	if o.MaxInstances <= 0 {
 		o.MaxInstances = 1024
 	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = o.TTL * 2 / 3
+	}
+	if o.DepartedFor <= 0 {
+		o.DepartedFor = 10 * time.Minute
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -64,7 +76,17 @@ type Aggregator struct {
 	instances map[string]*instance
 	ring      *Ring
 	rejected  map[string]uint64 // keys: Reject* constants
+	departed  []Departure       // oldest first, at most maxDeparted
 }
+
+// maxDeparted bounds Overview.Departed.
+const maxDeparted = 16
+
+// Why an instance left the fleet (Departure.Reason).
+const (
+	DepartShutdown = "shutdown" // it deleted its entry: a clean stop
+	DepartExpired  = "expired"  // its entry expired, or it was not heard from for the TTL
+)
 
 type instance struct {
 	cur, prev      InstanceSnapshot
@@ -104,6 +126,7 @@ func (a *Aggregator) Put(s InstanceSnapshot) error {
 			return fmt.Errorf("health: %d instances held, limit %d: %s refused", len(a.instances), a.opts.MaxInstances, s.Instance)
 		}
 		a.instances[key] = &instance{cur: s, seen: now}
+		a.forgetDepartedLocked(s.Instance)
 		return nil
 	}
 	if s.Time < in.cur.Time {
@@ -129,11 +152,35 @@ func (a *Aggregator) PutEncoded(key string, value []byte) error {
 	return a.Put(s)
 }
 
-// Remove forgets an instance by bucket key (its entry was deleted or expired).
-func (a *Aggregator) Remove(key string) {
+// Remove forgets an instance by bucket key (its entry was deleted or expired); it is
+// listed in Overview.Departed with reason DepartShutdown.
+func (a *Aggregator) Remove(key string) { a.RemoveFor(key, DepartShutdown) }
+
+// RemoveFor forgets an instance by bucket key and lists it in Overview.Departed with
+// reason (DepartShutdown or DepartExpired).
+func (a *Aggregator) RemoveFor(key, reason string) {
+	now := a.opts.Now()
 	a.mu.Lock()
-	delete(a.instances, key)
+	a.departLocked(key, reason, now)
 	a.mu.Unlock()
+}
+
+func (a *Aggregator) departLocked(key, reason string, now time.Time) {
+	in, ok := a.instances[key]
+	if !ok {
+		return
+	}
+	delete(a.instances, key)
+	a.forgetDepartedLocked(in.cur.Instance)
+	a.departed = append(a.departed, Departure{Instance: in.cur.Instance, At: now.UnixMilli(),
+		LastSeen: in.seen.UnixMilli(), Reason: reason})
+	if len(a.departed) > maxDeparted {
+		a.departed = slices.Delete(a.departed, 0, len(a.departed)-maxDeparted)
+	}
+}
+
+func (a *Aggregator) forgetDepartedLocked(instance string) {
+	a.departed = slices.DeleteFunc(a.departed, func(d Departure) bool { return d.Instance == instance })
 }
 
 func (a *Aggregator) reject(reason string) {
@@ -153,9 +200,11 @@ func (a *Aggregator) Rejected() map[string]uint64 {
 func (a *Aggregator) expireLocked(now time.Time) {
 	for k, in := range a.instances {
 		if now.Sub(in.seen) >= a.opts.TTL {
-			delete(a.instances, k)
+			a.departLocked(k, DepartExpired, now)
 		}
 	}
+	cut := now.Add(-a.opts.DepartedFor).UnixMilli()
+	a.departed = slices.DeleteFunc(a.departed, func(d Departure) bool { return d.At < cut })
 }
 
 // Overview merges the live instances now.
@@ -189,6 +238,10 @@ func (a *Aggregator) Series() Series {
 	return Series{StepMs: a.opts.Step.Milliseconds(), Points: a.ring.Points()}
 }
 
+// PointOf is the time-series point of an Overview (what Sample appends): the dashboard
+// draws the current Overview as its charts' last point, so cards and charts agree.
+func PointOf(ov Overview) Point { return pointOf(ov) }
+
 func pointOf(ov Overview) Point {
 	return Point{
 		T:                     ov.Time,
@@ -200,6 +253,8 @@ func pointOf(ov Overview) Point {
 		BytesRawPerSec:        ov.Rates.BytesRaw,
 		BytesWirePerSec:       ov.Rates.BytesWire,
 		DropsPerSec:           ov.Rates.Dropped,
+		DisconnectsPerSec:     ov.Rates.Disconnects,
+		SlowPerSec:            ov.Rates.SlowDisconnects,
 		LongPollPerSec:        ov.Rates.LongPollRequests,
 		WriteP50Ms:            ov.WriteLatency.P50,
 		WriteP99Ms:            ov.WriteLatency.P99,
@@ -249,6 +304,7 @@ func (a *Aggregator) overviewLocked(now time.Time) Overview {
 		Refusals:    map[string]uint64{},
 		Breakers:    map[string]uint64{},
 		Transports:  map[string]uint64{},
+		Departed:    slices.Clone(a.departed),
 	}
 	write, rtt, p50, p99 := NewHistogram(), NewHistogram(), NewHistogram(), NewHistogram()
 	exact := true
@@ -287,7 +343,7 @@ func (a *Aggregator) overviewLocked(now time.Time) Overview {
 			Instance: s.Instance, AgeSeconds: now.Sub(in.seen).Seconds(), UptimeSeconds: s.UptimeSeconds,
 			ActiveConnections: conns, Subscriptions: subs, Dropped: sum(s.Drops),
 			Breaker: breaker, WriteP99Ms: s.WriteLatencyMs.P99, BytesRaw: s.BytesRaw, BytesWire: s.BytesWire,
-			LongPollRequests: s.LongPollRequests,
+			LongPollRequests: s.LongPollRequests, Stale: now.Sub(in.seen) >= a.opts.StaleAfter,
 		}
 		if in.hasPrev {
 			p := &in.prev
@@ -304,6 +360,8 @@ func (a *Aggregator) overviewLocked(now time.Time) Overview {
 			r.BytesRaw += counterRate(s.BytesRaw, p.BytesRaw, dt)
 			r.BytesWire += counterRate(s.BytesWire, p.BytesWire, dt)
 			r.Dropped += counterRate(sum(s.Drops), sum(p.Drops), dt)
+			r.Disconnects += counterRate(sum(s.Disconnects), sum(p.Disconnects), dt)
+			r.SlowDisconnects += counterRate(s.SlowDisconnects, p.SlowDisconnects, dt)
 			r.ConnectionsOpen += counterRate(s.ConnectionsTotal, p.ConnectionsTotal, dt)
 			r.LongPollRequests += counterRate(s.LongPollRequests, p.LongPollRequests, dt)
 		}
@@ -394,7 +452,11 @@ func (a *Aggregator) rewatch(ctx context.Context, recs Records) (<-chan Record, 
 
 func (a *Aggregator) apply(r Record) {
 	if r.Deleted {
-		a.Remove(r.Key)
+		reason := DepartShutdown
+		if r.Expired {
+			reason = DepartExpired
+		}
+		a.RemoveFor(r.Key, reason)
 		return
 	}
 	_ = a.PutEncoded(r.Key, r.Value) // refusals are counted in Rejected

@@ -54,8 +54,12 @@ func (c *ClientHealth) Observe(r *protocol.HealthReport) bool {
 		return false
 	}
 	c.rtt.Record(r.RTTMillis)
-	c.p50.Record(r.LatencyP50Millis)
-	c.p99.Record(r.LatencyP99Millis)
+	// A tab that received nothing yet reports zeros: no latency was measured, and
+	// recording them would pull the fleet's median to 0.
+	if r.EventsReceived > 0 || r.LatencyP50Millis > 0 || r.LatencyP99Millis > 0 {
+		c.p50.Record(r.LatencyP50Millis)
+		c.p99.Record(r.LatencyP99Millis)
+	}
 	c.mu.Lock()
 	c.reports++
 	t := r.Transport

@@ -35,6 +35,17 @@ type Overview struct {
 	DeliveryP99 Percentiles `json:"deliveryP99"`
 
 	InstanceRows []InstanceRow `json:"instanceRows"`
+	// Departed lists the instances that left in the last AggregatorOptions.DepartedFor,
+	// oldest first: a clean shutdown, or an instance that stopped reporting.
+	Departed []Departure `json:"departed"`
+}
+
+// Departure is an instance that left the fleet.
+type Departure struct {
+	Instance string `json:"instance"`
+	At       int64  `json:"at"`       // unix ms, aggregator clock
+	LastSeen int64  `json:"lastSeen"` // its last report, unix ms
+	Reason   string `json:"reason"`   // DepartShutdown or DepartExpired
 }
 
 // Totals are summed cumulative counters of the live instances.
@@ -67,6 +78,8 @@ type Rates struct {
 	BytesWire        float64 `json:"bytesWire"`
 	Dropped          float64 `json:"dropped"`
 	ConnectionsOpen  float64 `json:"connectionsOpened"`
+	Disconnects      float64 `json:"disconnects"`     // all reasons
+	SlowDisconnects  float64 `json:"slowDisconnects"` // slow consumers closed
 	LongPollRequests float64 `json:"longPollRequests"`
 }
 
@@ -85,4 +98,7 @@ type InstanceRow struct {
 	BytesRaw          uint64  `json:"bytesRaw"`
 	BytesWire         uint64  `json:"bytesWire"`
 	LongPollRequests  uint64  `json:"longPollRequests"`
+	// Stale: not heard from for AggregatorOptions.StaleAfter (it may have stopped
+	// reporting; it leaves the fleet at the TTL).
+	Stale bool `json:"stale"`
 }

@@ -18,7 +18,7 @@ type Records interface {
 	// Delete removes key (absent keys are not an error).
 	Delete(ctx context.Context, key string) error
 	// Watch sends every live record, then every change: a put, or a removal (delete
-	// or expiry) with Deleted set, until ctx is done. The channel is closed when the
+	// or expiry) with Deleted set (and Expired for an expiry), until ctx is done. The channel is closed when the
 	// watch ends, by ctx or by a failure (then watch again).
 	Watch(ctx context.Context) (<-chan Record, error)
 }
@@ -28,6 +28,7 @@ type Record struct {
 	Key     string
 	Value   []byte
 	Deleted bool // deleted or expired
+	Expired bool // with Deleted: removed by the TTL (its owner stopped reporting), not by its owner
 }
 
 // KVRecords returns the Records of a bucket opened with OpenBucket.
@@ -71,8 +72,10 @@ func (r kvRecords) Watch(ctx context.Context) (<-chan Record, error) {
 				}
 				rec := Record{Key: e.Key(), Value: e.Value()}
 				switch e.Operation() {
-				case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+				case jetstream.KeyValueDelete:
 					rec.Deleted, rec.Value = true, nil
+				case jetstream.KeyValuePurge: // the bucket's TTL expired the entry (a marker)
+					rec.Deleted, rec.Expired, rec.Value = true, true, nil
 				}
 				select {
 				case out <- rec:

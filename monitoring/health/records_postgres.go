@@ -104,11 +104,13 @@ func (r *PostgresRecords) Watch(ctx context.Context) (<-chan Record, error) {
 	return out, nil
 }
 
-// diff reads the live rows and returns what changed since held (updated in place),
-// and removes rows expired for a while.
+// diff reads the bucket's rows and returns what changed since held (updated in place):
+// a new revision is a put; a row past its expiry is reported once as expired (it stays
+// until the cleanup below, well after the watcher saw it); a row gone while held was
+// deleted by its owner. It also removes rows expired for a while.
 func (r *PostgresRecords) diff(ctx context.Context, held map[string]int64) ([]Record, error) {
-	rows, err := r.pool.Query(ctx, `SELECT key, value, revision FROM realtime_health
-		WHERE bucket = $1 AND expires_at > clock_timestamp()`, r.cfg.Name)
+	rows, err := r.pool.Query(ctx, `SELECT key, value, revision, expires_at > clock_timestamp()
+		FROM realtime_health WHERE bucket = $1`, r.cfg.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -116,24 +118,31 @@ func (r *PostgresRecords) diff(ctx context.Context, held map[string]int64) ([]Re
 		key   string
 		value []byte
 		rev   int64
+		live  bool
 	}
-	live, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
+	all, err := pgx.CollectRows(rows, func(cr pgx.CollectableRow) (row, error) {
 		var x row
-		err := cr.Scan(&x.key, &x.value, &x.rev)
+		err := cr.Scan(&x.key, &x.value, &x.rev, &x.live)
 		return x, err
 	})
 	if err != nil {
 		return nil, err
 	}
 	var out []Record
-	seen := make(map[string]bool, len(live))
-	for _, x := range live {
+	seen := make(map[string]bool, len(all))
+	for _, x := range all {
 		seen[x.key] = true
-		if held[x.key] == x.rev {
-			continue
+		rev, ok := held[x.key]
+		switch {
+		case !x.live:
+			if ok {
+				delete(held, x.key)
+				out = append(out, Record{Key: x.key, Deleted: true, Expired: true})
+			}
+		case !ok || rev != x.rev:
+			held[x.key] = x.rev
+			out = append(out, Record{Key: x.key, Value: x.value})
 		}
-		held[x.key] = x.rev
-		out = append(out, Record{Key: x.key, Value: x.value})
 	}
 	for k := range held {
 		if !seen[k] {

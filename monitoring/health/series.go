@@ -11,6 +11,8 @@ type Point struct {
 	BytesRawPerSec        float64 `json:"bytesRawPerSec"`
 	BytesWirePerSec       float64 `json:"bytesWirePerSec"`
 	DropsPerSec           float64 `json:"dropsPerSec"`
+	DisconnectsPerSec     float64 `json:"disconnectsPerSec"`
+	SlowPerSec            float64 `json:"slowPerSec"` // slow-consumer disconnects
 	LongPollPerSec        float64 `json:"longPollPerSec"`
 	WriteP50Ms            float64 `json:"writeP50Ms"`
 	WriteP99Ms            float64 `json:"writeP99Ms"`

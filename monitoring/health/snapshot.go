@@ -18,6 +18,10 @@ const (
 	MaxInstanceName = 128
 	// MaxReasons bounds each reason map (drops, disconnects, refusals, ...) of a snapshot.
 	MaxReasons = 64
+	// MaxChannels bounds the busiest channels a snapshot lists (stream.MaxTopChannels),
+	// MaxChannelName each name.
+	MaxChannels    = stream.MaxTopChannels
+	MaxChannelName = 1024
 )
 
 // Errors from DecodeSnapshot and Validate.
@@ -88,6 +92,16 @@ func ValidateSnapshot(s *InstanceSnapshot) error {
 	} {
 		if len(m) > MaxReasons {
 			return fmt.Errorf("%w: %s has %d reasons, limit %d", ErrBadSnapshot, name, len(m), MaxReasons)
+		}
+	}
+	if c := s.Channels; c != nil {
+		if len(c.Top) > MaxChannels {
+			return fmt.Errorf("%w: %d channels listed, limit %d", ErrBadSnapshot, len(c.Top), MaxChannels)
+		}
+		for _, ch := range c.Top {
+			if ch.Channel == "" || len(ch.Channel) > MaxChannelName || ch.Subscribers < 0 || ch.Polls < 0 {
+				return fmt.Errorf("%w: bad channel entry %.64q", ErrBadSnapshot, ch.Channel)
+			}
 		}
 	}
 	return nil

@@ -46,4 +46,5 @@ const (
 	RefuseRateLimited = "rate_limited"
 	RefuseTooMany     = "too_many_connections"
 	RefuseOverloaded  = "overloaded"
+	RefuseOrigin      = "origin"
 )

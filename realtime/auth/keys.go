@@ -162,6 +162,12 @@ func (k *Keys) MintClaims(c *Claims) (string, error) {
 // Verify checks a token and returns its claims. Errors wrap ErrExpired (refresh the
 // token) or ErrBadToken (anything else: malformed, forged, unknown kid, wrong
 // algorithm, missing sub or exp, not yet valid).
+//
+// Parsing is strict, through the library's own options: HS256 only, base64url without
+// stray padding bits (WithStrictDecoding), and claims decoded as JSON numbers into a
+// map (WithJSONNumber), where the library accepts exp, nbf and iat only as numbers
+// ("exp":"1764225600" is refused, which its NumericDate type would parse) and sub only
+// as a string; a kid header must be a string.
 func (k *Keys) Verify(token string) (*Claims, error) {
 	if token == "" {
 		return nil, ErrNoToken
@@ -179,12 +185,18 @@ func (k *Keys) Verify(token string) (*Claims, error) {
 		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(k.now),
 		jwt.WithIssuedAt(),
+		jwt.WithJSONNumber(),
+		jwt.WithStrictDecoding(),
 	)
-	var c Claims
-	_, err := p.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		if kid == "" {
-			kid = k.signKID // tokens without kid: the signing key only
+	mc := jwt.MapClaims{}
+	_, err := p.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) {
+		kid := k.signKID // tokens without kid: the signing key only
+		if v, ok := t.Header["kid"]; ok {
+			s, isString := v.(string)
+			if !isString || s == "" {
+				return nil, fmt.Errorf("kid header must be a non-empty string, got %v", v)
+			}
+			kid = s
 		}
 		secret, ok := k.keys[kid]
 		if !ok {
@@ -197,12 +209,68 @@ func (k *Keys) Verify(token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: %v", ErrExpired, err)
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	c, err := claimsOf(mc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	switch {
 	case c.Subject == "":
 		return nil, fmt.Errorf("%w: no sub claim", ErrBadToken)
 	case len(c.Subject) > 256:
 		return nil, fmt.Errorf("%w: sub longer than 256 bytes", ErrBadToken)
 	case len(c.Channels) > MaxChannelsClaim:
 		return nil, fmt.Errorf("%w: more than %d channels", ErrBadToken, MaxChannelsClaim)
+	}
+	return c, nil
+}
+
+// claimsOf converts verified map claims (the library has checked exp, nbf and iat as
+// numbers, and sub as a string) into Claims; channels must be a list of strings.
+func claimsOf(mc jwt.MapClaims) (*Claims, error) {
+	var c Claims
+	var err error
+	if c.Subject, err = mc.GetSubject(); err != nil {
+		return nil, err
+	}
+	if c.Issuer, err = mc.GetIssuer(); err != nil {
+		return nil, err
+	}
+	if c.Audience, err = mc.GetAudience(); err != nil {
+		return nil, err
+	}
+	if c.ExpiresAt, err = mc.GetExpirationTime(); err != nil {
+		return nil, err
+	}
+	if c.NotBefore, err = mc.GetNotBefore(); err != nil {
+		return nil, err
+	}
+	if c.IssuedAt, err = mc.GetIssuedAt(); err != nil {
+		return nil, err
+	}
+	if v, ok := mc["jti"]; ok {
+		s, isString := v.(string)
+		if !isString {
+			return nil, errors.New("jti must be a string")
+		}
+		c.ID = s
+	}
+	if v, ok := mc["channels"]; ok && v != nil {
+		list, isList := v.([]any)
+		if !isList {
+			return nil, errors.New("channels must be a list of strings")
+		}
+		if len(list) > MaxChannelsClaim {
+			return nil, fmt.Errorf("more than %d channels", MaxChannelsClaim)
+		}
+		c.Channels = make([]string, 0, len(list))
+		for _, e := range list {
+			s, isString := e.(string)
+			if !isString {
+				return nil, errors.New("channels must be a list of strings")
+			}
+			c.Channels = append(c.Channels, s)
+		}
 	}
 	return &c, nil
 }

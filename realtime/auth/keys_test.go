@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,20 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 		}
 		return c
 	}
+	exp := now.Add(time.Hour).Unix()
+	// raw signs a payload as given (claims the Claims type could not express) with the
+	// right key, so only the parser's strictness can refuse it.
+	raw := func(kid any, claims map[string]any) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims))
+		if kid != nil {
+			tok.Header["kid"] = kid
+		}
+		s, err := tok.SignedString([]byte(secretA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 	parts := strings.Split(good, ".")
 	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(payload), `"42"`, `"43"`, 1))) + "." + parts[2]
@@ -103,6 +118,16 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 		{"issued in the future", sign(jwt.SigningMethodHS256, []byte(secretA), &Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "42",
 			ExpiresAt: jwt.NewNumericDate(now.Add(2 * time.Hour)), IssuedAt: jwt.NewNumericDate(now.Add(time.Hour))}}, "k1"), ErrBadToken},
 		{"too long", strings.Repeat("a", MaxTokenBytes+1), ErrBadToken},
+		{"exp as a string", raw("k1", map[string]any{"sub": "42", "exp": fmt.Sprint(exp)}), ErrBadToken},
+		{"exp null", raw("k1", map[string]any{"sub": "42", "exp": nil}), ErrBadToken},
+		{"nbf as a string", raw("k1", map[string]any{"sub": "42", "exp": exp, "nbf": fmt.Sprint(now.Unix())}), ErrBadToken},
+		{"iat as a string", raw("k1", map[string]any{"sub": "42", "exp": exp, "iat": fmt.Sprint(now.Unix())}), ErrBadToken},
+		{"sub as a number", raw("k1", map[string]any{"sub": 42, "exp": exp}), ErrBadToken},
+		{"channels not a list", raw("k1", map[string]any{"sub": "42", "exp": exp, "channels": "orders"}), ErrBadToken},
+		{"channels with a number", raw("k1", map[string]any{"sub": "42", "exp": exp, "channels": []any{"a", 7}}), ErrBadToken},
+		{"numeric kid", raw(1, map[string]any{"sub": "42", "exp": exp}), ErrBadToken},
+		{"empty kid", raw("", map[string]any{"sub": "42", "exp": exp}), ErrBadToken},
+		{"kid as a list", raw([]string{"k1"}, map[string]any{"sub": "42", "exp": exp}), ErrBadToken},
 		{"too many channels", sign(jwt.SigningMethodHS256, []byte(secretA), &Claims{RegisteredClaims: reg("42", now.Add(time.Hour)),
 			Channels: make([]string, MaxChannelsClaim+1)}, "k1"), ErrBadToken},
 	} {
@@ -116,6 +141,16 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 	c, err := k.Verify(good)
 	if err != nil || c.Subject != "42" || len(c.Channels) != 1 || c.Channels[0] != "orders" {
 		t.Fatalf("good token: %+v, %v", c, err)
+	}
+	// The same claims signed by hand, numbers as numbers: accepted (the strictness
+	// refuses types, not tokens from other issuers).
+	c, err = k.Verify(raw("k1", map[string]any{"sub": "42", "exp": exp, "iat": now.Unix(), "channels": []string{"a.*"}, "jti": "x"}))
+	if err != nil || c.Subject != "42" || c.ExpiresAt.Unix() != exp || c.Channels[0] != "a.*" || c.ID != "x" {
+		t.Fatalf("hand-made token: %+v, %v", c, err)
+	}
+	c, err = k.Verify(raw(nil, map[string]any{"sub": "42", "exp": exp}))
+	if err != nil || c.Subject != "42" {
+		t.Fatalf("token without kid (the signing key): %+v, %v", c, err)
 	}
 }
 

@@ -86,9 +86,7 @@ func (j *JetStream) publishOnce(ctx context.Context, evs []*protocol.Event, msgs
 		f, err := j.js.PublishMsgAsync(m, jetstream.WithMsgID(evs[i].ID), jetstream.WithExpectStream(j.cfg.Stream))
 		if err != nil {
 			firstErr = err
-			for _, r := range idx[k:] {
-				failed = append(failed, r)
-			}
+			failed = append(failed, idx[k:]...)
 			break
 		}
 		futures[k] = f

@@ -56,7 +56,12 @@ func (j *JetStream) startEmbedded(ctx context.Context) error {
 		return fmt.Errorf("bus: connect embedded: %w: %w", ErrUnavailable, err)
 	}
 	j.nc = nc
-	j.log.Info("bus: embedded nats started", "dir", j.cfg.DataDir, "listen", srv.ClientURL())
+	// Say what is true: without ListenAddr nothing listens (the client is in-process).
+	listen := "none (in-process only)"
+	if a := srv.Addr(); j.cfg.ListenAddr != "" && a != nil {
+		listen = "nats://" + a.String()
+	}
+	j.log.Info("bus: embedded nats started", "dir", j.cfg.DataDir, "listen", listen)
 	return nil
 }
 

@@ -281,9 +281,9 @@ func TestSubscribeFromSeq(t *testing.T) {
 		t.Fatalf("got seqs %v, want 7..10", seqs(got))
 	}
 	publish(t, b, ev("c", "b1", ""), ev("d", "b2", ""), ev("c", "b3", ""))
-	got := c.waitN(t, 7, 5*time.Second)
+	c.waitN(t, 7, 5*time.Second)
 	time.Sleep(200 * time.Millisecond) // nothing else may arrive
-	if got = c.snapshot(); !equalSeqs(seqs(got), seqRange(7, 13)) {
+	if got := c.snapshot(); !equalSeqs(seqs(got), seqRange(7, 13)) {
 		t.Fatalf("got seqs %v, want 7..13", seqs(got))
 	}
 
@@ -814,9 +814,9 @@ func TestSubscribeSurvivesServerRestart(t *testing.T) {
 		t.Fatalf("epoch changed across restart: %q -> %q", epoch, a2.Epoch())
 	}
 	publish(t, a2, ev("c", "3", ""), ev("c", "4", ""))
-	got := c.waitN(t, 4, 20*time.Second)
+	c.waitN(t, 4, 20*time.Second)
 	time.Sleep(100 * time.Millisecond)
-	if got = c.snapshot(); !equalSeqs(seqs(got), seqRange(1, 4)) {
+	if got := c.snapshot(); !equalSeqs(seqs(got), seqRange(1, 4)) {
 		t.Fatalf("got %v, want 1..4 exactly once", seqs(got))
 	}
 	// The client bus publishes again once reconnected.

@@ -2,7 +2,6 @@ package limits
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -130,7 +129,6 @@ func (be *capBackend) startInstance(t testing.TB, name string, capCfg ConnCapCon
 	}
 	cfg := stream.Config{Instance: name, Logger: quiet, PublisherKey: "k"}
 	cfg.Authenticate, cfg.Authorize, cfg.Reauthenticate = a.Hooks()
-	cfg.Authenticate = g.Authenticate(cfg.Authenticate)
 	cfg.Admit = g.Admit
 	e, err := stream.New(cfg, b)
 	if err != nil {
@@ -303,12 +301,13 @@ func testConnCapDeadInstanceExpires(t *testing.T, be *capBackend) {
 	}
 }
 
-// Connect rates: per IP answered 429 + Retry-After before the token is looked at; per
-// user closed 4102 with retry=<ms>; the overload gate closes 4103 with a jittered hint
-// and still admits a resuming session.
+// Connect rates: per user closed 4102 with retry=<ms>, and authenticated connects are
+// never charged to their address (guard_test.go has the anonymous, per-address
+// budgets); the overload gate closes 4103 with a jittered hint and still admits a
+// resuming session.
 func TestGuardRatesAndGate(t *testing.T) {
 	in := natsBackend().startInstance(t, "a", ConnCapConfig{}, func(g *Guard) {
-		g.IPRate = NewKeyedLimiter(0.1, 7, 0, nil)
+		g.IPRate = NewKeyedLimiter(0.1, 1, 0, nil) // would refuse the second connect if users were charged by address
 		g.UserRate = NewKeyedLimiter(0.1, 3, 0, nil)
 		g.Gate = NewGate(GateConfig{MaxConnections: 5, ResumeShare: 0.2})
 	})
@@ -351,12 +350,6 @@ func TestGuardRatesAndGate(t *testing.T) {
 	if err := dial("4", &protocol.Cursor{Seq: 0, Epoch: in.eng.Epoch()}); err != nil {
 		t.Fatalf("resuming session refused: %v", err)
 	}
-	// IP: 7 attempts were charged (3+1+1+1+1), the burst; the next is refused by HTTP.
-	_, err = rtclient.Dial(ctx, in.url, &rtclient.DialOptions{Token: in.token(t, "5")})
-	var he *rtclient.HTTPError
-	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.RetryAfter == "" {
-		t.Fatalf("IP rate: %v", err)
-	}
 	// Long-polls use the same Authenticate hook but are not charged to the connect rates.
 	for range 3 {
 		resp, err := http.Get(in.srv.URL + "/v2/realtime/poll?channels=public:x&timeout=0&token=" + in.token(t, "1"))
@@ -369,7 +362,7 @@ func TestGuardRatesAndGate(t *testing.T) {
 		}
 	}
 	s := in.eng.Snapshot()
-	if s.Refusals[stream.RefuseRateLimited] != 2 || s.Refusals[stream.RefuseOverloaded] != 1 {
+	if s.Refusals[stream.RefuseRateLimited] != 1 || s.Refusals[stream.RefuseOverloaded] != 1 {
 		t.Fatalf("refusals %v", s.Refusals)
 	}
 }

@@ -60,8 +60,10 @@ type Client struct {
 	ctx     context.Context // cancelled at teardown or engine close
 	cancel  context.CancelFunc
 
+	opened   time.Time                // when the connection was accepted; immutable
 	lastRead atomic.Int64             // unix nanos of the last frame read
 	welcomed atomic.Bool              // the welcome (and the URL's subscribe) is queued: pings may follow
+	health   atomic.Pointer[healthAt] // the last health frame the client sent (inspect.go)
 	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
 	release  func()                   // Config.Admit's release; set before register, run at teardown
 

@@ -2,6 +2,7 @@ package stream
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"encore.app/realtime/access"
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 )
 
@@ -110,8 +112,11 @@ type Config struct {
 	ClientMessageRate  float64
 	ClientMessageBurst int
 	// AcceptOrigins lists allowed Origin host patterns for browsers (coder/websocket
-	// OriginPatterns); empty allows only same-host origins.
+	// OriginPatterns); empty allows only same-host origins. Origins, when set, is the
+	// policy to use instead (the server shares one with the flags API); the stream and
+	// the poll check it before anything else, and polls carry its CORS headers.
 	AcceptOrigins []string
+	Origins       *origin.Policy
 
 	// PollTimeout is how long a long-poll waits for events when the request names no
 	// timeout (default 25s); MaxPollTimeout caps what a request may ask (default 60s).
@@ -244,6 +249,13 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if d.now == nil {
 		d.now = time.Now
+	}
+	if d.Origins == nil {
+		p, err := origin.New(d.AcceptOrigins, d.Logger)
+		if err != nil {
+			return d, fmt.Errorf("stream: AcceptOrigins: %w", err)
+		}
+		d.Origins = p
 	}
 	if d.Authenticate == nil {
 		d.Authenticate = func(*http.Request) (*Identity, error) { return &Identity{}, nil }

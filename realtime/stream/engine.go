@@ -314,6 +314,7 @@ func (e *Engine) Handler() http.Handler {
 func (e *Engine) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v2/realtime/stream", e.ServeStream)
 	mux.HandleFunc("GET /v2/realtime/poll", e.ServePoll)
+	mux.HandleFunc("OPTIONS /v2/realtime/poll", e.ServePollPreflight)
 	mux.HandleFunc("POST /v2/realtime/publish", e.ServePublish)
 	mux.HandleFunc("GET /v2/realtime/metrics", e.ServeMetrics)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(e.registry, promhttp.HandlerOpts{}))

@@ -27,6 +27,12 @@ import (
 // ServeStream upgrades to the event stream and runs the connection until it ends. The
 // caller's goroutine is the connection's owner and reader.
 func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
+	// The origin first: a cross-site page carrying the user's cookie spends nothing
+	// (no token check, no per-IP or per-user budget, no admission).
+	if !e.cfg.Origins.Allow(w, r, false) {
+		e.metrics.refuse(RefuseOrigin)
+		return
+	}
 	if e.draining.Load() {
 		e.metrics.refuse(RefuseDraining)
 		w.Header().Set("Retry-After", strconv.FormatInt((e.retryHint()+999)/1000, 10))
@@ -69,7 +75,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	opts := &websocket.AcceptOptions{
-		OriginPatterns:       e.cfg.AcceptOrigins,
+		OriginPatterns:       e.cfg.Origins.Patterns(), // checked above; the library's check agrees
 		CompressionMode:      websocket.CompressionNoContextTakeover,
 		CompressionThreshold: e.cfg.CompressionThreshold,
 	}
@@ -92,7 +98,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		e: e, conn: conn, cc: cw.cc, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
 		ctx:     ctx, cancel: cancel,
-		subs: map[string]struct{}{},
+		subs: map[string]struct{}{}, opened: time.Now(),
 	}
 	c.id.Store(id)
 	c.release, admitted = release, true
@@ -206,6 +212,7 @@ func (c *Client) readLoop() DisconnectReason {
 		case protocol.TypePong:
 		case protocol.TypeHealth:
 			c.e.metrics.healthReports.Add(1)
+			c.noteHealth(f.Health)
 			if h := c.e.cfg.OnHealth; h != nil {
 				h(c, f.Health)
 			}

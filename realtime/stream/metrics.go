@@ -64,9 +64,10 @@ const (
 	RefuseRateLimited = access.RefuseRateLimited
 	RefuseTooMany     = access.RefuseTooMany
 	RefuseOverloaded  = access.RefuseOverloaded
+	RefuseOrigin      = access.RefuseOrigin
 )
 
-var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded}
+var refuseNames = [...]string{RefuseAuth, RefuseDraining, RefuseUpgrade, RefuseRateLimited, RefuseTooMany, RefuseOverloaded, RefuseOrigin}
 
 // PublishRefusal says why a publish (HTTP or the Encore topic) was refused: the reasons
 // of Snapshot.PublishRefusals. Every refusal is counted under exactly one.
@@ -198,6 +199,10 @@ type Snapshot struct {
 	// leaves it empty; the process that keeps the reports (encore.app/server) fills it
 	// in the fleet record.
 	Client stats.ClientSummary `json:"client"`
+	// Channels are this instance's busiest channels (Engine.TopChannels). The engine
+	// leaves it empty (channel names are not for the public metrics body); the server
+	// fills it in the fleet record.
+	Channels *ChannelTop `json:"channels,omitempty"`
 }
 
 func (m *Metrics) snapshot() Snapshot {

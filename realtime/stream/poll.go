@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"encore.app/realtime/origin"
 	"encore.app/realtime/protocol"
 )
 
@@ -154,6 +155,12 @@ func (e *Engine) unavailable(reason, msg string) *pollFail {
 func (e *Engine) ServePoll(w http.ResponseWriter, r *http.Request) {
 	pm := &e.metrics.poll
 	pm.requests.Add(1)
+	// The origin before any work; an allowed cross-origin poll carries CORS headers on
+	// every answer, refusals included, so the page can read them.
+	if !e.cfg.Origins.Allow(w, r, true) {
+		pm.refuse(pollRefuseOrigin)
+		return
+	}
 	if e.draining.Load() {
 		e.pollRefuse(w, e.unavailable(pollRefuseDraining, "draining, retry on another instance"))
 		return
@@ -184,6 +191,15 @@ func (e *Engine) ServePoll(w http.ResponseWriter, r *http.Request) {
 	}
 	e.writePoll(w, r, ans)
 }
+
+// ServePollPreflight answers the CORS preflight of GET /v2/realtime/poll (OPTIONS):
+// allowed origins get the methods and headers they ask for, others 403.
+func (e *Engine) ServePollPreflight(w http.ResponseWriter, r *http.Request) {
+	e.cfg.Origins.Preflight(w, r)
+}
+
+// Origins is the engine's origin policy (Config.Origins).
+func (e *Engine) Origins() *origin.Policy { return e.cfg.Origins }
 
 // pollAnswer is what a poll returns before encoding.
 type pollAnswer struct {
@@ -219,7 +235,7 @@ func (e *Engine) poll(ctx context.Context, req *pollRequest) (*pollAnswer, *poll
 		}
 	}
 
-	wt := &pollWaiter{channels: req.channels, user: user, wake: make(chan struct{}, 1)}
+	wt := &pollWaiter{channels: req.channels, user: user, since: time.Now(), wake: make(chan struct{}, 1)}
 	if reason := e.lp.add(wt, e.cfg.MaxPollWaiters, e.cfg.MaxPollsPerUser); reason != "" {
 		if reason == pollRefuseUserLimit {
 			return nil, &pollFail{status: http.StatusTooManyRequests, reason: reason,

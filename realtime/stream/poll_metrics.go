@@ -18,11 +18,12 @@ const (
 	pollRefuseCapacity   = "capacity"    // MaxPollWaiters (503)
 	pollRefuseDraining   = "draining"    // shutting down (503)
 	pollRefuseReplay     = "replay"      // no bus replay slot or the bus failed mid-way (503)
-	numPollRefusals      = 7
+	pollRefuseOrigin     = "origin"      // a foreign browser Origin (403)
+	numPollRefusals      = 8
 )
 
 var pollRefusalNames = [numPollRefusals]string{pollRefuseBadRequest, pollRefuseAuth, pollRefuseForbidden,
-	pollRefuseUserLimit, pollRefuseCapacity, pollRefuseDraining, pollRefuseReplay}
+	pollRefuseUserLimit, pollRefuseCapacity, pollRefuseDraining, pollRefuseReplay, pollRefuseOrigin}
 
 // pollCounters are the long-poll figures; part of Metrics.
 type pollCounters struct {

@@ -3,6 +3,7 @@ package stream
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The registry of waiting long-polls: bounded (per instance and per user), indexed
@@ -14,6 +15,7 @@ import (
 type pollWaiter struct {
 	channels []string
 	user     string
+	since    time.Time // when it started waiting (inspect.go)
 	wake     chan struct{}
 }
 

@@ -2,7 +2,6 @@ package stream
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"encore.app/realtime/protocol"
@@ -24,8 +23,6 @@ type replayJob struct {
 	fromBus    bool               // recover (cursor.Seq, head] from the bus
 	checkAhead bool               // cursor beyond this instance's head: ask the bus
 }
-
-var errReplayAborted = errors.New("replay aborted")
 
 // runJob runs on the writer goroutine.
 func (c *Client) runJob(j *replayJob) error {

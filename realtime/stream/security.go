@@ -21,7 +21,23 @@ func (e *Engine) admit(r *http.Request, id *Identity) (func(), error) {
 	if e.cfg.Admit == nil {
 		return nil, nil
 	}
-	return e.cfg.Admit(r, id, r.URL.Query().Get("cursor") != "")
+	return e.cfg.Admit(r, id, e.resuming(r))
+}
+
+// resuming reports whether a stream request resumes a session: its cursor parses and
+// belongs to this stream (its epoch, and a seq not past the head). Such requests are
+// admitted ahead of new sessions (Config.Admit); a made-up cursor from another stream
+// or from the future does not count.
+func (e *Engine) resuming(r *http.Request) bool {
+	raw := r.URL.Query().Get("cursor")
+	if raw == "" {
+		return false
+	}
+	cur, err := protocol.ParseCursor(raw)
+	if err != nil || cur.IsZero() || cur.Epoch != e.Epoch() {
+		return false
+	}
+	return cur.Seq <= e.headSeq()
 }
 
 // refuseConnect answers a refused stream request. An *AuthError with a Close code is
@@ -43,7 +59,7 @@ func (e *Engine) refuseConnect(w http.ResponseWriter, r *http.Request, err error
 		return
 	}
 	conn, aerr := websocket.Accept(w, r, &websocket.AcceptOptions{
-		OriginPatterns: e.cfg.AcceptOrigins, CompressionMode: websocket.CompressionDisabled,
+		OriginPatterns: e.cfg.Origins.Patterns(), CompressionMode: websocket.CompressionDisabled,
 	})
 	if aerr != nil {
 		return // origin refused (403) or not a valid upgrade: Accept answered

@@ -379,9 +379,9 @@ function withQuery(url, params2) {
   if (params2.length === 0) return url;
   return url + (url.includes("?") ? "&" : "?") + params2.join("&");
 }
-function streamUrl(url, token) {
+function streamUrl(url, token2) {
   const base = url ?? defaultStreamUrl();
-  return token ? withQuery(base, ["token=" + encodeURIComponent(token)]) : base;
+  return token2 ? withQuery(base, ["token=" + encodeURIComponent(token2)]) : base;
 }
 function pollBaseUrl(url, pollUrl2) {
   if (pollUrl2) return pollUrl2;
@@ -715,7 +715,9 @@ var StreamTransport = class {
     if (pingEvery > 0) conn.timers.push(setInterval(() => this.ping(), pingEvery));
     const healthEvery = this.opts.healthIntervalMs;
     if (healthEvery > 0) {
-      conn.timers.push(setInterval(() => this.send({ type: "health", health: this.host.healthReport() }), healthEvery));
+      const report = () => this.send({ type: "health", health: this.host.healthReport() });
+      conn.timers.push(setTimeout(report, Math.min(Math.max(0, this.opts.healthFirstMs), healthEvery)));
+      conn.timers.push(setInterval(report, healthEvery));
     }
   }
   ping() {
@@ -1118,7 +1120,8 @@ var RealtimeClient = class {
         now: this.now,
         connectTimeoutMs: opts.connectTimeoutMs ?? 1e4,
         pingIntervalMs: opts.pingIntervalMs ?? 15e3,
-        healthIntervalMs: opts.healthIntervalMs ?? 3e4
+        healthIntervalMs: opts.healthIntervalMs ?? 3e4,
+        healthFirstMs: opts.healthFirstMs ?? 3e3
       },
       {
         traffic: (at) => this.monitor.lastMessageAt = at,
@@ -1220,9 +1223,9 @@ var RealtimeClient = class {
     this.start();
   }
   /** setToken replaces the token; an open stream gets it at once in an `auth` frame. */
-  setToken(token) {
-    this.token = token;
-    this.stream.send({ type: "auth", token });
+  setToken(token2) {
+    this.token = token2;
+    this.stream.send({ type: "auth", token: token2 });
   }
   // ---- state and health ----
   /** setState applies ev through the transition table (state.ts), which asserts it. */
@@ -1572,8 +1575,10 @@ var $ = (id) => {
   if (!el) throw new Error(`demo: missing [data-testid=${id}]`);
   return el;
 };
+var token = params.get("token") || void 0;
 var client = new RealtimeClient({
   url: params.get("url") ?? void 0,
+  token,
   backoff: { baseMs: num("baseMs") ?? 1e3, capMs: num("capMs") ?? 3e5 },
   pingIntervalMs: num("ping") ?? 5e3,
   healthIntervalMs: num("health") ?? 3e4,
@@ -1607,6 +1612,7 @@ function onEvent(ev, text) {
     const span = document.createElement("span");
     span.className = cls;
     span.textContent = text2;
+    if (cls === "ch" || cls === "id") span.title = text2;
     li.append(span);
   }
   const list = $("events");
@@ -1645,7 +1651,12 @@ function unsubscribe(ch) {
   renderChannels();
   log(`unsubscribe ${ch}`);
 }
-var ms = (v) => v === null ? "-" : `${v.toFixed(1)} ms`;
+var ms = (v) => {
+  if (v === null) return "-";
+  const a = Math.abs(v);
+  if (a >= 1e3) return `${(v / 1e3).toFixed(2)} s`;
+  return a >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`;
+};
 function renderHealth(h) {
   const state = $("state");
   state.textContent = h.state;
@@ -1685,7 +1696,23 @@ client.on("resync", (r) => {
   log(`resync ${r.reason} on ${r.channels.join(",")}: reload state from its source`);
 });
 client.on("error", (e) => log(`error ${e.kind}${e.code ? " " + e.code : ""}${e.channel ? " " + e.channel : ""}: ${e.message}`));
-client.on("closed", (i) => log(`closed ${i.code} ${i.reason}`));
+client.on("closed", (i) => {
+  log(`closed ${i.code} ${i.reason}`);
+  if (i.code === 4401 || i.code === 4403 || i.code >= 4200 && i.code < 4300) {
+    $("token-status").textContent = token ? `The server refused this token (${i.code} ${i.reason}): paste another one.` : `This server wants a token (${i.code} ${i.reason}): paste one above or open the page with ?token=.`;
+  }
+});
+$("token-status").textContent = token ? "Connecting with the token from the address (?token=)." : $("token-status").textContent;
+$("token-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const next = new URLSearchParams(location.search);
+  const value = $("token-input").value.trim();
+  if (value) next.set("token", value);
+  else next.delete("token");
+  const chans = [...unsubscribers.keys()].join(",");
+  if (chans) next.set("channels", chans);
+  location.search = next.toString();
+});
 $("subscribe-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const input = $("channel-input");
