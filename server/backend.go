@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
@@ -123,6 +124,16 @@ func (p *pgBackend) ConnCap(ctx context.Context, cfg limits.ConnCapConfig) (*lim
 	cfg.Bucket = p.o.namespaced(limits.DefaultConnCapBucket)
 	return limits.NewConnCapPostgres(ctx, p.pool, cfg)
 }
+
+// Inspector asks every instance over the database: LISTEN/NOTIFY carries the query,
+// a table the answers (console.go, fleetQuerier; monitoring/inspect.Postgres).
+func (p *pgBackend) Inspector(local inspect.Local, log *slog.Logger) (inspect.Asker, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return inspect.NewPostgres(ctx, p.pool, p.o.namespaced("realtime"), local, log)
+}
+
+var _ fleetQuerier = (*pgBackend)(nil)
 
 func (p *pgBackend) Fleet(ctx context.Context, cfg health.FleetConfig) (*health.Fleet, error) {
 	cfg.Bucket.Name = p.o.namespaced(health.DefaultBucket)
