@@ -90,9 +90,12 @@ type pgServer struct {
 	name string
 }
 
+// pgAdminKey is the keyed servers' admin key (a keyed server refuses the dev key).
+const pgAdminKey = "pg-admin-key-0123456789abcdef"
+
 func startPostgresServer(t *testing.T, name string, edit func(*Options)) *pgServer {
 	t.Helper()
-	o, err := parseArgs(t, nil, "-data", t.TempDir(), "-instance", name, "-admin-key", testAdminKey,
+	o, err := parseArgs(t, nil, "-data", t.TempDir(), "-instance", name, "-admin-key", pgAdminKey,
 		"-publisher-key", "test-pub", "-token-keys", testKeys, "-max-conns-per-user", "1", "-ip-connect-rate", "0")
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +141,7 @@ func (p *pgServer) rollout(t *testing.T) int {
 			Rollout int
 		}
 	}
-	p.get(t, "/v2/flags/admin", testAdminKey, &body)
+	p.get(t, "/v2/flags/admin", pgAdminKey, &body)
 	for _, f := range body.Flags {
 		if f.Name == "realtime-streaming-v2" {
 			return f.Rollout
@@ -224,7 +227,7 @@ func TestPostgresBackend(t *testing.T) {
 
 	// Flags: changed on a, seen by b.
 	req, _ := http.NewRequest(http.MethodPut, a.hs.URL+"/v2/flags/admin/realtime-streaming-v2", strings.NewReader(`{"rollout":40,"reason":"pg test"}`))
-	req.Header.Set("Authorization", "Bearer "+testAdminKey)
+	req.Header.Set("Authorization", "Bearer "+pgAdminKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
