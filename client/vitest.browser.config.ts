@@ -6,7 +6,7 @@ export default defineConfig({
     include: ["test-browser/**/*.test.ts"],
     globalSetup: ["test-browser/global-setup.ts"],
     environment: "node",
-    testTimeout: 120_000,
+    testTimeout: 300_000, // a guard against a hung test: each wait has its own bound (PATIENCE_MS)
     hookTimeout: 300_000,
     fileParallelism: false,
     pool: "forks",

@@ -3,7 +3,6 @@
 package dashboard
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 
 	"encore.app/flags"
+	"encore.app/internal/testutil"
 	"encore.app/monitoring"
 	"encore.app/realtime"
 	"encore.app/realtime/protocol"
@@ -58,18 +58,17 @@ func setStreaming(t *testing.T, on bool) {
 // the monitoring aggregate).
 func TestDashboardShowsFlagAndBrowserLatency(t *testing.T) {
 	flagState := func() string { return page(t).Find(`[data-testid="flag-state"]`).Text() }
-	waitFor(t, "flag on", func() bool { return flagState() == "on" })
+	testutil.WaitFor(t, "flag on", func() bool { return flagState() == "on" })
 	setStreaming(t, false)
 	t.Cleanup(func() { setStreaming(t, true) })
-	waitFor(t, "flag off on the page", func() bool { return flagState() == "off" })
+	testutil.WaitFor(t, "flag off on the page", func() bool { return flagState() == "off" })
 	setStreaming(t, true)
-	waitFor(t, "flag on again", func() bool { return flagState() == "on" })
+	testutil.WaitFor(t, "flag on again", func() bool { return flagState() == "on" })
 
 	// A client on the app's stream sends a health frame, as the TypeScript client does.
 	hs := httptest.NewServer(http.HandlerFunc(realtime.Serve))
 	defer hs.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c, err := rtclient.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/v2/realtime/stream", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +112,7 @@ func TestConsoleSignInAndInspect(t *testing.T) {
 	}
 	hs := httptest.NewServer(http.HandlerFunc(realtime.Serve))
 	defer hs.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c, err := rtclient.Dial(ctx, "ws"+strings.TrimPrefix(hs.URL, "http")+"/v2/realtime/stream", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -130,16 +128,5 @@ func TestConsoleSignInAndInspect(t *testing.T) {
 	}
 	if n := doc.Find(`[data-testid="inspect-row"]`).Length(); pw.Code != 200 || n != 1 {
 		t.Fatalf("inspector: status %d, %d rows: %s", pw.Code, n, doc.Find(`[data-testid="inspector"]`).Text())
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -70,8 +70,7 @@ func TestConsoleAcrossTheFleet(t *testing.T) {
 }
 
 func consoleAcrossTheFleet(t *testing.T, a, b *testServer) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	var sessions []string
 	var onB *rtclient.Conn
 	for _, ts := range []*testServer{a, b, b} {
@@ -88,14 +87,14 @@ func consoleAcrossTheFleet(t *testing.T, a, b *testServer) {
 	}
 
 	// The inspector asks both instances: every anonymous connection, and one session.
-	waitFor(t, 30*time.Second, "both instances in the fleet", func() bool {
+	testutil.WaitFor(t, "both instances in the fleet", func() bool {
 		return len(adminGet(t, a.base+"/dashboard").Find(`[data-testid="instance-row"]`).Nodes) == 2
 	})
 	d := adminGet(t, a.base+"/dashboard?user=anonymous")
 	if got := d.Find(`[data-testid="inspect-summary"]`).Text(); got != "3 connections on 2 instances answering" {
 		t.Fatalf("inspector summary %q", got)
 	}
-	waitFor(t, 10*time.Second, "health report in the inspector", func() bool {
+	testutil.WaitFor(t, "health report in the inspector", func() bool {
 		d := adminGet(t, a.base+"/dashboard?user="+url.QueryEscape(sessions[2]))
 		return d.Find(`[data-testid="inspect-row"]`).Length() == 1 && d.Find(`[data-testid="inspect-rtt"]`).Text() == "17 ms"
 	})
@@ -104,7 +103,7 @@ func consoleAcrossTheFleet(t *testing.T, a, b *testServer) {
 	}
 
 	// The busiest channels, summed over both instances' snapshots.
-	waitFor(t, 30*time.Second, "console.hot with 3 subscribers", func() bool {
+	testutil.WaitFor(t, "console.hot with 3 subscribers", func() bool {
 		row := adminGet(t, b.base+"/dashboard").Find(`[data-testid="channel-row"][data-channel="console.hot"]`)
 		return strings.TrimSpace(row.Find(`[data-testid="channel-subscribers"]`).Text()) == "3"
 	})

@@ -1,14 +1,13 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
 )
@@ -184,8 +183,7 @@ func TestPollAndFlagsCORS(t *testing.T) {
 func TestRefusedOriginSpendsNoBudget(t *testing.T) {
 	_, _, url := startSecured(t, append(keyed, "-connect-rate", "0.001", "-connect-burst", "3",
 		"-ip-connect-rate", "0.001", "-ip-connect-burst", "3")...)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	cookie := http.Header{"Cookie": {"rt_token=" + mint(t, "victim")}}
 	for i := range 15 {
 		h := cookie.Clone()

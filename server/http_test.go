@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus/bustest"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -28,8 +28,7 @@ func startHTTP(t *testing.T, args ...string) (*Server, string) {
 		t.Fatal(err)
 	}
 	o.Env.Logger = slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	s, err := New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -101,8 +100,7 @@ func TestIdleAndSlowConnectionsClosed(t *testing.T) {
 // outlives both, and a long-poll that waits longer than them still gets its event.
 func TestTimeoutsSpareStreamsAndPolls(t *testing.T) {
 	s, base := startHTTP(t, "-read-timeout", "200ms", "-write-timeout", "200ms")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c, err := rtclient.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/v2/realtime/stream", &rtclient.DialOptions{Channels: []string{"t"}})
 	if err != nil {
 		t.Fatal(err)
@@ -213,8 +211,7 @@ func TestReadinessFollowsNATS(t *testing.T) {
 // move (4101 with a retry hint).
 func TestDrainReadiness(t *testing.T) {
 	s, base := startHTTP(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	ws := "ws" + strings.TrimPrefix(base, "http") + "/v2/realtime/stream"
 	c, err := rtclient.Dial(ctx, ws, &rtclient.DialOptions{Channels: []string{"d"}})
 	if err != nil {

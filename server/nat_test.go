@@ -27,8 +27,7 @@ func TestNATStorm(t *testing.T) {
 	const clients, channels, cuts = 200, 10, 3
 	s, base := startHTTP(t) // the default limits
 	proxy := testutil.StartCutProxy(t, strings.TrimPrefix(base, "http://"))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 3*time.Minute)
 
 	type rec struct {
 		mu   sync.Mutex
@@ -55,7 +54,7 @@ func TestNATStorm(t *testing.T) {
 			c.Close()
 		}
 	}()
-	waitFor(t, 60*time.Second, "every client subscribed", func() bool { return s.eng.Snapshot().Subscriptions == clients })
+	testutil.WaitFor(t, "every client subscribed", func() bool { return s.eng.Snapshot().Subscriptions == clients })
 
 	// The publisher goes on through the cuts (it is not behind the NAT).
 	var mu sync.Mutex
@@ -109,7 +108,7 @@ func TestNATStorm(t *testing.T) {
 		defer r.mu.Unlock()
 		return len(r.seen) == total
 	}
-	waitFor(t, 2*time.Minute, "every client caught up", func() bool {
+	testutil.WaitWithin(t, 2*time.Minute, "every client caught up", func() bool {
 		for i := range clients {
 			if !complete(i) {
 				return false

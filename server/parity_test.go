@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"go/ast"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"encore.app/internal/testutil"
 )
 
 // The Encore service roots: each declares the endpoints of its routes.
@@ -130,8 +131,7 @@ func TestStandaloneServesEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	o.Env.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	s, err := New(ctx, o)
 	if err != nil {
 		t.Fatal(err)

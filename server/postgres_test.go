@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/pgmigrations"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -236,11 +237,11 @@ func TestPostgresBackend(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("flag change: %d", resp.StatusCode)
 	}
-	waitFor(t, 30*time.Second, "b to see the rollout", func() bool { return b.rollout(t) == 40 })
+	testutil.WaitFor(t, "b to see the rollout", func() bool { return b.rollout(t) == 40 })
 
 	// Fleet health: each sees both.
 	for _, s := range []*pgServer{a, b} {
-		waitFor(t, 30*time.Second, s.name+" to see both instances", func() bool { return len(s.instances(t)) == 2 })
+		testutil.WaitFor(t, s.name+" to see both instances", func() bool { return len(s.instances(t)) == 2 })
 	}
 
 	// The Encore path: a pool of the shell's, migrated by the shell, another namespace.
@@ -266,7 +267,7 @@ func TestPostgresBackend(t *testing.T) {
 	if r := n.rollout(t); r != 100 {
 		t.Fatalf("another namespace sees the flags of the first: rollout %d", r)
 	}
-	waitFor(t, 30*time.Second, "the namespaced server to see itself", func() bool { return len(n.instances(t)) == 1 })
+	testutil.WaitFor(t, "the namespaced server to see itself", func() bool { return len(n.instances(t)) == 1 })
 	if got := n.instances(t); got[0] != "pg-ns" {
 		t.Fatalf("namespaced fleet: %v", got)
 	}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -9,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/channels"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/typed"
@@ -17,8 +17,7 @@ import (
 // -validate-payloads turns on the typed channels' payload check on both publish paths:
 // HTTP and Publish (the Encore topic's); without it any data passes.
 func TestValidatePayloads(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	bad := `{"channel":"orders.1","data":{"id":"1","status":"lost"}}`
 	for _, on := range []bool{false, true} {
 		var args []string // dev mode: the publisher key is DevPublisherKey

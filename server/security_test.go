@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/auth"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -35,8 +35,7 @@ func startSecured(t *testing.T, args ...string) (*Server, *httptest.Server, stri
 		t.Fatal(err)
 	}
 	o.Env.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	s, err := New(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -62,8 +61,7 @@ func mint(t *testing.T, user string, channels ...string) string {
 // -origins: browsers from other origins are refused (403) before anything else.
 func TestOriginsFlag(t *testing.T) {
 	_, _, url := startSecured(t, append([]string{"-origins", "app.example.com"}, keyed...)...)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	tok := mint(t, "1")
 	_, err := rtclient.Dial(ctx, url, &rtclient.DialOptions{Token: tok, Header: http.Header{"Origin": {"https://evil.example.net"}}})
 	var he *rtclient.HTTPError
@@ -83,8 +81,7 @@ func TestOriginsFlag(t *testing.T) {
 func TestTokenKeysAndLimitFlags(t *testing.T) {
 	s, hs, url := startSecured(t, append(keyed, "-max-frame-bytes", "2048", "-max-channel-length", "32",
 		"-public-prefixes", "news.", "-max-conns-per-user", "2")...)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	if _, err := rtclient.Dial(ctx, url, nil); rtclient.CloseCode(err) != protocol.CloseUnauthorize {
 		t.Fatalf("no token: %v", err)
 	}
@@ -145,8 +142,7 @@ func TestTokenKeysAndLimitFlags(t *testing.T) {
 // lets loopback clients mint tokens (throwaway key) to try private channels.
 func TestDevModeAndDevMint(t *testing.T) {
 	_, hs, url := startSecured(t, "-dev-mint")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c, err := rtclient.Dial(ctx, url, &rtclient.DialOptions{Channels: []string{"public:lobby", "user:42:inbox"}})
 	if err != nil {
 		t.Fatal(err)

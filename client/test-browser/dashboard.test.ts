@@ -62,7 +62,6 @@ describe("dashboard", () => {
           const events = await text(page, "card-events-value");
           return conns === "2" && events !== before.events && events !== "0" ? { conns, events } : null;
         },
-        35_000,
       );
       expect(after.conns).toBe("2");
       expect(await text(page, "generated-at")).not.toBe(before.at);

@@ -44,15 +44,15 @@ describe("streaming flag", () => {
 
     await setFlag(false);
     await publish(3); // racing the switch
-    await waitFor("on long-poll", async () => (await stateOf(page)) === "polling", 10_000);
+    await waitFor("on long-poll", async () => (await stateOf(page)) === "polling");
     await publish(5);
-    await waitFor("events while polling", async () => (await eventIds(page)).length === want.length, 15_000);
+    await waitFor("events while polling", async () => (await eventIds(page)).length === want.length);
 
     await setFlag(true);
     await publish(3); // racing the switch back
-    await waitFor("back on the stream", async () => (await stateOf(page)) === "open", 15_000);
+    await waitFor("back on the stream", async () => (await stateOf(page)) === "open");
     await publish(5);
-    await waitFor("all events", async () => (await eventIds(page)).length >= want.length, 15_000);
+    await waitFor("all events", async () => (await eventIds(page)).length >= want.length);
     await sleep(500);
     expect(await eventIds(page)).toEqual(want);
     await page.close();

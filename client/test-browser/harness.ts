@@ -36,6 +36,13 @@ export async function freePort(): Promise<number> {
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
+ * PATIENCE_MS bounds every wait of the browser tests (as testutil.Patience does the Go
+ * tests'): ten times what the slowest takes on a loaded 2-core machine. A test waits for
+ * what it expects, never for a duration.
+ */
+export const PATIENCE_MS = 60_000;
+
+/**
  * Server is one realtimed process. restart() starts a new process on the same address
  * and data directory after kill().
  */
@@ -74,7 +81,7 @@ export class Server {
     const proc = this.proc;
     let exited: string | null = null;
     proc.once("exit", (code, sig) => (exited = `exit code ${code} signal ${sig}`));
-    const deadline = Date.now() + 30_000;
+    const deadline = Date.now() + PATIENCE_MS;
     for (;;) {
       if (exited) throw new Error(`realtimed ${exited} before it was ready; log:\n${this.log()}`);
       try {
@@ -83,7 +90,7 @@ export class Server {
       } catch {
         // not listening yet
       }
-      if (Date.now() > deadline) throw new Error(`realtimed not ready in 30 s; log:\n${this.log()}`);
+      if (Date.now() > deadline) throw new Error(`realtimed not ready in ${PATIENCE_MS / 1000} s; log:\n${this.log()}`);
       await sleep(100);
     }
   }
@@ -217,7 +224,7 @@ export async function eventIds(page: Page): Promise<string[]> {
 }
 
 /** waitFor polls fn until it returns a truthy value or the timeout passes. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = PATIENCE_MS): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | null | undefined | false;
   for (;;) {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -42,9 +40,8 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nats-server processes")
 	}
-	testutil.SkipReexec(t) // the nodes are this test binary re-executed
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	testutil.SkipReexec(t)                          // the nodes are this test binary re-executed
+	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard, not a speed budget
 	cl, err := startNATSCluster(ctx, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -59,9 +56,12 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "K", Subjects: []string{"k.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
+	// One JetStream request can go unanswered while the cluster settles (a leader
+	// election): every request here is bounded and sent again.
+	retry(t, "create the R3 stream", func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "K", Subjects: []string{"k.>"}, Replicas: 3})
+		return err
+	})
 	publish := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			for {
@@ -83,19 +83,34 @@ func TestNATSClusterKillRestart(t *testing.T) {
 	if err := cl.start(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.waitJetStream(ctx, 30*time.Second); err != nil {
+	if err := cl.waitJetStream(ctx, testutil.Patience); err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, "K")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var info *jetstream.StreamInfo
+	retry(t, "stream info after the restart", func(ctx context.Context) error {
+		s, err := js.Stream(ctx, "K")
+		if err == nil {
+			info, err = s.Info(ctx)
+		}
+		return err
+	})
 	if info.State.Msgs != 100 {
 		t.Fatalf("stream holds %d messages, want 100", info.State.Msgs)
+	}
+}
+
+// retry calls fn, each call bounded to 5 s, until it succeeds; after testutil.Patience
+// it fails the test with fn's last error.
+func retry(t *testing.T, what string, fn func(ctx context.Context) error) {
+	t.Helper()
+	var last error
+	err := testutil.Eventually(context.Background(), testutil.Patience, func() bool {
+		ctx := testutil.Context(t)
+		last = fn(ctx)
+		return last == nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", what, last)
 	}
 }
 
@@ -103,9 +118,9 @@ func TestNATSClusterKillRestart(t *testing.T) {
 // server, and returns it as an attached target.
 func inProcess(t *testing.T) *target {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := testutil.Logger(t)
 	b, err := bus.NewJetStream(ctx, bus.Config{DataDir: t.TempDir(), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +147,9 @@ func inProcess(t *testing.T) *target {
 
 // TestSmoke runs a short stream load through the real engine and checks the tool's
 // accounting: every event counted once, latencies recorded, wire figures read from
-// the server, and the report written from the JSON.
+// the server, and the report written from the JSON. How many events a loaded machine
+// manages to publish in the 2 s does not matter, as long as there are some; the drain
+// waits (up to testutil.Patience) until every client has every one.
 func TestSmoke(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		t.Run(map[bool]string{false: "raw", true: "deflate"}[compress], func(t *testing.T) { smoke(t, compress) })
@@ -141,16 +158,15 @@ func TestSmoke(t *testing.T) {
 
 func smoke(t *testing.T, compress bool) {
 	tg := inProcess(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 3*testutil.Patience)
 	cfg := loadConfig{Label: "smoke", Clients: 20, Channels: 3, ChannelsPerClient: 2, Rate: 200, Payload: 300,
-		Duration: 2 * time.Second, Drain: 5 * time.Second, DialConcurrency: 8, Compress: compress}
+		Duration: 2 * time.Second, Drain: testutil.Patience, DialConcurrency: 8, Compress: compress}
 	res, err := runLoad(ctx, tg, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := res.Accounting
-	if res.Connected != 20 || res.Published < 300 {
+	if res.Connected != 20 || res.Published == 0 {
 		t.Fatalf("connected %d, published %d", res.Connected, res.Published)
 	}
 	// 3 channels round-robin, 2 per client: each client expects 2/3 of the events.

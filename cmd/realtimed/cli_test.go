@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -165,14 +164,13 @@ func status(t *testing.T, url string) (int, string, http.Header) {
 // with a retry hint) and the process exits 0. The log says what NATS listens on.
 func TestDrainPhases(t *testing.T) {
 	testutil.SkipReexec(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	var log syncBuffer
 	srv := startChildLog(t, addr, t.TempDir(), &log, "-drain-delay", "5m", "-log-level", "info")
 	if !strings.Contains(log.String(), `listen="none (in-process only)"`) {
 		t.Errorf("NATS log line: %s", log.String())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	ws := "ws://" + addr + "/v2/realtime/stream"
 	c, err := rtclient.Dial(ctx, ws, &rtclient.DialOptions{Channels: []string{"k"}})
 	if err != nil {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,46 +36,35 @@ type child struct {
 
 func startChild(t *testing.T, addr, data string, extra ...string) *child {
 	t.Helper()
-	return startChildLog(t, addr, data, os.Stderr, extra...)
+	return startChildLog(t, addr, data, nil, extra...)
 }
 
 // startChildLog starts realtimed (this binary) in dev mode, where anonymous clients
-// read channel "k" and the publisher key is "dev", with its log on stderr, and waits
-// until it is ready.
+// read channel "k" and the publisher key is "dev", with its log on stderr (nil: the
+// test's output, shown if the test fails), and waits until it is ready.
 func startChildLog(t *testing.T, addr, data string, stderr io.Writer, extra ...string) *child {
 	t.Helper()
 	args := append([]string{"-addr", addr, "-data", data, "-log-level", "warn", "-public-prefixes", "*"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "REALTIMED_TEST_CHILD=1")
+	if stderr == nil {
+		stderr = testutil.Writer(t) // its DEV MODE warnings: shown if the test fails
+	}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	c := &child{cmd: cmd, base: "http://" + addr}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testutil.WaitFor(t, "the server to be ready", func() bool {
 		resp, err := http.Get(c.base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return c
-			}
+			return resp.StatusCode == http.StatusOK
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not come up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+		return false
+	})
+	return c
 }
 
 func publishHTTP(t *testing.T, base string, from, n int) {
@@ -107,10 +94,9 @@ func TestKillAndRestartResumes(t *testing.T) {
 		t.Skip("spawns servers")
 	}
 	testutil.SkipReexec(t)
-	addr, data := freeAddr(t), t.TempDir()
+	addr, data := testutil.FreeAddr(t), t.TempDir()
 	srv := startChild(t, addr, data)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	ws := "ws://" + addr + "/v2/realtime/stream"
 	c, err := rtclient.Dial(ctx, ws, &rtclient.DialOptions{Channels: []string{"k"}})
 	if err != nil {

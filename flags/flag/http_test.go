@@ -8,7 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
+
+	"encore.app/internal/testutil"
 )
 
 const testAdminKey = "test-admin-key-0123456789"
@@ -123,11 +124,7 @@ func TestHTTPChangeAndAudit(t *testing.T) {
 	if f.Enabled || f.UpdatedBy != "ops" || f.Revision == 0 {
 		t.Fatalf("changed flag = %+v", f)
 	}
-	select {
-	case <-sub.C:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notification")
-	}
+	testutil.Receive(t, "a notification", sub.C)
 	if got := decode[UserFlagsResponse](t, do(t, srv, "GET", "/v2/flags", "", "", "X-User", "alice")); got.Flags[StreamingV2] {
 		t.Fatal("user still sees streaming on")
 	}

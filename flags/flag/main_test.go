@@ -2,10 +2,7 @@ package flag
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -21,7 +18,7 @@ func TestMain(m *testing.M) {
 }
 
 // quietLog discards store logs in tests.
-var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quietLog = testutil.Discard()
 
 // startNATS starts an embedded JetStream server on 127.0.0.1 storing in dir, and stops
 // it at the end of the test (or earlier through the returned stop func).
@@ -45,7 +42,7 @@ func startNATSPort(tb testing.TB, dir string, port int) (url string, stop func()
 		tb.Fatalf("nats server: %v", err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(testutil.Patience) {
 		s.Shutdown()
 		tb.Fatal("nats server not ready")
 	}
@@ -82,7 +79,7 @@ func openKV(tb testing.TB, js jetstream.JetStream, o Options) *KVStore {
 	if o.Logger == nil {
 		o.Logger = quietLog
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	s, err := Open(ctx, js, o)
 	if err != nil {
@@ -92,10 +89,6 @@ func openKV(tb testing.TB, js jetstream.JetStream, o Options) *KVStore {
 	return s
 }
 
-func testCtx(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
-}
+func testCtx(tb testing.TB) context.Context { return testutil.Context(tb) }
 
 func ptr[T any](v T) *T { return &v }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/pgmigrations"
 )
 
@@ -251,13 +252,7 @@ func TestInvalidRecordIgnored(t *testing.T) {
 		change(t, s, ctx, StreamingV2, Change{Rollout: ptr(40)}, "ops")
 		for i, bad := range []string{`not json`, `{"name":"realtime-streaming-v2","enabled":true,"rollout":500}`, `{"name":"other-name","enabled":true}`} {
 			be.writeRaw(t, StreamingV2, bad)
-			deadline := time.Now().Add(10 * time.Second)
-			for be.stats(s).InvalidRecords != uint64(i+1) {
-				if time.Now().After(deadline) {
-					t.Fatalf("invalid records counted = %d, want %d", be.stats(s).InvalidRecords, i+1)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			testutil.WaitFor(t, fmt.Sprintf("%d invalid records counted", i+1), func() bool { return be.stats(s).InvalidRecords == uint64(i+1) })
 		}
 		if f, _ := s.Evaluator().Flag(StreamingV2); f.Rollout != 40 {
 			t.Fatalf("rollout = %d after invalid records, want 40", f.Rollout)
@@ -281,22 +276,9 @@ func TestWatchSurvivesServerRestart(t *testing.T) {
 		other := be.open(t)
 		change(t, other, testCtx(t), StreamingV2, Change{Enabled: ptr(false)}, "ops")
 		start := time.Now()
-		deadline := time.After(20 * time.Second)
-		for s.Evaluator().Evaluate(StreamingV2, "u1") {
-			select {
-			case <-sub.C:
-			case <-deadline:
-				t.Fatal("change after a server restart never reached the store")
-			}
-		}
+		waitUntil(t, sub, func() bool { return !s.Evaluator().Evaluate(StreamingV2, "u1") }) // the change after the restart
 		t.Logf("change seen %v after it was written (across a server restart)", time.Since(start))
-		waitFor := time.Now().Add(20 * time.Second)
-		for be.stats(s).Resyncs == 0 {
-			if time.Now().After(waitFor) {
-				t.Fatal("no resync counted after the reconnect")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testutil.WaitFor(t, "a resync counted after the reconnect", func() bool { return be.stats(s).Resyncs > 0 })
 	})
 }
 
@@ -314,14 +296,17 @@ func TestRecordWrittenByOperator(t *testing.T) {
 	})
 }
 
+// waitUntil waits for cond, checking it at each notification of sub; after
+// testutil.Patience it fails the test.
 func waitUntil(t *testing.T, sub *Subscription, cond func() bool) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.NewTimer(testutil.Patience)
+	defer deadline.Stop()
 	for !cond() {
 		select {
 		case <-sub.C:
-		case <-deadline:
-			t.Fatal("condition not reached in 10s")
+		case <-deadline.C:
+			t.Fatalf("condition not reached in %v", testutil.Patience)
 		}
 	}
 }

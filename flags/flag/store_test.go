@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/pgmigrations"
 )
 
@@ -66,11 +66,7 @@ func TestStoreContract(t *testing.T) {
 				if s.Evaluator().Evaluate(StreamingV2, "u1") {
 					t.Fatal("snapshot still on after Change returned")
 				}
-				select {
-				case <-sub.C:
-				case <-time.After(5 * time.Second):
-					t.Fatal("no notification")
-				}
+				testutil.Receive(t, "a notification", sub.C)
 			})
 			t.Run("partial change keeps other fields", func(t *testing.T) {
 				s := open(t)

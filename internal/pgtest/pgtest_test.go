@@ -1,9 +1,7 @@
 package pgtest
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
@@ -14,8 +12,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(Main(m), testutil.LeakOptions()...) }
 
 func TestSharedDBsAreFresh(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	a, b := DB(t), DB(t)
 	if a == b {
 		t.Fatalf("same database twice: %s", a)
@@ -40,8 +37,7 @@ func TestSharedDBsAreFresh(t *testing.T) {
 
 func TestCrashAndRestartKeepCommitted(t *testing.T) {
 	s := Start(t, Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	url := s.DB(t)
 	c, err := pgx.Connect(ctx, url)
 	if err != nil {

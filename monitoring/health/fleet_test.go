@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/pgmigrations"
 )
 
@@ -24,7 +25,7 @@ func startNATS(t *testing.T) *nats.Conn {
 		t.Fatal(err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(testutil.Patience) {
 		t.Fatal("nats-server not ready")
 	}
 	nc, err := nats.Connect(s.ClientURL())
@@ -49,7 +50,7 @@ func recordBackends() map[string]func(t *testing.T) func(t *testing.T, cfg Bucke
 				t.Fatal(err)
 			}
 			return func(t *testing.T, cfg BucketConfig) Records {
-				kv, err := OpenBucket(testCtx(t), js, cfg)
+				kv, err := OpenBucket(testutil.Context(t), js, cfg)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -57,16 +58,16 @@ func recordBackends() map[string]func(t *testing.T) func(t *testing.T, cfg Bucke
 			}
 		},
 		"postgres": func(t *testing.T) func(t *testing.T, cfg BucketConfig) Records {
-			pool, err := pgxpool.New(testCtx(t), pgtest.DB(t))
+			pool, err := pgxpool.New(testutil.Context(t), pgtest.DB(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(pool.Close)
-			if _, err := pgmigrations.Apply(testCtx(t), pool); err != nil {
+			if _, err := pgmigrations.Apply(testutil.Context(t), pool); err != nil {
 				t.Fatal(err)
 			}
 			return func(t *testing.T, cfg BucketConfig) Records {
-				r, err := OpenPostgresRecords(testCtx(t), pool, cfg, nil)
+				r, err := OpenPostgresRecords(testutil.Context(t), pool, cfg, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -79,24 +80,6 @@ func recordBackends() map[string]func(t *testing.T) func(t *testing.T, cfg Bucke
 func forEachBackend(t *testing.T, fn func(t *testing.T, open func(t *testing.T, cfg BucketConfig) Records)) {
 	for name, be := range recordBackends() {
 		t.Run(name, func(t *testing.T) { fn(t, be(t)) })
-	}
-}
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// waitFor polls cond every 20 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -121,18 +104,18 @@ func TestFleetPublishAggregateWithdraw(t *testing.T) {
 			})
 			pubs = append(pubs, f)
 		}
-		waitFor(t, 10*time.Second, "both instances", func() bool {
+		testutil.WaitFor(t, "both instances", func() bool {
 			ov := agg.Aggregator.Overview()
 			return ov.Instances == 2 && ov.Totals.ActiveConnections == 14 && ov.Rates.EventsDelivered > 0
 		})
 		if p := agg.Aggregator.Overview().ClientRTT; p.Count != 2 || !within(p.P50, 42) {
 			t.Fatalf("merged rtt %+v", p)
 		}
-		waitFor(t, 10*time.Second, "series points", func() bool { return len(agg.Aggregator.Series().Points) >= 3 })
+		testutil.WaitFor(t, "series points", func() bool { return len(agg.Aggregator.Series().Points) >= 3 })
 
 		// Closing a publisher deletes its key: the aggregator drops it without waiting for the TTL.
 		pubs[0].Close()
-		waitFor(t, 5*time.Second, "host-a withdrawn", func() bool {
+		testutil.WaitFor(t, "host-a withdrawn", func() bool {
 			ov := agg.Aggregator.Overview()
 			return ov.Instances == 1 && ov.InstanceRows[0].Instance == "host-b"
 		})
@@ -153,7 +136,7 @@ func TestFleetRecordTTLExpiry(t *testing.T) {
 		recs := open(t, BucketConfig{Name: "health-ttl", TTL: time.Second})
 		// The aggregator's own TTL is an hour, so only the record's expiry can remove the instance.
 		a := NewAggregator(AggregatorOptions{TTL: time.Hour, Step: time.Hour})
-		runCtx, stop := context.WithCancel(testCtx(t))
+		runCtx, stop := context.WithCancel(testutil.Context(t))
 		done := make(chan error, 1)
 		go func() { done <- a.Run(runCtx, recs) }()
 		defer func() {
@@ -161,12 +144,12 @@ func TestFleetRecordTTLExpiry(t *testing.T) {
 			<-done
 		}()
 		p := NewPublisher(recs, func() InstanceSnapshot { return InstanceSnapshot{Instance: "crashed", Time: 1} }, PublisherOptions{})
-		if err := p.PublishOnce(testCtx(t)); err != nil {
+		if err := p.PublishOnce(testutil.Context(t)); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 5*time.Second, "instance seen", func() bool { return a.Overview().Instances == 1 })
+		testutil.WaitFor(t, "instance seen", func() bool { return a.Overview().Instances == 1 })
 		start := time.Now()
-		waitFor(t, 10*time.Second, "instance expired by the record's TTL", func() bool { return a.Overview().Instances == 0 })
+		testutil.WaitFor(t, "instance expired by the record's TTL", func() bool { return a.Overview().Instances == 0 })
 		t.Logf("expired %v after being seen (TTL 1s)", time.Since(start).Round(10*time.Millisecond))
 	})
 }
@@ -174,14 +157,14 @@ func TestFleetRecordTTLExpiry(t *testing.T) {
 func TestRecordsRefuseOversizedValue(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, open func(*testing.T, BucketConfig) Records) {
 		recs := open(t, BucketConfig{})
-		if err := recs.Put(testCtx(t), "big", make([]byte, MaxSnapshotBytes+1)); err == nil {
+		if err := recs.Put(testutil.Context(t), "big", make([]byte, MaxSnapshotBytes+1)); err == nil {
 			t.Fatal("records accepted a value over MaxSnapshotBytes")
 		}
-		if err := recs.Delete(testCtx(t), "absent"); err != nil {
+		if err := recs.Delete(testutil.Context(t), "absent"); err != nil {
 			t.Fatalf("deleting an absent key: %v", err)
 		}
 		p := NewPublisher(recs, func() InstanceSnapshot { return InstanceSnapshot{} }, PublisherOptions{})
-		if err := p.PublishOnce(testCtx(t)); err == nil || p.Failures() != 1 {
+		if err := p.PublishOnce(testutil.Context(t)); err == nil || p.Failures() != 1 {
 			t.Fatalf("invalid snapshot: err %v failures %d", err, p.Failures())
 		}
 	})

@@ -72,8 +72,7 @@ func TestNATSAsksEveryInstance(t *testing.T) {
 		}
 		askers = append(askers, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	res, err := askers[0].Connections(ctx, Query{Match: " 42 "}, 3)
 	if err != nil {
 		t.Fatal(err)

@@ -1,28 +1,26 @@
 package bus_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/bus/bustest"
 	"encore.app/realtime/protocol"
 )
 
-// NATS stopped: publishes fail with ErrUnavailable within CallTimeout, then at once once
-// the circuit is open; Info and Replay fail fast too; after a restart the circuit closes
-// by itself and nothing acknowledged before the outage is lost.
+// NATS stopped: publishes fail with ErrUnavailable (bounded by CallTimeout), then the
+// circuit opens; Info and Replay fail too; after a restart the circuit closes by itself
+// and nothing acknowledged before the outage is lost. The breaker's timing is
+// TestBreakerTiming's (synctest); here the durations are only logged.
 func TestBreakerFailsFastAndRecovers(t *testing.T) {
 	srv := bustest.Start(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	js, err := bus.NewJetStream(ctx, bus.Config{URL: srv.URL(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx := testutil.ContextWithin(t, 5*time.Minute)
+	js, err := bus.NewJetStream(ctx, bus.Config{URL: srv.URL(), Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +65,6 @@ func TestBreakerFailsFastAndRecovers(t *testing.T) {
 			t.Fatalf("publish %d while down: %v", i, err)
 		}
 	}
-	if worst > time.Second {
-		t.Fatalf("slowest failing publish took %v, want under 1s", worst)
-	}
 	if b.State() != "open" && b.State() != "half-open" {
 		t.Fatalf("state %s after 20 failures", b.State())
 	}
@@ -80,24 +75,16 @@ func TestBreakerFailsFastAndRecovers(t *testing.T) {
 	if err := b.Replay(ctx, []string{"c"}, 0, 5, func(*protocol.Event) error { return nil }); !errors.Is(err, bus.ErrUnavailable) {
 		t.Fatalf("replay while down: %v", err)
 	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("info+replay while down took %v", d)
-	}
-	t.Logf("slowest failing publish while down: %v", worst)
+	t.Logf("slowest failing publish while down: %v; info+replay %v", worst, time.Since(start))
 
 	srv.Restart()
 	var recovered time.Duration
 	start = time.Now()
-	for {
-		if _, err := pub("after"); err == nil {
-			recovered = time.Since(start)
-			break
-		}
-		if time.Since(start) > 20*time.Second {
-			t.Fatal("breaker did not close within 20s of the restart")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the breaker to close after the restart", func() bool {
+		_, err := pub("after")
+		return err == nil
+	})
+	recovered = time.Since(start)
 	t.Logf("publishing again %v after the restart", recovered)
 	if b.State() != "closed" {
 		t.Fatalf("state %s after recovery", b.State())

@@ -4,6 +4,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -41,6 +42,43 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 	defer cancel()
 	defer context.AfterFunc(j.ctx, cancel)()
 
+	return replayContinuing(ctx, after, func(after uint64) (uint64, error) {
+		return j.replayFrom(ctx, subjects, after, upTo, fn)
+	})
+}
+
+// replicaBehindWait is the first pause before a replay goes on with a new consumer
+// after its replica was found behind (doubling up to 1 s).
+const replicaBehindWait = 20 * time.Millisecond
+
+// replayContinuing runs once (one replay consumer) from after. A consumer placed on a
+// replica that has not stored (or applied) the newest events delivers less than the
+// stream leader holds, and verifyReplayTail reports errReplicaBehind. The events
+// delivered so far were in order, so the replay goes on from the last one with a new
+// consumer (placed anew; the replica catches up meanwhile) until ctx ends, instead of
+// failing the client, which would come back to the same replica. Any other outcome is
+// returned as is.
+func replayContinuing(ctx context.Context, after uint64, once func(after uint64) (last uint64, err error)) error {
+	wait := replicaBehindWait
+	for {
+		last, err := once(after)
+		if !errors.Is(err, errReplicaBehind) {
+			return err
+		}
+		if !sleepCtx(ctx, wait) {
+			return err
+		}
+		after, wait = last, min(2*wait, time.Second)
+	}
+}
+
+// replayFrom is one replay consumer's part of Replay: every stored event of subjects
+// with after < seq <= upTo, in order, to fn. It returns the sequence of the last
+// message it received, and errReplicaBehind (wrapped) when the consumer's replica
+// delivered less than the stream holds.
+func (j *JetStream) replayFrom(ctx context.Context, subjects []string, after, upTo uint64, fn func(*protocol.Event) error) (uint64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	cc := jetstream.ConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -59,7 +97,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 	}
 	cons, err := j.js.CreateConsumer(ctx, j.cfg.Stream, cc)
 	if err != nil {
-		return j.wrap("replay", err)
+		return after, j.wrap("replay", err)
 	}
 	defer j.deleteConsumer(cons)
 
@@ -69,7 +107,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 	lastSeq := after                        // stream sequence of the last message
 	for pending > 0 {
 		if err := ctx.Err(); err != nil {
-			return j.wrap("replay", err)
+			return lastSeq, j.wrap("replay", err)
 		}
 		batch := replayBatch
 		if span := upTo - after; span < uint64(batch) {
@@ -80,7 +118,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 			if fetchRetry(ctx, err, &noResp) {
 				continue
 			}
-			return j.wrap("replay", err)
+			return lastSeq, j.wrap("replay", err)
 		}
 		got := 0
 		done := false
@@ -97,7 +135,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 			}
 			if meta.Sequence.Consumer != lastCons+1 {
 				cancel()
-				return j.wrap("replay", fmt.Errorf("%w: delivery gap after consumer seq %d", ErrUnavailable, lastCons))
+				return lastSeq, j.wrap("replay", fmt.Errorf("%w: delivery gap after consumer seq %d", ErrUnavailable, lastCons))
 			}
 			lastCons = meta.Sequence.Consumer
 			pending = meta.NumPending
@@ -110,7 +148,7 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 			if ev, ok := j.decode(msg, seq); ok {
 				if err := fn(ev); err != nil {
 					cancel()
-					return err
+					return lastSeq, err
 				}
 			}
 			if seq >= upTo {
@@ -121,23 +159,23 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 			if got == 0 && fetchRetry(ctx, err, &noResp) {
 				continue
 			}
-			return j.wrap("replay", err)
+			return lastSeq, j.wrap("replay", err)
 		}
 		if done {
-			return nil
+			return lastSeq, nil
 		}
 		if got == 0 {
 			// Nothing came although the last count said more is stored: ask again
 			// (retention may have dropped it, or the server was slow to answer).
 			ci, err := cons.Info(ctx)
 			if err != nil {
-				return j.wrap("replay", err)
+				return lastSeq, j.wrap("replay", err)
 			}
 			pending = ci.NumPending
 			if pending > 0 && !sleepCtx(ctx, 10*time.Millisecond) {
-				return j.wrap("replay", ctx.Err())
+				return lastSeq, j.wrap("replay", ctx.Err())
 			}
 		}
 	}
-	return j.verifyReplayTail(ctx, subjects, lastSeq, upTo)
+	return lastSeq, j.verifyReplayTail(ctx, subjects, lastSeq, upTo)
 }

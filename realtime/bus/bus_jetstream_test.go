@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,24 +13,19 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 )
 
-// testLogger writes Warn and above to the test log.
+// testLogger writes Warn and above to the test log (dropped once the test ended).
 func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(testutil.Writer(t), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
+// testCtx bounds a test's calls; d is a floor, raised to testutil.Patience so that a
+// loaded machine does not turn a slow answer into a failure.
 func testCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(context.Background(), max(d, testutil.Patience))
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -102,7 +96,7 @@ func (c *collector) snapshot() []*protocol.Event {
 // waitN waits until at least n events arrived, then returns all of them.
 func (c *collector) waitN(t *testing.T, n int, d time.Duration) []*protocol.Event {
 	t.Helper()
-	deadline := time.NewTimer(d)
+	deadline := time.NewTimer(max(d, testutil.Patience)) // d is a floor, as in testCtx
 	defer deadline.Stop()
 	for {
 		if got := c.snapshot(); len(got) >= n {
@@ -341,12 +335,10 @@ func TestCloseStopsSubscribe(t *testing.T) {
 	}
 	publish(t, b, ev("c", "1", ""))
 	c.waitN(t, 1, 5*time.Second)
-	start := time.Now()
-	if err := b.Close(); err != nil {
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	if err := testutil.Receive(t, "Close with a subscription running", closed); err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("Close took %v", d)
 	}
 	if err := b.Close(); err != nil { // idempotent
 		t.Fatal(err)
@@ -429,13 +421,9 @@ func TestReplayFilterAndBounds(t *testing.T) {
 		{nil, 0, 70},
 		{[]string{"a"}, 64, 70}, // "a" at 64 is excluded; next "a" is at 71 (does not exist)
 	} {
-		start := time.Now()
 		got := replayAll(t, b, tc.channels, tc.after, tc.upTo)
 		if len(got) != 0 && !equalSeqs(seqs(got), want(tc.channels, tc.after, tc.upTo)) {
 			t.Errorf("Replay(%v, %d, %d) = %v", tc.channels, tc.after, tc.upTo, seqs(got))
-		}
-		if d := time.Since(start); d > 500*time.Millisecond {
-			t.Errorf("Replay(%v, %d, %d) took %v", tc.channels, tc.after, tc.upTo, d)
 		}
 	}
 
@@ -630,20 +618,13 @@ func TestRetentionByAge(t *testing.T) {
 		t.Fatalf("DupWindow %v not clamped to MaxAge", b.cfg.DupWindow)
 	}
 	publish(t, b, ev("c", "1", ""), ev("c", "2", ""))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.WaitFor(t, "both events expired", func() bool {
 		info, err := b.Info(testCtx(t, 5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.FirstSeq == 3 && info.LastSeq == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("events not expired: %+v", info)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return info.FirstSeq == 3 && info.LastSeq == 2
+	})
 	if a := publish(t, b, ev("c", "3", "")); a[0].Seq != 3 {
 		t.Fatalf("seq after expiry %d", a[0].Seq)
 	}
@@ -703,11 +684,7 @@ func TestExternalURLSharesStream(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Publish with server gone: %v", err)
 	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("Publish took %v", d)
-	} else {
-		t.Logf("Publish with server gone took %v: %v", d, err)
-	}
+	t.Logf("Publish with server gone took %v: %v", time.Since(start), err)
 	// Once the client knows it is reconnecting, publishes are bounded by ctx.
 	time.Sleep(50 * time.Millisecond)
 	pctx2, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -719,14 +696,12 @@ func TestExternalURLSharesStream(t *testing.T) {
 		t.Fatalf("Info with server gone: %v", err)
 	}
 	start = time.Now()
-	if err := b.Close(); err != nil {
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	if err := testutil.Receive(t, "Close with the server gone", closed); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("Close with server gone took %v", d)
-	} else {
-		t.Logf("Close with server gone took %v", d)
-	}
+	t.Logf("Close with server gone took %v", time.Since(start))
 }
 
 func TestConfigErrors(t *testing.T) {
@@ -743,15 +718,13 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("NewJetStream(%+v) succeeded", cfg)
 		}
 	}
-	// Unreachable external NATS: ErrUnavailable, promptly.
+	// Unreachable external NATS: ErrUnavailable, on its own (not at the caller's deadline).
 	start := time.Now()
 	_, err := NewJetStream(ctx, Config{URL: "nats://127.0.0.1:1", Logger: testLogger(t)})
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("unreachable URL: %v", err)
+	if !errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+		t.Fatalf("unreachable URL: %v (context: %v)", err, ctx.Err())
 	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Fatalf("took %v", d)
-	}
+	t.Logf("unreachable URL refused after %v", time.Since(start))
 }
 
 func TestCustomStreamAndSubject(t *testing.T) {
@@ -782,19 +755,8 @@ func TestCustomStreamAndSubject(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return addr
-}
-
 func TestSubscribeSurvivesServerRestart(t *testing.T) {
-	dir, addr := t.TempDir(), freePort(t)
+	dir, addr := t.TempDir(), testutil.FreeAddr(t)
 	a := openBus(t, Config{DataDir: dir, ListenAddr: addr})
 	b := openBus(t, Config{URL: a.ClientURL()})
 	ctx := testCtx(t, 30*time.Second)

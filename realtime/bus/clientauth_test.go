@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 )
 
@@ -73,7 +73,7 @@ func TestClientAuthTLSAndPassword(t *testing.T) {
 	s, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
 		Username: "rt", Password: "s3cret",
-		TLS: true, TLSVerify: true, TLSTimeout: 2,
+		TLS: true, TLSVerify: true, TLSTimeout: 10, // seconds: a loaded machine handshakes slowly
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool,
 			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12},
 	})
@@ -82,12 +82,11 @@ func TestClientAuthTLSAndPassword(t *testing.T) {
 	}
 	go s.Start()
 	defer func() { s.Shutdown(); s.WaitForShutdown() }()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(testutil.Patience) {
 		t.Fatal("server not ready")
 	}
 	url := s.ClientURL()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 
 	for name, a := range map[string]ClientAuth{
 		"no TLS":         {User: "rt", Password: "s3cret"},

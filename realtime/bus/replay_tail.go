@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -12,7 +13,13 @@ import (
 // gap (seen in test/cluster's storm: two clients of 500 "recovered" nothing). So when
 // a replay ends before upTo, the stream leader (authoritative) is asked, per subject,
 // for the next message after the last one delivered; one at or below upTo means the
-// replay missed it, and the replay fails (ErrUnavailable: the client retries) instead.
+// replay missed it: Replay then goes on from the last delivered event with a new
+// consumer until its context ends, and only then fails (ErrUnavailable: the client
+// retries).
+
+// errReplicaBehind is wrapped (with ErrUnavailable) by verifyReplayTail's error when the
+// replay missed an event; Replay goes on with a new consumer.
+var errReplicaBehind = errors.New("replica behind")
 
 // msgGetRequest is JetStream's STREAM.MSG.GET request: the first message with a
 // sequence >= Seq on subject NextBySubj.
@@ -58,7 +65,7 @@ func (j *JetStream) verifyReplayTail(ctx context.Context, subjects []string, las
 		case r.Message != nil && r.Message.Seq <= upTo:
 			j.log.Warn("bus: replay ended before an event the stream holds (replica behind)",
 				"subject", subj, "missed_seq", r.Message.Seq, "last", last, "up_to", upTo)
-			return j.wrap("replay", fmt.Errorf("%w: replica behind: seq %d on %s not delivered", ErrUnavailable, r.Message.Seq, subj))
+			return j.wrap("replay", fmt.Errorf("%w: %w: seq %d on %s not delivered", ErrUnavailable, errReplicaBehind, r.Message.Seq, subj))
 		}
 	}
 	return nil

@@ -1,11 +1,14 @@
 package bus
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 )
 
@@ -42,4 +45,49 @@ func TestVerifyReplayTail(t *testing.T) {
 			t.Errorf("%v after %d up to %d: err %v, missed %v", c.subjects, c.last, c.upTo, err, c.missed)
 		}
 	}
+}
+
+// A replay whose consumer's replica is behind goes on from the last delivered event
+// with a new consumer, waiting a little longer each time, until it completes or its
+// context ends; other errors end it at once.
+func TestReplayContinuesPastAReplicaBehind(t *testing.T) {
+	behind := fmt.Errorf("bus: replay: %w: %w: seq 9 not delivered", ErrUnavailable, errReplicaBehind)
+	synctest.Test(t, func(t *testing.T) {
+		var froms []uint64
+		var at []time.Duration
+		start := time.Now()
+		results := []struct {
+			last uint64
+			err  error
+		}{{4, behind}, {4, behind}, {7, behind}, {10, nil}}
+		err := replayContinuing(context.Background(), 2, func(after uint64) (uint64, error) {
+			froms = append(froms, after)
+			at = append(at, time.Since(start))
+			r := results[len(froms)-1]
+			return r.last, r.err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(froms) != "[2 4 4 7]" {
+			t.Fatalf("consumers started after %v, want [2 4 4 7]", froms)
+		}
+		if fmt.Sprint(at) != "[0s 20ms 60ms 140ms]" {
+			t.Fatalf("consumers started at %v, want [0s 20ms 60ms 140ms]", at)
+		}
+
+		// Behind until the context ends: its error is the replica's.
+		ctx := testutil.Context(t)
+		n := 0
+		err = replayContinuing(ctx, 0, func(uint64) (uint64, error) { n++; return 0, behind })
+		if !errors.Is(err, errReplicaBehind) || !errors.Is(err, ErrUnavailable) || n < 5 {
+			t.Fatalf("always behind: %v after %d consumers", err, n)
+		}
+		// Any other error ends it at once.
+		stop := errors.New("stop")
+		n = 0
+		if err := replayContinuing(ctx, 0, func(uint64) (uint64, error) { n++; return 3, stop }); err != stop || n != 1 {
+			t.Fatalf("fn's error: %v after %d consumers", err, n)
+		}
+	})
 }

@@ -1,13 +1,12 @@
 package limits
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 )
 
@@ -15,8 +14,7 @@ import (
 // an embedded NATS) with users holding 5 connections each: the cost the cap adds to a
 // connect.
 func BenchmarkConnCapAcquire(b *testing.B) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(b)
 	jsb, err := bus.NewJetStream(ctx, bus.Config{DataDir: b.TempDir(), Logger: quiet})
 	if err != nil {
 		b.Fatal(err)

@@ -52,7 +52,7 @@ func natsBackend() *capBackend {
 	var url string
 	return &capBackend{
 		openBus: func(t testing.TB) bus.Bus {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 			defer cancel()
 			bcfg := bus.Config{URL: url, Logger: quiet}
 			if url == "" {
@@ -85,7 +85,7 @@ func postgresBackend(t testing.TB) *capBackend {
 	url := pgtest.DB(t)
 	return &capBackend{
 		openBus: func(t testing.TB) bus.Bus {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 			defer cancel()
 			b, err := bus.OpenPostgres(ctx, url, bus.PostgresConfig{Logger: quiet})
 			if err != nil {
@@ -113,7 +113,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, be *capBackend)) {
 // the guard.
 func (be *capBackend) startInstance(t testing.TB, name string, capCfg ConnCapConfig, configure func(*Guard)) *instance {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	b := be.openBus(t)
 	capCfg.Instance, capCfg.Logger = name, quiet
@@ -161,8 +161,7 @@ func TestConnCapAcrossInstances(t *testing.T) { forEachBackend(t, testConnCapAcr
 func testConnCapAcrossInstances(t *testing.T, be *capBackend) {
 	a := be.startInstance(t, "a", ConnCapConfig{}, nil)
 	b := be.startInstance(t, "b", ConnCapConfig{}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	tok := a.token(t, "42")
 	var conns []*rtclient.Conn
 	defer func() {
@@ -206,7 +205,7 @@ func testConnCapAcrossInstances(t *testing.T, be *capBackend) {
 	other.CloseNow()
 
 	conns[0].Close() // on a
-	waitFor(t, 5*time.Second, "a's connection released", func() bool { return a.cap.Held() == 4 })
+	testutil.WaitFor(t, "a's connection released", func() bool { return a.cap.Held() == 4 })
 	c, err := rtclient.Dial(ctx, b.url, &rtclient.DialOptions{Token: tok})
 	if err != nil {
 		t.Fatalf("after one closed: %v", err)
@@ -223,8 +222,7 @@ func TestConnCapRace(t *testing.T) { forEachBackend(t, testConnCapRace) }
 func testConnCapRace(t *testing.T, be *capBackend) {
 	a := be.startInstance(t, "a", ConnCapConfig{Max: 5}, nil)
 	b := be.startInstance(t, "b", ConnCapConfig{Max: 5}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	tok := a.token(t, "7")
 	var wg sync.WaitGroup
 	var ok, refused atomic.Int32
@@ -266,16 +264,19 @@ func testConnCapRace(t *testing.T, be *capBackend) {
 func TestConnCapDeadInstanceExpires(t *testing.T) { forEachBackend(t, testConnCapDeadInstanceExpires) }
 
 func testConnCapDeadInstanceExpires(t *testing.T, be *capBackend) {
-	a := be.startInstance(t, "a", ConnCapConfig{Max: 2, TTL: 1500 * time.Millisecond, Heartbeat: 300 * time.Millisecond}, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dead := be.openCap(t, a.bus, ConnCapConfig{Max: 2, TTL: 1500 * time.Millisecond, Heartbeat: 300 * time.Millisecond, Logger: quiet})
+	// TTL 3 s with a refresh every 300 ms: a loaded machine can stall the heartbeat for
+	// seconds, or take long between two dials, without changing the outcome.
+	const ttl, heartbeat = 3 * time.Second, 300 * time.Millisecond
+	a := be.startInstance(t, "a", ConnCapConfig{Max: 2, TTL: ttl, Heartbeat: heartbeat}, nil)
+	ctx := testutil.Context(t)
+	dead := be.openCap(t, a.bus, ConnCapConfig{Max: 2, TTL: ttl, Heartbeat: heartbeat, Logger: quiet})
 	// The "dead" instance holds one connection and stops heartbeating without releasing.
 	if _, _, err := dead.Acquire(ctx, "9"); err != nil {
 		t.Fatal(err)
 	}
 	dead.Close()
 	tok := a.token(t, "9")
+	liveAt := time.Now()
 	live, err := rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
 	if err != nil {
 		t.Fatal(err)
@@ -287,14 +288,15 @@ func testConnCapDeadInstanceExpires(t *testing.T, be *capBackend) {
 	}
 	start := time.Now()
 	var c *rtclient.Conn
-	waitFor(t, 10*time.Second, "dead entry to expire", func() bool {
+	testutil.WaitFor(t, "dead entry to expire", func() bool {
 		c, err = rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
 		return err == nil
 	})
 	defer c.CloseNow()
-	t.Logf("admitted %v after the dead instance stopped (TTL 1.5s)", time.Since(start).Round(100*time.Millisecond))
-	// Both live connections stay registered past TTL thanks to the heartbeat.
-	time.Sleep(2 * time.Second)
+	t.Logf("admitted %v after the dead instance stopped (TTL %v)", time.Since(start).Round(100*time.Millisecond), ttl)
+	// Both live connections stay registered past TTL thanks to the heartbeat: wait
+	// until the first one is older than TTL (and a third of it more).
+	time.Sleep(time.Until(liveAt.Add(ttl + ttl/3)))
 	_, err = rtclient.Dial(ctx, a.url, &rtclient.DialOptions{Token: tok})
 	if rtclient.CloseCode(err) != protocol.CloseTooMany {
 		t.Fatalf("live entries expired despite the heartbeat: %v", err)
@@ -306,13 +308,15 @@ func testConnCapDeadInstanceExpires(t *testing.T, be *capBackend) {
 // budgets); the overload gate closes 4103 with a jittered hint and still admits a
 // resuming session.
 func TestGuardRatesAndGate(t *testing.T) {
+	// The limiters' clock stands still: no token comes back however long the test takes.
+	frozen := time.Now()
+	clock := func() time.Time { return frozen }
 	in := natsBackend().startInstance(t, "a", ConnCapConfig{}, func(g *Guard) {
-		g.IPRate = NewKeyedLimiter(0.1, 1, 0, nil) // would refuse the second connect if users were charged by address
-		g.UserRate = NewKeyedLimiter(0.1, 3, 0, nil)
+		g.IPRate = NewKeyedLimiter(0.1, 1, 0, clock) // would refuse the second connect if users were charged by address
+		g.UserRate = NewKeyedLimiter(0.1, 3, 0, clock)
 		g.Gate = NewGate(GateConfig{MaxConnections: 5, ResumeShare: 0.2})
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	var conns []*rtclient.Conn
 	defer func() {
 		for _, c := range conns {
@@ -364,16 +368,5 @@ func TestGuardRatesAndGate(t *testing.T) {
 	s := in.eng.Snapshot()
 	if s.Refusals[stream.RefuseRateLimited] != 1 || s.Refusals[stream.RefuseOverloaded] != 1 {
 		t.Fatalf("refusals %v", s.Refusals)
-	}
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

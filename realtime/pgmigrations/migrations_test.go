@@ -1,10 +1,8 @@
 package pgmigrations
 
 import (
-	"context"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
@@ -33,8 +31,7 @@ func TestListFollowsEncoreNaming(t *testing.T) {
 // Instances starting at once apply the migrations once; applying again is a no-op,
 // and so is meeting a schema created by the other runner (every file is idempotent).
 func TestApplyConcurrentAndIdempotent(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	url := pgtest.DB(t)
 	var applied [4][]uint64
 	var wg sync.WaitGroup

@@ -1,7 +1,6 @@
 package rtclient_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -23,8 +23,7 @@ import (
 // first subscribe, only in its cursor's epoch and only forwards; a ping without a head
 // (an older server) changes nothing. A scripted server plays the frames.
 func TestClientAdoptsPingCursor(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	type step struct {
 		frame string
 		want  uint64 // the client's cursor seq after the frame
@@ -91,8 +90,7 @@ func TestClientAdoptsPingCursor(t *testing.T) {
 // recovered after a drop (the server pings gave it a fresh cursor), and gets the quiet
 // channel's next event once. Engine and real NATS, retention by bytes.
 func TestClientQuietChannelResumesAfterRetention(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	b, err := bus.NewJetStream(ctx, bus.Config{DataDir: t.TempDir(), MaxBytes: 8 << 10, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)

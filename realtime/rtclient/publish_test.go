@@ -1,7 +1,6 @@
 package rtclient_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -27,8 +27,7 @@ var shipments = typed.NewFamily[shipment]("shipments", "shipments.{order}")
 // A typed publish over HTTP reaches a subscriber; the server's payload check (on here)
 // refuses data of the wrong shape, and a wrong key is refused before it.
 func TestPublisherTyped(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	b, err := bus.NewJetStream(ctx, bus.Config{DataDir: t.TempDir(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,7 @@
 package rtclient_test
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http/httptest"
@@ -63,13 +61,12 @@ func TestDedupTTLAndSize(t *testing.T) {
 	}
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return testutil.Discard() }
 
 // The Client reconnects after a dropped connection and after a server drain, resumes
 // by cursor, and delivers every event once.
 func TestClientResumesAcrossDropsAndDrain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	dir := t.TempDir()
 	start := func() (*bus.JetStream, *stream.Engine, *httptest.Server) {
 		b, err := bus.NewJetStream(ctx, bus.Config{DataDir: dir, Logger: quiet()})
@@ -97,12 +94,8 @@ func TestClientResumesAcrossDropsAndDrain(t *testing.T) {
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
 	wait := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for count() < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("got %d of %d events (stats %+v)", count(), n, c.Stats())
-			}
-			time.Sleep(5 * time.Millisecond)
+		if err := testutil.Eventually(ctx, testutil.Patience, func() bool { return count() >= n }); err != nil {
+			t.Fatalf("got %d of %d events (stats %+v): %v", count(), n, c.Stats(), err)
 		}
 	}
 	publish := func(e *stream.Engine, from, n int) {
@@ -115,10 +108,9 @@ func TestClientResumesAcrossDropsAndDrain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for c.Stats().Connects == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // the URL subscribe is processed
+	// The client subscribes without a cursor: events published before the engine has
+	// its subscription would not be for it.
+	testutil.WaitFor(t, "the client's subscription", func() bool { return e.Snapshot().Subscriptions == 1 })
 	publish(e, 0, 50)
 	wait(50)
 

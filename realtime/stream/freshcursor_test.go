@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -32,8 +32,7 @@ func TestPingSeqFollowsEvents(t *testing.T) {
 	cfg := quietHeartbeats
 	cfg.BatchWindow = 20 * time.Millisecond // events wait in the queue, the pings behind them
 	env := newEnv(t, cfg, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, nil)
 	subscribe(t, ctx, c, nil, "a")
 
@@ -145,8 +144,7 @@ func TestQuietChannelResumeAfterRetention(t *testing.T) {
 	cfg := quietHeartbeats
 	cfg.WindowEvents = 2 // the instance's window cannot answer either
 	env := newEnv(t, cfg, retentionBus)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	c := env.dial(ctx, &rtclient.DialOptions{Channels: []string{"quiet"}})
 	if f, err := c.ReadFrame(ctx); err != nil || f.Type != protocol.TypeSubscribed {
 		t.Fatalf("subscribe answer: %+v %v", f, err)
@@ -213,7 +211,7 @@ func TestQuietChannelResumeAfterRetention(t *testing.T) {
 // ping carries; publish returns at the bus ack, dispatch follows).
 func (env *testEnv) waitFanned(seq uint64) {
 	env.t.Helper()
-	waitFor(env.t, 10*time.Second, fmt.Sprintf("seq %d fanned out", seq), func() bool {
+	testutil.WaitFor(env.t, fmt.Sprintf("seq %d fanned out", seq), func() bool {
 		s, _ := env.eng.liveHead()
 		return s >= seq
 	})

@@ -1,11 +1,11 @@
 package stream
 
 import (
-	"context"
 	"sync"
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -59,8 +59,7 @@ func TestHeartbeatTimeoutIsTwoIntervals(t *testing.T) {
 	const interval = time.Hour
 	clock := &virtualClock{t: time.Unix(1_800_000_000, 0)}
 	env := newEnv(t, Config{HeartbeatInterval: interval, now: clock.Now}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	base := clock.Now()
 	silent := env.dial(ctx, nil)
 	alive := env.dial(ctx, nil)
@@ -121,7 +120,7 @@ func TestHeartbeatTimeoutIsTwoIntervals(t *testing.T) {
 	if alivePings != 2 {
 		t.Errorf("alive client got %d server pings over %v of virtual time, want 2", alivePings, closedAt+period)
 	}
-	waitFor(t, 10*time.Second, "heartbeat_timeout disconnect", func() bool {
+	testutil.WaitFor(t, "heartbeat_timeout disconnect", func() bool {
 		return env.eng.Snapshot().Disconnects["heartbeat_timeout"] == 1
 	})
 }

@@ -1,19 +1,17 @@
 package stream
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 )
 
 func TestTopChannelsAndConnections(t *testing.T) {
 	env := newEnv(t, Config{}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	// Three connections on "hot", two also on "warm", one on "cold".
 	var sessions []string
 	for i := 0; i < 3; i++ {
@@ -48,7 +46,7 @@ func TestTopChannelsAndConnections(t *testing.T) {
 
 	// Anonymous connections match user ""; a session matches itself only.
 	bySession := func(s string) func(string, string) bool { return func(_, sess string) bool { return sess == s } }
-	waitFor(t, 10*time.Second, "health report kept", func() bool {
+	testutil.WaitFor(t, "health report kept", func() bool {
 		got, _ := env.eng.Connections(bySession(sessions[0]), 10)
 		return len(got) == 1 && got[0].Health != nil
 	})

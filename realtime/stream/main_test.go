@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
@@ -34,10 +32,6 @@ type testEnv struct {
 	url string // ws URL of the stream
 }
 
-func quietLogger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 func newEnv(t testing.TB, cfg Config, bcfg bus.Config) *testEnv {
 	t.Helper()
 	return newEnvWrapped(t, cfg, bcfg, nil)
@@ -46,12 +40,12 @@ func newEnv(t testing.TB, cfg Config, bcfg bus.Config) *testEnv {
 // newEnvWrapped is newEnv with the engine's bus wrapped by wrap (nil: unwrapped).
 func newEnvWrapped(t testing.TB, cfg Config, bcfg bus.Config, wrap func(bus.Bus) bus.Bus) *testEnv {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	if bcfg.DataDir == "" && bcfg.URL == "" {
 		bcfg.DataDir = t.TempDir()
 	}
-	bcfg.Logger = quietLogger()
+	bcfg.Logger = testutil.Logger(t)
 	b, err := bus.NewJetStream(ctx, bcfg)
 	if err != nil {
 		t.Fatalf("bus: %v", err)
@@ -62,10 +56,10 @@ func newEnvWrapped(t testing.TB, cfg Config, bcfg bus.Config, wrap func(bus.Bus)
 // newEnvOnBus is newEnvWrapped on a bus the caller opened (the env closes it).
 func newEnvOnBus(t testing.TB, cfg Config, b bus.Bus, wrap func(bus.Bus) bus.Bus) *testEnv {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
+		cfg.Logger = testutil.Logger(t)
 	}
 	if cfg.PublisherKey == "" {
 		cfg.PublisherKey = "test-key"
@@ -98,7 +92,7 @@ func (env *testEnv) close() {
 // publish appends events through the engine (the same path as the publish endpoint).
 func (env *testEnv) publish(evs ...*protocol.Event) []bus.Ack {
 	env.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	acks, err := env.eng.Publish(ctx, evs)
 	if err != nil {
@@ -113,7 +107,7 @@ func (env *testEnv) tryPublishN(channel string, from, n int) error {
 	for i := from; i < from+n; i++ {
 		evs = append(evs, &protocol.Event{ID: fmt.Sprintf("%s-%d", channel, i), Channel: channel})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience)
 	defer cancel()
 	_, err := env.eng.Publish(ctx, evs)
 	return err
@@ -211,15 +205,4 @@ func httpPost(t testing.TB, url, key, body string) (*http.Response, string) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, string(b)
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -1,14 +1,13 @@
 package stream
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/rtclient"
 )
@@ -26,8 +25,7 @@ func TestOriginBeforeAnyWork(t *testing.T) {
 			return &Identity{}, nil
 		},
 	}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	foreign := http.Header{"Origin": {"https://evil.example.net"}}
 	allowed := http.Header{"Origin": {"https://app.example.test"}}
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -20,9 +21,8 @@ import (
 
 func newPostgresEnv(t testing.TB, cfg Config, url string, bcfg bus.PostgresConfig) *testEnv {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	bcfg.Logger = quietLogger()
+	ctx := testutil.Context(t)
+	bcfg.Logger = testutil.Logger(t)
 	b, err := bus.OpenPostgres(ctx, url, bcfg)
 	if err != nil {
 		t.Fatalf("bus: %v", err)
@@ -35,19 +35,18 @@ func newPostgresEnv(t testing.TB, cfg Config, url string, bcfg bus.PostgresConfi
 // subscription is live from now.
 func TestPostgresNotRecovered(t *testing.T) {
 	env := newPostgresEnv(t, Config{WindowEvents: 5}, pgtest.DB(t), bus.PostgresConfig{MaxBytes: 8 << 10, PruneInterval: 50 * time.Millisecond})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	info, _ := env.bus.Info(ctx)
 	for i := range 10 {
 		env.publish(&protocol.Event{ID: fmt.Sprintf("fill-%d", i), Channel: "old",
 			Data: []byte(`"` + strings.Repeat("x", 2000) + `"`)})
 	}
 	var after bus.Info
-	waitFor(t, 20*time.Second, "retention to drop the oldest events", func() bool {
+	testutil.WaitFor(t, "retention to drop the oldest events", func() bool {
 		after, _ = env.bus.Info(ctx)
 		return after.FirstSeq > 2
 	})
-	waitFor(t, 10*time.Second, "fill events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= after.LastSeq })
+	testutil.WaitFor(t, "fill events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= after.LastSeq })
 	for i, tc := range []struct {
 		name   string
 		cur    protocol.Cursor
@@ -83,8 +82,7 @@ func TestPostgresThreeInstances(t *testing.T) {
 		newPostgresEnv(t, Config{WindowEvents: 50}, url, bus.PostgresConfig{}),
 		newPostgresEnv(t, Config{WindowEvents: 50}, url, bus.PostgresConfig{}),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 90*time.Second)
 	const perInstance, total = 3, 600
 	type client struct {
 		c   *rtclient.Conn
@@ -175,8 +173,7 @@ func TestPostgresRestartUnderLoad(t *testing.T) {
 		newPostgresEnv(t, Config{}, url, bus.PostgresConfig{PollInterval: 200 * time.Millisecond}),
 		newPostgresEnv(t, Config{}, url, bus.PostgresConfig{PollInterval: 200 * time.Millisecond}),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 120*time.Second)
 	var conns []*rtclient.Conn
 	for _, env := range envs {
 		for range 2 {

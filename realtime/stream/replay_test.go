@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -27,8 +28,7 @@ func TestRecoveryMemoryAndBus(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newEnv(t, Config{WindowEvents: tc.window}, bus.Config{})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
+			ctx := testutil.Context(t)
 			c := env.dial(ctx, nil)
 			subscribe(t, ctx, c, nil, "r")
 			env.publishN("r", 0, 20)
@@ -63,8 +63,7 @@ func TestRecoveryMemoryAndBus(t *testing.T) {
 // resume are delivered exactly once each.
 func TestRecoveryRacesLive(t *testing.T) {
 	env := newEnv(t, Config{WindowEvents: 50}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard against a hung test, not a speed budget
 	env.publishN("race", 0, 100)
 	info, _ := env.bus.Info(ctx)
 	cur := protocol.Cursor{Seq: 0, Epoch: info.Epoch}
@@ -109,8 +108,7 @@ func TestRecoveryRacesLive(t *testing.T) {
 // is live from now.
 func TestNotRecovered(t *testing.T) {
 	env := newEnv(t, Config{WindowEvents: 5}, bus.Config{MaxBytes: 8 << 10})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	info, _ := env.bus.Info(ctx)
 	// Fill past retention: ~2 KB per stored event, 8 KiB kept. Under load the engine may
 	// read only the survivors; the gap must not be mistaken for a memory hit.
@@ -124,7 +122,7 @@ func TestNotRecovered(t *testing.T) {
 	}
 	// The fill events reach the engine asynchronously: wait for them, or a late one is
 	// delivered live to the subscriptions below (seen under CPU load).
-	waitFor(t, 10*time.Second, "fill events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= after.LastSeq })
+	testutil.WaitFor(t, "fill events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= after.LastSeq })
 	cases := []struct {
 		name   string
 		cur    protocol.Cursor
@@ -163,8 +161,7 @@ func TestNotRecovered(t *testing.T) {
 func TestSlowConsumerResumes(t *testing.T) {
 	const maxBytes = 256 << 10
 	env := newEnv(t, Config{QueueMaxEvents: 1000, QueueMaxBytes: maxBytes, WriteTimeout: 30 * time.Second}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard against a hung test, not a speed budget
 	slow := env.dial(ctx, nil)
 	subscribe(t, ctx, slow, nil, "s")
 	fast := env.dial(ctx, nil)
@@ -205,7 +202,7 @@ func TestSlowConsumerResumes(t *testing.T) {
 		}
 		env.publish(evs[i : i+50]...)
 	}
-	waitFor(t, 20*time.Second, "slow-consumer drop", func() bool { return env.eng.Snapshot().Drops["slow_consumer"] > 0 })
+	testutil.WaitFor(t, "slow-consumer drop", func() bool { return env.eng.Snapshot().Drops["slow_consumer"] > 0 })
 	server.mu.Lock()
 	peak := server.qPeakBytes
 	server.mu.Unlock()
@@ -243,15 +240,17 @@ func TestSlowConsumerResumes(t *testing.T) {
 	}
 	rest, _ := readEvents(t, ctx, re, total-len(got))
 	checkSequence(t, append(got, rest...), "s", 0, total)
-	waitFor(t, 5*time.Second, "slow disconnect counted", func() bool { return env.eng.Snapshot().SlowDisconnects == 1 })
+	testutil.WaitFor(t, "slow disconnect counted", func() bool { return env.eng.Snapshot().SlowDisconnects == 1 })
 }
 
 // Many resumes from the bus at once: at most MaxBusReplays run together, the rest are
-// told to come back later (4103 with a hint) instead of piling up.
+// told to come back later (4103 with a hint) instead of piling up. The replays are held
+// until one client was refused, so that they overlap whatever the machine's speed.
 func TestReplaySlotsBounded(t *testing.T) {
-	env := newEnv(t, Config{WindowEvents: 1, MaxBusReplays: 1, ReplayWait: time.Millisecond}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	rg := &replayGate{open: make(chan struct{})}
+	env := newEnvWrapped(t, Config{WindowEvents: 1, MaxBusReplays: 1, ReplayWait: time.Millisecond, ReplayTimeout: testutil.Patience}, bus.Config{},
+		func(b bus.Bus) bus.Bus { rg.Bus = b; return rg })
+	ctx := testutil.Context(t)
 	env.publishN("q", 0, 2000)
 	info, _ := env.bus.Info(ctx)
 	cur := protocol.Cursor{Seq: 0, Epoch: info.Epoch}
@@ -263,22 +262,32 @@ func TestReplaySlotsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	refused, complete := 0, 0
+	// Each client reads until it has every event or is closed (reading at once, so that
+	// a refused client's close handshake completes).
+	ends := make(chan error, clients)
 	for _, c := range conns {
-		n := 0
-		_, err := func() (int, error) {
+		go func() {
+			n := 0
 			for {
 				f, err := c.ReadFrame(ctx)
 				if err != nil {
-					return n, err
+					ends <- err
+					return
 				}
-				n += len(f.Events)
-				if n == 2000 {
-					return n, nil
+				if n += len(f.Events); n == 2000 {
+					ends <- nil
+					return
 				}
 			}
 		}()
-		switch {
+	}
+	testutil.WaitFor(t, "a resume refused while the slot is taken", func() bool {
+		return env.eng.Snapshot().Disconnects["replay_overloaded"] > 0
+	})
+	close(rg.open)
+	refused, complete := 0, 0
+	for range conns {
+		switch err := testutil.Receive(t, "a client's end", ends); {
 		case err == nil:
 			complete++
 		case rtclient.CloseCode(err) == protocol.CloseOverloaded && protocol.RetryHint(rtclient.CloseReason(err)) > 0:
@@ -290,6 +299,21 @@ func TestReplaySlotsBounded(t *testing.T) {
 	if complete == 0 || refused == 0 {
 		t.Fatalf("complete %d refused %d: want some of each", complete, refused)
 	}
+}
+
+// replayGate holds the bus's replays until open is closed.
+type replayGate struct {
+	bus.Bus
+	open chan struct{}
+}
+
+func (g *replayGate) Replay(ctx context.Context, channels []string, after, upTo uint64, fn func(*protocol.Event) error) error {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.Bus.Replay(ctx, channels, after, upTo, fn)
 }
 
 // heldBus delays live delivery to the engine while held: the bus runs ahead of the
@@ -333,8 +357,7 @@ func (h *heldBus) Subscribe(ctx context.Context, after uint64, fn bus.Handler) e
 func TestCursorAheadOfInstance(t *testing.T) {
 	hb := &heldBus{}
 	env := newEnvWrapped(t, Config{}, bus.Config{}, func(b bus.Bus) bus.Bus { hb.Bus = b; return hb })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	watcher := env.dial(ctx, nil)
 	subscribe(t, ctx, watcher, nil, "a")
 	env.publishN("a", 0, 2)

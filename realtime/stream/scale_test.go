@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 )
 
@@ -11,7 +12,7 @@ import (
 // within [RetryMin, RetryMax + min(drain, 10 x RetryMax)].
 func TestReplayRetryHintSpreadsOverBacklog(t *testing.T) {
 	var b bus.Bus = (*bus.JetStream)(nil) // never started: the hint needs no bus
-	e, err := New(Config{MaxBusReplays: 4, RetryMin: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: quietLogger()}, b)
+	e, err := New(Config{MaxBusReplays: 4, RetryMin: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond, Logger: testutil.Logger(t)}, b)
 	if err != nil {
 		t.Fatal(err)
 	}

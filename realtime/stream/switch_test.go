@@ -1,13 +1,13 @@
 package stream
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"encore.app/flags/flag"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -18,28 +18,27 @@ import (
 func TestClientPollsWhileRefusedThenStreams(t *testing.T) {
 	env := newEnv(t, Config{Authenticate: tokenAuth, StreamingAllowed: func(string) bool { return false },
 		StreamReturnSpread: 50 * time.Millisecond}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	var mu sync.Mutex
 	seen := map[string]int{}
-	c := rtclient.Start(ctx, rtclient.Config{URL: env.url, Token: "u1", Channels: []string{"p"}, Logger: quietLogger(),
+	c := rtclient.Start(ctx, rtclient.Config{URL: env.url, Token: "u1", Channels: []string{"p"}, Logger: testutil.Logger(t),
 		OnEvent: func(ev protocol.Event) { mu.Lock(); seen[ev.ID]++; mu.Unlock() }})
 	defer c.Close()
-	waitFor(t, 5*time.Second, "polling", func() bool { return c.Transport() == protocol.TransportPoll && c.Stats().Polls > 0 })
+	testutil.WaitFor(t, "polling", func() bool { return c.Transport() == protocol.TransportPoll && c.Stats().Polls > 0 })
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
 
 	env.publishN("p", 0, 50)
-	waitFor(t, 5*time.Second, "50 events by polling", func() bool { return count() == 50 })
+	testutil.WaitFor(t, "50 events by polling", func() bool { return count() == 50 })
 	if c.Stats().Connects != 0 {
 		t.Fatalf("connected to the stream while refused: %+v", c.Stats())
 	}
 
 	env.eng.ApplyStreamingFlag(nil)
-	waitFor(t, 3*time.Second, "back on the stream", func() bool {
+	testutil.WaitFor(t, "back on the stream", func() bool {
 		return c.Transport() == protocol.TransportStream && env.eng.Snapshot().Subscriptions == 1
 	})
 	env.publishN("p", 50, 50)
-	waitFor(t, 5*time.Second, "100 events", func() bool { return count() == 100 })
+	testutil.WaitFor(t, "100 events", func() bool { return count() == 100 })
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range 100 {
@@ -54,8 +53,7 @@ func TestClientPollsWhileRefusedThenStreams(t *testing.T) {
 // share over 10,000 users and its stability are tested in flags/flag).
 func TestRolloutMovesExactlyTheUsersOutside(t *testing.T) {
 	env := newEnv(t, Config{Authenticate: tokenAuth}, bus.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	const users = 200
 	conns := make([]*rtclient.Conn, users)
 	for i := range users {
@@ -81,7 +79,7 @@ func TestRolloutMovesExactlyTheUsersOutside(t *testing.T) {
 	if moved != want {
 		t.Fatalf("moved %d, want %d", moved, want)
 	}
-	waitFor(t, 5*time.Second, "moved connections closed", func() bool {
+	testutil.WaitFor(t, "moved connections closed", func() bool {
 		return env.eng.Snapshot().ActiveConnections == int64(users-want)
 	})
 	t.Logf("rollout 30%%: %d of %d users stay on the stream (%.1f%%)", users-want, users, 100*float64(users-want)/users)

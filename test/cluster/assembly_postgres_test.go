@@ -85,13 +85,15 @@ type realtimed struct {
 	done chan struct{}
 }
 
-const assemblyAdminKey = "assembly-admin-key-0123456789"
+// The children run in dev mode (no key flags: a server with one key needs all three,
+// and then tokens), so they take the dev keys.
+const assemblyAdminKey = server.DevAdminKey
 
 // startRealtimed starts a realtimed child named name on the Postgres database url.
 func startRealtimed(t *testing.T, name, url string, extra ...string) *realtimed {
 	t.Helper()
 	args := append([]string{"-addr", "127.0.0.1:0", "-data", t.TempDir(), "-instance", name,
-		"-postgres-url", url, "-publisher-key", publisherKey, "-admin-key", assemblyAdminKey,
+		"-postgres-url", url,
 		"-public-prefixes", "*", "-ip-connect-rate", "0", "-connect-rate", "0", "-batch-window", "5ms"}, extra...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), realtimedEnv+"=1")
@@ -267,7 +269,7 @@ func TestAssemblyPostgresThreeInstancesOneKilled(t *testing.T) {
 			r.cl.Close()
 		}
 	}()
-	waitFor(t, time.Minute, "every client subscribed", func() bool {
+	testutil.WaitFor(t, "every client subscribed", func() bool {
 		for _, r := range recs {
 			if len(r.recoveries()) == 0 {
 				return false
@@ -284,7 +286,7 @@ func TestAssemblyPostgresThreeInstancesOneKilled(t *testing.T) {
 	if onDead == 0 {
 		t.Fatal("no client on pg-2")
 	}
-	waitFor(t, time.Minute, "three instances in every fleet overview", func() bool {
+	testutil.WaitFor(t, "three instances in every fleet overview", func() bool {
 		for _, r := range rds {
 			if len(r.fleet(t)) != 3 {
 				return false
@@ -294,6 +296,7 @@ func TestAssemblyPostgresThreeInstancesOneKilled(t *testing.T) {
 	})
 
 	p := newPublisher(t, ins...)
+	p.key = server.DevPublisherKey
 	var killedAt time.Time
 	const rounds = 30 // each round: 5 events on every channel, through the next instance
 	for round := range rounds {
@@ -313,7 +316,7 @@ func TestAssemblyPostgresThreeInstancesOneKilled(t *testing.T) {
 		}
 		if round == rounds/2 {
 			last := p.lastSeq()
-			waitFor(t, time.Minute, "survivors dispatched the round after the kill", func() bool {
+			testutil.WaitFor(t, "survivors dispatched the round after the kill", func() bool {
 				return rds[0].snapshot(t).HeadSeq >= last && rds[1].snapshot(t).HeadSeq >= last
 			})
 			gate.release()
@@ -349,10 +352,10 @@ func TestAssemblyPostgresThreeInstancesOneKilled(t *testing.T) {
 
 	// The flags are the database's: changed through one survivor, seen by the other.
 	rds[0].setRollout(t, 30)
-	waitFor(t, time.Minute, "pg-1 to see the rollout set through pg-0", func() bool { return rds[1].rollout(t) == 30 })
+	testutil.WaitFor(t, "pg-1 to see the rollout set through pg-0", func() bool { return rds[1].rollout(t) == 30 })
 
 	// The killed instance's record was not withdrawn; it expires (15 s TTL).
-	waitFor(t, 2*time.Minute, "pg-2's fleet record to expire", func() bool {
+	testutil.WaitWithin(t, 2*time.Minute, "pg-2's fleet record to expire", func() bool {
 		f := rds[0].fleet(t)
 		return !f["pg-2"] && f["pg-0"] && f["pg-1"]
 	})
@@ -388,7 +391,7 @@ func TestAssemblyPostgresRestartUnderLoad(t *testing.T) {
 			r.cl.Close()
 		}
 	}()
-	waitFor(t, time.Minute, "every client subscribed", func() bool {
+	testutil.WaitFor(t, "every client subscribed", func() bool {
 		for _, r := range recs {
 			if len(r.recoveries()) == 0 {
 				return false
@@ -397,6 +400,7 @@ func TestAssemblyPostgresRestartUnderLoad(t *testing.T) {
 		return true
 	})
 	p := newPublisher(t, ins...)
+	p.key = server.DevPublisherKey
 	const rounds = 24
 	for round := range rounds {
 		if round == rounds/3 {
@@ -423,9 +427,9 @@ func TestAssemblyPostgresRestartUnderLoad(t *testing.T) {
 
 	rds[2].setRollout(t, 70)
 	for _, r := range rds[:2] {
-		waitFor(t, time.Minute, r.name+" to see the rollout after the restart", func() bool { return r.rollout(t) == 70 })
+		testutil.WaitFor(t, r.name+" to see the rollout after the restart", func() bool { return r.rollout(t) == 70 })
 	}
-	waitFor(t, time.Minute, "three instances in the fleet after the restart", func() bool { return len(rds[1].fleet(t)) == 3 })
+	testutil.WaitFor(t, "three instances in the fleet after the restart", func() bool { return len(rds[1].fleet(t)) == 3 })
 }
 
 // A cursor older than the retention (-retention-age 1s) is answered "not recovered"
@@ -438,13 +442,14 @@ func TestAssemblyPostgresReplayPastRetention(t *testing.T) {
 	defer cancel()
 	r := startRealtimed(t, "pg-ret", url, "-retention-age", "1s", "-window", "2")
 	p := newPublisher(t, r.instance)
+	p.key = server.DevPublisherKey
 	if err := p.publish(ctx, batch("old", "a", 0, 10)); err != nil {
 		t.Fatal(err)
 	}
 	epoch := r.snapshot(t).Epoch
 	old := protocol.Cursor{Epoch: epoch, Seq: p.order[0].Seq}
 	var rec protocol.Recovery
-	waitFor(t, time.Minute, "the old cursor to be past retention", func() bool {
+	testutil.WaitFor(t, "the old cursor to be past retention", func() bool {
 		c, err := rtclient.Dial(ctx, r.ws, &rtclient.DialOptions{Channels: []string{"a"}, Cursor: &old})
 		if err != nil {
 			t.Fatal(err)

@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,24 +36,13 @@ func TestMain(m *testing.M) {
 
 const publisherKey = "cluster-test-key"
 
-func quiet() *slog.Logger {
-	if os.Getenv("CLUSTER_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+// testBound bounds one test's clients and publishers: a guard against a hung test on a
+// slow machine, never a speed budget.
+const testBound = 10 * time.Minute
 
-// freePort reserves a port on 127.0.0.1 by listening and closing: the cluster needs
-// every node's ports before the first one starts, and the same ports after a restart.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// quiet is the logger of the in-process clients (hundreds of them): discarded. Instances
+// and buses log to the test (testutil.Logger: shown when it fails, or TESTUTIL_LOG=1).
+func quiet() *slog.Logger { return testutil.Discard() }
 
 // natsNode is one nats-server of the cluster; its ports and store survive a restart.
 type natsNode struct {
@@ -80,7 +67,7 @@ func startCluster(t testing.TB, size int) *natsCluster {
 	base := t.TempDir()
 	for i := range size {
 		c.nodes = append(c.nodes, &natsNode{
-			name: fmt.Sprintf("n%d", i), clientPort: freePort(t), clusterPort: freePort(t),
+			name: fmt.Sprintf("n%d", i), clientPort: testutil.FreePort(t), clusterPort: testutil.FreePort(t),
 			dir: filepath.Join(base, fmt.Sprintf("n%d", i)),
 		})
 	}
@@ -112,7 +99,7 @@ func (c *natsCluster) startNode(i int) {
 		c.t.Fatalf("node %s: %v", n.name, err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(testutil.Patience) {
 		c.t.Fatalf("node %s not ready", n.name)
 	}
 	n.srv = s
@@ -153,36 +140,50 @@ func (c *natsCluster) urls(first int) string {
 	return strings.Join(u, ",")
 }
 
+// attempt bounds one JetStream API request of the harness: a request sent while the
+// cluster is in flux (an election) may get no answer at all, so it is sent again rather
+// than waited for until the test's deadline.
+const attempt = 2 * time.Second
+
+// settleBound bounds the harness's waits for the cluster to settle (JetStream meta
+// leader, stream leader): elections need their timers to fire on time, and on a 2-core
+// machine at load 20 under -race they take minutes. Returned as soon as it settles.
+var settleBound = 3 * testutil.Patience
+
+// retry calls fn, each call bounded by attempt, until it succeeds; after settleBound it
+// fails the test with fn's last error.
+func retry(t testing.TB, what string, fn func(ctx context.Context) error) {
+	t.Helper()
+	var last error
+	err := testutil.Eventually(context.Background(), settleBound, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), attempt)
+		defer cancel()
+		last = fn(ctx)
+		return last == nil
+	})
+	if err != nil {
+		t.Fatalf("%s: %v (after %v)", what, last, settleBound)
+	}
+}
+
 // waitReady waits until JetStream answers through every running node (meta leader
 // elected).
 func (c *natsCluster) waitReady() {
 	c.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
 	for i, n := range c.nodes {
 		if n.srv == nil {
 			continue
 		}
-		for {
-			err := func() error {
-				nc, err := nats.Connect(n.url())
-				if err != nil {
-					return err
-				}
-				defer nc.Close()
-				js, _ := jetstream.New(nc)
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				defer cancel()
-				_, err = js.AccountInfo(ctx)
+		retry(c.t, fmt.Sprintf("node %d: jetstream ready", i), func(ctx context.Context) error {
+			nc, err := nats.Connect(n.url())
+			if err != nil {
 				return err
-			}()
-			if err == nil {
-				break
 			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("node %d: jetstream not ready: %v", i, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			defer nc.Close()
+			js, _ := jetstream.New(nc)
+			_, err = js.AccountInfo(ctx)
+			return err
+		})
 	}
 }
 
@@ -192,18 +193,11 @@ func (c *natsCluster) waitStream(name string) time.Duration {
 	c.t.Helper()
 	_, js := c.connect(0)
 	t0 := time.Now()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	retry(c.t, "stream "+name, func(ctx context.Context) error {
 		_, err := js.Stream(ctx, name)
-		cancel()
-		if err == nil {
-			return time.Since(t0)
-		}
-		if time.Since(t0) > 20*time.Second {
-			c.t.Fatalf("stream %s: %v", name, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
+	return time.Since(t0)
 }
 
 // connect opens a NATS connection (for assertions through the JetStream API).
@@ -239,18 +233,21 @@ type instanceOpts struct {
 	bus    bus.Config
 	// fleetTTL > 0 publishes this instance's health snapshot to the health bucket.
 	fleetTTL time.Duration
+	// wrap, when set, wraps the bus the engine uses (the instance keeps the JetStream).
+	wrap func(bus.Bus) bus.Bus
 }
 
 func (c *natsCluster) startInstance(t testing.TB, name string, first int, o instanceOpts) *instance {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), settleBound)
 	defer cancel()
+	log := testutil.Logger(t).With("test_instance", name)
 	bc := o.bus
 	bc.URL = c.urls(first)
 	if bc.Replicas == 0 {
 		bc.Replicas = 3
 	}
-	bc.Logger = quiet()
+	bc.Logger = log
 	bc.NATSOptions = append(bc.NATSOptions, nats.DontRandomize(), nats.ReconnectWait(100*time.Millisecond))
 	b, err := bus.NewJetStream(ctx, bc)
 	if err != nil {
@@ -259,11 +256,22 @@ func (c *natsCluster) startInstance(t testing.TB, name string, first int, o inst
 	ec := o.engine
 	ec.Instance = name
 	ec.PublisherKey = publisherKey
-	ec.Logger = quiet()
+	ec.Logger = log
 	if ec.RetryMax == 0 {
 		ec.RetryMin, ec.RetryMax = 20*time.Millisecond, 200*time.Millisecond
 	}
-	e, err := stream.New(ec, b)
+	// The engine's Start reads the stream's position in one request, which gets no
+	// answer while the cluster is in flux (a stream just recreated by another instance,
+	// a leader election): wait until the stream answers first.
+	retry(t, name+": stream answers", func(ctx context.Context) error {
+		_, err := b.Info(ctx)
+		return err
+	})
+	var eb bus.Bus = b
+	if o.wrap != nil {
+		eb = o.wrap(b)
+	}
+	e, err := stream.New(ec, eb)
 	if err != nil {
 		b.Close()
 		t.Fatal(err)
@@ -327,6 +335,8 @@ type publisher struct {
 	order []protocol.Event   // acked events with Seq, in publish order
 	// retries counts resends (instance gone or 503).
 	retries int
+	// key is the publisher key sent ("" = publisherKey, the in-process servers').
+	key string
 }
 
 func newPublisher(t testing.TB, ins ...*instance) *publisher {
@@ -389,7 +399,11 @@ func (p *publisher) post(ctx context.Context, in *instance, body []byte) ([]bus.
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, in.srv.URL+"/v2/realtime/publish", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+publisherKey)
+	key := p.key
+	if key == "" {
+		key = publisherKey
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := p.hc.Do(req)
 	if err != nil {
 		return nil, 0, err
@@ -523,20 +537,9 @@ func (r *recorder) check(p *publisher) error {
 	return nil
 }
 
-// waitFor polls cond every 20ms until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitComplete waits until every recorder passes check, then fails with the first
-// error if they do not within d.
+// error if they do not within d (a bound against a hung test: testutil.Patience, or
+// more for hundreds of clients resuming through JetStream).
 func waitComplete(t testing.TB, d time.Duration, p *publisher, rs []*recorder) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -589,12 +592,11 @@ func rotate(ins []*instance, first int) []string {
 // busInfo reads the stream's position through in's bus.
 func busInfo(t testing.TB, in *instance) bus.Info {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	info, err := in.bus.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var info bus.Info
+	retry(t, in.name+": bus info", func(ctx context.Context) (err error) {
+		info, err = in.bus.Info(ctx)
+		return err
+	})
 	return info
 }
 

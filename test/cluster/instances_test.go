@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"encore.app/internal/testutil"
 	"encore.app/monitoring/health"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
@@ -22,10 +22,12 @@ import (
 // record expires by itself.
 func TestThreeInstancesOneKilled(t *testing.T) {
 	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, testBound)
 	cl := startCluster(t, 3)
-	const ttl = 2 * time.Second
+	// The live instances refresh their health records every ttl/3: a ttl a loaded
+	// machine cannot outrun (with 2 s, a publisher stalled for two refreshes would let a
+	// live record expire).
+	const ttl = 5 * time.Second
 	var ins []*instance
 	for i := range 3 {
 		ins = append(ins, cl.startInstance(t, fmt.Sprintf("inst-%d", i), i, instanceOpts{
@@ -52,7 +54,7 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 			r.cl.Close()
 		}
 	}()
-	waitFor(t, 20*time.Second, "every client subscribed", func() bool {
+	testutil.WaitFor(t, "every client subscribed", func() bool {
 		for _, r := range rs {
 			if len(r.recoveries()) == 0 {
 				return false
@@ -76,7 +78,7 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "three health records", func() bool {
+	testutil.WaitFor(t, "three health records", func() bool {
 		for _, in := range ins {
 			if _, err := kv.Get(ctx, health.Key(in.name)); err != nil {
 				return false
@@ -110,13 +112,13 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 		}
 		if round == rounds/2 {
 			last := p.lastSeq()
-			waitFor(t, 20*time.Second, "survivors dispatched the round after the kill", func() bool {
+			testutil.WaitFor(t, "survivors dispatched the round after the kill", func() bool {
 				return ins[1].eng.Snapshot().HeadSeq >= last && ins[2].eng.Snapshot().HeadSeq >= last
 			})
 			gate.release()
 		}
 	}
-	waitComplete(t, 30*time.Second, p, rs)
+	waitComplete(t, testutil.Patience, p, rs)
 
 	var moved, busRecoveries int
 	for _, r := range rs {
@@ -150,7 +152,7 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 	}
 
 	// ... and expires by itself (TTL); the live ones stay.
-	waitFor(t, 3*ttl+2*time.Second, "inst-0 health record to expire", func() bool {
+	testutil.WaitFor(t, "inst-0 health record to expire", func() bool {
 		_, err := kv.Get(ctx, health.Key("inst-0"))
 		return errors.Is(err, jetstream.ErrKeyNotFound)
 	})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
@@ -79,8 +80,7 @@ func BenchmarkFanoutThreeInstances(b *testing.B) {
 
 // fanout runs the fan-out measurement on three started instances.
 func fanout(b *testing.B, ins []*instance) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.Context(b)
 	info := busInfo(b, ins[0])
 	start := protocol.Cursor{Epoch: info.Epoch, Seq: info.LastSeq}
 	var rs []*recorder
@@ -94,7 +94,7 @@ func fanout(b *testing.B, ins []*instance) {
 			r.cl.Close()
 		}
 	}()
-	waitFor(b, 20*time.Second, "clients subscribed", func() bool {
+	testutil.WaitFor(b, "clients subscribed", func() bool {
 		for _, r := range rs {
 			if len(r.recoveries()) == 0 {
 				return false
@@ -114,7 +114,7 @@ func fanout(b *testing.B, ins []*instance) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	waitFor(b, 30*time.Second, "every client got every event", func() bool {
+	testutil.WaitFor(b, "every client got every event", func() bool {
 		for _, r := range rs {
 			if len(r.events()) < events {
 				return false

@@ -2,12 +2,12 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
 )
@@ -19,8 +19,7 @@ import (
 // in order, with nothing lost from before.
 func TestWholeNATSDown(t *testing.T) {
 	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, testBound)
 	cl := startCluster(t, 3)
 	in := cl.startInstance(t, "inst-0", 0, instanceOpts{
 		engine: stream.Config{WindowEvents: 2, ReplayTimeout: 2 * time.Second},
@@ -29,19 +28,19 @@ func TestWholeNATSDown(t *testing.T) {
 	start := protocol.Cursor{Epoch: info.Epoch, Seq: info.LastSeq}
 	live := startRecorder(ctx, "live", []string{in.ws}, []string{"a"}, start)
 	defer live.cl.Close()
-	waitFor(t, 10*time.Second, "subscribed", func() bool { return len(live.recoveries()) > 0 })
+	testutil.WaitFor(t, "subscribed", func() bool { return len(live.recoveries()) > 0 })
 	p := newPublisher(t, in)
 	if err := p.publish(ctx, batch("before", "a", 0, 10)); err != nil {
 		t.Fatal(err)
 	}
-	waitComplete(t, 10*time.Second, p, []*recorder{live})
+	waitComplete(t, testutil.Patience, p, []*recorder{live})
 
 	cl.stopAll()
 	t0 := time.Now()
 	body, _ := json.Marshal(map[string]any{"events": batch("during", "a", 0, 1)})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, in.srv.URL+"/v2/realtime/publish", bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+publisherKey)
-	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	resp, err := (&http.Client{Timeout: testutil.Patience}).Do(req)
 	if err != nil {
 		t.Fatalf("publish with NATS down: %v", err)
 	}
@@ -61,7 +60,7 @@ func TestWholeNATSDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	// p.expected holds the 10 before and the 10 after (the "during" one was never acked).
-	waitComplete(t, 20*time.Second, p, []*recorder{live})
+	waitComplete(t, testutil.Patience, p, []*recorder{live})
 	if st := live.cl.Stats(); st.Reconnects != 0 {
 		t.Errorf("the live client reconnected %d times; it should have stayed connected", st.Reconnects)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/stream"
 )
@@ -16,8 +17,7 @@ import (
 // startPostgresInstance starts an instance whose bus is on the Postgres database url.
 func startPostgresInstance(t testing.TB, name, url string) *instance {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	ctx := testutil.Context(t)
 	b, err := bus.OpenPostgres(ctx, url, bus.PostgresConfig{Logger: quiet()})
 	if err != nil {
 		t.Fatalf("%s: bus: %v", name, err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
@@ -19,8 +20,7 @@ import (
 // instance and by one that was running before the stream was recreated.
 func TestRestartRetentionRecreate(t *testing.T) {
 	t.Parallel() // own cluster and ports; mostly waiting (elections, timeouts)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testutil.ContextWithin(t, testBound)
 	cl := startCluster(t, 3)
 	opts := instanceOpts{
 		engine: stream.Config{WindowEvents: 2, BatchWindow: 5 * time.Millisecond, EpochCheckInterval: 200 * time.Millisecond},
@@ -37,7 +37,7 @@ func TestRestartRetentionRecreate(t *testing.T) {
 	for i, chs := range chans {
 		rs = append(rs, startRecorder(ctx, fmt.Sprintf("client-%d", i), rotate(ins, i%2), chs, start))
 	}
-	waitFor(t, 20*time.Second, "clients subscribed", func() bool {
+	testutil.WaitFor(t, "clients subscribed", func() bool {
 		for _, r := range rs {
 			if len(r.recoveries()) == 0 {
 				return false
@@ -53,7 +53,7 @@ func TestRestartRetentionRecreate(t *testing.T) {
 			}
 		}
 	}
-	waitComplete(t, 20*time.Second, p1, rs)
+	waitComplete(t, testutil.Patience, p1, rs)
 	cursors := make([]protocol.Cursor, len(rs))
 	for i, r := range rs {
 		r.cl.Close()
@@ -98,7 +98,7 @@ func TestRestartRetentionRecreate(t *testing.T) {
 			}
 		}
 	}
-	waitComplete(t, 20*time.Second, p2, rs2)
+	waitComplete(t, testutil.Patience, p2, rs2)
 	for _, r := range rs2 {
 		recs := r.recoveries()
 		if len(recs) != 1 || !recs[0].Recovered || recs[0].Source != "bus" {
@@ -154,7 +154,7 @@ func TestRestartRetentionRecreate(t *testing.T) {
 		}
 	}
 
-	waitFor(t, 10*time.Second, "inst-2 to notice the recreation", func() bool { return ins2[0].eng.EpochChanges() > 0 })
+	testutil.WaitFor(t, "inst-2 to notice the recreation", func() bool { return ins2[0].eng.EpochChanges() > 0 })
 	if e := ins2[0].eng.Epoch(); e != info4.Epoch {
 		t.Fatalf("inst-2 epoch %s after resync, want %s", e, info4.Epoch)
 	}
@@ -167,7 +167,7 @@ func TestRestartRetentionRecreate(t *testing.T) {
 		defer r.cl.Close()
 		rs5 = append(rs5, r)
 	}
-	waitFor(t, 10*time.Second, "clients of the new stream subscribed", func() bool {
+	testutil.WaitFor(t, "clients of the new stream subscribed", func() bool {
 		return len(rs5[0].recoveries()) > 0 && len(rs5[1].recoveries()) > 0
 	})
 	p5 := newPublisher(t, ins2[0], ins3)
@@ -179,7 +179,7 @@ func TestRestartRetentionRecreate(t *testing.T) {
 	p5.mu.Lock()
 	want := p5.order
 	p5.mu.Unlock()
-	waitFor(t, 10*time.Second, "new stream's events on both instances", func() bool {
+	testutil.WaitFor(t, "new stream's events on both instances", func() bool {
 		for _, r := range rs5 {
 			got := r.events()
 			if len(got) < len(want) {
@@ -203,7 +203,7 @@ func recoverOnce(t testing.TB, ctx context.Context, in *instance, channels []str
 	r := startRecorder(ctx, "probe", []string{in.ws}, channels, cur)
 	defer r.cl.Close()
 	var rec protocol.Recovery
-	waitFor(t, 10*time.Second, "recovery answer from "+in.name, func() bool {
+	testutil.WaitFor(t, "recovery answer from "+in.name, func() bool {
 		recs := r.recoveries()
 		if len(recs) > 0 {
 			rec = recs[0]
