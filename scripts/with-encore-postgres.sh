@@ -24,7 +24,14 @@ sock="${XDG_CACHE_HOME:-$HOME/.cache}/encore/encored.sock"
 if ! command -v encore >/dev/null 2>&1 || [ -n "${ENCORE_SQLDB_HOST:-}" ] || docker info >/dev/null 2>&1; then
 	exec "$@"
 fi
-if [ -S "$sock" ]; then
+# live reports whether a daemon listens on the socket (a killed daemon leaves the file).
+live() {
+	[ -S "$sock" ] || return 1
+	if command -v ss >/dev/null 2>&1; then
+		ss -Hxl | grep -qF " $sock "
+	fi
+}
+if live; then
 	echo "with-encore-postgres: an Encore daemon is already running ($sock); it uses the Postgres it was" \
 		"started with (ENCORE_SQLDB_HOST) or Docker. Without either the database step fails: stop it, or start" \
 		"it with the variables of scripts/encore-postgres.sh." >&2
@@ -42,6 +49,7 @@ cleanup() {
 	if [ -n "$daemon_pid" ]; then
 		kill "$daemon_pid" 2>/dev/null || true
 		wait "$daemon_pid" 2>/dev/null || true
+		rm -f "$sock" # ours, and it leaves it behind
 	fi
 	scripts/encore-postgres.sh stop "$pg"
 }
@@ -57,7 +65,7 @@ echo "with-encore-postgres: Postgres on $ENCORE_SQLDB_HOST for the Encore daemon
 encore daemon -f >"$pg/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 300); do
-	[ -S "$sock" ] && break
+	live && break
 	if ! kill -0 "$daemon_pid" 2>/dev/null; then
 		tail -20 "$pg/daemon.log" >&2
 		echo "with-encore-postgres: the Encore daemon exited" >&2
@@ -65,7 +73,7 @@ for _ in $(seq 1 300); do
 	fi
 	sleep 0.1
 done
-if [ ! -S "$sock" ]; then
+if ! live; then
 	echo "with-encore-postgres: no daemon socket at $sock after 30 s" >&2
 	exit 1
 fi
