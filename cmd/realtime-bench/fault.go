@@ -31,7 +31,7 @@ type faultResult struct {
 	Killed         string     `json:"killed"`              // "server" or "nats-node"
 	NATSNodes      int        `json:"natsNodes,omitempty"` // external cluster size (0: embedded)
 	OutageS        float64    `json:"outageSeconds,omitempty"`
-	RestartSeconds []float64  `json:"restartSeconds"` // SIGKILL -> /healthz answers (server) or accepts connections (node)
+	RestartSeconds []float64  `json:"restartSeconds"` // SIGKILL -> /readyz answers (server) or accepts connections (node)
 	// RecoveryMs: SIGKILL -> the client gets its first event on a new connection (server
 	// kills) or its first event published after the kill (node kills).
 	RecoveryMs    LatencySummary `json:"recoveryMs"`

@@ -147,7 +147,8 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 	return t, nil
 }
 
-// start runs the server binary and waits for /healthz.
+// start runs the server binary and waits for /readyz: /healthz answers as soon as the
+// port is open, while the bus and the engine start (streams are answered 503 then).
 func (t *target) start(ctx context.Context) error {
 	logf, err := os.OpenFile(t.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -173,7 +174,7 @@ func (t *target) start(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
-		resp, err := t.http.Get(t.urls[0] + "/healthz")
+		resp, err := t.http.Get(t.urls[0] + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -182,7 +183,7 @@ func (t *target) start(ctx context.Context) error {
 		}
 	}
 	t.kill()
-	return errors.New("realtimed did not become healthy within 60s")
+	return errors.New("realtimed did not become ready within 60s")
 }
 
 func tail(path string) string {
