@@ -61,11 +61,15 @@ vars=$(scripts/encore-postgres.sh start "$pg")
 eval "$vars"
 echo "with-encore-postgres: Postgres on $ENCORE_SQLDB_HOST for the Encore daemon" >&2
 # The daemon the CLI would start by itself outlives this script; this one is ours to stop.
-# Its log stays beside the command's output only when the command fails.
+# Its log is shown only when something fails.
 encore daemon -f >"$pg/daemon.log" 2>&1 &
 daemon_pid=$!
-for _ in $(seq 1 300); do
-	live && break
+# Ready when it serves the socket, not when it listens: it listens first, then opens its
+# database, and a CLI that cannot talk to it within half a second removes the socket
+# (which stops it) and starts a daemon of its own.
+up() { live && grep -q 'serving daemon' "$pg/daemon.log"; }
+for _ in $(seq 1 600); do
+	up && break
 	if ! kill -0 "$daemon_pid" 2>/dev/null; then
 		tail -20 "$pg/daemon.log" >&2
 		echo "with-encore-postgres: the Encore daemon exited" >&2
@@ -73,8 +77,9 @@ for _ in $(seq 1 300); do
 	fi
 	sleep 0.1
 done
-if ! live; then
-	echo "with-encore-postgres: no daemon socket at $sock after 30 s" >&2
+if ! up; then
+	tail -20 "$pg/daemon.log" >&2
+	echo "with-encore-postgres: the Encore daemon does not serve $sock after 60 s" >&2
 	exit 1
 fi
 status=0
