@@ -1,40 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { RealtimeClient, type RealtimeClientOptions } from "../src/client.js";
-import type { ConnectionState } from "../src/health.js";
 import type { RealtimeEvent } from "../src/types.js";
 import { FakeNetwork, FakeWebSocket } from "./fake-ws.js";
-
-const URL = "ws://127.0.0.1:9/v2/realtime/stream";
-
-function newClient(extra: Partial<RealtimeClientOptions> = {}) {
-  const network = new FakeNetwork(true);
-  const client = new RealtimeClient({
-    url: URL,
-    WebSocket: FakeWebSocket,
-    network,
-    random: () => 0.5,
-    fetch: (() => Promise.reject(new Error("no fetch in this test"))) as any,
-    ...extra,
-  });
-  const states: ConnectionState[] = [];
-  client.on("state", (s) => states.push(s));
-  const errors: unknown[] = [];
-  client.on("error", (e) => errors.push(e));
-  return { client, network, states, errors };
-}
-
-/** nextSocket advances the clock just until the client opens its next socket. */
-function nextSocket(): FakeWebSocket {
-  const n = FakeWebSocket.instances.length;
-  for (let t = 0; t < 400_000 && FakeWebSocket.instances.length === n; t += 50) vi.advanceTimersByTime(50);
-  expect(FakeWebSocket.instances.length).toBe(n + 1);
-  return FakeWebSocket.last();
-}
-
-/** flush runs queued microtasks (subscribe coalescing, promise chains). */
-async function flush() {
-  for (let i = 0; i < 5; i++) await Promise.resolve();
-}
+import { flush, json, newClient, nextSocket, pollServer, URL } from "./helpers.js";
 
 beforeEach(() => {
   vi.useFakeTimers({ now: 1_700_000_000_000 });
@@ -695,22 +663,6 @@ describe("health", () => {
 });
 
 describe("long-polling fallback", () => {
-  function pollServer(answers: Array<() => Response | Promise<Response>>) {
-    const urls: string[] = [];
-    const fetch = vi.fn(async (url: string, init: RequestInit) => {
-      urls.push(url);
-      const a = answers.shift();
-      if (!a) {
-        // Hold the request like a long-poll would, until aborted.
-        return new Promise<Response>((_, reject) => init.signal?.addEventListener("abort", () => reject(new Error("aborted"))));
-      }
-      return a();
-    });
-    return { fetch, urls };
-  }
-  const json = (body: unknown, status = 200, headers: Record<string, string> = {}) => () =>
-    new Response(JSON.stringify(body), { status, headers });
-
   it("switches after N consecutive stream failures, delivers polled events once, and moves back", async () => {
     const server = pollServer([
       json({ events: [{ id: "p1", seq: 11, channel: "a", ts: Date.now() }], cursor: { seq: 11, epoch: "E1" }, transport: "poll" }),

@@ -175,3 +175,42 @@ func (h *hub) close() {
 	}
 	close(h.wake)
 }
+
+// watched is what the two shared stores (KVStore, PostgresStore) have besides the
+// hub: a watch goroutine that Close stops and waits for, and the counters of KVStats.
+type watched struct {
+	invalid   atomic.Uint64 // stored records that failed to decode or validate (ignored)
+	auditErrs atomic.Uint64 // audit appends that failed (the change itself was applied)
+	resyncs   atomic.Uint64 // reloads of the stored flags after a reconnect
+
+	closing   chan struct{} // closed by stop: the watch goroutine returns
+	done      chan struct{} // closed by the watch goroutine when it exits
+	closeOnce sync.Once
+}
+
+func newWatched() watched {
+	return watched{closing: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (w *watched) stats() KVStats {
+	return KVStats{InvalidRecords: w.invalid.Load(), AuditErrors: w.auditErrs.Load(), Resyncs: w.resyncs.Load()}
+}
+
+func (w *watched) isClosed() bool {
+	select {
+	case <-w.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop (idempotent) closes closing, waits for the watch goroutine to exit, then runs
+// release.
+func (w *watched) stop(release func()) {
+	w.closeOnce.Do(func() {
+		close(w.closing)
+		<-w.done
+		release()
+	})
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -65,14 +64,8 @@ type KVStore struct {
 	stored  map[string]Flag
 	watcher *kvWatch
 
-	applied   atomic.Uint64 // highest bucket revision the watcher has processed
-	invalid   atomic.Uint64 // stored records that failed to decode or validate (ignored)
-	auditErrs atomic.Uint64 // audit appends that failed (the change itself was applied)
-	resyncs   atomic.Uint64 // watches restarted after a reconnect
-
-	closing   chan struct{} // closed by Close: the watch goroutine stops
-	done      chan struct{} // closed by the watch goroutine when it exits
-	closeOnce sync.Once
+	applied atomic.Uint64 // highest bucket revision the watcher has processed
+	watched               // counters (Resyncs: watches restarted after a reconnect), Close
 }
 
 // kvWatch is one KV watcher and the context nats.go keeps a goroutine waiting on
@@ -165,8 +158,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*KVStore, err
 		now:          o.Now,
 		writeTimeout: o.WriteTimeout,
 		resyncCheck:  o.ResyncCheck,
-		closing:      make(chan struct{}),
-		done:         make(chan struct{}),
+		watched:      newWatched(),
 	}
 	w, stored, rev, err := s.load(ctx)
 	if err != nil {
@@ -468,26 +460,11 @@ type KVStats struct {
 }
 
 // Stats returns the store's counters.
-func (s *KVStore) Stats() KVStats {
-	return KVStats{InvalidRecords: s.invalid.Load(), AuditErrors: s.auditErrs.Load(), Resyncs: s.resyncs.Load()}
-}
-
-func (s *KVStore) isClosed() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (s *KVStore) Stats() KVStats { return s.stats() }
 
 // Close implements Store: it stops the watcher, waits for the watch goroutine and
 // closes every subscription. The JetStream connection is the caller's.
 func (s *KVStore) Close() error {
-	s.closeOnce.Do(func() {
-		close(s.closing)
-		<-s.done
-		s.hub.close()
-	})
+	s.stop(s.hub.close)
 	return nil
 }

@@ -56,14 +56,8 @@ type PostgresStore struct {
 	stored   map[string]Flag   // guarded by reloadMu
 	seen     map[string]uint64 // row revisions seen, valid or not; guarded by reloadMu
 
-	applied   atomic.Uint64 // highest revision in the snapshot's reload
-	invalid   atomic.Uint64
-	auditErrs atomic.Uint64
-	resyncs   atomic.Uint64
-
-	closing   chan struct{} // closed by Close
-	done      chan struct{} // closed when the watch goroutine exits
-	closeOnce sync.Once
+	applied atomic.Uint64 // highest revision in the snapshot's reload
+	watched               // counters (Resyncs: reloads after the listener reconnected), Close
 }
 
 var _ Store = (*PostgresStore)(nil)
@@ -97,7 +91,7 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, o PostgresOptions) (*
 		hub: newHub(merge(defaults, nil)), pool: pool, bucket: o.Bucket, auditMax: o.AuditMax,
 		defaults: defaults, log: o.Logger, now: o.Now, writeTimeout: o.WriteTimeout, poll: o.PollInterval,
 		stored: map[string]Flag{}, seen: map[string]uint64{},
-		closing: make(chan struct{}), done: make(chan struct{}),
+		watched: newWatched(),
 	}
 	if s.lis, err = pglisten.Start(ctx, pool, "realtime_flags", o.Bucket, o.Logger); err != nil {
 		return nil, fmt.Errorf("flags: listen: %w", err)
@@ -322,25 +316,12 @@ func (s *PostgresStore) Audit(ctx context.Context, limit int) ([]AuditEntry, err
 }
 
 // Stats returns the store's counters (Resyncs: reloads after the listener reconnected).
-func (s *PostgresStore) Stats() KVStats {
-	return KVStats{InvalidRecords: s.invalid.Load(), AuditErrors: s.auditErrs.Load(), Resyncs: s.resyncs.Load()}
-}
-
-func (s *PostgresStore) isClosed() bool {
-	select {
-	case <-s.closing:
-		return true
-	default:
-		return false
-	}
-}
+func (s *PostgresStore) Stats() KVStats { return s.stats() }
 
 // Close implements Store: it stops the listener and the watch goroutine and closes
 // every subscription. The pool is the caller's.
 func (s *PostgresStore) Close() error {
-	s.closeOnce.Do(func() {
-		close(s.closing)
-		<-s.done
+	s.stop(func() {
 		s.lis.Close()
 		s.hub.close()
 	})

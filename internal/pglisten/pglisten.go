@@ -1,6 +1,6 @@
 // Package pglisten keeps one Postgres connection LISTENing on a channel and turns its
 // notifications into wake-ups, for the stores that reload on a change (flags, fleet
-// health). A wake-up carries nothing: the receiver reads the table, so coalesced or
+// health, the Postgres bus). A wake-up carries nothing: the receiver reads the table, so coalesced or
 // lost notifications (while the connection is down) lose nothing as long as the
 // receiver also reads after every wake-up the listener sends on reconnect.
 package pglisten
@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Listener signals C after each notification on its channel whose payload is
-// Payload (any payload when empty), and after each reconnect. C has capacity 1 and
+// Listener signals C after each notification on its channel whose payload it
+// matches, and after each reconnect. C has capacity 1 and
 // coalesces; it is never closed. Close stops the listener and waits for it.
 type Listener struct {
 	C <-chan struct{}
@@ -25,7 +25,7 @@ type Listener struct {
 	c          chan struct{}
 	pool       *pgxpool.Pool
 	channel    string
-	payload    string
+	match      func(payload string) bool
 	log        *slog.Logger
 	connected  atomic.Bool
 	reconnects atomic.Uint64
@@ -37,10 +37,17 @@ type Listener struct {
 
 // Start opens the listening connection (a connection hijacked from pool, so LISTEN
 // never leaks into it) and starts the listener goroutine. ctx bounds the first
-// connection only.
+// connection only. It matches the notifications whose payload is payload (any
+// payload when empty).
 func Start(ctx context.Context, pool *pgxpool.Pool, channel, payload string, log *slog.Logger) (*Listener, error) {
+	return StartMatch(ctx, pool, channel, func(p string) bool { return payload == "" || p == payload }, log)
+}
+
+// StartMatch is Start with a payload filter: match (called on the listener's
+// goroutine) reports whether a notification's payload is one to signal.
+func StartMatch(ctx context.Context, pool *pgxpool.Pool, channel string, match func(payload string) bool, log *slog.Logger) (*Listener, error) {
 	c := make(chan struct{}, 1)
-	l := &Listener{C: c, c: c, pool: pool, channel: channel, payload: payload, log: log}
+	l := &Listener{C: c, c: c, pool: pool, channel: channel, match: match, log: log}
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -99,7 +106,7 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 				}
 				break
 			}
-			if l.payload == "" || n.Payload == l.payload {
+			if l.match(n.Payload) {
 				l.signal()
 			}
 		}
@@ -130,6 +137,7 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 		}
 		l.connected.Store(true)
 		l.reconnects.Add(1)
+		l.log.Info("postgres listener reconnected", "channel", l.channel)
 		l.signal() // notifications sent while down are lost: read again
 	}
 }

@@ -156,26 +156,9 @@ func (c *Config) normalize() error {
 			return fmt.Errorf("bus: config: invalid subject prefix %q", c.Subject)
 		}
 	}
-	switch {
-	case c.MaxAge == 0:
-		c.MaxAge = DefaultMaxAge
-	case c.MaxAge < 0:
-		c.MaxAge = 0
-	}
-	switch {
-	case c.MaxBytes == 0:
-		c.MaxBytes = DefaultMaxBytes
-	case c.MaxBytes < 0:
-		c.MaxBytes = -1
-	}
+	c.MaxAge, c.MaxBytes, c.DupWindow = retention(c.MaxAge, c.MaxBytes, c.DupWindow, -1)
 	if c.Replicas <= 0 {
 		c.Replicas = 1
-	}
-	if c.DupWindow <= 0 {
-		c.DupWindow = DefaultDupWindow
-	}
-	if c.MaxAge > 0 && c.DupWindow > c.MaxAge {
-		c.DupWindow = c.MaxAge // JetStream refuses a duplicate window longer than MaxAge
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

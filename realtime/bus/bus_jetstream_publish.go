@@ -4,14 +4,11 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"encore.app/realtime/protocol"
 )
@@ -30,23 +27,11 @@ func (j *JetStream) Publish(ctx context.Context, evs []*protocol.Event) ([]Ack, 
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	msgs := make([]*nats.Msg, len(evs))
-	now := time.Now().UnixMilli()
-	for i, ev := range evs {
-		if ev == nil {
-			return nil, fmt.Errorf("bus: publish: event %d: %w: nil", i, protocol.ErrBadEvent)
-		}
-		if err := checkEvent(ev); err != nil {
-			return nil, fmt.Errorf("bus: publish: event %d: %w", i, err)
-		}
+	if err := prepareEvents(evs, 1<<16); err != nil {
+		return nil, err
 	}
+	msgs := make([]*nats.Msg, len(evs))
 	for i, ev := range evs {
-		if ev.ID == "" {
-			ev.ID = nuid.Next()
-		}
-		if ev.TS == 0 {
-			ev.TS = now
-		}
 		m := nats.NewMsg(j.prefix + ev.Channel)
 		m.Data = appendBody(nil, ev)
 		msgs[i] = m
@@ -111,57 +96,19 @@ func (j *JetStream) publishOnce(ctx context.Context, evs []*protocol.Event, msgs
 	return failed, firstErr
 }
 
-// checkEvent validates what ends up in the subject, the Nats-Msg-Id header and the
-// JSON body. The channel length limit is the engine's business, not the bus's.
-func checkEvent(ev *protocol.Event) error {
-	if err := protocol.ValidateChannel(ev.Channel, 1<<16); err != nil {
-		return err
-	}
-	if ev.ID != "" {
-		if err := protocol.ValidateID(ev.ID); err != nil {
-			return err
-		}
-	}
-	if len(ev.Data) > 0 && !json.Valid(ev.Data) {
-		return fmt.Errorf("%w: data is not valid JSON", protocol.ErrBadEvent)
-	}
-	return nil
-}
-
-// wireEvent is the stored message body: the event without Seq (Seq is the stream
-// sequence). Data is kept verbatim.
-type wireEvent struct {
-	ID      string          `json:"id"`
-	Channel string          `json:"channel"`
-	Type    string          `json:"type,omitempty"`
-	Data    json.RawMessage `json:"data,omitempty"`
-	TS      int64           `json:"ts"`
-}
-
-// appendBody appends the stored form of ev: protocol.AppendEvent without the sequence.
-func appendBody(b []byte, ev *protocol.Event) []byte {
-	e := *ev
-	e.Seq = 0
-	return protocol.AppendEvent(b, &e)
-}
-
 // decode turns a stored message into an event; the subject is authoritative for the
 // channel. Failures are counted and logged; the message is skipped by the caller.
 func (j *JetStream) decode(msg jetstream.Msg, seq uint64) (*protocol.Event, bool) {
-	var w wireEvent
 	subj := msg.Subject()
-	ch, ok := strings.CutPrefix(subj, j.prefix)
-	err := json.Unmarshal(msg.Data(), &w)
-	if err == nil && (!ok || ch == "") {
-		err = fmt.Errorf("subject outside prefix %q", j.prefix)
-	}
-	if err == nil && w.Channel != "" && w.Channel != ch {
-		err = fmt.Errorf("body channel %q differs from subject", w.Channel)
+	var e *protocol.Event
+	err := fmt.Errorf("subject outside prefix %q", j.prefix)
+	if ch, ok := strings.CutPrefix(subj, j.prefix); ok && ch != "" {
+		e, err = decodeBody(seq, ch, msg.Data())
 	}
 	if err != nil {
 		n := j.malformed.Add(1)
 		j.log.Warn("bus: skipping malformed message", "seq", seq, "subject", subj, "err", err, "malformed_total", n)
 		return nil, false
 	}
-	return &protocol.Event{ID: w.ID, Seq: seq, Channel: ch, Type: w.Type, Data: w.Data, TS: w.TS}, true
+	return e, true
 }

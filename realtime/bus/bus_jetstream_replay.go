@@ -27,16 +27,12 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 	if upTo <= after || len(channels) == 0 {
 		return nil
 	}
-	subjects := make([]string, 0, len(channels))
-	seen := make(map[string]bool, len(channels))
-	for _, ch := range channels {
-		if err := protocol.ValidateChannel(ch, 1<<16); err != nil {
-			return fmt.Errorf("bus: replay: %w", err)
-		}
-		if !seen[ch] {
-			seen[ch] = true
-			subjects = append(subjects, j.prefix+ch)
-		}
+	subjects, err := replayChannels(channels, 1<<16)
+	if err != nil {
+		return err
+	}
+	for i, ch := range subjects {
+		subjects[i] = j.prefix + ch
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"encore.app/internal/pglisten"
 	"encore.app/realtime/pgmigrations"
 )
 
@@ -70,24 +71,7 @@ func (c *PostgresConfig) normalize() error {
 	if len(c.Stream) > 200 || strings.ContainsAny(c.Stream, " \t\r\n") {
 		return fmt.Errorf("bus: config: invalid stream name %q", c.Stream)
 	}
-	switch {
-	case c.MaxAge == 0:
-		c.MaxAge = DefaultMaxAge
-	case c.MaxAge < 0:
-		c.MaxAge = 0
-	}
-	switch {
-	case c.MaxBytes == 0:
-		c.MaxBytes = DefaultMaxBytes
-	case c.MaxBytes < 0:
-		c.MaxBytes = 0
-	}
-	if c.DupWindow <= 0 {
-		c.DupWindow = DefaultDupWindow
-	}
-	if c.MaxAge > 0 && c.DupWindow > c.MaxAge {
-		c.DupWindow = c.MaxAge
-	}
+	c.MaxAge, c.MaxBytes, c.DupWindow = retention(c.MaxAge, c.MaxBytes, c.DupWindow, 0)
 	if c.PollInterval <= 0 {
 		c.PollInterval = pgDefaultPoll
 	}
@@ -147,8 +131,8 @@ type Postgres struct {
 
 	reqs chan *pgPublish // to the writer; never closed
 
-	wake      waker       // listener -> subscriptions
-	connected atomic.Bool // the listener's connection is up
+	wake      waker              // listener -> subscriptions
+	lis       *pglisten.Listener // LISTENs on its own connection; closed by Close
 	epoch     atomic.Pointer[string]
 	malformed atomic.Uint64
 	appends   atomic.Uint64 // append transactions committed
@@ -215,15 +199,19 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg PostgresConfig) (*
 		p.cancel()
 		return nil, err
 	}
-	conn, err := p.listenConn(ctx)
+	// The notifications' payload is "<last seq> <stream>" (appendTx).
+	lis, err := pglisten.StartMatch(ctx, pool, pgNotifyChannel, func(payload string) bool {
+		_, stream, ok := strings.Cut(payload, " ")
+		return ok && stream == cfg.Stream
+	}, p.log)
 	if err != nil {
 		p.cancel()
 		return nil, p.wrap("listen", err)
 	}
-	p.connected.Store(true)
+	p.lis = lis
 	p.wg.Add(3)
 	go p.writer()
-	go p.listen(conn)
+	go p.listen()
 	go p.pruner()
 	p.log.Info("bus: postgres stream ready", "stream", cfg.Stream, "epoch", p.Epoch())
 	return p, nil
@@ -235,7 +223,7 @@ func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
 
 // Connected reports whether the bus's listening connection is up: false while the
 // database is unreachable (for BreakerConfig.Connected).
-func (p *Postgres) Connected() bool { return p.connected.Load() && !p.isClosed() }
+func (p *Postgres) Connected() bool { return p.lis.Connected() && !p.isClosed() }
 
 // Epoch is the epoch cached from the last stream read (no round trip).
 func (p *Postgres) Epoch() string {
@@ -332,6 +320,7 @@ func (p *Postgres) Close() error {
 	p.mu.Unlock()
 	p.cancel()
 	p.wg.Wait()
+	p.lis.Close()
 	if p.ownPool {
 		p.pool.Close()
 	}

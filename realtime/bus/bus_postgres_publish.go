@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nuid"
 
 	"encore.app/realtime/protocol"
 )
@@ -40,26 +39,11 @@ func (p *Postgres) Publish(ctx context.Context, evs []*protocol.Event) ([]Ack, e
 	if len(evs) == 0 {
 		return nil, nil
 	}
-	for i, ev := range evs {
-		if ev == nil {
-			return nil, fmt.Errorf("bus: publish: event %d: %w: nil", i, protocol.ErrBadEvent)
-		}
-		if err := checkEvent(ev); err != nil {
-			return nil, fmt.Errorf("bus: publish: event %d: %w", i, err)
-		}
-		if len(ev.Channel) > pgMaxChannel {
-			return nil, fmt.Errorf("bus: publish: event %d: %w: %d bytes, limit %d", i, protocol.ErrBadChannel, len(ev.Channel), pgMaxChannel)
-		}
+	if err := prepareEvents(evs, pgMaxChannel); err != nil {
+		return nil, err
 	}
-	now := time.Now().UnixMilli()
 	r := &pgPublish{ctx: ctx, evs: evs, bodies: make([][]byte, len(evs)), done: make(chan pgResult, 1)}
 	for i, ev := range evs {
-		if ev.ID == "" {
-			ev.ID = nuid.Next()
-		}
-		if ev.TS == 0 {
-			ev.TS = now
-		}
 		r.bodies[i] = appendBody(nil, ev)
 	}
 	select {

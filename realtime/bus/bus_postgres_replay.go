@@ -32,16 +32,9 @@ func (p *Postgres) Replay(ctx context.Context, channels []string, after, upTo ui
 	if upTo <= after || len(channels) == 0 {
 		return nil
 	}
-	uniq := make([]string, 0, len(channels))
-	seen := make(map[string]bool, len(channels))
-	for _, ch := range channels {
-		if err := protocol.ValidateChannel(ch, pgMaxChannel); err != nil {
-			return fmt.Errorf("bus: replay: %w", err)
-		}
-		if !seen[ch] {
-			seen[ch] = true
-			uniq = append(uniq, ch)
-		}
+	uniq, err := replayChannels(channels, pgMaxChannel)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

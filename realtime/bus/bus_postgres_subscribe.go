@@ -2,10 +2,8 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -13,65 +11,18 @@ import (
 	"encore.app/realtime/protocol"
 )
 
-// listenConn takes a connection out of the pool (Hijack: it is the bus's until
-// closed, and LISTEN never leaks into the pool) and LISTENs on it.
-func (p *Postgres) listenConn(ctx context.Context) (*pgx.Conn, error) {
-	pc, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	conn := pc.Hijack()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgNotifyChannel); err != nil {
-		_ = conn.Close(context.Background())
-		return nil, err
-	}
-	return conn, nil
-}
-
-// listen owns the listening connection: every notification for this stream wakes the
-// subscriptions, and so does every reconnect (notifications sent while the
-// connection was down are lost; the subscriptions' reads catch up).
-func (p *Postgres) listen(conn *pgx.Conn) {
+// listen wakes the subscriptions whenever the listener signals: a notification for
+// this stream, or a reconnect (notifications sent while the connection was down are
+// lost; the subscriptions' reads catch up).
+func (p *Postgres) listen() {
 	defer p.wg.Done()
-	failures := 0
 	for {
-		for {
-			n, err := conn.WaitForNotification(p.ctx)
-			if err != nil {
-				if p.ctx.Err() == nil {
-					p.log.Warn("bus: postgres listener lost its connection, reconnecting", "err", err)
-				}
-				break
-			}
-			if _, stream, ok := strings.Cut(n.Payload, " "); ok && stream == p.cfg.Stream {
-				p.wake.wake()
-			}
+		select {
+		case <-p.lis.C:
+			p.wake.wake()
+		case <-p.ctx.Done():
+			return
 		}
-		p.connected.Store(false)
-		_ = conn.Close(context.Background())
-		for {
-			if p.ctx.Err() != nil {
-				return
-			}
-			ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-			c, err := p.listenConn(ctx)
-			cancel()
-			if err == nil {
-				conn, failures = c, 0
-				break
-			}
-			failures++
-			if failures == 1 || failures%20 == 0 {
-				p.log.Warn("bus: postgres listener: reconnect failed", "attempts", failures, "err", err)
-			}
-			// At most a second: Connected (the breaker's probe) is false until then.
-			if !sleepCtx(p.ctx, min(backoff(failures), time.Second)) {
-				return
-			}
-		}
-		p.connected.Store(true)
-		p.log.Info("bus: postgres listener reconnected")
-		p.wake.wake()
 	}
 }
 
@@ -180,15 +131,11 @@ func (p *Postgres) readLive(ctx context.Context, last *uint64, h Handler) (int, 
 // decode turns a stored row into an event; the channel column is authoritative.
 // Failures are counted and logged; the row is skipped.
 func (p *Postgres) decode(seq uint64, ch string, body []byte) (*protocol.Event, bool) {
-	var w wireEvent
-	err := json.Unmarshal(body, &w)
-	if err == nil && w.Channel != "" && w.Channel != ch {
-		err = fmt.Errorf("body channel %q differs from the row's %q", w.Channel, ch)
-	}
+	e, err := decodeBody(seq, ch, body)
 	if err != nil {
 		n := p.malformed.Add(1)
 		p.log.Warn("bus: skipping malformed event", "seq", seq, "channel", ch, "err", err, "malformed_total", n)
 		return nil, false
 	}
-	return &protocol.Event{ID: w.ID, Seq: seq, Channel: ch, Type: w.Type, Data: w.Data, TS: w.TS}, true
+	return e, true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"encore.app/internal/pgtest"
+	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 )
 
@@ -28,27 +30,6 @@ func openPG(t *testing.T, url string, cfg PostgresConfig) *Postgres {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return p
-}
-
-func pgPublishT(t *testing.T, b Bus, evs ...*protocol.Event) []Ack {
-	t.Helper()
-	acks, err := b.Publish(testCtx(t, 20*time.Second), evs)
-	if err != nil || len(acks) != len(evs) {
-		t.Fatalf("Publish: %v (%d acks)", err, len(acks))
-	}
-	return acks
-}
-
-func pgReplayT(t *testing.T, b Bus, channels []string, after, upTo uint64) []*protocol.Event {
-	t.Helper()
-	var out []*protocol.Event
-	if err := b.Replay(testCtx(t, 20*time.Second), channels, after, upTo, func(e *protocol.Event) error {
-		out = append(out, e)
-		return nil
-	}); err != nil {
-		t.Fatalf("Replay: %v", err)
-	}
-	return out
 }
 
 func pgConn(t *testing.T, url string) *pgx.Conn {
@@ -149,17 +130,7 @@ func TestPostgresWriterLockOrdersCommits(t *testing.T) {
 		acked <- a
 	}()
 	// The publish waits behind the lock: until it is released nothing is visible.
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	waitFor("the publish to wait for the lock", func() bool {
+	testutil.WaitFor(t, "the publish to wait for the lock", func() bool {
 		var n int
 		_ = pgConn(t, url).QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&n)
 		return n > 0
@@ -192,7 +163,7 @@ func TestPostgresWriterLockOrdersCommits(t *testing.T) {
 func TestPostgresCoalescesPublishes(t *testing.T) {
 	url := pgtest.DB(t)
 	b := openPG(t, url, PostgresConfig{})
-	pgPublishT(t, b, ev("c", "warm", ""))
+	publish(t, b, ev("c", "warm", ""))
 	ctx := testCtx(t, 30*time.Second)
 	hold, err := pgConn(t, url).Begin(ctx)
 	if err != nil {
@@ -258,13 +229,13 @@ func TestPostgresPollCatchesMissedNotification(t *testing.T) {
 	if _, err := pgConn(t, url).Exec(ctx, `UPDATE realtime_streams SET last_seq = 2 WHERE name = $1`, DefaultPostgresStream); err != nil {
 		t.Fatal(err)
 	}
-	if a := pgPublishT(t, b, ev("c", "ok", "")); a[0].Seq != 3 {
+	if a := publish(t, b, ev("c", "ok", "")); a[0].Seq != 3 {
 		t.Fatalf("seq %d", a[0].Seq)
 	}
 	if got := sub.waitN(t, 2, 10*time.Second); got[1].ID != "ok" || got[1].Seq != 3 {
 		t.Fatalf("got %v", seqs(got))
 	}
-	if r := pgReplayT(t, b, []string{"c"}, 0, 3); !equalSeqs(seqs(r), []uint64{1, 3}) {
+	if r := replayAll(t, b, []string{"c"}, 0, 3); !slices.Equal(seqs(r), []uint64{1, 3}) {
 		t.Fatalf("replay %v", seqs(r))
 	}
 	if m := b.Malformed(); m != 2 {
@@ -281,7 +252,7 @@ func TestPostgresListenerReconnects(t *testing.T) {
 	if err := b.Subscribe(testCtx(t, 60*time.Second), 0, sub.handle); err != nil {
 		t.Fatal(err)
 	}
-	pgPublishT(t, b, ev("c", "1", ""))
+	publish(t, b, ev("c", "1", ""))
 	sub.waitN(t, 1, 10*time.Second)
 	ctx := testCtx(t, 20*time.Second)
 	var killed int
@@ -289,15 +260,9 @@ func TestPostgresListenerReconnects(t *testing.T) {
 		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed); err != nil || killed != 1 {
 		t.Fatalf("terminated %d listeners: %v", killed, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !b.Connected() || !listening(t, url) {
-		if time.Now().After(deadline) {
-			t.Fatal("listener not back")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	pgPublishT(t, b, ev("c", "2", ""))
-	if got := sub.waitN(t, 2, 10*time.Second); !equalSeqs(seqs(got), []uint64{1, 2}) {
+	testutil.WaitFor(t, "the listener to be back", func() bool { return b.Connected() && listening(t, url) })
+	publish(t, b, ev("c", "2", ""))
+	if got := sub.waitN(t, 2, 10*time.Second); !slices.Equal(seqs(got), []uint64{1, 2}) {
 		t.Fatalf("got %v", seqs(got))
 	}
 }
@@ -331,8 +296,8 @@ func TestPostgresConfigAndMissingSchema(t *testing.T) {
 	// Two streams on one database are independent.
 	a := openPG(t, url, PostgresConfig{Stream: "one"})
 	b := openPG(t, url, PostgresConfig{Stream: "two"})
-	pgPublishT(t, a, ev("c", "x", ""))
-	if acks := pgPublishT(t, b, ev("c", "x", "")); acks[0].Seq != 1 || acks[0].Duplicate {
+	publish(t, a, ev("c", "x", ""))
+	if acks := publish(t, b, ev("c", "x", "")); acks[0].Seq != 1 || acks[0].Duplicate {
 		t.Fatalf("second stream: %+v", acks[0])
 	}
 	if a.Epoch() == b.Epoch() {

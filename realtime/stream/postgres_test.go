@@ -3,7 +3,6 @@ package stream
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,45 +29,9 @@ func newPostgresEnv(t testing.TB, cfg Config, url string, bcfg bus.PostgresConfi
 	return newEnvOnBus(t, cfg, b, nil)
 }
 
-// TestPostgresNotRecovered: cursors that cannot be honoured get an explicit "not
-// recovered" (too old after retention, another epoch, ahead of the stream), and the
-// subscription is live from now.
+// TestPostgresNotRecovered is TestNotRecovered on the Postgres bus.
 func TestPostgresNotRecovered(t *testing.T) {
-	env := newPostgresEnv(t, Config{WindowEvents: 5}, pgtest.DB(t), bus.PostgresConfig{MaxBytes: 8 << 10, PruneInterval: 50 * time.Millisecond})
-	ctx := testutil.Context(t)
-	info, _ := env.bus.Info(ctx)
-	for i := range 10 {
-		env.publish(&protocol.Event{ID: fmt.Sprintf("fill-%d", i), Channel: "old",
-			Data: []byte(`"` + strings.Repeat("x", 2000) + `"`)})
-	}
-	var after bus.Info
-	testutil.WaitFor(t, "retention to drop the oldest events", func() bool {
-		after, _ = env.bus.Info(ctx)
-		return after.FirstSeq > 2
-	})
-	testutil.WaitFor(t, "fill events dispatched", func() bool { return env.eng.Snapshot().HeadSeq >= after.LastSeq })
-	for i, tc := range []struct {
-		name   string
-		cur    protocol.Cursor
-		reason string
-	}{
-		{"other epoch", protocol.Cursor{Seq: 3, Epoch: "zzz"}, protocol.ReasonEpochMismatch},
-		{"past retention", protocol.Cursor{Seq: 1, Epoch: info.Epoch}, protocol.ReasonTooOld},
-		{"ahead of stream", protocol.Cursor{Seq: 10_000, Epoch: info.Epoch}, protocol.ReasonFuture},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c := env.dial(ctx, nil)
-			f := subscribe(t, ctx, c, &tc.cur, "old")
-			if f.Recovery == nil || f.Recovery.Recovered || f.Recovery.Reason != tc.reason {
-				t.Fatalf("recovery %+v, want not recovered: %s", f.Recovery, tc.reason)
-			}
-			ev := env.publish(&protocol.Event{ID: fmt.Sprintf("live-%d", i), Channel: "old"})
-			got, _ := readEvents(t, ctx, c, 1)
-			if got[0].Seq != ev[0].Seq {
-				t.Fatalf("live event seq %d, want %d", got[0].Seq, ev[0].Seq)
-			}
-		})
-	}
+	testNotRecovered(t, newPostgresEnv(t, Config{WindowEvents: 5}, pgtest.DB(t), bus.PostgresConfig{MaxBytes: 8 << 10, PruneInterval: 50 * time.Millisecond}))
 }
 
 // TestPostgresThreeInstances: three engines, each on its own bus instance, on one

@@ -271,17 +271,8 @@ func (c *natsCluster) startInstance(t testing.TB, name string, first int, o inst
 	if o.wrap != nil {
 		eb = o.wrap(b)
 	}
-	e, err := stream.New(ec, eb)
-	if err != nil {
-		b.Close()
-		t.Fatal(err)
-	}
-	if err := e.Start(ctx); err != nil {
-		b.Close()
-		t.Fatalf("%s: start: %v", name, err)
-	}
-	in := &instance{name: name, bus: b, eng: e, srv: httptest.NewServer(e.Handler())}
-	in.ws = "ws" + strings.TrimPrefix(in.srv.URL, "http") + "/v2/realtime/stream"
+	in := serveInstance(ctx, t, name, ec, b, eb)
+	e := in.eng
 	if o.fleetTTL > 0 {
 		nc, err := nats.Connect(c.urls(first), nats.DontRandomize())
 		if err != nil {
@@ -299,6 +290,24 @@ func (c *natsCluster) startInstance(t testing.TB, name string, first int, o inst
 		}
 	}
 	t.Cleanup(in.kill)
+	return in
+}
+
+// serveInstance starts an engine (config ec) on eb and serves it over HTTP: the
+// instance owns b, which is eb or the bus eb wraps, and closes it if that fails.
+func serveInstance(ctx context.Context, t testing.TB, name string, ec stream.Config, b, eb bus.Bus) *instance {
+	t.Helper()
+	e, err := stream.New(ec, eb)
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		b.Close()
+		t.Fatalf("%s: start: %v", name, err)
+	}
+	in := &instance{name: name, bus: b, eng: e, srv: httptest.NewServer(e.Handler())}
+	in.ws = "ws" + strings.TrimPrefix(in.srv.URL, "http") + "/v2/realtime/stream"
 	return in
 }
 
@@ -452,6 +461,26 @@ type recorder struct {
 	got      []protocol.Event
 	when     []time.Time // receipt time of got[i]
 	recs     []protocol.Recovery
+}
+
+// waitSubscribed waits until every recorder has had its first subscription answer.
+func waitSubscribed(t testing.TB, rs []*recorder) {
+	t.Helper()
+	testutil.WaitFor(t, "every client subscribed", func() bool {
+		for _, r := range rs {
+			if len(r.recoveries()) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// closeRecorders closes every recorder's client.
+func closeRecorders(rs []*recorder) {
+	for _, r := range rs {
+		r.cl.Close()
+	}
 }
 
 func startRecorder(ctx context.Context, name string, urls []string, channels []string, cur protocol.Cursor) *recorder {

@@ -49,19 +49,8 @@ func TestThreeInstancesOneKilled(t *testing.T) {
 		}
 		rs = append(rs, startGatedRecorder(ctx, fmt.Sprintf("client-%d", i), rotate(ins, i%3), chs, start, hc))
 	}
-	defer func() {
-		for _, r := range rs {
-			r.cl.Close()
-		}
-	}()
-	testutil.WaitFor(t, "every client subscribed", func() bool {
-		for _, r := range rs {
-			if len(r.recoveries()) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	defer closeRecorders(rs)
+	waitSubscribed(t, rs)
 	onDead := 0
 	for _, r := range rs {
 		if r.cl.Instance() == "inst-0" {

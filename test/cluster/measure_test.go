@@ -89,19 +89,8 @@ func fanout(b *testing.B, ins []*instance) {
 		r := startRecorder(ctx, fmt.Sprintf("c%d", i), rotate(ins, i%3), []string{"fan"}, start)
 		rs = append(rs, r)
 	}
-	defer func() {
-		for _, r := range rs {
-			r.cl.Close()
-		}
-	}()
-	testutil.WaitFor(b, "clients subscribed", func() bool {
-		for _, r := range rs {
-			if len(r.recoveries()) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	defer closeRecorders(rs)
+	waitSubscribed(b, rs)
 	b.ResetTimer()
 	t0 := time.Now()
 	for i := 0; i < events; i += 20 {

@@ -52,19 +52,8 @@ func TestNATSNodeKilled(t *testing.T) {
 		rs = append(rs, startRecorder(ctx, fmt.Sprintf("client-%d", i), rotate(ins, i%3),
 			[]string{channels[i%4], channels[(i+1)%4]}, start))
 	}
-	defer func() {
-		for _, r := range rs {
-			r.cl.Close()
-		}
-	}()
-	testutil.WaitFor(t, "every client subscribed", func() bool {
-		for _, r := range rs {
-			if len(r.recoveries()) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	defer closeRecorders(rs)
+	waitSubscribed(t, rs)
 
 	p := newPublisher(t, ins...)
 	var wg sync.WaitGroup

@@ -3,8 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,18 +20,8 @@ func startPostgresInstance(t testing.TB, name, url string) *instance {
 	if err != nil {
 		t.Fatalf("%s: bus: %v", name, err)
 	}
-	e, err := stream.New(stream.Config{Instance: name, PublisherKey: publisherKey, Logger: quiet(),
-		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, b)
-	if err != nil {
-		b.Close()
-		t.Fatal(err)
-	}
-	if err := e.Start(ctx); err != nil {
-		b.Close()
-		t.Fatalf("%s: start: %v", name, err)
-	}
-	in := &instance{name: name, bus: b, eng: e, srv: httptest.NewServer(e.Handler())}
-	in.ws = "ws" + strings.TrimPrefix(in.srv.URL, "http") + "/v2/realtime/stream"
+	in := serveInstance(ctx, t, name, stream.Config{Instance: name, PublisherKey: publisherKey, Logger: quiet(),
+		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, b, b)
 	t.Cleanup(in.kill)
 	return in
 }

@@ -37,14 +37,7 @@ func TestRestartRetentionRecreate(t *testing.T) {
 	for i, chs := range chans {
 		rs = append(rs, startRecorder(ctx, fmt.Sprintf("client-%d", i), rotate(ins, i%2), chs, start))
 	}
-	testutil.WaitFor(t, "clients subscribed", func() bool {
-		for _, r := range rs {
-			if len(r.recoveries()) == 0 {
-				return false
-			}
-		}
-		return true
-	})
+	waitSubscribed(t, rs)
 	p1 := newPublisher(t, ins...)
 	for round := range 8 {
 		for _, ch := range []string{"a", "b", "c"} {

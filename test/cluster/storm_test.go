@@ -141,11 +141,7 @@ func TestReconnectStormBounded(t *testing.T) {
 		rs[i] = startRecorder(ctx, fmt.Sprintf("c%d", i), rotate(ins, i%numInstances),
 			[]string{fmt.Sprintf("ch%d", i%channels)}, start)
 	}
-	defer func() {
-		for _, r := range rs {
-			r.cl.Close()
-		}
-	}()
+	defer closeRecorders(rs)
 	wctx, stopProgress := context.WithCancel(ctx)
 	wg.Add(1)
 	go func() { // progress, for the log

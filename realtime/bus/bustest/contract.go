@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 )
@@ -216,18 +217,6 @@ func replayAll(t testing.TB, b bus.Bus, channels []string, after, upTo uint64) [
 	return out
 }
 
-// eventually retries cond every 20 ms for up to d.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func testPublishAcksInOrder(t *testing.T, be *Backend) {
 	b := be.Open(t, Options{})
 	c := subscribe(t, b, 0)
@@ -264,6 +253,12 @@ func testPublishAcksInOrder(t *testing.T, be *Backend) {
 		if g.Seq != uint64(i+1) || g.ID != w.ID || g.Channel != w.Channel || g.Type != w.Type ||
 			string(g.Data) != string(w.Data) || g.TS != w.TS {
 			t.Fatalf("event %d: got %+v (data %s), want %+v (data %s) with seq %d", i, g, g.Data, w, w.Data, i+1)
+		}
+	}
+	// Replay returns the same events: the IDs the bus generated, the TS it set.
+	for i, g := range replayAll(t, b, []string{"room.0", "room.1", "room.2"}, 0, uint64(len(sent))) {
+		if w := sent[i]; g.Seq != uint64(i+1) || g.ID != w.ID || g.TS != w.TS || string(g.Data) != string(w.Data) {
+			t.Fatalf("replayed event %d: got %+v (data %s), want %+v (data %s)", i, g, g.Data, w, w.Data)
 		}
 	}
 	// An empty publish is a no-op.
@@ -362,7 +357,7 @@ func testDedupWindowEnds(t *testing.T, be *Backend) {
 		t.Fatalf("inside the window: %+v", a[0])
 	}
 	var last bus.Ack
-	eventually(t, 20*time.Second, "the ID to be appended again after the window", func() bool {
+	testutil.WaitFor(t, "the ID to be appended again after the window", func() bool {
 		last = publish(t, b, Ev("c", "x", `2`))[0]
 		return !last.Duplicate
 	})
@@ -628,7 +623,7 @@ func testRetentionBytes(t *testing.T, be *Backend) {
 		publish(t, b, batch...)
 	}
 	var i bus.Info
-	eventually(t, 20*time.Second, "old events to be dropped", func() bool {
+	testutil.WaitFor(t, "old events to be dropped", func() bool {
 		i = info(t, b)
 		return i.FirstSeq > 1
 	})
@@ -648,7 +643,7 @@ func testRetentionBytes(t *testing.T, be *Backend) {
 func testRetentionAge(t *testing.T, be *Backend) {
 	b := be.Open(t, Options{MaxAge: 500 * time.Millisecond})
 	publish(t, b, Ev("c", "1", ""), Ev("c", "2", ""))
-	eventually(t, 20*time.Second, "events to expire", func() bool {
+	testutil.WaitFor(t, "events to expire", func() bool {
 		i := info(t, b)
 		return i.FirstSeq == 3 && i.LastSeq == 2
 	})
@@ -695,7 +690,9 @@ func testClose(t *testing.T, be *Backend) {
 	}
 	publish(t, b, Ev("c", "1", ""))
 	c.WaitN(t, 1, 10*time.Second)
-	if err := b.Close(); err != nil {
+	closed := make(chan error, 1)
+	go func() { closed <- b.Close() }()
+	if err := testutil.Receive(t, "Close with a subscription running", closed); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Close(); err != nil { // idempotent
@@ -831,10 +828,13 @@ func testServerDown(t *testing.T, be *Backend) {
 	if be.Stop == nil {
 		t.Skip("backend cannot stop its server")
 	}
-	b := be.Open(t, Options{})
+	b, other := be.Open(t, Options{}), be.Open(t, Options{})
 	c := subscribe(t, b, 0)
+	onOther := subscribe(t, other, 0)
 	publish(t, b, Ev("c", "1", ""), Ev("c", "2", ""))
 	c.WaitN(t, 2, 10*time.Second)
+	onOther.WaitN(t, 2, 10*time.Second)
+	epoch := info(t, b).Epoch
 	be.Stop(t)
 	for _, op := range []struct {
 		name string
@@ -856,16 +856,26 @@ func testServerDown(t *testing.T, be *Backend) {
 			t.Errorf("%s with the server down: %v, want ErrUnavailable", op.name, err)
 		}
 	}
+	// A subscribed instance closes with the server down.
+	closed := make(chan error, 1)
+	go func() { closed <- other.Close() }()
+	if err := testutil.Receive(t, "Close with the server down", closed); err != nil {
+		t.Fatal(err)
+	}
 	be.Start(t)
-	// The subscription resumes from its position; publishing works again.
+	// The subscription resumes from its position; publishing works again, on the
+	// same stream.
 	var acks []bus.Ack
-	eventually(t, 30*time.Second, "publishing after the restart", func() bool {
+	testutil.WaitFor(t, "publishing after the restart", func() bool {
 		var err error
 		acks, err = b.Publish(Ctx(t, 2*time.Second), []*protocol.Event{Ev("c", "3", "")})
 		return err == nil
 	})
 	if got := c.WaitSeq(t, acks[0].Seq, 30*time.Second); !slices.Equal(Seqs(got), SeqRange(1, acks[0].Seq)) {
 		t.Fatalf("subscription across the restart got %v", Seqs(got))
+	}
+	if i := info(t, b); i.Epoch != epoch || i.LastSeq != acks[0].Seq {
+		t.Fatalf("after the restart: %+v, want epoch %q", i, epoch)
 	}
 }
 
@@ -916,12 +926,12 @@ func testRestartUnderLoad(t *testing.T, be *Backend) {
 		})
 	}
 	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	eventually(t, 20*time.Second, "events before the stop", func() bool { return ackedN() >= 100 })
+	testutil.WaitFor(t, "events before the stop", func() bool { return ackedN() >= 100 })
 	be.Stop(t)
 	time.Sleep(300 * time.Millisecond)
 	be.Start(t)
 	before := ackedN()
-	eventually(t, 60*time.Second, "events after the restart", func() bool { return ackedN() >= before+100 })
+	testutil.WaitFor(t, "events after the restart", func() bool { return ackedN() >= before+100 })
 	close(stop)
 	sent.Wait()
 	if t.Failed() {
