@@ -322,7 +322,7 @@ func TestPostgresLast(t *testing.T) {
 		}
 		evs = append(evs, &protocol.Event{ID: fmt.Sprintf("h-%d", i), Channel: ch, Data: []byte(fmt.Sprint(i))})
 	}
-	acks := pgPublishT(t, p, evs...)
+	acks := publish(t, p, evs...)
 	last := func(ch string, upTo uint64, n int) []string {
 		t.Helper()
 		var ids []string
