@@ -34,12 +34,16 @@ type Config struct {
 	BatchWindowMax string
 	// FrameBudget: event frames per second past which the batch window widens.
 	FrameBudget int
-	// Writers: goroutines writing to connections (a blocked one is replaced); 0 = 2 x GOMAXPROCS, at least 4.
+	// Writers: goroutines writing to connections (never blocked by a socket); 0 = 2 x GOMAXPROCS, at least 4.
 	Writers int
 	// QueueEvents: per-connection queue bound (events).
 	QueueEvents int
 	// QueueBytes: per-connection queue bound (bytes).
 	QueueBytes int
+	// QueueBudgetMB: MiB queued to all connections together before the largest holders are closed (4105); 0 = 1/64 of memory, 64-1024.
+	QueueBudgetMB int
+	// SendBuffer: most a stream socket's kernel send buffer grows to (SO_SNDBUF, bytes; it starts at 8 KiB); -1 keeps the kernel's autotuning.
+	SendBuffer int
 	// CompressThreshold: deflate frames of at least this many bytes; -1 disables compression.
 	CompressThreshold int
 	// Heartbeat: server ping interval; a connection silent for twice this is closed.

@@ -70,9 +70,11 @@ type Options struct {
 	BatchMax          int           `flag:"batch-max" env:"REALTIME_BATCH_MAX" cue:"BatchMax" default:"100" min:"1" help:"most events per frame"`
 	BatchWindowMax    time.Duration `flag:"batch-window-max" env:"REALTIME_BATCH_WINDOW_MAX" cue:"BatchWindowMax" default:"50ms" min:"1ns" help:"widest batch window under load (see frame budget); at most the batch window keeps it fixed"`
 	FrameBudget       int           `flag:"frame-budget" env:"REALTIME_FRAME_BUDGET" cue:"FrameBudget" default:"60000" min:"1" help:"event frames per second past which the batch window widens"`
-	Writers           int           `flag:"writers" env:"REALTIME_WRITERS" cue:"Writers" default:"0" min:"0" help:"goroutines writing to connections (a blocked one is replaced); 0 = 2 x GOMAXPROCS, at least 4"`
+	Writers           int           `flag:"writers" env:"REALTIME_WRITERS" cue:"Writers" default:"0" min:"0" help:"goroutines writing to connections (never blocked by a socket); 0 = 2 x GOMAXPROCS, at least 4"`
 	QueueEvents       int           `flag:"queue-events" env:"REALTIME_QUEUE_EVENTS" cue:"QueueEvents" default:"4096" min:"1" help:"per-connection queue bound (events)"`
 	QueueBytes        int           `flag:"queue-bytes" env:"REALTIME_QUEUE_BYTES" cue:"QueueBytes" default:"4194304" min:"1" help:"per-connection queue bound (bytes)"`
+	QueueBudgetMB     int           `flag:"queue-budget-mb" env:"REALTIME_QUEUE_BUDGET_MB" cue:"QueueBudgetMB" default:"0" min:"0" help:"MiB queued to all connections together before the largest holders are closed (4105); 0 = 1/64 of memory, 64-1024"`
+	SendBuffer        int           `flag:"send-buffer" env:"REALTIME_SEND_BUFFER" cue:"SendBuffer" default:"262144" min:"-1" help:"most a stream socket's kernel send buffer grows to (SO_SNDBUF, bytes; it starts at 8 KiB); -1 keeps the kernel's autotuning"`
 	CompressThreshold int           `flag:"compress-threshold" env:"REALTIME_COMPRESS_THRESHOLD" cue:"CompressThreshold" default:"1024" min:"-1" help:"deflate frames of at least this many bytes; -1 disables compression"`
 	Heartbeat         time.Duration `flag:"heartbeat" env:"REALTIME_HEARTBEAT" cue:"Heartbeat" default:"25s" min:"100ms" help:"server ping interval; a connection silent for twice this is closed"`
 	Window            int           `flag:"window" env:"REALTIME_WINDOW" cue:"Window" default:"10000" min:"1" help:"in-memory replay window (events)"`

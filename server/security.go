@@ -90,6 +90,8 @@ func engineConfig(o *Options, instance string, a *auth.Authenticator, g *limits.
 		Writers:           o.Writers,
 		QueueMaxEvents:    o.QueueEvents,
 		QueueMaxBytes:     o.QueueBytes,
+		QueueBudget:       int64(o.QueueBudgetMB) << 20,
+		SendBuffer:        o.SendBuffer,
 		BatchMaxEvents:    o.BatchMax,
 		BatchWindow:       o.BatchWindow,
 		BatchWindowMax:    o.BatchWindowMax,

@@ -49,6 +49,10 @@ type fleet struct {
 	base   atomic.Uint64
 	span   uint64
 	warmUp atomic.Int64 // unix nanos: events sent before it are not timed
+	// timeline, when set, records the worst latency of each second of the run.
+	timeline *timeline
+	// query, when set, adds to client i's stream URL (a token: "&token=...").
+	query func(i int) string
 
 	mu      sync.Mutex
 	clients []*wsClient
@@ -73,6 +77,9 @@ func (f *fleet) dialOne(ctx context.Context, idx int, chans []int) (*wsClient, e
 		names[i] = f.channels[ch]
 	}
 	u := f.t.streamURL(idx) + "?channels=" + url.QueryEscape(strings.Join(names, ","))
+	if f.query != nil {
+		u += f.query(idx)
+	}
 	opts := &websocket.DialOptions{HTTPClient: dialHTTP}
 	if f.compress {
 		opts.CompressionMode = websocket.CompressionNoContextTakeover
@@ -269,6 +276,9 @@ func (f *fleet) onEvents(c *wsClient, b []byte, now int64) {
 		}
 		if ev.Sent >= warm && ev.Sent > 0 {
 			c.lat.recordNanos(ev.Sent, now)
+			if f.timeline != nil {
+				f.timeline.record(ev.Sent, now)
+			}
 		} else if ev.Sent == 0 && ev.TS > 0 {
 			c.lat.recordNanos(ev.TS*1e6, now)
 		}
@@ -406,4 +416,34 @@ func (f *fleet) tally(l *ledger) (accounting, *latencies, int) {
 		}
 	}
 	return acc, lat, unexpectedClose
+}
+
+// timeline is the worst publish-to-receive latency of each second since start (by send
+// time). Safe for concurrent use.
+type timeline struct {
+	start int64 // unix nanos
+	mu    sync.Mutex
+	worst []float64 // ms, per second
+}
+
+func newTimeline(start time.Time) *timeline { return &timeline{start: start.UnixNano()} }
+
+func (t *timeline) record(sent, recv int64) {
+	sec := int((sent - t.start) / 1e9)
+	if sec < 0 || sec > 3600 {
+		return
+	}
+	ms := float64(recv-sent) / 1e6
+	t.mu.Lock()
+	for len(t.worst) <= sec {
+		t.worst = append(t.worst, 0)
+	}
+	t.worst[sec] = max(t.worst[sec], ms)
+	t.mu.Unlock()
+}
+
+func (t *timeline) seconds() []float64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]float64(nil), t.worst...)
 }

@@ -8,6 +8,8 @@
 //	realtime-bench bandwidth -payload 200                           # batching/compression off, batching, both
 //	realtime-bench poll -clients 200                                # long-poll baseline vs stream
 //	realtime-bench soak -duration 10m                               # churn, memory curve, plateau check
+//	realtime-bench slow -stalled 2000                               # never-reading sockets beside healthy readers
+//	realtime-bench closed -points 100x1000,5000x100                 # issue 16's method: tokens, cap, closed-loop publishers
 //	realtime-bench fault                                            # SIGKILL + restart mid-stream
 //	realtime-bench fault -nats-nodes 3                              # SIGKILL a node of a 3-node NATS cluster
 //	realtime-bench report -dir docs/bench -doc docs/benchmarks.md   # tables and SVG charts
@@ -116,7 +118,7 @@ func writeJSON(path string, v any) error {
 }
 
 func usage() error {
-	return fmt.Errorf("usage: realtime-bench <load|idle|bandwidth|poll|soak|fault|report> [flags] (-h for flags)")
+	return fmt.Errorf("usage: realtime-bench <load|idle|bandwidth|poll|soak|slow|closed|fault|report> [flags] (-h for flags)")
 }
 
 func run(args []string) error {
@@ -148,6 +150,10 @@ func run(args []string) error {
 		return cmdPoll(ctx, args)
 	case "soak":
 		return cmdSoak(ctx, args)
+	case "slow":
+		return cmdSlow(ctx, args)
+	case "closed":
+		return cmdClosed(ctx, args)
 	case "nats-node": // a child of fault -nats-nodes
 		return cmdNATSNode(args)
 	case "fault":

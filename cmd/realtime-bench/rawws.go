@@ -39,6 +39,11 @@ type errClosed struct{ code int }
 func (e errClosed) Error() string { return fmt.Sprintf("websocket closed with %d", e.code) }
 
 func rawDial(ctx context.Context, wsURL string, bufSize int) (*rawConn, error) {
+	return rawDialWith(ctx, &net.Dialer{}, wsURL, bufSize)
+}
+
+// rawDialWith is rawDial with a dialer (socket options).
+func rawDialWith(ctx context.Context, d *net.Dialer, wsURL string, bufSize int) (*rawConn, error) {
 	u, err := url.Parse(wsURL)
 	if err != nil {
 		return nil, err
@@ -46,7 +51,6 @@ func rawDial(ctx context.Context, wsURL string, bufSize int) (*rawConn, error) {
 	if u.Scheme != "ws" {
 		return nil, fmt.Errorf("raw client speaks ws:// only, not %s", u.Scheme)
 	}
-	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -131,8 +132,9 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 		bin: bin, dataDir: filepath.Join(dir, "data"), ownDir: own, logPath: filepath.Join(dir, "realtimed.log"), pprof: true,
 	}
 	// The spawned server runs in dev mode (anonymous load clients, loopback): its
-	// publisher key is the dev key, and a server with one key would need all three.
-	if o.Key != devPublisherKey {
+	// publisher key is the dev key, and a server with one key would need all three,
+	// which the caller then passes itself (closed mode: tokens, -publisher-key, -admin-key).
+	if o.Key != devPublisherKey && !slices.Contains(o.Args, "-publisher-key") {
 		return nil, fmt.Errorf("a spawned server runs in dev mode: publisher key %q, not %q", devPublisherKey, o.Key)
 	}
 	t.args = append([]string{"-addr", "127.0.0.1:" + strconv.Itoa(port), "-data", t.dataDir,
@@ -147,8 +149,8 @@ func spawnServer(ctx context.Context, o spawnOptions) (*target, error) {
 	return t, nil
 }
 
-// start runs the server binary and waits for /readyz: /healthz answers as soon as the
-// port is open, while the bus and the engine start (streams are answered 503 then).
+// start runs the server binary and waits for /readyz (/healthz answers as soon as the
+// process listens, before the stream takes connections).
 func (t *target) start(ctx context.Context) error {
 	logf, err := os.OpenFile(t.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

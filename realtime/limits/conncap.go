@@ -46,7 +46,7 @@ type ConnCapConfig struct {
 // entries expire after TTL unless refreshed; each instance refreshes its own entries
 // every Heartbeat, so a dead instance's entries vanish by themselves.
 //
-// Acquire creates the connection's key, then lists the user's keys: the connection is
+// Acquire creates the connection's key, then counts the user's keys: the connection is
 // admitted when fewer than Max of them were created before it (ordering by the bucket's
 // revision, which every instance sees the same). Two racing connects cannot both take
 // the last place: the later one always sees the earlier one. A refused connection's key
@@ -100,7 +100,7 @@ func NewConnCap(ctx context.Context, js jetstream.JetStream, cfg ConnCapConfig) 
 	if err != nil {
 		return nil, fmt.Errorf("limits: conn cap bucket %s: %w", cfg.Bucket, err)
 	}
-	return startConnCap(cfg, &kvCap{kv: kv}), nil
+	return startConnCap(cfg, &kvCap{kv: kv, view: startKVView(kv, cfg.TTL, cfg.Logger.With("component", "conncap"))}), nil
 }
 
 // normalize fills in the defaults.
@@ -279,8 +279,12 @@ func (c *ConnCap) isHeld(key string) bool {
 // kvCap registers connections as keys of a NATS key-value bucket whose entries
 // expire after TTL. Admission orders by the bucket's revision, which every instance
 // sees the same: a connection is admitted when fewer than max of the user's keys were
-// created before its own.
-type kvCap struct{ kv jetstream.KeyValue }
+// created before its own. The count comes from the instance's view of the bucket
+// (kvView), not from a listing per connect.
+type kvCap struct {
+	kv   jetstream.KeyValue
+	view *kvView
+}
 
 func (k *kvCap) admit(ctx context.Context, prefix, key string, val capEntry, max int) (int, heldKey, bool, error) {
 	b, _ := json.Marshal(val)
@@ -288,34 +292,19 @@ func (k *kvCap) admit(ctx context.Context, prefix, key string, val capEntry, max
 	if err != nil {
 		return 0, heldKey{}, false, err
 	}
-	w, err := k.kv.Watch(ctx, prefix+".*", jetstream.IgnoreDeletes())
-	if err != nil {
+	if !k.view.waitApplied(ctx, rev) {
 		k.removeNow(key)
-		return 0, heldKey{}, false, err
+		return 0, heldKey{}, false, fmt.Errorf("view of the bucket: %w", ctx.Err())
 	}
-	defer func() { _ = w.Stop() }()
-	before := 0
-	for listed := false; !listed; {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok || e == nil {
-				listed = true
-				break
-			}
-			if e.Key() != key && firstRevision(e) < rev {
-				before++
-			}
-		case <-ctx.Done():
-			k.removeNow(key)
-			return 0, heldKey{}, false, ctx.Err()
-		}
-	}
+	before := k.view.countBefore(prefix, key, rev)
 	if before >= max {
 		k.removeNow(key)
 		return before, heldKey{}, false, nil
 	}
 	return before, heldKey{first: rev, last: rev}, true, nil
 }
+
+func (k *kvCap) close() { k.view.close() }
 
 func (k *kvCap) removeNow(key string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -364,10 +353,14 @@ func isWrongRevision(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// Close stops the heartbeat and waits for it. Held keys are left to expire.
+// Close stops the heartbeat (and the store's own goroutines) and waits for them. Held
+// keys are left to expire.
 func (c *ConnCap) Close() {
 	c.cancel()
 	c.wg.Wait()
+	if cl, ok := c.store.(interface{ close() }); ok {
+		cl.close()
+	}
 }
 
 func firstRevision(e jetstream.KeyValueEntry) uint64 {

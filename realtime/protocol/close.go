@@ -38,6 +38,7 @@ const (
 	CloseRateLimited CloseCode = 4102 // too many connects or messages; retry after
 	CloseOverloaded  CloseCode = 4103 // instance at capacity or dependency down; retry after
 	CloseTooMany     CloseCode = 4104 // per-user connection cap reached; retry after
+	CloseQueueBudget CloseCode = 4105 // queued-bytes budget exceeded, this connection held the most; resume by cursor after retry
 	CloseTokenExpire CloseCode = 4200 // token expired; refresh it, then reconnect
 	CloseUsePoll     CloseCode = 4300 // streaming disabled for this user; long-poll, probe after retry
 	CloseBadRequest  CloseCode = 4400 // protocol violation the client cannot fix by retrying

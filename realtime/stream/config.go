@@ -24,26 +24,43 @@ type Config struct {
 	// the next sweep: sweeps run every fifth of the interval (sweepPeriod).
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
-	// WriteTimeout bounds one frame write (default 10s); a write that takes longer
-	// drops the connection (write_timeout).
+	// WriteTimeout bounds how long a connection's socket may take nothing while data
+	// waits for it (default 10s): the connection is then reset (write_error). Writes
+	// never block a writer; this is how long a stalled socket may keep its data.
 	WriteTimeout time.Duration
 	// Writers is how many goroutines write to connections (default 2 x GOMAXPROCS, at
-	// least 4); a writer blocked on one connection is replaced while it waits.
+	// least 4). No socket can hold one: what a socket does not take at once waits for
+	// it to be writable, off the writers.
 	Writers int
+	// SendBuffer bounds each stream socket's kernel send buffer (SO_SNDBUF, default
+	// 256 KiB; Linux doubles the figure). A socket starts at 8 KiB and doubles it when it
+	// drains full buffers, so one that never reads keeps ~20 KB of kernel memory while
+	// one that reads gets what its path needs. Negative keeps the kernel's
+	// autotuning, which grows the buffer of a socket that does not drain to megabytes.
+	SendBuffer int
 
 	// QueueMaxEvents and QueueMaxBytes bound each connection's queue (defaults 4096
 	// events, 4 MiB). Overflow closes the connection as a slow consumer.
 	QueueMaxEvents int
 	QueueMaxBytes  int
-	// BatchMaxEvents is the most events in one frame (default 100). BatchWindow is how
-	// long after a frame further events wait to be coalesced (default 20ms); an event
-	// reaching a connection that wrote nothing for BatchWindow is written at once.
+	// QueueBudget bounds the bytes queued to all connections together (default 1/64 of
+	// the memory available to the process, between 64 MiB and 1 GiB; a frame shared by
+	// several connections counts for each). Past it, the connections holding the most
+	// are closed with 4105 and a retry hint until the sum is under 3/4 of it (budget.go).
+	QueueBudget int64
+	// BatchMaxEvents is the most events in one frame (default 100). Events are framed
+	// per channel as soon as they arrive; only those that arrive while the fan-out or
+	// the connection's writer is busy share a frame or a write, so an idle connection's
+	// first event is written at once.
 	BatchMaxEvents int
+	// BatchWindow, BatchWindowMax and FrameBudget apply when the instance is short of
+	// CPU (its writers fall behind, or it writes more than FrameBudget event frames per
+	// second, default 60000): a channel's events then wait to share a frame for a
+	// window that opens at BatchWindow (default 20ms) and widens up to BatchWindowMax
+	// (default 50ms) so that busy connections fit the budget (window.go). It closes
+	// again when the load is gone. BatchWindowMax <= BatchWindow asks for a fixed
+	// window that is always on.
 	BatchWindow    time.Duration
-	// BatchWindowMax and FrameBudget let the window widen under load: when the instance
-	// writes more than FrameBudget event frames per second (default 60000), the window
-	// grows up to BatchWindowMax (default 50ms) so that busy connections fit the budget.
-	// BatchWindowMax <= BatchWindow keeps the window fixed.
 	BatchWindowMax time.Duration
 	FrameBudget    int
 	// CompressionThreshold: frames of at least this many bytes are deflated for clients
@@ -202,6 +219,12 @@ func (c *Config) withDefaults() (Config, error) {
 	def(&d.WriteTimeout, 10*time.Second)
 	defi(&d.QueueMaxEvents, 4096)
 	defi(&d.QueueMaxBytes, 4<<20)
+	if d.QueueBudget <= 0 {
+		d.QueueBudget = defaultQueueBudget()
+	}
+	if d.SendBuffer == 0 {
+		d.SendBuffer = 256 << 10
+	}
 	defi(&d.BatchMaxEvents, 100)
 	def(&d.BatchWindow, 20*time.Millisecond)
 	def(&d.BatchWindowMax, max(50*time.Millisecond, d.BatchWindow))

@@ -35,7 +35,10 @@ type Engine struct {
 	replaySlots chan struct{} // semaphore of bus replays; never closed
 	batch       *batchGovernor
 	fl          *flusher  // runs the connections' writers (flusher.go)
+	fan         *fanout   // frames dispatched events and queues them (fanout.go)
+	budget      *budget   // bound of the bytes queued to all connections (budget.go)
 	lp          *longPoll // waiting polls and the streaming switch (poll_waiters.go, switch.go)
+	noParker    bool      // tests and measurements: finish partial writes on the slow path
 
 	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
 	cancel context.CancelFunc
@@ -52,8 +55,8 @@ type Engine struct {
 
 	lastPing time.Time // owned by the sweeper (sweep): when it last pinged every connection
 	// fanned: every dispatched event with seq <= fanned is in the queue of every
-	// connection that was subscribed to its channel. Written by dispatch after the
-	// fan-out and by resets of the position, under resub.mu (read by liveHead).
+	// connection that was subscribed to its channel. Written by the fan-out after each
+	// round (advanceFanned) and by resets of the position (read by liveHead).
 	fanned atomic.Uint64
 
 	resub        resubscriber  // live subscription generation (epoch.go)
@@ -85,8 +88,10 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	e.lp = newLongPoll(&c, &e.metrics.poll)
 	empty := ""
 	e.epoch.Store(&empty)
-	e.batch = newBatchGovernor(&e.cfg, &e.metrics.eventFrames)
 	e.fl = newFlusher(e.cfg.Writers)
+	e.batch = newBatchGovernor(&e.cfg, &e.metrics.eventFrames, &e.fl.maxWait)
+	e.fan = newFanout(e)
+	e.budget = newBudget(e.cfg.QueueBudget)
 	e.registry = prometheus.NewRegistry()
 	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -113,6 +118,15 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.every(e.cfg.sweepPeriod(), e.sweep)
 	e.every(e.cfg.EpochCheckInterval, func(time.Time) { e.checkEpoch() })
 	e.every(governPeriod, func(time.Time) { e.batch.tick(governPeriod) })
+	e.bg.Add(2)
+	go func() {
+		defer e.bg.Done()
+		e.fan.run(e.ctx.Done())
+	}()
+	go func() {
+		defer e.bg.Done()
+		e.enforceBudget()
+	}()
 	e.log.Info("engine started", "epoch", info.Epoch, "head", info.LastSeq)
 	return nil
 }
@@ -128,6 +142,8 @@ func (e *Engine) Snapshot() Snapshot {
 	s := e.metrics.snapshot()
 	s.Instance = e.cfg.Instance
 	s.BatchWindowMs = float64(e.batch.current()) / float64(time.Millisecond)
+	s.QueuedBytes, s.QueueBudget = e.budget.used.Load(), e.budget.limit
+	s.ParkedWriters, s.WriteStalls = e.fl.parked.Load(), e.fl.stalls.Load()
 	s.Epoch = e.Epoch()
 	e.pool.mu.Lock()
 	s.HeadSeq = e.pool.head
@@ -138,19 +154,29 @@ func (e *Engine) Snapshot() Snapshot {
 	return s
 }
 
-// dispatch runs on the bus delivery goroutine: encode once, record, fan out.
+// dispatch runs on the bus delivery goroutine: encode once, record, hand to the
+// fan-out.
 func (e *Engine) dispatch(ev *protocol.Event) {
 	oe := &outEvent{seq: ev.Seq, channel: ev.Channel, enc: protocol.EncodeEvent(ev), at: time.Now()}
-	subs, ok := e.pool.publish(oe)
-	if !ok {
+	if !e.pool.record(oe) {
 		return
 	}
 	e.metrics.eventsDispatched.Add(1)
-	for _, c := range subs {
-		c.enqueue(item{ev: oe})
-	}
-	e.fanned.Store(oe.seq)       // after the fan-out: a ping that carries it follows oe (liveHead)
+	e.fan.add(oe)
 	e.lp.wakeChannel(oe.channel) // after the window holds oe (poll_waiters.go)
+}
+
+// startFlusher starts the flusher's goroutines on first use.
+func (e *Engine) startFlusher() {
+	tick := min(250*time.Millisecond, max(e.cfg.WriteTimeout/4, 10*time.Millisecond))
+	e.fl.startOnce(tick, e.checkStalls)
+}
+
+// checkStalls resets the connections whose sockets stalled (flusher's stall checker).
+func (e *Engine) checkStalls(now time.Time) {
+	for _, c := range e.fl.waitingClients() {
+		c.checkStall(now)
+	}
 }
 
 // every runs fn every d on a goroutine of the engine's background group until Close.
@@ -176,13 +202,15 @@ func (e *Engine) every(d time.Duration, fn func(now time.Time)) {
 // HeartbeatTimeout (so a silent one goes at most one period after the timeout), and
 // pings every connection once per heartbeat interval.
 func (e *Engine) sweep(now time.Time) {
-	var ping []byte
+	var ping *frame
 	if now.Sub(e.lastPing) >= e.cfg.HeartbeatInterval-e.cfg.sweepPeriod()/2 {
 		e.lastPing = now
 		// The head is read before any ping is queued, so each ping is queued after every
-		// event up to it (liveHead): a client may take it as its cursor.
+		// event up to it (liveHead): a client may take it as its cursor. One frame for
+		// every connection; upTo makes a lagging one write its events up to seq first.
 		seq, epoch := e.liveHead()
-		ping = protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli(), Seq: seq, Epoch: epoch})
+		ping = newTextFrame(protocol.Marshal(protocol.Ping{Type: protocol.TypePing, TS: now.UnixMilli(), Seq: seq, Epoch: epoch}))
+		ping.upTo = seq
 	}
 	deadline := now.Add(-e.cfg.HeartbeatTimeout).UnixNano()
 	for _, c := range e.snapshotClients() {
@@ -191,22 +219,36 @@ func (e *Engine) sweep(now time.Time) {
 			continue
 		}
 		if ping != nil && c.welcomed.Load() {
-			c.enqueueCtrl(ping)
+			c.enqueue(item{fr: ping})
 		}
 	}
 }
 
 // liveHead returns the position a server ping carries: the highest sequence up to
-// which every dispatched event is already in its subscribers' queues, and its epoch.
-// A frame queued to a connection after this call follows every event of its channels
-// with seq <= the returned one (queues are FIFO and dispatch queues an event before it
-// advances fanned), so a client that received that frame, and the answers to its
-// subscribes, has everything up to it. resub.mu keeps the pair consistent across a
-// stream recreation (checkEpoch resets both under it; dispatch runs under its read lock).
+// which every dispatched event is already in its subscribers' queues (or, for a
+// lagging connection, in the replay window it reads from), and its epoch. A frame
+// queued to a connection after this call follows every event of its channels with
+// seq <= the returned one (queues are FIFO, the fan-out queues a round's events before
+// it advances fanned, and a lagging connection's writer reads the window up to a
+// ping's upTo before it writes the ping), so a client that received that frame, and
+// the answers to its subscribes, has everything up to it. resub.mu keeps the pair
+// consistent across a stream recreation (checkEpoch resets both under it and under
+// pool.mu, and bumps pool.gen: the fan-out advances fanned under pool.mu for events of
+// the current generation only).
 func (e *Engine) liveHead() (seq uint64, epoch string) {
 	e.resub.mu.RLock()
 	defer e.resub.mu.RUnlock()
 	return e.fanned.Load(), e.Epoch()
+}
+
+// advanceFanned records that every event up to last (the last of a fan-out round) is
+// queued; last of a stream that was since recreated is ignored.
+func (e *Engine) advanceFanned(last *outEvent) {
+	e.pool.mu.Lock()
+	if last.gen == e.pool.gen && last.seq > e.fanned.Load() {
+		e.fanned.Store(last.seq)
+	}
+	e.pool.mu.Unlock()
 }
 
 func (e *Engine) snapshotClients() []*Client {
@@ -267,7 +309,8 @@ func (e *Engine) retryHint() int64 {
 // for them to end or ctx to expire, then closes what is left. The bus is not closed.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.draining.Store(true)
-	e.lp.stop() // waiting polls answer 503 + Retry-After now
+	e.lp.stop()                    // waiting polls answer 503 + Retry-After now
+	e.fan.flush(ctx, e.ctx.Done()) // what was dispatched is queued before the closes
 	for _, c := range e.snapshotClients() {
 		c.requestClose(protocol.CloseShutdown, "server shutting down", e.retryHint(), DiscShutdown, true)
 	}
@@ -288,6 +331,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) Close() error {
 	e.draining.Store(true)
 	e.cancel()
+	for _, c := range e.snapshotClients() {
+		c.abort() // ends its read, and the owner tears it down
+	}
 	e.lp.stop()
 	e.lp.wg.Wait()
 	e.conns.Wait()

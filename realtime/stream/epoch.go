@@ -76,6 +76,8 @@ func (e *Engine) checkEpoch() {
 	e.pool.mu.Lock()
 	e.pool.window = ring{buf: make([]*outEvent, len(e.pool.window.buf))}
 	e.pool.head, e.pool.floor = info.LastSeq, info.LastSeq
+	e.pool.floorNow.Store(info.LastSeq)
+	e.pool.gen++ // events of the old stream waiting for the fan-out are dropped
 	e.fanned.Store(info.LastSeq)
 	e.epoch.Store(&info.Epoch)
 	e.pool.mu.Unlock()

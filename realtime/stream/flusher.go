@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"container/heap"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -11,130 +10,157 @@ import (
 // flusher runs the connections' writers on a few worker goroutines instead of one
 // goroutine per busy connection.
 //
-// With a goroutine per connection, every frame costs a timer, a wake-up and often a
-// goroutine start, and when one channel is fanned out to thousands of clients their
-// batch windows line up: thousands of writers become runnable together, and every
-// goroutine of the publish path (HTTP handler, NATS client and embedded server, the
-// dispatcher) waits behind all of them in the Go scheduler's run queue, hop after hop.
-// Here a connection with something to write is either ready (in a FIFO the workers
-// take from) or delayed until its batch window ends (in a heap that one timer
-// goroutine drains into the FIFO). Workers yield every 250 µs, so the publish
-// path runs within a fraction of a millisecond, not after thousands of writes.
+// With a goroutine per connection, every frame costs a wake-up and often a goroutine
+// start, and when one channel is fanned out to thousands of clients thousands of
+// writers become runnable together: every goroutine of the publish path (HTTP handler,
+// NATS client and embedded server, the dispatcher) then waits behind all of them in the
+// Go scheduler's run queue, hop after hop. Here a connection with something to write
+// waits in a FIFO that the workers take from, and workers yield every 250 µs, so the
+// publish path runs within a fraction of a millisecond.
 //
-// A worker blocked on one connection (a socket that does not drain, a replay reading
-// the bus) must not stall the others: a monitor counts workers busy for longer than
-// stuckAfter and starts replacements, the way the Go runtime hands a processor off
-// from a thread blocked in a system call. Surplus workers exit once the blocked ones
-// are back.
+// No socket can hold a worker: writers write without blocking (sock.tryWritev). A
+// socket that takes only part of a write is parked: the parker (epoll, park_linux.go)
+// hands it back to the FIFO when it is writable again, and where there is no parker the
+// rest is written by the connection's slow path, a goroutine of its own. A connection
+// waiting like that for longer than Config.WriteTimeout without the socket taking a
+// byte is stalled: the stall checker resets it.
 type flusher struct {
-	target int       // workers to keep unblocked
-	base   time.Time // due times are monotonic offsets from it (a wall clock step moves nothing)
+	target int // workers
+	park   parker
+	now    func() time.Time
 
 	mu      sync.Mutex
 	cond    *sync.Cond // ready gained an entry, or stop
 	ready   []flushEntry
 	rhead   int
-	delayed delayHeap
-	wake    chan struct{} // the timer goroutine: a new earliest due, or stop
-	workers []*flushWorker
-	stuck   int // workers busy past stuckAfter, as of the monitor's last look
 	stopped bool
+
+	// waiting: connections parked or on their slow path, for the stall checker.
+	waitMu  sync.Mutex
+	waiting map[*Client]struct{} // bounded by the open connections
 
 	start sync.Once
 	wg    sync.WaitGroup
-	spawn atomic.Uint64 // workers started beyond the target (tests, metrics)
+	done  chan struct{} // closed by stop: ends the stall checker
+
+	// maxWait is the longest a connection waited in the FIFO since the batch governor
+	// last looked (nanoseconds): how far behind the writers are.
+	maxWait atomic.Int64
+	parked  atomic.Int64 // connections waiting for their socket (gauge)
+	stalls  atomic.Uint64
+}
+
+// parker waits for parked connections' sockets to become writable.
+type parker interface {
+	arm(c *Client) error // one report when c's socket is writable; writer only
+	disarm(c *Client)
+	run(onWritable func(*Client))
+	stop()
+	close()
 }
 
 // flushEntry is a scheduled connection; gen tells a current entry from a stale one.
 type flushEntry struct {
 	c   *Client
 	gen uint64
-	due time.Duration // since flusher.base (delayed entries)
+	at  int64 // unix nanos when it became ready
 }
-
-type flushWorker struct {
-	since atomic.Int64 // unix nanos when the current connection was taken; 0 when idle
-	exit  bool         // guarded by flusher.mu
-}
-
-// stuckAfter: a worker on one connection for longer is counted as blocked.
-const stuckAfter = 20 * time.Millisecond
 
 func newFlusher(workers int) *flusher {
 	if workers <= 0 {
 		workers = max(4, 2*runtime.GOMAXPROCS(0))
 	}
-	f := &flusher{target: workers, base: time.Now(), wake: make(chan struct{}, 1)}
+	f := &flusher{target: workers, now: time.Now, waiting: map[*Client]struct{}{}, done: make(chan struct{})}
 	f.cond = sync.NewCond(&f.mu)
+	if p, err := newParker(); err == nil {
+		f.park = p
+	}
 	return f
 }
 
-func (f *flusher) startOnce() {
+func (f *flusher) startOnce(stallTick time.Duration, check func(now time.Time)) {
 	f.start.Do(func() {
 		f.mu.Lock()
 		if f.stopped {
 			f.mu.Unlock()
 			return
 		}
+		f.wg.Add(f.target)
 		for range f.target {
-			f.addWorkerLocked()
+			go f.work()
 		}
 		f.mu.Unlock()
-		f.wg.Add(2)
-		go f.timerLoop()
-		go f.monitor()
+		if f.park != nil {
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				f.park.run(func(c *Client) { c.writable() })
+			}()
+		}
+		f.wg.Add(1)
+		go f.stallChecker(stallTick, check)
 	})
-}
-
-func (f *flusher) addWorkerLocked() {
-	w := &flushWorker{}
-	f.workers = append(f.workers, w)
-	f.wg.Add(1)
-	go f.work(w)
 }
 
 // pushReady queues c (at generation gen) for a worker.
 func (f *flusher) pushReady(c *Client, gen uint64) {
-	f.startOnce()
+	c.e.startFlusher()
+	now := time.Now().UnixNano()
 	f.mu.Lock()
-	f.ready = append(f.ready, flushEntry{c: c, gen: gen})
+	f.ready = append(f.ready, flushEntry{c: c, gen: gen, at: now})
 	f.mu.Unlock()
 	f.cond.Signal()
 }
 
-// pushDelayed queues c (at generation gen) for a worker at due.
-func (f *flusher) pushDelayed(c *Client, gen uint64, due time.Time) {
-	f.startOnce()
-	d := due.Sub(f.base)
+// pushReadyMany queues several connections under one lock (the fan-out).
+func (f *flusher) pushReadyMany(es []flushEntry) {
+	if len(es) == 0 {
+		return
+	}
+	es[0].c.e.startFlusher()
+	now := time.Now().UnixNano()
 	f.mu.Lock()
-	earliest := len(f.delayed) == 0 || d < f.delayed[0].due
-	heap.Push(&f.delayed, flushEntry{c: c, gen: gen, due: d})
+	for i := range es {
+		es[i].at = now
+	}
+	f.ready = append(f.ready, es...)
 	f.mu.Unlock()
-	if earliest {
-		signal(f.wake)
+	if len(es) == 1 {
+		f.cond.Signal()
+	} else {
+		f.cond.Broadcast()
 	}
 }
 
 // stop ends the goroutines once every connection is gone (Engine.Close).
 func (f *flusher) stop() {
 	f.mu.Lock()
+	already := f.stopped
 	f.stopped = true
 	f.mu.Unlock()
+	if already {
+		return
+	}
 	f.cond.Broadcast()
-	signal(f.wake)
+	close(f.done)
+	if f.park != nil {
+		f.park.stop()
+	}
 	f.wg.Wait()
+	if f.park != nil {
+		f.park.close()
+	}
 }
 
-func (f *flusher) work(w *flushWorker) {
+func (f *flusher) work() {
 	defer f.wg.Done()
 	lastYield := time.Now()
 	for {
 		f.mu.Lock()
-		for f.rhead == len(f.ready) && !f.stopped && !w.exit {
+		for f.rhead == len(f.ready) && !f.stopped {
 			f.cond.Wait()
 		}
-		if w.exit || (f.stopped && f.rhead == len(f.ready)) {
-			f.removeWorkerLocked(w)
+		if f.stopped && f.rhead == len(f.ready) {
 			f.mu.Unlock()
 			return
 		}
@@ -145,16 +171,10 @@ func (f *flusher) work(w *flushWorker) {
 		f.mu.Unlock()
 
 		now := time.Now()
-		w.since.Store(now.UnixNano())
-		e.c.runWriter(e.gen)
-		w.since.Store(0)
-
-		// Surplus after a blocked worker came back: leave.
-		f.mu.Lock()
-		if len(f.workers)-f.stuck > f.target && !f.stopped {
-			w.exit = true
+		if w := now.UnixNano() - e.at; w > f.maxWait.Load() {
+			f.maxWait.Store(w) // racy max: a lost update only under-reports one period
 		}
-		f.mu.Unlock()
+		e.c.runWriter(e.gen)
 		// Let the publish path run between connections, at most every yieldEvery: a
 		// yield per connection would leave the writers one turn each among every
 		// runnable goroutine of the process.
@@ -168,86 +188,49 @@ func (f *flusher) work(w *flushWorker) {
 // yieldEvery is how long a worker writes before it yields the processor.
 const yieldEvery = 250 * time.Microsecond
 
-func (f *flusher) removeWorkerLocked(w *flushWorker) {
-	for i, x := range f.workers {
-		if x == w {
-			f.workers = append(f.workers[:i], f.workers[i+1:]...)
-			return
-		}
+// addWaiting and removeWaiting maintain the stall checker's list.
+func (f *flusher) addWaiting(c *Client) {
+	f.waitMu.Lock()
+	if _, ok := f.waiting[c]; !ok {
+		f.waiting[c] = struct{}{}
+		f.parked.Add(1)
 	}
+	f.waitMu.Unlock()
 }
 
-// timerLoop moves delayed connections to the ready FIFO when their window ends.
-func (f *flusher) timerLoop() {
+func (f *flusher) removeWaiting(c *Client) {
+	f.waitMu.Lock()
+	if _, ok := f.waiting[c]; ok {
+		delete(f.waiting, c)
+		f.parked.Add(-1)
+	}
+	f.waitMu.Unlock()
+}
+
+// stallChecker runs check every tick until stop.
+func (f *flusher) stallChecker(tick time.Duration, check func(now time.Time)) {
 	defer f.wg.Done()
-	t := time.NewTimer(time.Hour)
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
-		f.mu.Lock()
-		now := time.Since(f.base)
-		moved := 0
-		for len(f.delayed) > 0 && f.delayed[0].due <= now {
-			e := heap.Pop(&f.delayed).(flushEntry)
-			f.ready = append(f.ready, e)
-			moved++
-		}
-		wait := time.Duration(-1)
-		if len(f.delayed) > 0 {
-			wait = f.delayed[0].due - now
-		}
-		stopped := f.stopped
-		f.mu.Unlock()
-		switch {
-		case moved == 1:
-			f.cond.Signal()
-		case moved > 1:
-			f.cond.Broadcast()
-		}
-		if stopped {
-			return
-		}
-		if wait >= 0 {
-			t.Reset(wait)
-		}
 		select {
-		case <-t.C:
-		case <-f.wake:
-			if !t.Stop() {
-				select {
-				case <-t.C:
-				default:
-				}
-			}
+		case <-f.done:
+			return
+		case now := <-t.C:
+			check(now)
 		}
 	}
 }
 
-// monitor starts a replacement for every worker blocked on one connection.
-func (f *flusher) monitor() {
-	defer f.wg.Done()
-	t := time.NewTicker(stuckAfter / 2)
-	defer t.Stop()
-	for {
-		<-t.C
-		f.mu.Lock()
-		if f.stopped {
-			f.mu.Unlock()
-			return
-		}
-		limit := time.Now().Add(-stuckAfter).UnixNano()
-		stuck := 0
-		for _, w := range f.workers {
-			if s := w.since.Load(); s != 0 && s < limit {
-				stuck++
-			}
-		}
-		f.stuck = stuck
-		for len(f.workers)-stuck < f.target {
-			f.addWorkerLocked()
-			f.spawn.Add(1)
-		}
-		f.mu.Unlock()
+// waitingClients copies the stall checker's list.
+func (f *flusher) waitingClients() []*Client {
+	f.waitMu.Lock()
+	defer f.waitMu.Unlock()
+	out := make([]*Client, 0, len(f.waiting))
+	for c := range f.waiting {
+		out = append(out, c)
 	}
+	return out
 }
 
 // compactFIFO returns a slice-backed FIFO (q, consumed up to head) rewound when it is
@@ -263,19 +246,4 @@ func compactFIFO[T any](q []T, head int) ([]T, int) {
 		return q[:n], 0
 	}
 	return q, head
-}
-
-// delayHeap orders delayed entries by due time.
-type delayHeap []flushEntry
-
-func (h delayHeap) Len() int           { return len(h) }
-func (h delayHeap) Less(i, j int) bool { return h[i].due < h[j].due }
-func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *delayHeap) Push(x any)        { *h = append(*h, x.(flushEntry)) }
-func (h *delayHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = flushEntry{}
-	*h = old[:len(old)-1]
-	return e
 }

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
@@ -9,12 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -65,6 +61,9 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		first = &protocol.ClientFrame{Type: protocol.TypeSubscribe, Channels: strings.Split(chs, ",")}
+		for i, ch := range first.Channels {
+			first.Channels[i] = strings.Clone(ch) // not a piece of the request line, kept for the connection's life
+		}
 		if !cur.IsZero() {
 			first.Cursor = &cur
 		}
@@ -82,7 +81,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if e.cfg.CompressionThreshold < 0 {
 		opts.CompressionMode = websocket.CompressionDisabled
 	}
-	cw := &countingWriter{ResponseWriter: w, m: e.metrics, timeout: e.cfg.WriteTimeout}
+	cw := &countingWriter{ResponseWriter: w, m: e.metrics, timeout: e.cfg.WriteTimeout, sndbuf: e.cfg.SendBuffer}
 	conn, err := websocket.Accept(cw, r, opts)
 	if err != nil {
 		e.metrics.refuse(RefuseUpgrade)
@@ -93,24 +92,18 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	if e.refuseStream(conn, id) { // streaming flag off for this user: close 4300 (switch.go)
 		return
 	}
-	ctx, cancel := context.WithCancel(e.ctx)
 	c := &Client{
-		e: e, conn: conn, cc: cw.cc, session: newSessionID(),
+		e: e, conn: conn, cc: cw.s, session: newSessionID(),
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
-		ctx:     ctx, cancel: cancel,
-		subs: map[string]struct{}{}, opened: time.Now(),
+		opened:  time.Now(),
 	}
 	c.id.Store(id)
 	c.release, admitted = release, true
 	c.initLimits()
 	c.lastRead.Store(c.e.cfg.now().UnixNano())
-	if !e.register(c) {
-		c.runRelease()
-		cancel()
-		e.metrics.refuse(RefuseDraining)
-		_ = conn.Close(websocket.StatusCode(protocol.CloseShutdown), protocol.CloseReason("server shutting down", e.retryHint()))
-		return
-	}
+	c.cc.attach(c) // from here on, every write goes through the writer
+	// The welcome is queued before the client is registered, so that it is the first
+	// frame (the sweeper's pings reach registered clients only).
 	c.enqueueCtrl(protocol.Marshal(protocol.Welcome{
 		Type: protocol.TypeWelcome, Version: protocol.Version, Session: c.session, Instance: e.cfg.Instance,
 		HeartbeatMs: e.cfg.HeartbeatInterval.Milliseconds(), ServerTime: time.Now().UnixMilli(),
@@ -118,6 +111,15 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		Limits: protocol.Limits{MaxFrameBytes: e.cfg.MaxFrameBytes, MaxSubscriptions: e.cfg.MaxSubscriptions,
 			MaxChannelLength: e.cfg.MaxChannelLength, MaxBatchEvents: e.cfg.BatchMaxEvents},
 	}))
+	if !e.register(c) {
+		c.runRelease()
+		e.metrics.refuse(RefuseDraining)
+		c.requestClose(protocol.CloseShutdown, "server shutting down", e.retryHint(), DiscShutdown, false)
+		waitTimeout(&c.wg, closeGrace, c.abort)
+		c.wg.Wait()
+		_ = conn.CloseNow()
+		return
+	}
 	c.armExpiry(id.ExpiresAt)
 	if first != nil {
 		c.handleSubscribe(first)
@@ -160,7 +162,9 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 func (c *Client) readLoop() DisconnectReason {
 	failed := false // the connection was failed (1007): what follows is not read as frames
 	for {
-		typ, data, err := c.conn.Read(c.ctx)
+		// No context: a context per read costs a registration with it for as long as
+		// the read waits, on every idle connection. Closing the socket ends the read.
+		typ, data, err := c.conn.Read(context.Background())
 		if err != nil {
 			switch {
 			case errors.Is(err, websocket.ErrMessageTooBig):
@@ -288,36 +292,26 @@ func (c *Client) handleUnsubscribe(f *protocol.ClientFrame) {
 }
 
 // teardown runs on the owner goroutine after the read loop ended: stop fan-out to c,
-// let the writer finish (a requested close is sent), release everything, count.
+// let the writer finish what it must still send (the answer to a close), release
+// everything, count.
 func (c *Client) teardown(why DisconnectReason) {
 	e := c.e
 	n := e.pool.removeAll(c)
 	e.metrics.subscriptions.Add(-int64(n))
 	c.mu.Lock()
 	c.setDiscLocked(why)
-	if c.state == stateOpen {
-		c.state = stateClosed
-		if c.qEvents > 0 {
-			e.metrics.drop(DropClosing, c.qEvents)
-		}
-		c.resetQueueLocked()
-	}
-	if c.sched == schedDelayed {
-		c.kickLocked() // a writer waiting for its window runs now and stops
+	if c.state != stateClosed {
+		c.state = stateClosed // nothing more is queued or sent but the library's answer
+		c.resetQueueLocked(DropClosing)
 	}
 	c.mu.Unlock()
 	// Cut the socket now when nothing more can be written usefully (it broke, or the
-	// engine is closing): a write blocked on it returns at once instead of at its
-	// deadline. Otherwise the writer gets its deadline plus a margin.
-	abort := func() {
-		c.cancel()
-		_ = c.conn.CloseNow()
+	// engine is closing). Otherwise the writer gets closeGrace to send what it holds
+	// (the library's close frame).
+	if why == DiscReadError || e.ctx.Err() != nil {
+		c.abort()
 	}
-	if why == DiscReadError || why == DiscFrameTooBig || e.ctx.Err() != nil {
-		abort()
-	}
-	waitTimeout(&c.wg, e.cfg.WriteTimeout+5*time.Second, abort)
-	c.cancel()
+	waitTimeout(&c.wg, closeGrace, c.abort)
 	c.wg.Wait()
 	_ = c.conn.CloseNow()
 	c.mu.Lock()
@@ -492,124 +486,4 @@ func (e *Engine) ServeMetrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(e.Snapshot())
-}
-
-// Per-connection socket buffer sizes (see countingWriter.Hijack).
-const (
-	connReadBuffer  = 512
-	connWriteBuffer = 1024
-)
-
-// countingWriter wraps the upgrade's ResponseWriter so that the hijacked connection
-// counts the bytes that really cross the socket (after compression, with framing).
-type countingWriter struct {
-	http.ResponseWriter
-	m       *Metrics
-	timeout time.Duration // the socket's write timeout (countingConn.timeout)
-	cc      *countingConn // set by Hijack
-}
-
-func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := cw.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("stream: response writer cannot hijack")
-	}
-	nc, brw, err := hj.Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	cc := &countingConn{Conn: nc, wire: &cw.m.bytesWire, read: &cw.m.bytesRead, timeout: cw.timeout}
-	cw.cc = cc
-	// Small buffers instead of net/http's 4 KiB pair: an idle connection keeps them for
-	// its whole life, and frames larger than a buffer bypass it anyway. Bytes the
-	// server already read past the request stay first in line.
-	var r io.Reader = cc
-	if n := brw.Reader.Buffered(); n > 0 {
-		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), cc)
-	}
-	return cc, bufio.NewReadWriter(bufio.NewReaderSize(r, connReadBuffer), bufio.NewWriterSize(cc, connWriteBuffer)), nil
-}
-
-// It can also be corked: while corked, writes are gathered in a pooled buffer and sent
-// by uncork in one system call. The writer corks around each frame because the
-// WebSocket library writes a frame larger than its (small) buffer in two calls, header
-// and payload; gathering halves the system calls per frame without a bigger
-// per-connection buffer.
-type countingConn struct {
-	net.Conn
-	wire, read *atomic.Uint64
-
-	mu     sync.Mutex // orders gathered and direct writes; held across uncork's write
-	corked bool
-	buf    *[]byte // gathered bytes, from corkPool, while corked
-
-	// timeout bounds a direct write (the library's pongs and close frames). Every write
-	// sets its own deadline first and none clears it: an expired deadline left behind
-	// never touches a later write, and a frame costs one timer update, not two.
-	timeout time.Duration
-}
-
-var corkPool = sync.Pool{New: func() any { b := make([]byte, 0, 8192); return &b }}
-
-func (c *countingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if c.corked {
-		*c.buf = append(*c.buf, p...)
-		c.mu.Unlock()
-		return len(p), nil
-	}
-	c.mu.Unlock()
-	var deadline time.Time // zero: none
-	if c.timeout > 0 {
-		deadline = time.Now().Add(c.timeout)
-	}
-	return c.writeBy(p, deadline)
-}
-
-// writeBy writes p, which must be sent by deadline, and counts the bytes that left.
-func (c *countingConn) writeBy(p []byte, deadline time.Time) (int, error) {
-	_ = c.Conn.SetWriteDeadline(deadline)
-	n, err := c.Conn.Write(p)
-	c.wire.Add(uint64(n))
-	return n, err
-}
-
-// cork starts gathering writes.
-func (c *countingConn) cork() {
-	c.mu.Lock()
-	c.corked, c.buf = true, corkPool.Get().(*[]byte)
-	c.mu.Unlock()
-}
-
-// uncork sends what was gathered in one write that must finish by deadline, and
-// stops gathering. A write from another goroutine waits until it is done.
-func (c *countingConn) uncork(deadline time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	b := c.buf
-	c.corked, c.buf = false, nil
-	var err error
-	if len(*b) > 0 {
-		_, err = c.writeBy(*b, deadline)
-	}
-	if cap(*b) <= 1<<20 {
-		*b = (*b)[:0]
-		corkPool.Put(b)
-	}
-	return err
-}
-
-// writeAll writes p in one call that must finish by deadline (a raw frame).
-func (c *countingConn) writeAll(p []byte, deadline time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, err := c.writeBy(p, deadline)
-	return err
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.read.Add(uint64(n))
-	return n, err
 }

@@ -197,8 +197,8 @@ func (c *Client) describe() Connection {
 		Deflate: c.deflate, LastReadMs: c.lastRead.Load() / int64(time.Millisecond)}
 	c.e.pool.mu.Lock()
 	chans := make([]string, 0, len(c.subs))
-	for ch := range c.subs {
-		chans = append(chans, ch)
+	for _, s := range c.subs {
+		chans = append(chans, s.ch)
 	}
 	c.e.pool.mu.Unlock()
 	out.Channels, out.ChannelCount = firstChannels(chans), len(chans)

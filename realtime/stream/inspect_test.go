@@ -81,9 +81,9 @@ func TestChannelHeapKeepsLargest(t *testing.T) {
 // time dispatch waits for the pool's lock once per health snapshot.
 func BenchmarkTopChannels(b *testing.B) {
 	e := &Engine{pool: newPool(1), lp: newLongPoll(&Config{}, &pollCounters{})}
-	c := &Client{subs: map[string]struct{}{}}
+	c := &Client{}
 	for i := 0; i < 100_000; i++ {
-		e.pool.index[fmt.Sprintf("user:%d:inbox", i)] = []*Client{c}
+		e.pool.index[fmt.Sprintf("user:%d:inbox", i)] = []sub{{c: c}}
 	}
 	for b.Loop() {
 		e.TopChannels(20)

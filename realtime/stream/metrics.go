@@ -21,10 +21,11 @@ const (
 	DropSlowConsumer DropReason = iota // queue overflowed; the connection is closed and resumes by cursor
 	DropClosing                        // the connection was already closing
 	DropReplayFailed                   // replay aborted (bus error); the connection is closed and resumes
+	DropQueueBudget                    // the instance's queue budget closed the connection (4105); it resumes
 	numDropReasons
 )
 
-var dropNames = [...]string{"slow_consumer", "closing", "replay_failed"}
+var dropNames = [...]string{"slow_consumer", "closing", "replay_failed", "queue_budget"}
 
 func (r DropReason) String() string { return dropNames[r] }
 
@@ -37,7 +38,7 @@ const (
 	DiscReadError                              // connection broke while reading
 	DiscSlowConsumer                           // queue overflow (4100)
 	DiscHeartbeat                              // nothing read within the heartbeat timeout (4001)
-	DiscWriteError                             // a write failed or timed out
+	DiscWriteError                             // a write failed, or the socket took nothing for WriteTimeout
 	DiscShutdown                               // server drain (4101)
 	DiscProtocol                               // too many bad frames (4400), or a text frame that is not UTF-8 (1007)
 	DiscFrameTooBig                            // client frame over the limit (1009)
@@ -46,12 +47,13 @@ const (
 	DiscKicked                                 // closed by a policy hook (flags, limits)
 	DiscTokenExpired                           // token expired without a refresh (4200)
 	DiscRateLimited                            // client sent frames over its rate (4102)
+	DiscQueueBudget                            // held the most unsent data when the queue budget was exceeded (4105)
 	numDisconnectReasons
 )
 
 var discNames = [...]string{"client_closed", "read_error", "slow_consumer", "heartbeat_timeout",
 	"write_error", "shutdown", "protocol_error", "frame_too_big", "replay_overloaded", "replay_failed", "kicked",
-	"token_expired", "rate_limited"}
+	"token_expired", "rate_limited", "queue_budget"}
 
 func (r DisconnectReason) String() string { return discNames[r] }
 
@@ -110,6 +112,10 @@ type Metrics struct {
 	recMemory           atomic.Uint64
 	recBus              atomic.Uint64
 	recFailed           atomic.Uint64
+	budgetCloses        atomic.Uint64
+	framesCompressed    atomic.Uint64
+	lagFallbacks        atomic.Uint64
+	windowFrames        atomic.Uint64 // frames lagging connections read from the window
 	drops               [numDropReasons]atomic.Uint64
 	disconnects         [numDisconnectReasons]atomic.Uint64
 	refusals            [len(refuseNames)]atomic.Uint64
@@ -195,6 +201,26 @@ type Snapshot struct {
 	Breaker string `json:"breaker,omitempty"`
 	// BatchWindowMs is the batch window in force (it widens under load, window.go).
 	BatchWindowMs float64 `json:"batchWindowMs"`
+	// QueuedBytes is what every connection's queue holds now, summed (a frame shared by
+	// several connections counts for each); QueueBudget is its bound (Config.QueueBudget).
+	QueuedBytes int64 `json:"queuedBytes"`
+	QueueBudget int64 `json:"queueBudget"`
+	// BudgetCloses counts connections closed (4105) to bring QueuedBytes back under
+	// the budget.
+	BudgetCloses uint64 `json:"budgetCloses"`
+	// ParkedWriters is how many connections wait for their socket to take more;
+	// WriteStalls counts those reset because it took nothing for WriteTimeout (or their
+	// close did not finish in time).
+	ParkedWriters int64  `json:"parkedWriters"`
+	WriteStalls   uint64 `json:"writeStalls"`
+	// FramesCompressed counts frames deflated: once per frame for every client that
+	// negotiated compression, not once per client.
+	FramesCompressed uint64 `json:"framesCompressed"`
+	// LagFallbacks counts connections that fell behind (their socket did not take what
+	// was queued) and read their events from the replay window instead of a queue;
+	// WindowFrames counts the frames they read that way.
+	LagFallbacks uint64 `json:"lagFallbacks"`
+	WindowFrames uint64 `json:"windowFrames"`
 	// Client is what browsers reported (health frames, Config.OnHealth). The engine
 	// leaves it empty; the process that keeps the reports (encore.app/server) fills it
 	// in the fleet record.
@@ -236,6 +262,10 @@ func (m *Metrics) snapshot() Snapshot {
 		BadFrames:           m.badFrames.Load(),
 		MessagesRateLimited: m.messagesRateLimited.Load(),
 		PollStats:           m.poll.stats(),
+		BudgetCloses:        m.budgetCloses.Load(),
+		FramesCompressed:    m.framesCompressed.Load(),
+		LagFallbacks:        m.lagFallbacks.Load(),
+		WindowFrames:        m.windowFrames.Load(),
 	}
 	if s.EventFrames > 0 {
 		s.EventsPerFrame = float64(s.EventsDelivered) / float64(s.EventFrames)
@@ -314,6 +344,12 @@ func newCollector(e *Engine) *collector {
 	add("health_reports_total", "Client health reports received.")
 	add("messages_rate_limited_total", "Client frames ignored for exceeding the per-connection message rate.")
 	add("bus_breaker_state", "Bus circuit breaker: 1 for the current state (closed, open, half-open).", "state")
+	add("queued_bytes", "Bytes queued to connections and not yet on their sockets, summed over connections.")
+	add("queue_budget_bytes", "Bound of queued_bytes (the queue budget).")
+	add("budget_closes_total", "Connections closed (4105) to bring queued bytes back under the budget.")
+	add("parked_writers", "Connections waiting for their socket to take more.")
+	add("write_stalls_total", "Connections reset because their socket took nothing for the write timeout.")
+	add("frames_compressed_total", "Frames deflated (once per frame for every compressing client).")
 	return c
 }
 
@@ -345,6 +381,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("bytes_wire_total", s.BytesWire)
 	k("health_reports_total", s.HealthReports)
 	k("messages_rate_limited_total", s.MessagesRateLimited)
+	g("queued_bytes", float64(s.QueuedBytes))
+	g("queue_budget_bytes", float64(s.QueueBudget))
+	k("budget_closes_total", s.BudgetCloses)
+	g("parked_writers", float64(s.ParkedWriters))
+	k("write_stalls_total", s.WriteStalls)
+	k("frames_compressed_total", s.FramesCompressed)
 	if s.Breaker != "" {
 		for _, st := range []string{"closed", "open", "half-open"} {
 			v := 0.0

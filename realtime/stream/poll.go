@@ -402,6 +402,8 @@ func sleepCtx(ctx context.Context, stop <-chan struct{}, d time.Duration) bool {
 	}
 }
 
+var pollBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // writePoll encodes the answer (events spliced from their shared encodings) and
 // gzips it when it is at least PollGzipThreshold bytes and the client accepts gzip.
 func (e *Engine) writePoll(w http.ResponseWriter, r *http.Request, a *pollAnswer) {
@@ -412,7 +414,7 @@ func (e *Engine) writePoll(w http.ResponseWriter, r *http.Request, a *pollAnswer
 	} else {
 		tail.Transport, tail.RetryMs = TransportPoll, e.probeHint()
 	}
-	bp := framePool.Get().(*[]byte)
+	bp := pollBufPool.Get().(*[]byte)
 	b := append((*bp)[:0], `{"events":[`...)
 	for i, ev := range a.events {
 		if i > 0 {
@@ -427,7 +429,7 @@ func (e *Engine) writePoll(w http.ResponseWriter, r *http.Request, a *pollAnswer
 	*bp = b
 	defer func() {
 		if cap(*bp) <= 1<<20 {
-			framePool.Put(bp)
+			pollBufPool.Put(bp)
 		}
 	}()
 

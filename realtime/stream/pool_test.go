@@ -28,11 +28,11 @@ func TestPoolWindowGap(t *testing.T) {
 			p := newPool(4)
 			p.reset(0)
 			for _, s := range tc.seqs {
-				if _, ok := p.publish(&outEvent{seq: s, channel: "c"}); !ok {
+				if !p.record(&outEvent{seq: s, channel: "c"}) {
 					t.Fatalf("seq %d refused", s)
 				}
 			}
-			c := &Client{subs: map[string]struct{}{}}
+			c := &Client{}
 			cur := &protocol.Cursor{Seq: tc.cursor, Epoch: "e"}
 			var job *replayJob
 			p.subscribe(c, []string{"c"}, cur, "e", 10, func(j *replayJob) { job = j })

@@ -24,8 +24,8 @@ type replayJob struct {
 	checkAhead bool               // cursor beyond this instance's head: ask the bus
 }
 
-// runJob runs on the writer goroutine.
-func (c *Client) runJob(j *replayJob) error {
+// runJob runs on the job goroutine; ctx ends with the connection.
+func (c *Client) runJob(ctx context.Context, j *replayJob) error {
 	e := c.e
 	m := e.metrics
 	rec := j.rec
@@ -33,14 +33,14 @@ func (c *Client) runJob(j *replayJob) error {
 	if j.recovery && rec == nil {
 		if j.fromBus {
 			var ok bool
-			release, ok = e.acquireReplay(c.ctx)
+			release, ok = e.acquireReplay(ctx)
 			if !ok {
 				c.requestClose(protocol.CloseOverloaded, "replay busy", e.replayRetryHint(), DiscReplayOverload, false)
 				return nil
 			}
 			defer release()
 		}
-		rec = e.checkCursor(c.ctx, j)
+		rec = e.checkCursor(ctx, j)
 		if j.checkAhead && rec.Recovered {
 			c.liveAfter = max(c.liveAfter, j.cursor.Seq)
 		}
@@ -86,7 +86,7 @@ func (c *Client) runJob(j *replayJob) error {
 	if rec.Source != "bus" || j.cursor.Seq >= j.head {
 		return nil
 	}
-	return c.replayFromBus(j)
+	return c.replayFromBus(ctx, j)
 }
 
 // checkCursor decides a recovery that needs the bus's view of the stream.
@@ -115,9 +115,9 @@ func (e *Engine) checkCursor(ctx context.Context, j *replayJob) *protocol.Recove
 // replayFromBus streams (cursor.Seq, head] of the job's channels from the bus in frames
 // of at most BatchMaxEvents. A failure half-way closes the connection (4103) so the
 // client resumes from what it got: never a silent gap.
-func (c *Client) replayFromBus(j *replayJob) error {
+func (c *Client) replayFromBus(ctx context.Context, j *replayJob) error {
 	e := c.e
-	ctx, cancel := context.WithTimeout(c.ctx, e.cfg.ReplayTimeout)
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.ReplayTimeout)
 	defer cancel()
 	var batch []*outEvent
 	var writeErr error

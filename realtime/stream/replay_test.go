@@ -163,11 +163,12 @@ func testNotRecovered(t *testing.T, env *testEnv) {
 	}
 }
 
-// A client that stops reading: its queue stays under the bound, it is closed with the
-// slow-consumer code, and resuming with its cursor gets every event it missed once.
+// A client that stops reading: its queue stays under the bound (it falls back to the
+// replay window), it is closed with the slow-consumer code once what it has not read
+// left the window, and resuming with its cursor gets every event it missed once.
 func TestSlowConsumerResumes(t *testing.T) {
 	const maxBytes = 256 << 10
-	env := newEnv(t, Config{QueueMaxEvents: 1000, QueueMaxBytes: maxBytes, WriteTimeout: 30 * time.Second}, bus.Config{})
+	env := newEnv(t, Config{QueueMaxEvents: 1000, QueueMaxBytes: maxBytes, WriteTimeout: 30 * time.Second, WindowEvents: 1000, ReplayTimeout: time.Minute}, bus.Config{})
 	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard against a hung test, not a speed budget
 	slow := env.dial(ctx, nil)
 	subscribe(t, ctx, slow, nil, "s")

@@ -143,8 +143,8 @@ func (c *Client) recheckSubscriptions(id *Identity, reqID string) {
 	e := c.e
 	e.pool.mu.Lock()
 	chs := make([]string, 0, len(c.subs))
-	for ch := range c.subs {
-		chs = append(chs, ch)
+	for _, s := range c.subs {
+		chs = append(chs, s.ch)
 	}
 	e.pool.mu.Unlock()
 	var refused []string

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,7 +141,8 @@ func TestBatchingIdleFirstThenCoalesce(t *testing.T) {
 	}
 }
 
-// With the default window a burst goes out in a few frames of at most 100 events.
+// With the default settings a burst goes out as it arrives (an instance with CPU to
+// spare opens no window), in order, in frames of at most 100 events.
 func TestBatchingDefaultWindow(t *testing.T) {
 	env := newEnv(t, Config{}, bus.Config{})
 	ctx := testutil.Context(t)
@@ -154,9 +156,7 @@ func TestBatchingDefaultWindow(t *testing.T) {
 			t.Fatalf("frame of %d events", len(f.Events))
 		}
 	}
-	if len(frames) > 60 {
-		t.Errorf("%d frames for 450 events: not coalesced", len(frames))
-	}
+	t.Logf("450 events in %d frames", len(frames))
 }
 
 func frameSizes(fs []*rtclient.Frame) []int {
@@ -576,7 +576,7 @@ func TestOriginCheck(t *testing.T) {
 // compressing clients intact while the clients ping (the library answers with pongs on
 // the same socket, interleaved with the writer's raw frames).
 func TestFrameSizesWithPings(t *testing.T) {
-	env := newEnv(t, Config{BatchWindow: 30 * time.Millisecond}, bus.Config{})
+	env := newEnv(t, Config{BatchWindow: 30 * time.Millisecond, BatchWindowMax: 30 * time.Millisecond}, bus.Config{})
 	ctx := testutil.Context(t)
 	for _, compress := range []bool{false, true} {
 		t.Run(fmt.Sprintf("compression=%v", compress), func(t *testing.T) {
@@ -597,6 +597,7 @@ func TestFrameSizesWithPings(t *testing.T) {
 			pingCtx, stopPings := context.WithCancel(ctx)
 			defer stopPings()
 			pinged := make(chan int)
+			var answered atomic.Int64
 			go func() {
 				n := 0
 				defer func() { pinged <- n }()
@@ -618,6 +619,7 @@ func TestFrameSizesWithPings(t *testing.T) {
 						return
 					}
 					n++
+					answered.Add(1)
 				}
 			}()
 			before := env.eng.Snapshot().FramesWritten
@@ -625,6 +627,9 @@ func TestFrameSizesWithPings(t *testing.T) {
 			env.publish(evs[1])
 			env.publish(evs[2:]...)
 			got, _ := readEvents(t, ctx, c, len(evs))
+			// Pongs are read by the reader: keep one reading until a ping was answered.
+			go func() { _, _ = c.ReadFrame(pingCtx) }()
+			testutil.WaitFor(t, "a ping answered", func() bool { return answered.Load() > 0 })
 			close(stop)
 			stopPings()
 			for i, ev := range got {
@@ -642,13 +647,14 @@ func TestFrameSizesWithPings(t *testing.T) {
 	}
 }
 
-// Connections whose sockets stop draining block the writers writing to them; the
-// flusher replaces a blocked writer, so the other connections keep being served long
-// before the blocked writes reach their timeout: the healthy client has every event
-// while no blocked write has timed out yet (no write_error).
-func TestBlockedWritersAreReplaced(t *testing.T) {
+// Connections whose sockets stop draining never hold a writer: what their sockets do
+// not take waits off the writers (parked), so with a single writer the other
+// connections keep being served long before the stalled ones reach their write
+// timeout: the healthy client has every event while no stalled socket has timed out
+// yet (no write_error).
+func TestStalledSocketsNeverHoldWriters(t *testing.T) {
 	// The queue holds all 12 MB: a healthy reader slowed by a loaded machine must not be
-	// cut as a slow consumer (this test is about blocked writers, not the queue bound).
+	// cut as a slow consumer (this test is about stalled sockets, not the queue bound).
 	env := newEnv(t, Config{Writers: 1, WriteTimeout: 2 * testutil.Patience, QueueMaxBytes: 64 << 20}, bus.Config{})
 	ctx := testutil.ContextWithin(t, 5*time.Minute) // a guard against a hung test, not a speed budget
 	for range 3 {
@@ -676,12 +682,12 @@ func TestBlockedWritersAreReplaced(t *testing.T) {
 	checkSequence(t, got, "big", 0, total)
 	took := time.Since(start)
 	if n := env.eng.Snapshot().Disconnects["write_error"]; n != 0 {
-		t.Errorf("healthy client served only after %d blocked writes timed out (%v)", n, took)
+		t.Errorf("healthy client served only after %d stalled sockets timed out (%v)", n, took)
 	}
-	if n := env.eng.fl.spawn.Load(); n == 0 {
-		t.Error("no writer was replaced: the stalled sockets never blocked one")
+	if n := env.eng.Snapshot().ParkedWriters; n == 0 {
+		t.Error("no writer parked: the stalled sockets never filled")
 	}
-	t.Logf("healthy client got %d events in %v; %d writers started to replace blocked ones", total, took.Round(time.Millisecond), env.eng.fl.spawn.Load())
+	t.Logf("healthy client got %d events in %v; %d stalled writers parked", total, took.Round(time.Millisecond), env.eng.Snapshot().ParkedWriters)
 }
 
 // A write that cannot finish within WriteTimeout (the client stopped reading and its

@@ -5,42 +5,80 @@ import (
 	"time"
 )
 
-// batchGovernor widens the batch window under load. Every frame costs a write system
-// call and its framing whatever it carries, so an instance serving many busy connections
-// spends its CPU on frames; past a budget of frames per second it is cheaper, and in the
-// end faster, to put more events in each frame. Each tick the governor estimates the
-// busy connections (frames per second x current window: a busy connection writes about
-// one frame per window) and sets the window so that they fit the budget, between
-// Config.BatchWindow and Config.BatchWindowMax. An idle connection's first event still
-// goes out at once: the window only spaces frames of busy connections.
+// batchGovernor sets the batch window: how long a channel's events wait to share a
+// frame. The window is 0 while the instance keeps up, so batching costs no latency:
+// events are framed as soon as the fan-out runs and written as soon as a worker gets to
+// the connection. The process is short of CPU when the writers fall behind (a
+// connection waited in the flusher's FIFO for longer than shortWait) or when the
+// instance writes more than FrameBudget event frames per second (every frame costs a
+// system call and its framing whatever it carries). Then the window opens at
+// BatchWindow and is sized, each tick, for the busy connections (frames per second x
+// window: a busy connection writes about one frame per window) to fit the budget,
+// between BatchWindow and BatchWindowMax; it widens further while the writers are
+// behind and closes again when both signals are quiet.
 type batchGovernor struct {
-	min, max time.Duration
-	budget   float64 // frames per second
-	window   atomic.Int64
-	frames   *atomic.Uint64
-	last     uint64
+	step, max time.Duration
+	budget    float64 // frames per second
+	window    atomic.Int64
+	frames    *atomic.Uint64 // event frames written (Metrics.eventFrames)
+	fifoWait  *atomic.Int64  // longest FIFO wait since the last tick (flusher.maxWait)
+	last      uint64
 }
 
-func newBatchGovernor(cfg *Config, frames *atomic.Uint64) *batchGovernor {
-	g := &batchGovernor{min: cfg.BatchWindow, max: cfg.BatchWindowMax, budget: float64(cfg.FrameBudget), frames: frames}
-	g.window.Store(int64(cfg.BatchWindow))
+// shortWait: a connection that waited longer than this for a writer means the writers
+// are behind.
+const shortWait = 5 * time.Millisecond
+
+func newBatchGovernor(cfg *Config, frames *atomic.Uint64, fifoWait *atomic.Int64) *batchGovernor {
+	g := &batchGovernor{step: cfg.BatchWindow, max: cfg.BatchWindowMax, budget: float64(cfg.FrameBudget),
+		frames: frames, fifoWait: fifoWait}
+	if g.fixed() {
+		g.window.Store(int64(g.step))
+	}
 	return g
 }
 
-// current is the window writers use now.
+// fixed: BatchWindowMax <= BatchWindow asks for that window always.
+func (g *batchGovernor) fixed() bool { return g.max <= g.step }
+
+// current is the window the fan-out uses now.
 func (g *batchGovernor) current() time.Duration { return time.Duration(g.window.Load()) }
 
-// tick recomputes the window from the frames written during the last period.
+// tick recomputes the window from the frames written and the writers' delay during
+// the last period.
 func (g *batchGovernor) tick(period time.Duration) {
 	n := g.frames.Load()
 	rate := float64(n-g.last) / period.Seconds()
 	g.last = n
-	if g.max <= g.min || g.budget <= 0 {
+	wait := time.Duration(g.fifoWait.Swap(0))
+	if g.fixed() || g.step <= 0 {
 		return
 	}
-	busy := rate * g.current().Seconds()
-	w := time.Duration(busy / g.budget * float64(time.Second))
-	g.window.Store(int64(min(max(w, g.min), g.max)))
+	over := g.budget > 0 && rate > g.budget
+	behind := wait > shortWait
+	cur := g.current()
+	var next time.Duration
+	switch {
+	case cur == 0 && (over || behind):
+		next = g.step
+	case cur == 0:
+		next = 0
+	default:
+		busy := rate * cur.Seconds()
+		next = time.Duration(0)
+		if g.budget > 0 {
+			next = time.Duration(busy / g.budget * float64(time.Second))
+		}
+		if behind {
+			next = max(next, 2*cur)
+		}
+		if next < g.step/2 && !over && wait < shortWait/4 {
+			next = 0 // quiet again: back to immediate frames
+		} else {
+			next = min(max(next, g.step), g.max)
+		}
+	}
+	g.window.Store(int64(next))
 }
 
 // governPeriod is how often the batch governor recomputes the window.

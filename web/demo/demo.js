@@ -62,6 +62,8 @@ var CloseCode = {
   Overloaded: 4103,
   /** per-user connection cap reached; retry after */
   TooMany: 4104,
+  /** queued-bytes budget exceeded, this connection held the most; resume by cursor after retry */
+  QueueBudget: 4105,
   /** token expired; refresh it, then reconnect */
   TokenExpired: 4200,
   /** streaming disabled for this user; long-poll, probe after retry */

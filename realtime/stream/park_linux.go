@@ -1,0 +1,143 @@
+//go:build linux
+
+package stream
+
+import (
+	"errors"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// epollParker waits for parked connections' sockets to become writable with one epoll
+// instance and one goroutine for all of them: a parked connection costs an entry in a
+// map, not a goroutine. Each socket is registered level-triggered and one-shot
+// (EPOLLOUT|EPOLLONESHOT), re-armed at each park, so a socket that became writable
+// between the failed write and the arm is reported at once. The registration is made
+// inside syscall.RawConn.Control, which keeps the runtime from closing (and reusing)
+// the descriptor meanwhile; closing the socket removes it from the set.
+type epollParker struct {
+	epfd int
+	evfd int // eventfd that ends run
+
+	mu    sync.Mutex
+	armed map[uint32]*Client // never more than the open connections
+	next  uint32             // last id given out; 0 is the eventfd
+}
+
+func newParker() (parker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: 0}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return nil, err
+	}
+	return &epollParker{epfd: epfd, evfd: evfd, armed: map[uint32]*Client{}}, nil
+}
+
+var errNoSocket = errors.New("stream: no socket to poll")
+
+// arm registers c's socket for one writability report. Writer only.
+func (p *epollParker) arm(c *Client) error {
+	if c.cc.raw == nil {
+		return errNoSocket
+	}
+	p.mu.Lock()
+	if c.pollID == 0 {
+		p.next++
+		if p.next == 0 {
+			p.next++
+		}
+		c.pollID = p.next
+	}
+	p.armed[c.pollID] = c
+	// The report may come (and the next writer run) before Control returns: what the
+	// next writer reads is written before the unlock that the report's lookup follows.
+	op := unix.EPOLL_CTL_MOD
+	if !c.pollAdded {
+		op = unix.EPOLL_CTL_ADD
+	}
+	c.pollAdded = true
+	p.mu.Unlock()
+	var cerr error
+	err := c.cc.raw.Control(func(fd uintptr) {
+		ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: int32(c.pollID)}
+		cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
+		if cerr == unix.ENOENT && op == unix.EPOLL_CTL_MOD {
+			cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		}
+		if cerr == unix.EEXIST && op == unix.EPOLL_CTL_ADD {
+			cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		}
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		// Not registered: no report comes, so no other writer reads this.
+		p.mu.Lock()
+		if p.armed[c.pollID] == c {
+			delete(p.armed, c.pollID)
+		}
+		c.pollAdded = false
+		p.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// disarm forgets c (a report that arrives later is ignored).
+func (p *epollParker) disarm(c *Client) {
+	p.mu.Lock()
+	if p.armed[c.pollID] == c {
+		delete(p.armed, c.pollID)
+	}
+	p.mu.Unlock()
+}
+
+// run reports writable sockets to onWritable until stop.
+func (p *epollParker) run(onWritable func(*Client)) {
+	evs := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, evs, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		for i := range evs[:n] {
+			id := uint32(evs[i].Fd)
+			if id == 0 {
+				return // stop
+			}
+			p.mu.Lock()
+			c := p.armed[id]
+			delete(p.armed, id)
+			p.mu.Unlock()
+			if c != nil {
+				onWritable(c)
+			}
+		}
+	}
+}
+
+// stop ends run; call once, then wait for run to return before close.
+func (p *epollParker) stop() {
+	var one = [8]byte{1}
+	_, _ = unix.Write(p.evfd, one[:])
+}
+
+func (p *epollParker) close() {
+	unix.Close(p.epfd)
+	unix.Close(p.evfd)
+}
