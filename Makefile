@@ -71,14 +71,16 @@ test-go:
 
 # The Encore suite (the service roots' tests and every package under Encore's runtime)
 # needs the encore CLI, which no package registry carries (docs/encore.md); skipped
-# with a note where it is missing. Offline defaults for an unlinked app.
+# with a note where it is missing. Offline defaults for an unlinked app. The realtime
+# service declares a database: without Docker or ENCORE_SQLDB_HOST, the wrapper starts a
+# Postgres and a daemon that knows it for the run, and stops both afterwards.
 test-encore: ## encore test ./... where encore is on PATH
 	@if command -v encore >/dev/null 2>&1; then \
 		echo "encore test ./... ($$(encore version 2>/dev/null | head -1))"; \
 		DISABLE_ENCORE_TELEMETRY=$${DISABLE_ENCORE_TELEMETRY:-1} \
 		ENCORE_PLATFORM_API_URL=$${ENCORE_PLATFORM_API_URL:-http://127.0.0.1:9} \
 		ENCORE_DEVDASH_URL=$${ENCORE_DEVDASH_URL:-http://127.0.0.1:9} \
-		encore test ./... < /dev/null; \
+		scripts/with-encore-postgres.sh encore test ./... < /dev/null; \
 	else \
 		echo "encore test skipped: no encore on PATH (docs/encore.md says how to get it)"; \
 	fi

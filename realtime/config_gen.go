@@ -16,7 +16,7 @@ type Config struct {
 	DrainTimeout string
 	// Demo: serve the demo page at /.
 	Demo bool
-	// Bus: event bus: nats (embedded NATS JetStream, or an external NATS named by the NATS URL).
+	// Bus: event bus: auto, nats or postgres; auto is nats when the NATS URL is set, else postgres when there is a database (the Postgres URL; under Encore always: the app's database realtime), else the embedded NATS.
 	Bus string
 	// RetentionAge: keep events this long for replay.
 	RetentionAge string
@@ -24,7 +24,7 @@ type Config struct {
 	RetentionMB int
 	// Replicas: stream replicas: 1 with the embedded server, 3 on a NATS cluster of 3 or more nodes.
 	Replicas int
-	// SingleInstance: outside local development, allow the embedded NATS: this app runs exactly one instance.
+	// SingleInstance: outside local development, allow the embedded NATS (Bus nats without the NATSURL secret): this app runs exactly one instance.
 	SingleInstance bool
 	// BatchWindow: coalescing window after a frame.
 	BatchWindow string

@@ -44,6 +44,24 @@ func TestConfigGivesTheStandaloneDefaults(t *testing.T) {
 	}
 }
 
+// The bus is the app's database under encore test (Bus auto, no NATSURL), in a
+// namespace of this test process: the other test processes share the database.
+func TestBusIsTheAppDatabase(t *testing.T) {
+	s, err := Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := s.Options()
+	if o.EffectiveBus() != server.BusPostgres || !strings.HasPrefix(o.Env.Namespace, "test-") {
+		t.Fatalf("bus %q, namespace %q: want postgres in a test namespace", o.EffectiveBus(), o.Env.Namespace)
+	}
+	var streams int
+	if err := db.QueryRow(context.Background(), `SELECT count(*) FROM realtime_streams WHERE name = $1`,
+		"realtime-"+o.Env.Namespace).Scan(&streams); err != nil || streams != 1 {
+		t.Fatalf("this process's stream in the database: %d %v", streams, err)
+	}
+}
+
 func post(t *testing.T, path string, header map[string]string, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(http.MethodPost, "http://127.0.0.1"+path, strings.NewReader(body)) // a loopback Host: dev mode refuses others

@@ -8,17 +8,29 @@
 package realtime
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"net/http"
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"encore.dev"
 	"encore.dev/rlog"
 	"encore.dev/shutdown"
+	"encore.dev/storage/sqldb"
 
 	"encore.app/server"
 )
+
+// db is the realtime service's database, provisioned and migrated by Encore (locally
+// with Docker, or the Postgres that ENCORE_SQLDB_HOST names; in Encore Cloud and
+// self-hosted deployments like any Encore database). With the default Bus "auto" the
+// events, flags, fleet health and connection cap live here unless the NATSURL secret
+// names a NATS (docs/encore.md "The bus").
+var db = sqldb.NewDatabase("realtime", sqldb.DatabaseConfig{Migrations: "./pgmigrations"})
 
 //encore:service
 type Service struct {
@@ -71,8 +83,10 @@ func Serve(w http.ResponseWriter, req *http.Request) {
 
 // options maps the config and secrets onto server.Options. Local development
 // (`encore run`, `encore test`) may use dev keys and the embedded NATS; a deployment
-// may not (server.Environment.Hosted). The data directory is under the app root, so
-// every checkout has its own; test processes get a fresh one each.
+// may not (server.Environment.Hosted). The database is the server's for the Postgres
+// bus. The data directory is under the app root, so every checkout has its own; test
+// processes get a fresh one each, and a namespace of their own in the test database,
+// which every test process of `encore test` shares.
 func options() (server.Options, error) {
 	meta := encore.Meta()
 	wd, _ := os.Getwd()
@@ -81,9 +95,13 @@ func options() (server.Options, error) {
 		Root:     server.AppRoot(wd),
 		LockWait: 15 * time.Second, // a live reload starts us before the old process is gone
 		Logger:   slog.Default(),
+		Postgres: func() (*pgxpool.Pool, error) { return sqldb.Driver[*pgxpool.Pool](db), nil },
 	})
 	if err == nil && meta.Environment.Type == encore.EnvTest {
 		o.DataDir, err = server.TempDataDir("realtime-encore-test-")
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		o.Env.Namespace = "test-" + hex.EncodeToString(b[:])
 	}
 	return o, err
 }

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,8 +22,9 @@ import (
 
 // backend is what the server keeps its shared state on: the event bus, the flag store,
 // the fleet health bucket and the cluster-wide connection cap. Options.Bus chooses the
-// kind; openBackend is the one place a new kind plugs in (a Postgres bus brings its own
-// backend with its own stores).
+// kind (Options.EffectiveBus); openBackend is the one place a kind plugs in, and each
+// kind brings all four, so that a server on Postgres needs no NATS and one on NATS
+// no database.
 type backend interface {
 	// Bus is the event bus (the engine reaches it through the circuit breaker).
 	Bus() bus.Bus
@@ -42,16 +46,116 @@ type backend interface {
 
 // openBackend builds the backend Options.Bus names. dir is the locked data directory.
 func openBackend(ctx context.Context, o *Options, dir string, log *slog.Logger) (backend, error) {
-	switch o.Bus {
+	switch o.EffectiveBus() {
 	case BusNATS:
 		b, err := openNATS(ctx, o, dir, log)
 		if err != nil {
 			return nil, err // not a nil *natsBackend in a non-nil interface
 		}
 		return b, nil
+	case BusPostgres:
+		b, err := openPostgres(ctx, o, log)
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
 	default: // Validate refuses it first
 		return nil, fmt.Errorf("%s: unknown bus %q", o.name("Bus"), o.Bus)
 	}
+}
+
+// namespaced is name, or name-<namespace> when the servers of a namespace must not
+// meet the others on their database (Environment.Namespace).
+func (o *Options) namespaced(name string) string {
+	if o.Env.Namespace == "" {
+		return name
+	}
+	return name + "-" + o.Env.Namespace
+}
+
+// pgBackend keeps everything in one PostgreSQL database (realtime/pgmigrations): the
+// stream's tables, and the flags, fleet health records and connection cap rows, each
+// in its bucket. No NATS server is started or reached.
+type pgBackend struct {
+	pg   *bus.Postgres
+	pool *pgxpool.Pool
+	o    *Options
+	log  *slog.Logger
+}
+
+// openPostgres opens the Postgres bus: standalone on PostgresURL (it connects, creates
+// the tables and owns the pool), under Encore on the shell's pool (Encore migrated it).
+func openPostgres(ctx context.Context, o *Options, log *slog.Logger) (*pgBackend, error) {
+	cfg := bus.PostgresConfig{
+		Stream: o.namespaced(bus.DefaultPostgresStream),
+		MaxAge: o.RetentionAge, MaxBytes: int64(o.RetentionMB) << 20,
+		Logger: log,
+	}
+	var (
+		b   *bus.Postgres
+		err error
+	)
+	if o.PostgresURL != "" {
+		b, err = bus.OpenPostgres(ctx, o.PostgresURL, cfg)
+	} else {
+		var pool *pgxpool.Pool
+		if pool, err = o.Env.Postgres(); err != nil {
+			return nil, fmt.Errorf("bus: postgres: %w", err)
+		}
+		b, err = bus.NewPostgres(ctx, pool, cfg)
+		if err != nil && !errors.Is(err, bus.ErrUnavailable) {
+			err = fmt.Errorf("%w (are realtime/pgmigrations applied? Encore applies them to the database realtime)", err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pgBackend{pg: b, pool: b.Pool(), o: o, log: log}, nil
+}
+
+func (p *pgBackend) Bus() bus.Bus    { return p.pg }
+func (p *pgBackend) Connected() bool { return p.pg.Connected() }
+func (p *pgBackend) Close() error    { return p.pg.Close() } // closes the pool it opened, never the shell's
+
+func (p *pgBackend) Flags(ctx context.Context, log *slog.Logger) (flag.Store, error) {
+	s, err := flag.OpenPostgres(ctx, p.pool, flag.PostgresOptions{Bucket: p.o.namespaced(flag.DefaultBucket), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (p *pgBackend) ConnCap(ctx context.Context, cfg limits.ConnCapConfig) (*limits.ConnCap, error) {
+	cfg.Bucket = p.o.namespaced(limits.DefaultConnCapBucket)
+	return limits.NewConnCapPostgres(ctx, p.pool, cfg)
+}
+
+// Inspector asks every instance over the database: LISTEN/NOTIFY carries the query,
+// a table the answers (console.go, fleetQuerier; monitoring/inspect.Postgres).
+func (p *pgBackend) Inspector(local inspect.Local, log *slog.Logger) (inspect.Asker, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return inspect.NewPostgres(ctx, p.pool, p.o.namespaced("realtime"), local, log)
+}
+
+var _ fleetQuerier = (*pgBackend)(nil)
+
+// errNoPresenceStore is a backend's answer when it has no presence store: the server
+// then runs with presence off (presence requests are refused 501), and says so.
+var errNoPresenceStore = errors.New("the Postgres bus has no presence store yet (presence needs the NATS bus)")
+
+// Presence: the Postgres bus keeps no presence (yet); see errNoPresenceStore.
+func (p *pgBackend) Presence(context.Context, presence.NATSConfig) (presence.Store, error) {
+	return nil, errNoPresenceStore
+}
+
+func (p *pgBackend) Fleet(ctx context.Context, cfg health.FleetConfig) (*health.Fleet, error) {
+	cfg.Bucket.Name = p.o.namespaced(health.DefaultBucket)
+	recs, err := health.OpenPostgresRecords(ctx, p.pool, cfg.Bucket, p.log)
+	if err != nil {
+		return nil, err
+	}
+	return health.StartFleetOn(recs, cfg), nil
 }
 
 // natsBackend keeps everything on one NATS: the JetStream stream of events and the

@@ -23,9 +23,10 @@ const channelsPerInstance = 20
 
 // fleetQuerier is a backend that can ask every instance a question and collect the
 // answers (the connection inspector). The NATS backend does it with request/reply on
-// the bus's connection (monitoring/inspect.NATS). A backend without it (a Postgres
-// backend, until it brings one, e.g. over LISTEN/NOTIFY) gets inspect.LocalOnly: the
-// inspector then shows this instance's connections and says so.
+// the bus's connection (monitoring/inspect.NATS), the Postgres backend with
+// LISTEN/NOTIFY and a table of answers (monitoring/inspect.Postgres). A backend
+// without it gets inspect.LocalOnly: the inspector then shows this instance's
+// connections and says so.
 type fleetQuerier interface {
 	// Inspector starts answering other instances' queries with local and returns the
 	// Asker the console uses. Close the Asker before the backend.

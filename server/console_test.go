@@ -11,6 +11,7 @@ import (
 	"github.com/PuerkitoBio/goquery"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"encore.app/internal/pgtest"
 	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -52,13 +53,23 @@ func adminGet(t *testing.T, u string) *goquery.Document {
 	return d
 }
 
-// Two instances on one NATS: the console of either shows both instances' connections
-// (asked over NATS request/reply) and the fleet's busiest channels (from the health
-// snapshots), and its test publish reaches a client on the other instance.
+// Two instances on one bus: the console of either shows both instances' connections
+// (asked over NATS request/reply, or over the Postgres bus's database with
+// LISTEN/NOTIFY) and the fleet's busiest channels (from the health snapshots), and its
+// test publish reaches a client on the other instance.
 func TestConsoleAcrossTheFleet(t *testing.T) {
-	natsURL := sharedNATS(t)
-	a := startServer(t, "-nats-url", natsURL)
-	b := startServer(t, "-nats-url", natsURL)
+	t.Run("nats", func(t *testing.T) {
+		natsURL := sharedNATS(t)
+		consoleAcrossTheFleet(t, startServer(t, "-nats-url", natsURL), startServer(t, "-nats-url", natsURL))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		srv := pgtest.Start(t, pgtest.Options{})
+		url := srv.DB(t)
+		consoleAcrossTheFleet(t, startServer(t, "-postgres-url", url), startServer(t, "-postgres-url", url))
+	})
+}
+
+func consoleAcrossTheFleet(t *testing.T, a, b *testServer) {
 	ctx := testutil.Context(t)
 	var sessions []string
 	var onB *rtclient.Conn

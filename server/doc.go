@@ -18,11 +18,15 @@
 //   - a new setting is one tagged field of Options: the flag, the environment variable,
 //     the Encore config key, its CUE default and docs/settings.md follow
 //     (go generate ./server);
-//   - a new bus kind (Postgres) is a value of Options.Bus, a case of Validate and of
+//   - a bus kind is a value of Options.Bus, a case of Validate, EffectiveBus and
 //     openBackend returning its backend (bus, flag store, fleet health, connection cap,
-//     presence store); to answer the console's connection inspector across instances it
-//     also implements fleetQuerier (console.go), else the inspector shows its own
-//     instance only;
+//     presence store):
+//     nats (embedded or external NATS JetStream and key-value buckets) and postgres
+//     (tables of one database: PostgresURL standalone, the shell's Env.Postgres pool
+//     under Encore); auto picks nats when a NATS URL is set, else postgres when there
+//     is a database;
+//     to answer the console's connection inspector across instances a backend also
+//     implements fleetQuerier (console.go), else the inspector shows its own instance only;
 //   - a check every published event must pass goes where both publish paths meet: the
 //     engine's ValidateEvents, which HTTP publishes (DecodePublish) and the Encore topic
 //     (Server.Publish) both call; the typed channels' payload validation

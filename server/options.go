@@ -3,6 +3,8 @@ package server
 import (
 	"log/slog"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Options are every setting of the server, for both shells. Each field declares once,
@@ -44,8 +46,10 @@ type Options struct {
 	Demo              bool          `flag:"demo" env:"REALTIME_DEMO" cue:"Demo" default:"true" help:"serve the demo page at /"`
 	Pprof             bool          `flag:"pprof" env:"REALTIME_PPROF" default:"false" only:"standalone: under Encore the profiles would be public endpoints of the app; Encore traces requests itself" help:"serve /debug/pprof/ and /debug/vars (profiling; keep the listener on loopback)"`
 
-	// The bus. Bus chooses the kind: the one place where another kind plugs in (backend.go).
-	Bus            string        `flag:"bus" env:"REALTIME_BUS" cue:"Bus" default:"nats" help:"event bus: nats (embedded NATS JetStream, or an external NATS named by the NATS URL)"`
+	// The bus. Bus chooses the kind (EffectiveBus resolves auto); backend.go builds it
+	// with the stores that live next to it. NATS settings apply to the NATS bus only.
+	Bus            string        `flag:"bus" env:"REALTIME_BUS" cue:"Bus" default:"auto" help:"event bus: auto, nats or postgres; auto is nats when the NATS URL is set, else postgres when there is a database (the Postgres URL; under Encore always: the app's database realtime), else the embedded NATS"`
+	PostgresURL    string        `flag:"postgres-url" env:"REALTIME_POSTGRES_URL" only:"standalone: under Encore the Postgres bus uses the app's database realtime (sqldb.NewDatabase in the realtime service), which Encore provisions and migrates" help:"PostgreSQL database (postgres://user:password@host:5432/db?sslmode=require) for the Postgres bus, flags, fleet health and connection cap; its tables are created at start (realtime/pgmigrations)"`
 	NATSURL        string        `flag:"nats-url" env:"REALTIME_NATS_URL" secret:"NATSURL" help:"external NATS URL(s), comma-separated; empty starts an embedded server"`
 	NATSListen     string        `flag:"nats-listen" env:"REALTIME_NATS_LISTEN" only:"standalone: Encore instances meet on an external NATS named by the NATSURL secret" help:"let the embedded NATS also listen on this address (e.g. 127.0.0.1:4222) so other instances can join it"`
 	NATSCreds      string        `flag:"nats-creds" env:"REALTIME_NATS_CREDS" only:"standalone: under Encore put credentials in the NATSURL secret (nats://user:password@host, tls:// for TLS)" help:"NATS credentials file (user JWT + NKey seed)"`
@@ -59,7 +63,7 @@ type Options struct {
 	RetentionAge   time.Duration `flag:"retention-age" env:"REALTIME_RETENTION_AGE" cue:"RetentionAge" default:"24h" min:"1s" help:"keep events this long for replay"`
 	RetentionMB    int           `flag:"retention-mb" env:"REALTIME_RETENTION_MB" cue:"RetentionMB" default:"1024" min:"1" help:"keep at most this many MiB of events"`
 	Replicas       int           `flag:"replicas" env:"REALTIME_REPLICAS" cue:"Replicas" default:"1" min:"1" help:"stream replicas: 1 with the embedded server, 3 on a NATS cluster of 3 or more nodes"`
-	SingleInstance bool          `cue:"SingleInstance" default:"false" only:"encore: the standalone server has no multi-instance guard (-nats-url or -nats-listen join instances)" help:"outside local development, allow the embedded NATS: this app runs exactly one instance"`
+	SingleInstance bool          `cue:"SingleInstance" default:"false" only:"encore: the standalone server has no multi-instance guard (-postgres-url, -nats-url or -nats-listen join instances)" help:"outside local development, allow the embedded NATS (Bus nats without the NATSURL secret): this app runs exactly one instance"`
 
 	// The engine (docs/architecture.md).
 	BatchWindow       time.Duration `flag:"batch-window" env:"REALTIME_BATCH_WINDOW" cue:"BatchWindow" default:"20ms" min:"1ns" help:"coalescing window after a frame"`
@@ -148,6 +152,18 @@ type Environment struct {
 	LockWait time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// Postgres returns the pool of the database the shell provides (the Encore shell:
+	// the realtime service's database, migrated by Encore); nil when it has none (the
+	// standalone server, whose PostgresURL names a database instead). With it, Bus
+	// auto means postgres unless the NATS URL is set. The pool stays the shell's: the
+	// server never closes it.
+	Postgres func() (*pgxpool.Pool, error)
+	// Namespace, when set, keeps servers that share one database apart: the Postgres
+	// stream and the flag, fleet health and connection cap buckets get it as a suffix
+	// ("realtime-<namespace>"). Empty: the default names, which every instance of the
+	// app shares. The Encore shell sets one per process under encore test, whose test
+	// processes share the test database.
+	Namespace string
 }
 
 // Defaults returns the options with every setting at its default.

@@ -27,6 +27,10 @@ func openPresence(ctx context.Context, o *Options, be backend, instance string, 
 		return nil, nil
 	}
 	st, err := be.Presence(ctx, presence.NATSConfig{TTL: o.PresenceTTL, Replicas: o.Replicas, Logger: log})
+	if errors.Is(err, errNoPresenceStore) {
+		log.Warn("presence is off: "+err.Error()+"; presence snapshots and join/leave events are refused (501), history works", "bus", o.EffectiveBus())
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}

@@ -156,7 +156,7 @@ func New(ctx context.Context, o Options) (_ *Server, err error) {
 	}
 	s.mux = http.NewServeMux()
 	s.mount(s.mux)
-	log.Info("realtime server ready", "instance", s.instance, "data", s.data.path, "bus", o.Bus, "embedded", o.NATSURL == "")
+	log.Info("realtime server ready", "instance", s.instance, "data", s.data.path, "bus", o.EffectiveBus(), "embeddedNATS", o.Embedded())
 	return s, nil
 }
 

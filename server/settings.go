@@ -265,10 +265,10 @@ func RegisterFlags(fs *flag.FlagSet, o *Options, getenv func(string) (string, bo
 }
 
 // Sensitive reports whether the setting's value is a secret (keys, NATS credentials
-// and the NATS URL, which may carry a password): -h does not show it.
+// and the NATS and Postgres URLs, which may carry a password): -h does not show it.
 func (s Setting) Sensitive() bool {
 	switch s.Field {
-	case "NATSPassword", "NATSToken":
+	case "NATSPassword", "NATSToken", "PostgresURL":
 		return true
 	}
 	return s.Secret != ""

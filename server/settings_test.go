@@ -109,7 +109,8 @@ func TestValidateNamesTheSetting(t *testing.T) {
 }
 
 // The multi-instance guard: outside local development the embedded NATS is refused
-// unless SingleInstance says this app runs one instance; NATSURL lifts it.
+// unless SingleInstance says this app runs one instance; NATSURL lifts it, and so does
+// the Postgres bus (TestBusSelection).
 func TestMultiInstanceGuard(t *testing.T) {
 	o := Defaults()
 	o.Env = Environment{Shell: Encore, Hosted: true}

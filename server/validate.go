@@ -13,14 +13,41 @@ import (
 	"encore.app/realtime/origin"
 )
 
-// Bus kinds (Options.Bus). A new kind is a constant here, a case in Validate and one in
-// openBackend (backend.go).
+// Bus kinds (Options.Bus). A new kind is a constant here, a case in Validate, in
+// EffectiveBus and in openBackend (backend.go).
 const (
-	BusNATS = "nats"
+	BusAuto     = "auto"     // BusNATS or BusPostgres, after EffectiveBus
+	BusNATS     = "nats"     // NATS JetStream: embedded, or the external NATS of NATSURL
+	BusPostgres = "postgres" // tables in a PostgreSQL database: PostgresURL or Env.Postgres
 )
 
 // ErrSingleInstance is the multi-instance guard's refusal (wrapped by Validate).
 var ErrSingleInstance = errors.New("embedded NATS outside local development")
+
+// EffectiveBus is the bus the server runs on: Bus, or for BusAuto, nats when the
+// NATS URL is set, else postgres when there is a database (PostgresURL, or the
+// shell's Env.Postgres: always under Encore), else nats (the embedded server). It is
+// "" when auto cannot choose (both URLs set), which Validate reports.
+func (o *Options) EffectiveBus() string {
+	if o.Bus != BusAuto {
+		return o.Bus
+	}
+	switch {
+	case o.NATSURL != "" && o.PostgresURL != "":
+		return ""
+	case o.NATSURL != "":
+		return BusNATS
+	case o.hasDatabase():
+		return BusPostgres
+	}
+	return BusNATS
+}
+
+func (o *Options) hasDatabase() bool { return o.PostgresURL != "" || o.Env.Postgres != nil }
+
+// Embedded reports whether the server runs its own NATS server (the NATS bus without
+// a NATS URL).
+func (o *Options) Embedded() bool { return o.EffectiveBus() == BusNATS && o.NATSURL == "" }
 
 // Validate checks every setting and returns the first problems found, each naming the
 // setting the way the user sets it (flag and environment variable, or CUE key and
@@ -36,10 +63,11 @@ func (o *Options) Validate() error {
 		}
 	}
 	switch o.Bus {
-	case BusNATS:
+	case BusAuto, BusNATS, BusPostgres:
 	default:
-		bad("Bus", "unknown bus %q (known: %s)", o.Bus, BusNATS)
+		bad("Bus", "unknown bus %q (known: %s, %s, %s)", o.Bus, BusAuto, BusNATS, BusPostgres)
 	}
+	errs = append(errs, o.validateBus()...)
 	if o.ResumeShare >= 1 {
 		bad("ResumeShare", "%g: must be below 1", o.ResumeShare)
 	}
@@ -68,17 +96,6 @@ func (o *Options) Validate() error {
 	if len(o.Instance) > 128 {
 		bad("Instance", "longer than 128 bytes")
 	}
-	if o.Bus == BusNATS && o.NATSURL == "" {
-		if !o.natsAuth().IsZero() {
-			bad("NATSURL", "credentials and TLS options (%s, ...) need an external NATS", o.name("NATSCreds"))
-		}
-		if o.Env.Hosted && !o.SingleInstance {
-			errs = append(errs, fmt.Errorf("%w: every instance would run its own bus, and the Encore subscription "+
-				"delivers each event to one instance only, so clients of the others would miss it. Set %s to the "+
-				"NATS every instance shares (nats://host:4222), or, if this app runs exactly one instance, set %s",
-				ErrSingleInstance, o.name("NATSURL"), o.name("SingleInstance")+": true"))
-		}
-	}
 	if o.Env.Shell == Encore && !o.Env.Hosted && watched(o.DataDir) {
 		bad("DataDir", "%q is inside the app, where encore run reloads the app whenever the embedded NATS writes a file "+
 			"(meta.sum looks like go.sum to it): use a hidden directory (.realtime) or a path outside the app", o.DataDir)
@@ -87,6 +104,64 @@ func (o *Options) Validate() error {
 		bad("DevMint", "the dev token endpoint mints tokens for any user: local development only")
 	}
 	return errors.Join(errs...)
+}
+
+// validateBus checks the bus settings against the bus they select, and the
+// multi-instance guard: deployed (Env.Hosted), an embedded NATS is private to its
+// instance, so it is refused unless SingleInstance says there is one instance. The
+// Postgres bus and an external NATS are shared by every instance.
+func (o *Options) validateBus() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &settingError{o.name(field), fmt.Errorf(format, args...)})
+	}
+	switch o.EffectiveBus() {
+	case "":
+		bad("Bus", "%s and %s are both set: choose the bus (%s or %s)", o.name("NATSURL"), o.name("PostgresURL"), BusNATS, BusPostgres)
+	case BusPostgres:
+		if !o.hasDatabase() {
+			if o.Env.Shell == Encore {
+				bad("Bus", "%s: the shell provides no database", BusPostgres)
+			} else {
+				bad("Bus", "%s needs %s", BusPostgres, o.name("PostgresURL"))
+			}
+		}
+		if o.NATSURL != "" {
+			bad("NATSURL", "set, but the bus is %s (%s): remove one", BusPostgres, o.name("Bus"))
+		}
+		if o.NATSListen != "" {
+			bad("NATSListen", "there is no NATS server with the Postgres bus")
+		}
+		if !o.natsAuth().IsZero() {
+			bad("NATSCreds", "NATS credentials and TLS options (%s, ...) with the Postgres bus", o.name("NATSCreds"))
+		}
+		if o.Replicas != 1 {
+			bad("Replicas", "%d: stream replicas are NATS's; the Postgres bus has the database's durability", o.Replicas)
+		}
+	case BusNATS:
+		if o.PostgresURL != "" {
+			bad("PostgresURL", "set, but the bus is %s (%s): remove one", BusNATS, o.name("Bus"))
+		}
+		if o.NATSURL != "" {
+			break
+		}
+		if !o.natsAuth().IsZero() {
+			bad("NATSURL", "credentials and TLS options (%s, ...) need an external NATS", o.name("NATSCreds"))
+		}
+		if o.Env.Hosted && !o.SingleInstance {
+			errs = append(errs, fmt.Errorf("%w: every instance would run its own bus, and the Encore subscription "+
+				"delivers each event to one instance only, so clients of the others would miss it. Use the app's "+
+				"database (%s: %q or %q, the default), set %s to the NATS every instance shares (nats://host:4222), "+
+				"or, if this app runs exactly one instance, set %s",
+				ErrSingleInstance, o.name("Bus"), BusPostgres, BusAuto, o.name("NATSURL"), o.name("SingleInstance")+": true"))
+		}
+	}
+	if ns := o.Env.Namespace; ns != "" && (len(ns) > 64 || strings.ContainsFunc(ns, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	})) {
+		errs = append(errs, fmt.Errorf("server: namespace %q: at most 64 of a-z, 0-9, - and _", ns))
+	}
+	return errs
 }
 
 // credentials are the settings that are either all set (a keyed server) or all empty

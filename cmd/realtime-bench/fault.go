@@ -31,7 +31,7 @@ type faultResult struct {
 	Killed         string     `json:"killed"`              // "server" or "nats-node"
 	NATSNodes      int        `json:"natsNodes,omitempty"` // external cluster size (0: embedded)
 	OutageS        float64    `json:"outageSeconds,omitempty"`
-	RestartSeconds []float64  `json:"restartSeconds"` // SIGKILL -> /healthz answers (server) or accepts connections (node)
+	RestartSeconds []float64  `json:"restartSeconds"` // SIGKILL -> /readyz answers (server) or accepts connections (node)
 	// RecoveryMs: SIGKILL -> the client gets its first event on a new connection (server
 	// kills) or its first event published after the kill (node kills).
 	RecoveryMs    LatencySummary `json:"recoveryMs"`
@@ -86,6 +86,9 @@ func cmdFault(ctx context.Context, args []string) error {
 	var cl *natsCluster
 	var extra []string
 	if *natsNodes > 0 {
+		if *natsNodes < 3 {
+			return fmt.Errorf("-nats-nodes %d: a NATS cluster for R3 needs at least 3 nodes", *natsNodes)
+		}
 		var err error
 		if cl, err = startNATSCluster(ctx, *natsNodes); err != nil {
 			return err

@@ -30,6 +30,9 @@ type loadConfig struct {
 	DialConcurrency   int           `json:"-"`
 	PublishWorkers    int           `json:"-"`
 	ServerArgs        []string      `json:"serverArgs,omitempty"`
+	Instances         int           `json:"instances,omitempty"` // servers the load was spread over
+	Bus               string        `json:"bus,omitempty"`       // the bus spawned instances shared (nats, postgres)
+	NATSNodes         int           `json:"natsNodes,omitempty"` // with bus nats
 	DurationS         float64       `json:"durationSeconds"`
 	WarmupS           float64       `json:"warmupSeconds"`
 }
@@ -72,6 +75,7 @@ type loadResult struct {
 	CPU       CPUShare    `json:"cpu"`
 	LoadedRSS int64       `json:"loadedRssBytes,omitempty"`
 	Load      string      `json:"machineLoad"`
+	LoadEnd   string      `json:"machineLoadEnd,omitempty"` // load average when the run ended
 }
 
 // serverDelta is the server's own counters over the publish phase.
@@ -201,7 +205,7 @@ func runLoad(ctx context.Context, t *target, cfg loadConfig, logw io.Writer) (*l
 	if cfg.PublishWorkers > 0 {
 		pub.workers = cfg.PublishWorkers
 	}
-	cpu := startCPU(t.pid())
+	cpu := startCPUOf(t)
 	logf(logw, "publishing %d events/s of ~%d B for %s", cfg.Rate, cfg.Payload, cfg.Duration)
 	pctx, pcancel := context.WithTimeout(ctx, cfg.Duration+cfg.Drain+30*time.Second)
 	paced := pub.run(pctx, cfg.Duration)
@@ -237,6 +241,7 @@ func runLoad(ctx context.Context, t *target, cfg loadConfig, logw io.Writer) (*l
 	if p := pub.lastErr.Load(); p != nil {
 		logf(logw, "last publish error: %s", *p)
 	}
+	res.LoadEnd = loadavg()
 	return res, nil
 }
 
@@ -270,6 +275,13 @@ func printLoad(w io.Writer, r *loadResult) {
 	c := r.Config
 	fmt.Fprintf(tw, "scenario\t%s: %d clients, %d channels (%d per client), %d ev/s, %d B payload, %.0fs\n",
 		c.Label, c.Clients, c.Channels, c.ChannelsPerClient, c.Rate, c.Payload, c.DurationS)
+	if c.Instances > 1 || c.Bus != "" {
+		bus := c.Bus
+		if c.NATSNodes > 0 {
+			bus = fmt.Sprintf("%s (%d node(s))", bus, c.NATSNodes)
+		}
+		fmt.Fprintf(tw, "instances\t%d realtimed on one %s bus\n", c.Instances, bus)
+	}
 	fmt.Fprintf(tw, "connected\t%d (failed %d) in %.2fs; connect p50 %.1f ms p99 %.1f ms max %.1f ms\n",
 		r.Connected, r.ConnectFailed, r.ConnectSeconds, r.ConnectMs.P50, r.ConnectMs.P99, r.ConnectMs.Max)
 	if r.IdleRSS > 0 {
@@ -290,9 +302,9 @@ func printLoad(w io.Writer, r *loadResult) {
 		if len(s.Drops) > 0 || len(s.Disconnects) > 0 {
 			fmt.Fprintf(tw, "server drops\t%v disconnects %v\n", s.Drops, s.Disconnects)
 		}
-		fmt.Fprintf(tw, "cpu (cores)\tbench %.2f, server %.2f, others %.2f, machine %.2f of %d\n",
-			r.CPU.BenchCores, r.CPU.ServerCores, r.CPU.OtherCores, r.CPU.MachineCores, r.CPU.Cores)
+		fmt.Fprintf(tw, "cpu (cores)\tbench %.2f, server %.2f, bus %.2f, others %.2f, machine %.2f of %d\n",
+			r.CPU.BenchCores, r.CPU.ServerCores, r.CPU.BackendCores, r.CPU.OtherCores, r.CPU.MachineCores, r.CPU.Cores)
 	}
-	fmt.Fprintf(tw, "load average\t%s\n", r.Load)
+	fmt.Fprintf(tw, "load average\t%s at the start, %s at the end\n", r.Load, r.LoadEnd)
 	tw.Flush()
 }

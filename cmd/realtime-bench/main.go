@@ -2,6 +2,8 @@
 //
 //	realtime-bench load -clients 1000 -rate 1000 -duration 30s      # spawns cmd/realtimed
 //	realtime-bench load -url http://127.0.0.1:4000 -key dev ...     # an already running server
+//	realtime-bench load -instances 3 -bus postgres -clients 1000 -rate 1000   # three realtimed on one Postgres
+//	realtime-bench load -instances 3 -bus nats -nats-nodes 3 ...    # ... on a 3-node NATS cluster (R3)
 //	realtime-bench idle -clients 5000                               # memory per idle connection
 //	realtime-bench bandwidth -payload 200                           # batching/compression off, batching, both
 //	realtime-bench poll -clients 200                                # long-poll baseline vs stream
@@ -171,17 +173,41 @@ func cmdLoad(ctx context.Context, args []string) error {
 	var c common
 	c.register(fs, common{clients: 100, channels: 1, perClient: 1, rate: 100, payload: 200,
 		duration: 20 * time.Second, warmup: 2 * time.Second})
+	var bo backendOptions
+	fs.IntVar(&bo.instances, "instances", 1, "spawn this many realtimed on one shared bus (-bus); clients and publishes are spread over them")
+	fs.StringVar(&bo.bus, "bus", "", "the bus the spawned instances share: nats (NATS child processes, -nats-nodes) or postgres (-postgres-url, or a Postgres the bench starts: Debian's binaries, fsync on); empty: realtimed's default (one instance, embedded NATS)")
+	fs.IntVar(&bo.natsNodes, "nats-nodes", 1, "with -bus nats: NATS nodes (1: one node, stream R1; 3 or more: a cluster, stream R3)")
+	fs.StringVar(&bo.postgresURL, "postgres-url", "", "with -bus postgres: use this database instead of starting one")
+	fs.IntVar(&bo.postgresPort, "postgres-port", 0, "with -bus postgres: the 127.0.0.1 port of the Postgres the bench starts (0: a free one)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	t, err := c.target(ctx, nil)
+	var t *target
+	var err error
+	switch {
+	case bo.multi() && c.url != "":
+		return fmt.Errorf("-instances and -bus spawn servers: not with -url")
+	case bo.instances > 1 && bo.bus == "":
+		return fmt.Errorf("-instances %d needs a shared bus: -bus nats or -bus postgres", bo.instances)
+	case bo.multi():
+		t, err = spawnInstances(ctx, &c, bo, nil)
+	default:
+		t, err = c.target(ctx, nil)
+	}
 	if err != nil {
 		return err
 	}
 	defer t.close()
 	cfg := c.loadConfig()
+	cfg.Instances, cfg.Bus = len(t.urls), bo.bus
+	if bo.bus == "nats" {
+		cfg.NATSNodes = max(bo.natsNodes, 1)
+	}
 	if cfg.Label == "" {
 		cfg.Label = fmt.Sprintf("%dx%d", cfg.Clients, cfg.Rate)
+		if bo.multi() {
+			cfg.Label += fmt.Sprintf(" %d instances %s", len(t.urls), bo.bus)
+		}
 	}
 	res, err := runLoad(ctx, t, cfg, os.Stderr)
 	if res != nil {

@@ -20,7 +20,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// natsCluster is a NATS cluster of child processes for the fault run: each node is this
+// natsCluster is a NATS cluster of child processes for the fault run and the shared bus
+// of load -instances (one node: no cluster, stream R1): each node is this
 // binary re-executed as "realtime-bench nats-node", so that a node can be killed with
 // SIGKILL (not shut down politely) and restarted on the same ports and store.
 type natsCluster struct {
@@ -39,8 +40,8 @@ type natsProc struct {
 
 // startNATSCluster starts n nodes and waits until JetStream answers.
 func startNATSCluster(ctx context.Context, n int) (*natsCluster, error) {
-	if n < 3 {
-		return nil, fmt.Errorf("a NATS cluster for R3 needs at least 3 nodes, not %d", n)
+	if n < 1 {
+		return nil, fmt.Errorf("a NATS cluster needs a node, not %d", n)
 	}
 	bin, err := os.Executable()
 	if err != nil {
@@ -101,8 +102,11 @@ func (c *natsCluster) start(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "nats-node", "-name", n.name, "-port", strconv.Itoa(n.port),
-		"-cluster-port", strconv.Itoa(n.clusterPort), "-routes", strings.Join(routes, ","), "-store", n.dir)
+	args := []string{"nats-node", "-name", n.name, "-port", strconv.Itoa(n.port), "-store", n.dir}
+	if len(c.nodes) > 1 { // one node runs without a cluster (stream R1)
+		args = append(args, "-cluster-port", strconv.Itoa(n.clusterPort), "-routes", strings.Join(routes, ","))
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -181,14 +185,16 @@ func cmdNATSNode(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *port == 0 || *cport == 0 || *store == "" {
-		return errors.New("nats-node needs -port, -cluster-port and -store")
+	if *port == 0 || *store == "" || (*routes != "") != (*cport != 0) {
+		return errors.New("nats-node needs -port and -store, and -cluster-port with -routes")
 	}
 	opts := &server.Options{
 		ServerName: *name, Host: "127.0.0.1", Port: *port,
 		JetStream: true, StoreDir: *store, NoSigs: true,
-		Cluster: server.ClusterOpts{Name: "realtime-bench", Host: "127.0.0.1", Port: *cport},
-		Routes:  server.RoutesFromStr(*routes),
+	}
+	if *cport != 0 {
+		opts.Cluster = server.ClusterOpts{Name: "realtime-bench", Host: "127.0.0.1", Port: *cport}
+		opts.Routes = server.RoutesFromStr(*routes)
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

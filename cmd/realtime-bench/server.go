@@ -38,6 +38,11 @@ type target struct {
 	logPath string
 	ownDir  string // temp dir the bench created (data, log, built binary); removed by close
 	pprof   bool   // the server serves /debug/vars and /debug/pprof
+
+	// set when the bench spawned several instances on a shared bus (spawnInstances):
+	// each member is one spawned server; the figures are summed.
+	members []*target
+	backend *backend
 }
 
 // spawnOptions configure spawnServer.
@@ -198,13 +203,39 @@ func tail(path string) string {
 	return string(b)
 }
 
-func (t *target) spawned() bool { return t.cmd != nil }
+func (t *target) spawned() bool { return t.cmd != nil || len(t.members) > 0 }
 
 func (t *target) pid() int {
+	if len(t.members) > 0 {
+		return t.members[0].pid()
+	}
 	if t.cmd == nil || t.cmd.Process == nil {
 		return 0
 	}
 	return t.cmd.Process.Pid
+}
+
+// pids are the spawned servers' processes (one, or every member).
+func (t *target) pids() []int {
+	if len(t.members) == 0 {
+		if p := t.pid(); p != 0 {
+			return []int{p}
+		}
+		return nil
+	}
+	var out []int
+	for _, m := range t.members {
+		out = append(out, m.pids()...)
+	}
+	return out
+}
+
+// backendPIDs are the processes of the shared bus the bench started (none otherwise).
+func (t *target) backendPIDs() []int {
+	if t.backend == nil {
+		return nil
+	}
+	return t.backend.pids()
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -229,8 +260,17 @@ func (t *target) stop() {
 	}
 }
 
-// close stops a spawned server and removes its data.
+// close stops a spawned server and removes its data (every member, then the backend).
 func (t *target) close() {
+	if len(t.members) > 0 || t.backend != nil {
+		for _, m := range t.members {
+			m.close()
+		}
+		if t.backend != nil {
+			t.backend.close()
+		}
+		return
+	}
 	if t.cmd == nil {
 		return
 	}
@@ -350,6 +390,14 @@ func readProc(pid int) (procStats, error) {
 }
 
 func (t *target) proc() procStats {
+	if len(t.members) > 0 {
+		var sum procStats
+		for _, m := range t.members {
+			p := m.proc()
+			sum.RSS, sum.CPU, sum.Threads = sum.RSS+p.RSS, sum.CPU+p.CPU, sum.Threads+p.Threads
+		}
+		return sum
+	}
 	p, _ := readProc(t.pid())
 	return p
 }

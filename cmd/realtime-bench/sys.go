@@ -61,17 +61,44 @@ type cpuMeter struct {
 	at            time.Time
 	self, server  time.Duration
 	mBusy, mTotal time.Duration
-	pid           int
+	pids          []int
+	// backend lists the shared bus's processes (spawnInstances) at start and at stop;
+	// bstart is their CPU at start, by pid.
+	backend func() []int
+	bstart  map[int]time.Duration
 }
 
 func startCPU(pid int) cpuMeter {
-	m := cpuMeter{at: time.Now(), self: selfCPU(), pid: pid}
-	if pid != 0 {
-		p, _ := readProc(pid)
-		m.server = p.CPU
+	if pid == 0 {
+		return startCPUs(nil, nil)
+	}
+	return startCPUs([]int{pid}, nil)
+}
+
+// startCPUOf measures t's servers and, when the bench started it, the shared bus.
+func startCPUOf(t *target) cpuMeter { return startCPUs(t.pids(), t.backendPIDs) }
+
+func startCPUs(pids []int, backend func() []int) cpuMeter {
+	m := cpuMeter{at: time.Now(), self: selfCPU(), pids: pids, backend: backend}
+	m.server = cpuOf(pids)
+	if backend != nil {
+		m.bstart = map[int]time.Duration{}
+		for _, p := range backend() {
+			st, _ := readProc(p)
+			m.bstart[p] = st.CPU
+		}
 	}
 	m.mBusy, m.mTotal = machineCPU()
 	return m
+}
+
+func cpuOf(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		p, _ := readProc(pid)
+		sum += p.CPU
+	}
+	return sum
 }
 
 // CPUShare is CPU use over a run, in cores (1.0 = one core busy the whole time).
@@ -79,6 +106,7 @@ type CPUShare struct {
 	WallSeconds  float64 `json:"wallSeconds"`
 	BenchCores   float64 `json:"benchCores"`
 	ServerCores  float64 `json:"serverCores"`  // 0 when not spawned
+	BackendCores float64 `json:"backendCores"` // the shared bus the bench started (NATS nodes, Postgres); 0 otherwise
 	MachineCores float64 `json:"machineCores"` // everything on the machine
 	OtherCores   float64 `json:"otherCores"`   // machine minus bench and server
 	ServerCPU    float64 `json:"serverCpuSeconds"`
@@ -90,9 +118,15 @@ func (m cpuMeter) stop() CPUShare {
 	wall := time.Since(m.at).Seconds()
 	s := CPUShare{WallSeconds: wall, Cores: numCPU()}
 	s.BenchCPU = (selfCPU() - m.self).Seconds()
-	if m.pid != 0 {
-		p, _ := readProc(m.pid)
-		s.ServerCPU = (p.CPU - m.server).Seconds()
+	if len(m.pids) > 0 {
+		s.ServerCPU = (cpuOf(m.pids) - m.server).Seconds()
+	}
+	var backendCPU time.Duration
+	if m.backend != nil {
+		for _, p := range m.backend() { // a process started during the run counts from 0
+			st, _ := readProc(p)
+			backendCPU += st.CPU - m.bstart[p]
+		}
 	}
 	b, t := machineCPU()
 	if t > m.mTotal {
@@ -101,7 +135,8 @@ func (m cpuMeter) stop() CPUShare {
 	if wall > 0 {
 		s.BenchCores = s.BenchCPU / wall
 		s.ServerCores = s.ServerCPU / wall
+		s.BackendCores = backendCPU.Seconds() / wall
 	}
-	s.OtherCores = max(0, s.MachineCores-s.BenchCores-s.ServerCores)
+	s.OtherCores = max(0, s.MachineCores-s.BenchCores-s.ServerCores-s.BackendCores)
 	return s
 }

@@ -237,7 +237,7 @@ func TestDrainPhases(t *testing.T) {
 	}
 }
 
-// -h shows no secret taken from the environment (keys, NATS URL and credentials).
+// -h shows no secret taken from the environment (keys, NATS and Postgres URLs, credentials).
 func TestHelpHidesSecrets(t *testing.T) {
 	secrets := map[string]string{
 		"REALTIME_TOKEN_KEYS":    "k1:tok3n-0123456789abcdef0123456789abcdef",
@@ -246,6 +246,7 @@ func TestHelpHidesSecrets(t *testing.T) {
 		"REALTIME_NATS_URL":      "nats://u:natspw0rd@127.0.0.1:4222",
 		"REALTIME_NATS_PASSWORD": "natspw0rd2",
 		"REALTIME_NATS_TOKEN":    "natst0ken",
+		"REALTIME_POSTGRES_URL":  "postgres://u:pgpassw0rd@127.0.0.1:5432/db",
 	}
 	for k, v := range secrets {
 		t.Setenv(k, v)
@@ -254,7 +255,7 @@ func TestHelpHidesSecrets(t *testing.T) {
 	if err := run([]string{"-h"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range []string{"tok3n", "pub-s3cr3t", "adm-s3cr3t", "natspw0rd", "natst0ken"} {
+	for _, v := range []string{"tok3n", "pub-s3cr3t", "adm-s3cr3t", "natspw0rd", "natst0ken", "pgpassw0rd"} {
 		if strings.Contains(out.String(), v) {
 			t.Errorf("-h shows %q", v)
 		}

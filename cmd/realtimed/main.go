@@ -1,8 +1,10 @@
 // Command realtimed is the standalone realtime server: the assembly of package server
 // (the same one the Encore services run) on a net/http server, with an embedded NATS
-// JetStream (or an external NATS).
+// JetStream, an external NATS (-nats-url) or a PostgreSQL database (-postgres-url) as
+// its bus.
 //
 //	go run ./cmd/realtimed            # http://127.0.0.1:4000, data in ./.realtime
+//	go run ./cmd/realtimed -postgres-url postgres://user:pass@db:5432/app   # the Postgres bus
 //	go run ./cmd/realtimed -h         # every setting, with its environment variable
 //	go run ./cmd/realtimed -version   # module version and commit
 //	go run ./cmd/realtimed token ...  # mint a subscriber token

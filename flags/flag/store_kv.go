@@ -32,6 +32,10 @@ type Options struct {
 	ResyncCheck time.Duration
 }
 
+// DefaultBucket is the bucket of flag records of both stores (a NATS key-value bucket,
+// rows of realtime_flags).
+const DefaultBucket = "flags"
+
 // Bucket limits.
 const (
 	kvHistory      = 16        // revisions kept per flag in the bucket
@@ -85,7 +89,7 @@ func (w *kvWatch) stop() {
 // ctx bounds the setup only.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*KVStore, error) {
 	if o.Bucket == "" {
-		o.Bucket = "flags"
+		o.Bucket = DefaultBucket
 	}
 	if o.AuditStream == "" {
 		o.AuditStream = "FLAGS_AUDIT"

@@ -66,7 +66,7 @@ var _ Store = (*PostgresStore)(nil)
 // Evaluator() reflects the table. ctx bounds the setup only.
 func OpenPostgres(ctx context.Context, pool *pgxpool.Pool, o PostgresOptions) (*PostgresStore, error) {
 	if o.Bucket == "" {
-		o.Bucket = "flags"
+		o.Bucket = DefaultBucket
 	}
 	if o.AuditMax <= 0 {
 		o.AuditMax = 1000

@@ -117,6 +117,9 @@ type Options struct {
 	Durable bool
 	// Settings are extra "name=value" server settings (postgres -c).
 	Settings []string
+	// Port on 127.0.0.1 (0: a free one). For programs (a benchmark) whose servers
+	// must stay in a range of ports; tests leave it 0.
+	Port int
 }
 
 // New creates a data directory (initdb) and starts a server on a free port of
@@ -177,11 +180,13 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err != nil {
-			return nil, err
+		if s.port = o.Port; s.port == 0 {
+			if s.port, err = freePort(); err != nil {
+				return nil, err
+			}
 		}
 		err = s.start()
-		if err == nil || attempt == 4 {
+		if err == nil || attempt == 4 || o.Port != 0 {
 			break
 		}
 	}
@@ -335,6 +340,14 @@ func (s *Server) Restart() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return err
+}
+
+// PID is the postmaster's process id (0 while stopped): for a benchmark's CPU share.
+func (s *Server) PID() int {
+	if s.proc == nil || s.proc.Process == nil {
+		return 0
+	}
+	return s.proc.Process.Pid
 }
 
 // Running reports whether the postmaster is up.

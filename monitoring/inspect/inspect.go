@@ -6,7 +6,9 @@
 //
 // Asker is what the console needs; NATS implements it with request/reply on the bus's
 // connection (every instance subscribes to one subject and answers the reply inbox),
-// LocalOnly for a backend that cannot reach the other instances.
+// Postgres on the Postgres bus's database (the query a NOTIFY every instance LISTENs
+// for, the answers rows of a table, each announced by a NOTIFY), LocalOnly for a
+// backend that cannot reach the other instances.
 package inspect
 
 import (

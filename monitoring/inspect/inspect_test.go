@@ -13,11 +13,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"encore.app/internal/pgtest"
 	"encore.app/internal/testutil"
 	"encore.app/realtime/stream"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.LeakOptions()...) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...) }
 
 func startNATS(t *testing.T) string {
 	t.Helper()

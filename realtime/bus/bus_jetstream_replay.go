@@ -44,21 +44,27 @@ func (j *JetStream) Replay(ctx context.Context, channels []string, after, upTo u
 }
 
 // replicaBehindWait is the first pause before a replay goes on with a new consumer
-// after its replica was found behind (doubling up to 1 s).
+// after its replica was found behind or its delivery had a gap (doubling up to 1 s).
 const replicaBehindWait = 20 * time.Millisecond
+
+// errDeliveryGap is wrapped (with ErrUnavailable) by a replay consumer's error when its
+// consumer sequence skipped: messages handed to a pull request that had already
+// expired (a loaded machine) are not delivered again by an ack-less consumer.
+var errDeliveryGap = errors.New("delivery gap")
 
 // replayContinuing runs once (one replay consumer) from after. A consumer placed on a
 // replica that has not stored (or applied) the newest events delivers less than the
 // stream leader holds, and verifyReplayTail reports errReplicaBehind. The events
 // delivered so far were in order, so the replay goes on from the last one with a new
 // consumer (placed anew; the replica catches up meanwhile) until ctx ends, instead of
-// failing the client, which would come back to the same replica. Any other outcome is
-// returned as is.
+// failing the client, which would come back to the same replica. A delivery gap
+// (errDeliveryGap) goes on the same way: the events before it were delivered in order.
+// Any other outcome is returned as is.
 func replayContinuing(ctx context.Context, after uint64, once func(after uint64) (last uint64, err error)) error {
 	wait := replicaBehindWait
 	for {
 		last, err := once(after)
-		if !errors.Is(err, errReplicaBehind) {
+		if !errors.Is(err, errReplicaBehind) && !errors.Is(err, errDeliveryGap) {
 			return err
 		}
 		if !sleepCtx(ctx, wait) {
@@ -131,7 +137,7 @@ func (j *JetStream) replayFrom(ctx context.Context, subjects []string, after, up
 			}
 			if meta.Sequence.Consumer != lastCons+1 {
 				cancel()
-				return lastSeq, j.wrap("replay", fmt.Errorf("%w: delivery gap after consumer seq %d", ErrUnavailable, lastCons))
+				return lastSeq, j.wrap("replay", fmt.Errorf("%w: %w after consumer seq %d", ErrUnavailable, errDeliveryGap, lastCons))
 			}
 			lastCons = meta.Sequence.Consumer
 			pending = meta.NumPending

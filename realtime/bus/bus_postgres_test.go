@@ -308,3 +308,56 @@ func TestPostgresConfigAndMissingSchema(t *testing.T) {
 func isUnavail(err error) bool { return errors.Is(err, ErrUnavailable) }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// Last: the newest n events of one channel at or below a sequence, oldest first; the
+// other channels' events and those above the bound are not in it; an error of fn ends
+// it and is returned.
+func TestPostgresLast(t *testing.T) {
+	p := openPG(t, pgtest.DB(t), PostgresConfig{})
+	var evs []*protocol.Event
+	for i := range 30 {
+		ch := "hist.a"
+		if i%3 == 0 {
+			ch = "hist.b"
+		}
+		evs = append(evs, &protocol.Event{ID: fmt.Sprintf("h-%d", i), Channel: ch, Data: []byte(fmt.Sprint(i))})
+	}
+	acks := publish(t, p, evs...)
+	last := func(ch string, upTo uint64, n int) []string {
+		t.Helper()
+		var ids []string
+		if err := p.Last(testCtx(t, 10*time.Second), ch, upTo, n, func(e *protocol.Event) error {
+			if e.Channel != ch || e.Seq == 0 || (upTo > 0 && e.Seq > upTo) {
+				t.Fatalf("event %+v for %s up to %d", e, ch, upTo)
+			}
+			ids = append(ids, e.ID)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	if got := fmt.Sprint(last("hist.a", 0, 3)); got != "[h-26 h-28 h-29]" {
+		t.Fatalf("newest 3 of hist.a: %s", got)
+	}
+	if got := fmt.Sprint(last("hist.b", acks[10].Seq, 2)); got != "[h-6 h-9]" {
+		t.Fatalf("newest 2 of hist.b at or below seq %d: %s", acks[10].Seq, got)
+	}
+	if got := last("hist.b", 0, 100); len(got) != 10 || got[0] != "h-0" {
+		t.Fatalf("all of hist.b: %v", got)
+	}
+	if got := last("hist.none", 0, 5); len(got) != 0 {
+		t.Fatalf("an empty channel: %v", got)
+	}
+	if got := last("hist.a", 0, 0); len(got) != 0 {
+		t.Fatalf("n 0: %v", got)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := p.Last(testCtx(t, 10*time.Second), "hist.a", 0, 5, func(*protocol.Event) error { calls++; return stop }); err != stop || calls != 1 {
+		t.Fatalf("fn's error: %v after %d calls", err, calls)
+	}
+	if err := p.Last(testCtx(t, 10*time.Second), "bad channel", 0, 5, func(*protocol.Event) error { return nil }); !errors.Is(err, protocol.ErrBadChannel) {
+		t.Fatalf("bad channel: %v", err)
+	}
+}

@@ -47,7 +47,8 @@ func TestVerifyReplayTail(t *testing.T) {
 	}
 }
 
-// A replay whose consumer's replica is behind goes on from the last delivered event
+// A replay whose consumer's replica is behind (or whose delivery had a gap) goes on from
+// the last delivered event
 // with a new consumer, waiting a little longer each time, until it completes or its
 // context ends; other errors end it at once.
 func TestReplayContinuesPastAReplicaBehind(t *testing.T) {
@@ -83,7 +84,19 @@ func TestReplayContinuesPastAReplicaBehind(t *testing.T) {
 		if !errors.Is(err, errReplicaBehind) || !errors.Is(err, ErrUnavailable) || n < 5 {
 			t.Fatalf("always behind: %v after %d consumers", err, n)
 		}
-		// Any other error ends it at once.
+		// A delivery gap goes on from the last event delivered in order, too.
+		gap := fmt.Errorf("bus: replay: %w: %w after consumer seq 256", ErrUnavailable, errDeliveryGap)
+		froms = nil
+		if err := replayContinuing(context.Background(), 0, func(after uint64) (uint64, error) {
+			froms = append(froms, after)
+			if len(froms) == 1 {
+				return 256, gap
+			}
+			return 300, nil
+		}); err != nil || fmt.Sprint(froms) != "[0 256]" {
+			t.Fatalf("after a delivery gap: %v, consumers started after %v, want [0 256]", err, froms)
+		}
+		// Any other error ends it at once (ctx has ended: no pause either).
 		stop := errors.New("stop")
 		n = 0
 		if err := replayContinuing(ctx, 0, func(uint64) (uint64, error) { n++; return 3, stop }); err != stop || n != 1 {

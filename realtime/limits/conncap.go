@@ -16,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// DefaultConnCapBucket is the cap's bucket (NATS key-value bucket, rows of realtime_conns).
+const DefaultConnCapBucket = "realtime-conns"
+
 // ErrCapReached is returned by ConnCap.Acquire when the user holds Max connections.
 var ErrCapReached = errors.New("connection cap reached")
 
@@ -106,7 +109,7 @@ func (cfg *ConnCapConfig) normalize() error {
 		cfg.Max = 10
 	}
 	if cfg.Bucket == "" {
-		cfg.Bucket = "realtime-conns"
+		cfg.Bucket = DefaultConnCapBucket
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = 30 * time.Second

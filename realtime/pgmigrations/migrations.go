@@ -1,6 +1,7 @@
 // Package pgmigrations holds the Postgres schema of the realtime layer (the bus, the
-// flag store, the fleet health records and the connection cap) as numbered
-// "<n>_<name>.up.sql" files, and applies them for the standalone server.
+// flag store, the fleet health records, the connection cap and the console's
+// connection inspector) as numbered "<n>_<name>.up.sql" files, and applies them for
+// the standalone server.
 //
 // The directory is not called "migrations": Encore gives every service with a
 // subdirectory of that exact name a database of its own, which would make every

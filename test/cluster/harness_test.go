@@ -350,6 +350,8 @@ type publisher struct {
 	order []protocol.Event   // acked events with Seq, in publish order
 	// retries counts resends (instance gone or 503).
 	retries int
+	// key is the publisher key sent ("" = publisherKey, the in-process servers').
+	key string
 }
 
 func newPublisher(t testing.TB, ins ...*instance) *publisher {
@@ -412,7 +414,11 @@ func (p *publisher) post(ctx context.Context, in *instance, body []byte) ([]bus.
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, in.srv.URL+"/v2/realtime/publish", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+publisherKey)
+	key := p.key
+	if key == "" {
+		key = publisherKey
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := p.hc.Do(req)
 	if err != nil {
 		return nil, 0, err
