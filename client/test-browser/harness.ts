@@ -7,6 +7,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { afterEach } from "vitest";
 
 export const repoRoot = resolve(import.meta.dirname, "..", "..");
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -173,20 +174,37 @@ export class Browser {
         "--disable-features=LocalNetworkAccessChecks",
       ],
     });
-    return new Browser(context, profile);
+    const b = new Browser(context, profile);
+    launched.add(b);
+    return b;
   }
+
+  /** Uncaught errors of this browser's pages since the last test ended (see failOnPageErrors). */
+  readonly pageErrors: string[] = [];
 
   async page(): Promise<Page> {
     const p = await this.context.newPage();
-    p.on("pageerror", (err) => console.error("page error:", err));
+    p.on("pageerror", (err) => {
+      this.pageErrors.push(`${p.url()}: ${err.stack ?? err.message}`);
+      console.error("page error:", err);
+    });
     return p;
   }
 
   async close(): Promise<void> {
     await this.context.close();
     rmSync(this.profile, { recursive: true, force: true });
+    launched.delete(this);
   }
 }
+
+// failOnPageErrors: a test during which a page of a browser the harness launched threw an
+// uncaught error fails, whatever it asserted (registered for every file importing this).
+const launched = new Set<Browser>();
+afterEach(() => {
+  const errs = [...launched].flatMap((b) => b.pageErrors.splice(0));
+  if (errs.length > 0) throw new Error(`${errs.length} uncaught page error(s):\n${errs.join("\n")}`);
+});
 
 const demoDir = join(repoRoot, "web", "demo");
 const demoTypes: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml" };
