@@ -119,16 +119,12 @@ func TestClientQuietChannelResumesAfterRetention(t *testing.T) {
 		OnEvent:    func(ev protocol.Event) { mu.Lock(); got = append(got, ev); mu.Unlock() },
 		OnRecovery: func(r protocol.Recovery) { mu.Lock(); recoveries = append(recoveries, r); mu.Unlock() }})
 	defer c.Close()
-	waitUntil := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s (cursor %+v, stats %+v)", what, c.Cursor(), c.Stats())
-			}
-			time.Sleep(5 * time.Millisecond)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("client cursor %+v, stats %+v", c.Cursor(), c.Stats())
 		}
-	}
+	})
+	waitUntil := func(what string, cond func() bool) { t.Helper(); testutil.WaitFor(t, what, cond) }
 	events := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
 	publish := func(evs ...*protocol.Event) []bus.Ack {
 		t.Helper()

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
@@ -52,10 +51,7 @@ func TestPublisherTyped(t *testing.T) {
 	c := rtclient.Start(ctx, rtclient.Config{URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/v2/realtime/stream",
 		Channels: []string{"shipments.7"}, Logger: quiet(), OnEvent: func(ev protocol.Event) { got <- ev }})
 	defer c.Close()
-	for c.Stats().Connects == 0 {
-		time.Sleep(5 * time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond) // the URL subscribe is processed
+	testutil.WaitFor(t, "the client's URL subscribe", func() bool { return e.Snapshot().Subscriptions == 1 })
 
 	pub := &rtclient.Publisher{URL: srv.URL + "/v2/realtime/publish", Key: "k"}
 	id, err := shipments.Channel("7").Publish(ctx, pub, "shipped", shipment{Order: "7", Carrier: "post"})
