@@ -5,8 +5,8 @@ package monitoring
 import (
 	"context"
 	"testing"
-	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime"
 )
 
@@ -20,20 +20,13 @@ func TestOverviewSeesThisInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.WaitFor(t, "this instance alone in the overview", func() bool {
 		ov, err := Overview(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ov.Overview.Instances == 1 && len(ov.Overview.InstanceRows) == 1 && ov.Overview.InstanceRows[0].Instance == s.Instance() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("overview %+v", ov.Overview)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ov.Overview.Instances == 1 && len(ov.Overview.InstanceRows) == 1 && ov.Overview.InstanceRows[0].Instance == s.Instance()
+	})
 	if _, err := Series(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -176,17 +176,10 @@ func readyz(t *testing.T, base string) (int, string) {
 
 func waitReadyz(t *testing.T, base string, code int, reason string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	testutil.WaitFor(t, fmt.Sprintf("readyz %d %q", code, reason), func() bool {
 		got, body := readyz(t, base)
-		if got == code && strings.Contains(body, reason) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("readyz: %d %q, want %d %q", got, body, code, reason)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return got == code && strings.Contains(body, reason)
+	})
 }
 
 // /readyz turns 503 with a reason when NATS stops and back to 200 when it returns;
