@@ -144,7 +144,12 @@ type Client struct {
 	// drain would cost memory for nothing.
 	slowSocket bool
 
-	wg sync.WaitGroup // one while the writer is scheduled (sched != schedNone)
+	// idle is signalled (on mu) when the writer becomes unscheduled (sched ==
+	// schedNone). Teardown waits on it. A WaitGroup cannot be used here: the
+	// library's close answer, or a drain's close request, may schedule the writer
+	// again while teardown waits, and a WaitGroup's Add from zero must not race
+	// its Wait.
+	idle sync.Cond
 }
 
 // outSeg is one frame taken by the writer.
@@ -285,7 +290,6 @@ func (c *Client) kickLocked() (push bool, gen uint64) {
 	if c.sched != schedNone {
 		return false, 0
 	}
-	c.wg.Add(1)
 	c.gen++
 	c.sched = schedReady
 	return true, c.gen
@@ -310,7 +314,22 @@ func (c *Client) finishLocked() {
 		c.closeSocket = false
 		_ = c.cc.Conn.Close()
 	}
-	c.wg.Done()
+	c.idle.Broadcast()
+}
+
+// waitWriterIdle waits until the writer is not scheduled. After d it calls
+// onTimeout (which must make the writer finish: c.abort) and goes on waiting.
+func (c *Client) waitWriterIdle(d time.Duration, onTimeout func()) {
+	fired := make(chan struct{})
+	t := time.AfterFunc(d, func() { onTimeout(); close(fired) })
+	c.mu.Lock()
+	for c.sched != schedNone {
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
+	if !t.Stop() {
+		<-fired // onTimeout has run when this returns, as the caller expects
+	}
 }
 
 // deferSocketClose reports whether the writer will close the socket (it is writing);
@@ -410,7 +429,10 @@ func (c *Client) releaseOutLocked() {
 // is queued first. The first request wins; later ones are ignored.
 func (c *Client) requestClose(code protocol.CloseCode, text string, retryMs int64, why DisconnectReason, flush bool) {
 	c.mu.Lock()
-	c.requestCloseLocked(code, text, retryMs, why, flush, DropClosing)
+	if !c.requestCloseLocked(code, text, retryMs, why, flush, DropClosing) {
+		c.mu.Unlock() // closing or closed already: the writer was kicked then
+		return
+	}
 	push, gen := c.kickLocked()
 	c.mu.Unlock()
 	if push {
@@ -418,11 +440,12 @@ func (c *Client) requestClose(code protocol.CloseCode, text string, retryMs int6
 	}
 }
 
-// requestCloseLocked records a close request; the caller kicks the writer. Without
+// requestCloseLocked records a close request and reports whether it did (false when
+// the connection is closing or closed already); the caller kicks the writer. Without
 // flush the queue is dropped at once, its events counted under dropAs.
-func (c *Client) requestCloseLocked(code protocol.CloseCode, text string, retryMs int64, why DisconnectReason, flush bool, dropAs DropReason) {
+func (c *Client) requestCloseLocked(code protocol.CloseCode, text string, retryMs int64, why DisconnectReason, flush bool, dropAs DropReason) bool {
 	if c.state != stateOpen {
-		return
+		return false
 	}
 	c.state = stateClosing
 	c.closeCode = code
@@ -436,6 +459,7 @@ func (c *Client) requestCloseLocked(code protocol.CloseCode, text string, retryM
 			c.trimOutLocked() // nobody else holds a parked writer
 		}
 	}
+	return true
 }
 
 func (c *Client) setDiscLocked(why DisconnectReason) {

@@ -98,6 +98,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
 		opened:  time.Now(),
 	}
+	c.idle.L = &c.mu
 	c.id.Store(id)
 	c.release, admitted = release, true
 	c.initLimits()
@@ -116,8 +117,7 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		c.runRelease()
 		e.metrics.refuse(RefuseDraining)
 		c.requestClose(protocol.CloseShutdown, "server shutting down", e.retryHint(), DiscShutdown, false)
-		waitTimeout(&c.wg, closeGrace, c.abort)
-		c.wg.Wait()
+		c.waitWriterIdle(closeGrace, c.abort)
 		_ = conn.CloseNow()
 		return
 	}
@@ -319,8 +319,7 @@ func (c *Client) teardown(why DisconnectReason) {
 	if why == DiscReadError || e.ctx.Err() != nil {
 		c.abort()
 	}
-	waitTimeout(&c.wg, closeGrace, c.abort)
-	c.wg.Wait()
+	c.waitWriterIdle(closeGrace, c.abort)
 	_ = c.conn.CloseNow()
 	c.mu.Lock()
 	reason := c.disc
@@ -329,20 +328,6 @@ func (c *Client) teardown(why DisconnectReason) {
 	c.stopExpiry()
 	c.runRelease()
 	e.unregister(c)
-}
-
-// waitTimeout waits for wg; after d it calls onTimeout and keeps waiting.
-func waitTimeout(wg interface{ Wait() }, d time.Duration, onTimeout func()) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-		onTimeout()
-		<-done
-	}
 }
 
 // publishRequest is one event or a batch.
