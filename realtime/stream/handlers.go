@@ -165,6 +165,8 @@ func (c *Client) readLoop() DisconnectReason {
 	for {
 		// No context: a context per read costs a registration with it for as long as
 		// the read waits, on every idle connection. Closing the socket ends the read.
+		// An idle connection waits in waitReadable, on a shallow stack.
+		c.cc.waitReadable()
 		typ, data, err := c.conn.Read(context.Background())
 		if err != nil {
 			switch {

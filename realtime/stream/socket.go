@@ -49,9 +49,11 @@ func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	var r io.Reader = s
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		r = io.MultiReader(bytes.NewReader(bytes.Clone(early)), s)
+		s.early = bytes.NewReader(bytes.Clone(early))
+		r = io.MultiReader(s.early, s)
 	}
-	return s, bufio.NewReadWriter(bufio.NewReaderSize(r, connReadBuffer), bufio.NewWriterSize(s, connWriteBuffer)), nil
+	s.br = bufio.NewReaderSize(r, connReadBuffer)
+	return s, bufio.NewReadWriter(s.br, bufio.NewWriterSize(s, connWriteBuffer)), nil
 }
 
 // sock is the hijacked socket of one stream connection.
@@ -80,6 +82,11 @@ type sock struct {
 	// most it may grow to (0: left to the kernel), and the bytes written since it last
 	// grew
 	sndbuf, sndbufMax, sinceGrow int
+
+	// the library's read buffer (set by Hijack) and the bytes read before the upgrade
+	// that it reads first (nil when there were none); see waitReadable
+	br    *bufio.Reader
+	early *bytes.Reader
 
 	mu    sync.Mutex
 	owner *Client // set by attach
@@ -154,6 +161,25 @@ func (s *sock) Close() error {
 		return nil
 	}
 	return s.Conn.Close()
+}
+
+// waitReadable waits until the library's next read finds data: at once when its
+// buffer holds some, otherwise until the socket is readable (or closed, or failed:
+// the library's read then reports it). The connection's reader calls it between
+// messages so that an idle connection waits here, a few frames deep, and not deep
+// inside the library's frame-header read: the garbage collector then shrinks the
+// goroutine's stack (it keeps the 8 KiB a read inside the library grows it to
+// otherwise), the largest part of an idle connection's memory. Sockets without raw
+// access (TLS, tests' pipes) return at once.
+func (s *sock) waitReadable() {
+	if s.raw == nil || (s.br != nil && s.br.Buffered() > 0) || (s.early != nil && s.early.Len() > 0) {
+		return
+	}
+	var peek [1]byte
+	_ = s.raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN // data, end of stream or an error: the library reads it
+	})
 }
 
 func (s *sock) Read(p []byte) (int, error) {
