@@ -55,7 +55,7 @@ type Config struct {
 	BatchMaxEvents int
 	// BatchWindow, BatchWindowMax and FrameBudget apply when the instance is short of
 	// CPU (its writers fall behind, or it writes more than FrameBudget event frames per
-	// second, default 60000): a channel's events then wait to share a frame for a
+	// second, default 200000): a channel's events then wait to share a frame for a
 	// window that opens at BatchWindow (default 20ms) and widens up to BatchWindowMax
 	// (default 50ms) so that busy connections fit the budget (window.go). It closes
 	// again when the load is gone. BatchWindowMax <= BatchWindow asks for a fixed
@@ -238,7 +238,7 @@ func (c *Config) withDefaults() (Config, error) {
 	defi(&d.BatchMaxEvents, 100)
 	def(&d.BatchWindow, 20*time.Millisecond)
 	def(&d.BatchWindowMax, max(50*time.Millisecond, d.BatchWindow))
-	defi(&d.FrameBudget, 60000)
+	defi(&d.FrameBudget, 200000)
 	if d.CompressionThreshold == 0 {
 		d.CompressionThreshold = 1024
 	}
