@@ -172,3 +172,51 @@ func TestPostgresStoreTrackersConverge(t *testing.T) {
 		return err == nil && users == 2
 	})
 }
+
+// The store's ticker deletes lapsed liveness records and summaries past the retention;
+// reads skip a lapsed record before that.
+func TestPostgresStoreCleanup(t *testing.T) {
+	url := pgtest.DB(t)
+	pool := pgPool(t, url)
+	st := pgStore(t, url, PostgresConfig{TTL: 200 * time.Millisecond, Retention: 200 * time.Millisecond, CleanupEvery: time.Hour})
+	ctx := testutil.Context(t)
+	if err := st.Heartbeat(ctx, Alive{Instance: "x", Inc: "i1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, []*Summary{{Channel: "room", Instance: "x", Inc: "i1", V: 1, Members: map[string]int{"u": 1}, Users: 1, Conns: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	count := func(table string) int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	testutil.WaitFor(t, "the record to lapse", func() bool {
+		recs, err := st.loadAlive(ctx)
+		return err == nil && len(recs) == 0
+	})
+	if count("realtime_presence_alive") != 1 || count("realtime_presence") != 1 {
+		t.Fatal("rows deleted before a cleanup")
+	}
+	// Another store of the scope, with a ticker that runs.
+	pgStore(t, url, PostgresConfig{TTL: 200 * time.Millisecond, Retention: 200 * time.Millisecond, CleanupEvery: 50 * time.Millisecond})
+	testutil.WaitFor(t, "the cleanup", func() bool {
+		return count("realtime_presence_alive") == 0 && count("realtime_presence") == 0
+	})
+	// Another scope's rows are not touched by this one's cleanup.
+	other := pgStore(t, url, PostgresConfig{Scope: "other", TTL: time.Hour})
+	if err := other.Heartbeat(ctx, Alive{Instance: "y", Inc: "i2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := other.loadAlive(ctx); err != nil || len(recs) != 1 {
+		t.Fatalf("the other scope's records: %v %v", recs, err)
+	}
+	if recs, err := st.loadAlive(ctx); err != nil || len(recs) != 0 {
+		t.Fatalf("another scope's records seen: %v %v", recs, err)
+	}
+}
