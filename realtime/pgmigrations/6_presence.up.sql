@@ -1,7 +1,10 @@
 -- Presence on Postgres (realtime/presence, store_postgres.go): per instance and
 -- channel one summary of the instance's members (a removal deletes the row), and per
 -- instance one liveness record that lapses at expires_at unless heartbeated again.
--- scope keeps the servers of different namespaces apart. Changes are announced with
+-- scope keeps the servers of different namespaces apart. Expiry times are absolute
+-- (set by the writer: now + TTL, now + retention), so any store deletes what expired,
+-- in every scope: the rows of a namespace whose servers are all gone (an `encore test`
+-- run) are deleted too. Changes are announced with
 -- NOTIFY realtime_presence by the writer itself (no trigger: a removal's notification
 -- carries the removal's version, which a deleted row no longer has).
 --
@@ -16,12 +19,13 @@ CREATE UNLOGGED TABLE IF NOT EXISTS realtime_presence (
     v          bigint      NOT NULL,
     summary    jsonb       NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at timestamptz NOT NULL, -- updated_at + the retention
     PRIMARY KEY (scope, channel, instance)
 );
 
 -- Purge (a dead instance's rows) and the retention cleanup.
 CREATE INDEX IF NOT EXISTS realtime_presence_instance ON realtime_presence (scope, instance);
-CREATE INDEX IF NOT EXISTS realtime_presence_updated ON realtime_presence (scope, updated_at);
+CREATE INDEX IF NOT EXISTS realtime_presence_expires ON realtime_presence (expires_at);
 
 CREATE UNLOGGED TABLE IF NOT EXISTS realtime_presence_alive (
     scope      text        NOT NULL,
@@ -30,3 +34,5 @@ CREATE UNLOGGED TABLE IF NOT EXISTS realtime_presence_alive (
     expires_at timestamptz NOT NULL,
     PRIMARY KEY (scope, instance)
 );
+
+CREATE INDEX IF NOT EXISTS realtime_presence_alive_expires ON realtime_presence_alive (expires_at);

@@ -31,7 +31,7 @@ type PostgresConfig struct {
 	// within it (Config.RefreshEvery).
 	Retention time.Duration
 	// CleanupEvery: how often the store deletes lapsed liveness records and summaries
-	// past the retention (default a minute).
+	// past their retention, of every scope (default a minute).
 	CleanupEvery time.Duration
 	Logger       *slog.Logger
 }
@@ -54,11 +54,12 @@ const pgReloadChunk = 500
 
 // PostgresStore keeps presence in two tables (realtime/pgmigrations,
 // 6_presence.up.sql): realtime_presence holds per channel and instance one summary
-// (its JSON, V and incarnation, and updated_at for the retention), and
-// realtime_presence_alive per instance one liveness record with expires_at (now + TTL
-// at each heartbeat). Reads skip lapsed liveness records; a ticker of the store
-// deletes them, and summaries older than the retention, so neither table grows
-// without bound.
+// (its JSON, V and incarnation, updated_at, and expires_at: updated_at + the
+// retention), and realtime_presence_alive per instance one liveness record with
+// expires_at (now + TTL at each heartbeat). Reads skip lapsed liveness records; a
+// ticker of every store deletes the expired rows of every scope (lapsed records,
+// summaries past the retention), so neither table grows without bound, not even with
+// the rows of namespaces whose servers are all gone.
 //
 // Writes announce themselves with NOTIFY on realtime_presence, in the transaction of
 // the write (a Put is one pgx batch: its rows and notifications commit together, in
@@ -194,12 +195,12 @@ func (s *PostgresStore) Put(ctx context.Context, sums []*Summary) error {
 			b.Queue(`DELETE FROM realtime_presence WHERE scope = $1 AND channel = $2 AND instance = $3
 				AND (inc <> $4 OR v <= $5)`, s.cfg.Scope, sum.Channel, sum.Instance, sum.Inc, int64(sum.V))
 		} else {
-			b.Queue(`INSERT INTO realtime_presence (scope, channel, instance, inc, v, summary, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())
+			b.Queue(`INSERT INTO realtime_presence (scope, channel, instance, inc, v, summary, updated_at, expires_at)
+				VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp(), clock_timestamp() + $7::bigint * interval '1 microsecond')
 				ON CONFLICT (scope, channel, instance) DO UPDATE SET inc = EXCLUDED.inc, v = EXCLUDED.v,
-					summary = EXCLUDED.summary, updated_at = EXCLUDED.updated_at
+					summary = EXCLUDED.summary, updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at
 				WHERE realtime_presence.inc <> EXCLUDED.inc OR realtime_presence.v < EXCLUDED.v`,
-				s.cfg.Scope, sum.Channel, sum.Instance, sum.Inc, int64(sum.V), body)
+				s.cfg.Scope, sum.Channel, sum.Instance, sum.Inc, int64(sum.V), body, s.cfg.Retention.Microseconds())
 		}
 		if p := s.note(noteSummary, string(body)); len(p) <= pgMaxPayload {
 			payloads = append(payloads, p)
@@ -562,13 +563,14 @@ func (s *PostgresStore) cleanup() {
 	}
 }
 
-// Cleanup deletes the scope's lapsed liveness records and its summaries older than
-// the retention (the store's ticker calls it every CleanupEvery).
+// Cleanup deletes the lapsed liveness records and the summaries past their retention
+// (the store's ticker calls it every CleanupEvery). Of every scope: expiry times are
+// absolute, set by each row's writer, so a namespace whose servers are all gone (an
+// `encore test` process) leaves nothing behind for long.
 func (s *PostgresStore) Cleanup(ctx context.Context) error {
 	b := &pgx.Batch{}
-	b.Queue(`DELETE FROM realtime_presence_alive WHERE scope = $1 AND expires_at < clock_timestamp()`, s.cfg.Scope)
-	b.Queue(`DELETE FROM realtime_presence WHERE scope = $1
-		AND updated_at < clock_timestamp() - $2::bigint * interval '1 microsecond'`, s.cfg.Scope, s.cfg.Retention.Microseconds())
+	b.Queue(`DELETE FROM realtime_presence_alive WHERE expires_at < clock_timestamp()`)
+	b.Queue(`DELETE FROM realtime_presence WHERE expires_at < clock_timestamp()`)
 	return s.pool.SendBatch(ctx, b).Close()
 }
 

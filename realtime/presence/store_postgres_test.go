@@ -205,18 +205,31 @@ func TestPostgresStoreCleanup(t *testing.T) {
 	testutil.WaitFor(t, "the cleanup", func() bool {
 		return count("realtime_presence_alive") == 0 && count("realtime_presence") == 0
 	})
-	// Another scope's rows are not touched by this one's cleanup.
-	other := pgStore(t, url, PostgresConfig{Scope: "other", TTL: time.Hour})
-	if err := other.Heartbeat(ctx, Alive{Instance: "y", Inc: "i2"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Cleanup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if recs, err := other.loadAlive(ctx); err != nil || len(recs) != 1 {
-		t.Fatalf("the other scope's records: %v %v", recs, err)
+	// Scopes: another scope's live rows are invisible here and survive a cleanup; its
+	// expired ones are deleted by any store (a namespace whose servers are all gone).
+	other := pgStore(t, url, PostgresConfig{Scope: "other", TTL: time.Hour, Retention: time.Hour})
+	gone := pgStore(t, url, PostgresConfig{Scope: "gone", TTL: time.Millisecond, Retention: time.Millisecond, CleanupEvery: time.Hour})
+	for _, s := range []*PostgresStore{other, gone} {
+		if err := s.Heartbeat(ctx, Alive{Instance: "y", Inc: "i2"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Put(ctx, []*Summary{{Channel: "room", Instance: "y", Inc: "i2", V: 1, Users: 1, Conns: 1, Members: map[string]int{"v": 1}}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if recs, err := st.loadAlive(ctx); err != nil || len(recs) != 0 {
 		t.Fatalf("another scope's records seen: %v %v", recs, err)
+	}
+	if sums, err := st.Load(ctx, "room"); err != nil || len(sums) != 0 {
+		t.Fatalf("another scope's summaries seen: %v %v", sums, err)
+	}
+	testutil.WaitFor(t, "the expired rows of the gone scope to be deleted", func() bool {
+		return count("realtime_presence_alive") == 1 && count("realtime_presence") == 1
+	})
+	if recs, err := other.loadAlive(ctx); err != nil || len(recs) != 1 {
+		t.Fatalf("the other scope's records: %v %v", recs, err)
+	}
+	if sums, err := other.Load(ctx, "room"); err != nil || len(sums) != 1 {
+		t.Fatalf("the other scope's summaries: %v %v", sums, err)
 	}
 }
