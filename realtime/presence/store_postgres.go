@@ -74,8 +74,9 @@ const pgReloadChunk = 500
 // their number: the listener hands payloads to a bounded queue, and one goroutine
 // delivers them to the followers of the channel, so no callback ever blocks the
 // listener. When the queue overflows, or after the listener reconnected (the
-// notifications sent meanwhile are lost), the store reads every followed channel and
-// the liveness records again. Because a removal deletes its row, such a reload cannot
+// notifications sent meanwhile are lost), the store delivers what is still queued
+// (older than what it reads next), then reads every followed channel and the
+// liveness records again. Because a removal deletes its row, such a reload cannot
 // show it; so the store remembers, per followed channel, the instances whose summary
 // it delivered last (bounded by the instances present), and delivers an empty summary
 // (V one above the last delivered: any real later summary of that instance is newer)
@@ -419,6 +420,11 @@ func (s *PostgresStore) dispatch() {
 			s.handle(p, dirty)
 		}
 		if all {
+			// The queued notifications are older than what the reload reads: deliver
+			// them first, so that none of them undoes a removal the reload delivers.
+			for n := len(s.notes); n > 0; n-- {
+				s.handle(<-s.notes, dirty)
+			}
 			clear(dirty)
 			if !s.reloadAll() {
 				retry.Reset(retryDelay)
