@@ -38,7 +38,8 @@ type backend interface {
 	Fleet(ctx context.Context, cfg health.FleetConfig) (*health.Fleet, error)
 	// Presence opens the store the instances' presence trackers share (for Postgres:
 	// a table of summaries and one of liveness records, LISTEN/NOTIFY for the follows;
-	// see presence.Store). cfg's TTL, Replicas and Logger apply to every kind.
+	// see presence.PostgresStore). cfg's TTL, Retention and Logger apply to every
+	// kind, its bucket names and Replicas to NATS only.
 	Presence(ctx context.Context, cfg presence.NATSConfig) (presence.Store, error)
 	// Close releases the bus (and an embedded server).
 	Close() error
@@ -140,13 +141,17 @@ func (p *pgBackend) Inspector(local inspect.Local, log *slog.Logger) (inspect.As
 
 var _ fleetQuerier = (*pgBackend)(nil)
 
-// errNoPresenceStore is a backend's answer when it has no presence store: the server
-// then runs with presence off (presence requests are refused 501), and says so.
-var errNoPresenceStore = errors.New("the Postgres bus has no presence store yet (presence needs the NATS bus)")
-
-// Presence: the Postgres bus keeps no presence (yet); see errNoPresenceStore.
-func (p *pgBackend) Presence(context.Context, presence.NATSConfig) (presence.Store, error) {
-	return nil, errNoPresenceStore
+// Presence keeps the trackers' summaries and liveness records in two tables of the
+// database, with LISTEN/NOTIFY for the follows (presence.PostgresStore), in the
+// namespace's scope.
+func (p *pgBackend) Presence(ctx context.Context, cfg presence.NATSConfig) (presence.Store, error) {
+	s, err := presence.NewPostgresStore(ctx, p.pool, presence.PostgresConfig{
+		Scope: p.o.namespaced("realtime"), TTL: cfg.TTL, Retention: cfg.Retention, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err // not a nil *PostgresStore in a non-nil interface
+	}
+	return s, nil
 }
 
 func (p *pgBackend) Fleet(ctx context.Context, cfg health.FleetConfig) (*health.Fleet, error) {

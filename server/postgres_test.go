@@ -190,19 +190,9 @@ func TestPostgresBackend(t *testing.T) {
 			t.Fatalf("%s: the breaker's probe says disconnected", s.name)
 		}
 	}
-	// Presence has no Postgres store yet: it is off, and a snapshot request says so.
-	if a.srv.pres != nil {
-		t.Fatal("presence on the Postgres bus")
-	}
-	preq, _ := http.NewRequest(http.MethodGet, a.hs.URL+"/v2/realtime/presence?channel=orders.1&token="+mint(t, "7", "orders.*"), nil)
-	if resp, err := http.DefaultClient.Do(preq); err != nil {
-		t.Fatal(err)
-	} else {
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(body), "presence is not enabled") {
-			t.Fatalf("presence on the Postgres bus: %d %s, want 501", resp.StatusCode, body)
-		}
+	// Presence is on: its store is the database too.
+	if a.srv.pres == nil || b.srv.pres == nil {
+		t.Fatal("presence off on the Postgres bus")
 	}
 	buf := make([]byte, 1<<22)
 	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "nats-server") || strings.Contains(stacks, "nats.go") {
@@ -234,6 +224,12 @@ func TestPostgresBackend(t *testing.T) {
 			break
 		}
 	}
+
+	// Presence: user 7, connected to b, is a member of orders.1 on a.
+	testutil.WaitFor(t, "a to list b's member", func() bool {
+		st, snap := pgPresence(t, a.hs.URL, "orders.1", mint(t, "8", "orders.*"))
+		return st == http.StatusOK && snap.Users == 1 && len(snap.Members) == 1 && snap.Members[0].User == "7"
+	})
 
 	// The per-user cap counts across instances: user 7 holds its one connection on b.
 	if _, err := rtclient.Dial(ctx, a.ws, &rtclient.DialOptions{Token: mint(t, "7", "orders.*")}); rtclient.CloseCode(err) != protocol.CloseTooMany {
@@ -288,9 +284,29 @@ func TestPostgresBackend(t *testing.T) {
 	if got := a.instances(t); len(got) != 2 {
 		t.Fatalf("the first namespace's fleet: %v", got)
 	}
+	if st, snap := pgPresence(t, n.hs.URL, "orders.1", mint(t, "8", "orders.*")); st != http.StatusOK || snap.Users != 0 {
+		t.Fatalf("another namespace sees the presence of the first: %d %+v", st, snap)
+	}
 	n.hs.Close()
 	n.srv.Close()
 	if err := pool.Ping(ctx); err != nil {
 		t.Fatalf("the server closed the shell's pool: %v", err)
 	}
+}
+
+// pgPresence asks base's presence endpoint for channel's snapshot.
+func pgPresence(t *testing.T, base, channel, token string) (int, protocol.PresenceSnapshot) {
+	t.Helper()
+	var snap protocol.PresenceSnapshot
+	resp, err := http.Get(base + "/v2/realtime/presence?channel=" + channel + "&token=" + token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return resp.StatusCode, snap
 }

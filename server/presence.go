@@ -14,7 +14,8 @@ import (
 )
 
 // presencePart is the presence tracker of this instance and the store it shares with
-// the others (the backend's: NATS key-value buckets). close stops the tracker, then
+// the others (the backend's: NATS key-value buckets, or the Postgres tables of
+// presence.PostgresStore). close stops the tracker, then
 // the store.
 type presencePart struct {
 	store   presence.Store
@@ -27,10 +28,6 @@ func openPresence(ctx context.Context, o *Options, be backend, instance string, 
 		return nil, nil
 	}
 	st, err := be.Presence(ctx, presence.NATSConfig{TTL: o.PresenceTTL, Replicas: o.Replicas, Logger: log})
-	if errors.Is(err, errNoPresenceStore) {
-		log.Warn("presence is off: "+err.Error()+"; presence snapshots and join/leave events are refused (501), history works", "bus", o.EffectiveBus())
-		return nil, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("presence: %w", err)
 	}

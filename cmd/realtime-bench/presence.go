@@ -63,8 +63,9 @@ func (d dist) q(p float64) time.Duration {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
-// spawnCluster starts n servers on one NATS (the first one's embedded server).
-func spawnCluster(ctx context.Context, bin string, n int, extra ...string) ([]*target, error) {
+// spawnCluster starts n servers on one NATS (the first one's embedded server), or,
+// with shared (a backend's flags: startBackend), on that bus.
+func spawnCluster(ctx context.Context, bin string, n int, shared []string, extra ...string) ([]*target, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -72,9 +73,12 @@ func spawnCluster(ctx context.Context, bin string, n int, extra ...string) ([]*t
 	var ts []*target
 	for i := range n {
 		args := append([]string{"-token-keys", benchTokenKeys, "-max-conns-per-user", "0"}, extra...)
-		if i == 0 {
+		switch {
+		case shared != nil:
+			args = append(args, shared...)
+		case i == 0:
 			args = append(args, "-nats-listen", "127.0.0.1:"+strconv.Itoa(port))
-		} else {
+		default:
 			args = append(args, "-nats-url", "nats://127.0.0.1:"+strconv.Itoa(port))
 		}
 		t, err := spawnServer(ctx, spawnOptions{Bin: bin, Args: args, Key: "bench", Keyed: true})
@@ -163,8 +167,25 @@ func cmdPresence(ctx context.Context, args []string) error {
 	every := fs.Duration("every", 20*time.Millisecond, "time between two joins")
 	grace := fs.Duration("grace", 2*time.Second, "the servers' presence grace period")
 	bin := fs.String("server-bin", "", "realtimed binary (empty: go build ./cmd/realtimed)")
+	var bo backendOptions
+	fs.StringVar(&bo.bus, "bus", "", "the bus of the three instances: empty (the first one's embedded NATS) or postgres (-postgres-url, or a Postgres the bench starts: Debian's binaries, fsync on)")
+	fs.StringVar(&bo.postgresURL, "postgres-url", "", "with -bus postgres: use this database instead of starting one")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var shared []string
+	busName := "one NATS"
+	switch bo.bus {
+	case "":
+	case "postgres":
+		be, err := startBackend(ctx, bo)
+		if err != nil {
+			return err
+		}
+		defer be.close()
+		shared, busName = be.args, "one Postgres"
+	default:
+		return fmt.Errorf("-bus %q: empty (embedded NATS) or postgres", bo.bus)
 	}
 	c := common{serverBin: *bin}
 	cleanup, err := c.ensureBin(ctx)
@@ -172,7 +193,7 @@ func cmdPresence(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cleanup()
-	ts, err := spawnCluster(ctx, c.serverBin, 3, "-presence-grace", grace.String())
+	ts, err := spawnCluster(ctx, c.serverBin, 3, shared, "-presence-grace", grace.String())
 	if err != nil {
 		return err
 	}
@@ -264,7 +285,7 @@ func cmdPresence(ctx context.Context, args []string) error {
 		}
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "presence propagation (3 instances on one NATS, %d joins)\tp50\tp99\tmax\tsamples\n", *joins)
+	fmt.Fprintf(tw, "presence propagation (3 instances on %s, %d joins)\tp50\tp99\tmax\tsamples\n", busName, *joins)
 	fmt.Fprintf(tw, "join, watcher on the joiner's instance\t%s\t%s\t%s\t%d\n", ms(local.q(.5)), ms(local.q(.99)), ms(local.q(1)), len(local))
 	fmt.Fprintf(tw, "join, watchers on the other instances\t%s\t%s\t%s\t%d\n", ms(remote.q(.5)), ms(remote.q(.99)), ms(remote.q(1)), len(remote))
 	fmt.Fprintf(tw, "leave after the %v grace, other instances\t%s\t%s\t%s\t%d\n", *grace, ms(leaves.q(.5)), ms(leaves.q(.99)), ms(leaves.q(1)), len(leaves))

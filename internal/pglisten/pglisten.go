@@ -3,6 +3,10 @@
 // health, the Postgres bus). A wake-up carries nothing: the receiver reads the table, so coalesced or
 // lost notifications (while the connection is down) lose nothing as long as the
 // receiver also reads after every wake-up the listener sends on reconnect.
+//
+// StartFunc is the variant for a receiver that needs the payloads themselves (the
+// presence store: which channel changed, or the change itself): each notification's
+// payload goes to a callback, and C signals reconnects only.
 package pglisten
 
 import (
@@ -58,6 +62,16 @@ func StartMatch(ctx context.Context, pool *pgxpool.Pool, channel string, match f
 	l.wg.Add(1)
 	go l.run(runCtx, conn)
 	return l, nil
+}
+
+// StartFunc is Start for a receiver of payloads: fn is called on the listener's
+// goroutine with the payload of every notification on channel, in the order Postgres
+// delivers them, and must not block (hand the payload to a goroutine of the
+// receiver's; when that falls behind, drop and read again, as after a reconnect). C
+// signals after each reconnect only: the notifications sent while the connection was
+// down are lost, and the receiver reads what they would have carried.
+func StartFunc(ctx context.Context, pool *pgxpool.Pool, channel string, fn func(payload string), log *slog.Logger) (*Listener, error) {
+	return StartMatch(ctx, pool, channel, func(p string) bool { fn(p); return false }, log)
 }
 
 // Connected reports whether the listening connection is up.

@@ -3,7 +3,8 @@
 //
 // Each instance's Tracker counts its own members (user -> connections, per channel)
 // and writes, per channel, one summary of them to a Store shared by the cluster
-// (store_nats.go: a NATS key-value bucket; store_memory.go: one process). Writes are
+// (store_nats.go: a NATS key-value bucket; store_postgres.go: Postgres tables with
+// LISTEN/NOTIFY; store_memory.go: one process). Writes are
 // coalesced: a channel's summary is written at once when it was not written for
 // FlushInterval, else at the end of that interval, so connection churn costs at most
 // one write per channel and interval, and a reconnect inside the Grace period (the
@@ -18,7 +19,8 @@
 // instance purges a dead one's summaries from the store.
 //
 // An instance whose connections asked for join and leave events of a channel follows
-// that channel's summaries (one subscription per channel) and merges them into a view:
+// that channel's summaries (on NATS one subscription per channel, on Postgres one
+// listening connection for all) and merges them into a view:
 // a user is present while any live instance lists it; its first listing is a join,
 // its last one gone a leave. Snapshots of a followed channel come from the view, in
 // the order of its diffs; others read the store once. Summaries list at most

@@ -1,7 +1,6 @@
 package presence
 
 import (
-	"context"
 	"net"
 	"slices"
 	"testing"
@@ -11,11 +10,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"encore.app/internal/pgtest"
 	"encore.app/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, testutil.LeakOptions()...)
+	goleak.VerifyTestMain(pgtest.Main(m), testutil.LeakOptions()...)
 }
 
 // embedded starts an in-process JetStream server (no listener).
@@ -48,62 +48,11 @@ func natsStore(t *testing.T, srv *server.Server, ttl time.Duration) *NATSStore {
 	return st
 }
 
-// Two trackers on one NATS through their own connections: joins and leaves reach the
-// other's watcher, snapshots read the bucket, a dead tracker's members lapse and its
-// summaries are purged.
+// The store contract (store_contract_test.go) on one NATS, each store on its own
+// connection.
 func TestNATSStore(t *testing.T) {
 	srv := embedded(t)
-	const ttl = time.Second
-	mod := func(c *Config) { c.TTL, c.Grace = ttl, 100*time.Millisecond }
-	sa, sb := natsStore(t, srv, ttl), natsStore(t, srv, ttl)
-	a := start(t, sa, "inst-a", mod)
-	b := start(t, sb, "inst-b", mod)
-	var d diffs
-	stop := a.Watch("user:42:inbox", d.fn)
-	defer stop()
-
-	b.Join("user:42:inbox", "42")
-	b.Join("user:42:inbox", "")
-	testutil.WaitFor(t, "the join", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return len(d.got) > 0
-	})
-	if got := d.take(); got != "+42" {
-		t.Fatalf("join: %q", got)
-	}
-	// A channel nobody follows: read from the bucket (with a's own members).
-	b.Join("public.x", "7")
-	a.Join("public.x", "8")
-	testutil.WaitFor(t, "b's summary of public.x", func() bool {
-		return snapshot(t, a, "public.x", 10).Users == 2
-	})
-	s := snapshot(t, a, "public.x", 1)
-	if s.Conns != 2 || len(s.Members) != 1 || !s.Truncated || s.Members[0].User != "7" {
-		t.Fatalf("snapshot %+v", s)
-	}
-	// A removal is a delete whose body says whose: followers see it, loads skip it.
-	b.Leave("public.x", "7")
-	testutil.WaitFor(t, "the leave of 7", func() bool { return snapshot(t, a, "public.x", 10).Users == 1 })
-
-	// b dies without withdrawing anything: its members lapse, a purges its summaries.
-	b.Close()
-	testutil.WaitFor(t, "b's members to lapse", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return len(d.got) > 0
-	})
-	if got := d.take(); got != "-42" {
-		t.Fatalf("after b died: %q", got)
-	}
-	testutil.WaitFor(t, "the purge", func() bool { return a.Stats().Purges == 1 })
-	sums, err := sa.Load(context.Background(), "user:42:inbox")
-	if err != nil || len(sums) != 0 {
-		t.Fatalf("stored after the purge: %v %+v", err, sums)
-	}
-	if st := a.Stats(); len(st.Instances) != 1 || st.Channels != 1 || st.Followed != 1 {
-		t.Fatalf("stats %+v", st)
-	}
+	testStoreContract(t, func(t *testing.T, ttl time.Duration) Store { return natsStore(t, srv, ttl) })
 }
 
 // A NATS restart loses the memory-backed buckets and every subscription: the stores

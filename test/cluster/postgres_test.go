@@ -9,21 +9,40 @@ import (
 	"encore.app/internal/pgtest"
 	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
-	"encore.app/realtime/stream"
 )
 
-// startPostgresInstance starts an instance whose bus is on the Postgres database url.
-func startPostgresInstance(t testing.TB, name, url string) *instance {
+// startPostgresInstance starts an instance whose bus is on the Postgres database url,
+// with o's engine settings and presence (its store on the bus's pool).
+func startPostgresInstance(t testing.TB, name, url string, o instanceOpts) *instance {
 	t.Helper()
 	ctx := testutil.Context(t)
 	b, err := bus.OpenPostgres(ctx, url, bus.PostgresConfig{Logger: quiet()})
 	if err != nil {
 		t.Fatalf("%s: bus: %v", name, err)
 	}
-	in := serveInstance(ctx, t, name, stream.Config{Instance: name, PublisherKey: publisherKey, Logger: quiet(),
-		RetryMin: 20 * time.Millisecond, RetryMax: 200 * time.Millisecond}, b, b)
+	ec := o.engine
+	ec.Instance, ec.PublisherKey, ec.Logger = name, publisherKey, quiet()
+	if ec.RetryMax == 0 {
+		ec.RetryMin, ec.RetryMax = 20*time.Millisecond, 200*time.Millisecond
+	}
+	pres := startPostgresPresence(t, name, b.Pool(), o.presence, &ec)
+	in := serveInstance(ctx, t, name, ec, b, b)
+	in.pres = pres
 	t.Cleanup(in.kill)
 	return in
+}
+
+// Three instances on one Postgres database: the presence scenario of
+// TestPresenceThreeInstances (presenceThree), the store on Postgres.
+func TestPresenceThreeInstancesPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := testutil.ContextWithin(t, testBound)
+	url := pgtest.Start(t, pgtest.Options{}).DB(t)
+	var ins []*instance
+	for i := range 3 {
+		ins = append(ins, startPostgresInstance(t, fmt.Sprintf("inst-%d", i), url, presenceInstance))
+	}
+	presenceThree(t, ctx, ins)
 }
 
 // BenchmarkFanoutThreeInstancesPostgres is BenchmarkFanoutThreeInstances with the three
@@ -41,7 +60,7 @@ func BenchmarkFanoutThreeInstancesPostgres(b *testing.B) {
 	}
 	var ins []*instance
 	for i := range 3 {
-		ins = append(ins, startPostgresInstance(b, fmt.Sprintf("inst-%d", i), url))
+		ins = append(ins, startPostgresInstance(b, fmt.Sprintf("inst-%d", i), url, instanceOpts{}))
 	}
 	fanout(b, ins)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
 	"encore.app/internal/testutil"
@@ -28,11 +29,12 @@ type presenceOpts struct {
 	ttl, grace time.Duration
 }
 
-// presenceOf is an instance's tracker, its store and the store's own connection.
+// presenceOf is an instance's tracker and its store (on NATS with the store's own
+// connection; on Postgres on the bus's pool).
 type presenceOf struct {
 	tr   *presence.Tracker
-	st   *presence.NATSStore
-	nc   *nats.Conn
+	st   presence.Store
+	nc   *nats.Conn // the NATS store's connection (nil on Postgres)
 	once sync.Once
 }
 
@@ -51,8 +53,9 @@ func (c *natsCluster) startPresence(t testing.TB, name string, first int, o *pre
 	p := &presenceOf{nc: nc}
 	t.Cleanup(p.kill)
 	// The buckets' creation goes through the meta leader: retry while the cluster settles.
+	var st *presence.NATSStore
 	for {
-		p.st, err = presence.NewNATSStore(ctx, nc, presence.NATSConfig{TTL: o.ttl, Replicas: 3, Logger: quiet()})
+		st, err = presence.NewNATSStore(ctx, nc, presence.NATSConfig{TTL: o.ttl, Replicas: 3, Logger: quiet()})
 		if err == nil || ctx.Err() != nil {
 			break
 		}
@@ -61,6 +64,33 @@ func (c *natsCluster) startPresence(t testing.TB, name string, first int, o *pre
 	if err != nil {
 		t.Fatalf("%s: presence store: %v", name, err)
 	}
+	p.st = st
+	p.startTracker(t, ctx, name, o, ec)
+	return p
+}
+
+// startPostgresPresence starts a tracker for instance name on a Postgres store on
+// pool (the bus's, as the server does) and makes it ec's Presence. nil o: none.
+func startPostgresPresence(t testing.TB, name string, pool *pgxpool.Pool, o *presenceOpts, ec *stream.Config) *presenceOf {
+	t.Helper()
+	if o == nil {
+		return nil
+	}
+	ctx := testutil.Context(t)
+	st, err := presence.NewPostgresStore(ctx, pool, presence.PostgresConfig{TTL: o.ttl, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("%s: presence store: %v", name, err)
+	}
+	p := &presenceOf{st: st}
+	t.Cleanup(p.kill)
+	p.startTracker(t, ctx, name, o, ec)
+	return p
+}
+
+// startTracker starts name's tracker on p.st and makes it ec's Presence.
+func (p *presenceOf) startTracker(t testing.TB, ctx context.Context, name string, o *presenceOpts, ec *stream.Config) {
+	t.Helper()
+	var err error
 	p.tr, err = presence.New(presence.Config{Instance: name, Store: p.st, TTL: o.ttl, Grace: o.grace, Logger: quiet()})
 	if err == nil {
 		err = p.tr.Start(ctx)
@@ -69,7 +99,6 @@ func (c *natsCluster) startPresence(t testing.TB, name string, first int, o *pre
 		t.Fatalf("%s: presence: %v", name, err)
 	}
 	ec.Presence = p.tr
-	return p
 }
 
 // kill stops the tracker as a crash would: no more heartbeats or writes.
@@ -84,7 +113,9 @@ func (p *presenceOf) kill() {
 		if p.st != nil {
 			p.st.Close()
 		}
-		p.nc.Close()
+		if p.nc != nil {
+			p.nc.Close()
+		}
 	})
 }
 
@@ -209,21 +240,30 @@ func snapshotOn(t *testing.T, in *instance, user, channel string) (int, *protoco
 	return resp.StatusCode, &s
 }
 
-// Three instances on a three-node cluster: every join and leave is seen by the
-// watchers of every instance, exactly once; a user who moves to another instance
-// within the grace period announces nothing; a killed instance's members lapse from
-// every view without anything withdrawn; snapshots agree; private channels answer
-// only their user.
+// Three instances on a three-node cluster: the presence scenario (presenceThree).
 func TestPresenceThreeInstances(t *testing.T) {
 	t.Parallel()
 	ctx := testutil.ContextWithin(t, testBound)
 	cl := startCluster(t, 3)
-	po := &presenceOpts{ttl: 2 * time.Second, grace: 5 * time.Second}
 	var ins []*instance
 	for i := range 3 {
-		ins = append(ins, cl.startInstance(t, fmt.Sprintf("inst-%d", i), i, instanceOpts{presence: po,
-			engine: stream.Config{Authenticate: tokenUser, Authorize: privateRule}}))
+		ins = append(ins, cl.startInstance(t, fmt.Sprintf("inst-%d", i), i, presenceInstance))
 	}
+	presenceThree(t, ctx, ins)
+}
+
+// presenceInstance is the instance options of the presence scenario: a tracker
+// (dead instances lapse after 2 s, a 5 s grace), the token is the user id.
+var presenceInstance = instanceOpts{presence: &presenceOpts{ttl: 2 * time.Second, grace: 5 * time.Second},
+	engine: stream.Config{Authenticate: tokenUser, Authorize: privateRule}}
+
+// presenceThree is the presence scenario on three instances of any bus: every join
+// and leave is seen by the watchers of every instance, exactly once; a user who moves
+// to another instance within the grace period announces nothing; a killed instance's
+// members lapse from every view without anything withdrawn; snapshots agree; private
+// channels answer only their user.
+func presenceThree(t *testing.T, ctx context.Context, ins []*instance) {
+	t.Helper()
 	var ws []*watcher
 	for i, in := range ins {
 		ws = append(ws, watch(t, ctx, in, fmt.Sprintf("w%d", i), "room"))
