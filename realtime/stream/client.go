@@ -317,6 +317,19 @@ func (c *Client) finishLocked() {
 	c.idle.Broadcast()
 }
 
+// dropWriter ends a writer scheduled at gen that no worker will run (the flusher has
+// stopped: the engine is closed): what it holds is dropped, and teardown's wait ends.
+func (c *Client) dropWriter(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen != gen || c.sched != schedReady {
+		return
+	}
+	c.releaseOutLocked()
+	c.resetQueueLocked(DropClosing)
+	c.finishLocked()
+}
+
 // waitWriterIdle waits until the writer is not scheduled. After d it calls
 // onTimeout (which must make the writer finish: c.abort) and goes on waiting.
 func (c *Client) waitWriterIdle(d time.Duration, onTimeout func()) {

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"encore.app/internal/testutil"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -9,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 )
 
@@ -192,5 +192,24 @@ func TestFanoutSharesFramesAndKeepsOrder(t *testing.T) {
 	}
 	if len(push) != 4 {
 		t.Errorf("%d writers to start, want 4", len(push))
+	}
+}
+
+// A writer scheduled after the flusher stopped (a connection refused while the engine
+// closes) is ended at once: nobody would run it, and its teardown would wait forever.
+func TestWriterScheduledAfterFlusherStop(t *testing.T) {
+	env := newEnv(t, Config{}, bus.Config{})
+	e := env.eng
+	c := &Client{e: e}
+	c.idle.L = &c.mu
+	e.fl.stop()
+	c.enqueueCtrl([]byte(`{"type":"pong"}`))
+	done := make(chan struct{})
+	go func() { c.waitWriterIdle(time.Hour, func() {}); close(done) }()
+	testutil.Receive(t, "the writer's end", done)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sched != schedNone {
+		t.Fatalf("writer still scheduled (%v)", c.sched)
 	}
 }

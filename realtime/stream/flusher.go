@@ -107,6 +107,11 @@ func (f *flusher) pushReady(c *Client, gen uint64) {
 	c.e.startFlusher()
 	now := time.Now().UnixNano()
 	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		c.dropWriter(gen) // no worker will run it
+		return
+	}
 	f.ready = append(f.ready, flushEntry{c: c, gen: gen, at: now})
 	f.mu.Unlock()
 	f.cond.Signal()
@@ -120,6 +125,13 @@ func (f *flusher) pushReadyMany(es []flushEntry) {
 	es[0].c.e.startFlusher()
 	now := time.Now().UnixNano()
 	f.mu.Lock()
+	if f.stopped {
+		f.mu.Unlock()
+		for _, e := range es {
+			e.c.dropWriter(e.gen) // no worker will run them
+		}
+		return
+	}
 	for i := range es {
 		es[i].at = now
 	}
