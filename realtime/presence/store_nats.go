@@ -67,12 +67,23 @@ type NATSStore struct {
 	wg     sync.WaitGroup
 
 	mu         sync.Mutex
-	follows    map[string]*follow // channel hash -> follow
+	follows    map[string]*follow     // channel hash -> follow
+	fresh      map[string]freshFollow // channel hash -> a follow to read again (see Follow)
 	aliveFns   map[int]func(Alive)
 	aliveSub   *nats.Subscription // while aliveFns is not empty
 	next       int
 	lastEnsure time.Time
 }
+
+// freshFollow is a new follow's channel and when it began.
+type freshFollow struct {
+	channel string
+	at      time.Time
+}
+
+// freshDelay: a new follow's channel is read again this long (at the next tick after
+// it) after it began, when JetStream has stored any write that raced it.
+const freshDelay = 500 * time.Millisecond
 
 type follow struct {
 	channel string
@@ -108,7 +119,7 @@ func NewNATSStore(ctx context.Context, nc *nats.Conn, cfg NATSConfig) (*NATSStor
 	s := &NATSStore{cfg: cfg, nc: nc, js: js, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + ".",
 		aliveStream: "KV_" + cfg.AliveBucket, alivePrefix: "$KV." + cfg.AliveBucket + ".",
 		log: cfg.Logger.With("component", "presence-store"), deliver: make(chan *nats.Msg, 8192),
-		follows: map[string]*follow{}, aliveFns: map[int]func(Alive){}}
+		follows: map[string]*follow{}, fresh: map[string]freshFollow{}, aliveFns: map[int]func(Alive){}}
 	if err := s.ensure(ctx); err != nil {
 		return nil, err
 	}
@@ -336,6 +347,10 @@ func (s *NATSStore) Follow(channel string, fn func(*Summary)) (func(), error) {
 		_ = sub.SetPendingLimits(-1, -1)
 		f = &follow{channel: channel, sub: sub, fns: map[int]func(*Summary){}}
 		s.follows[key] = f
+		// A write racing the subscription can miss it (routed before the server has
+		// the subscription) and the caller's first Load too (stored by JetStream
+		// after that read): the channel is read again a little later.
+		s.fresh[key] = freshFollow{channel: channel, at: time.Now()}
 	}
 	id := s.next
 	s.next++
@@ -422,6 +437,16 @@ func (s *NATSStore) watchConnection() {
 			reconnects, missed = r, true
 		}
 		s.mu.Lock()
+		var fresh []string
+		for key, ff := range s.fresh {
+			switch {
+			case s.follows[key] == nil:
+				delete(s.fresh, key)
+			case time.Since(ff.at) >= freshDelay:
+				fresh = append(fresh, ff.channel)
+				delete(s.fresh, key)
+			}
+		}
 		drops := 0
 		if s.aliveSub != nil {
 			n, _ := s.aliveSub.Dropped()
@@ -443,6 +468,7 @@ func (s *NATSStore) watchConnection() {
 			continue
 		}
 		if !missed {
+			s.reload(fresh)
 			continue
 		}
 		lost = false
@@ -458,19 +484,25 @@ func (s *NATSStore) watchConnection() {
 				fn(a)
 			}
 		}
-		for _, ch := range chans {
-			ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-			sums, err := s.Load(ctx, ch)
-			cancel()
-			if err != nil {
-				s.log.Warn("presence: reload", "channel", ch, "err", err)
-				continue
-			}
-			for _, sum := range sums {
-				for _, fn := range s.fns(channelKey(ch), ch) {
-					c := *sum
-					fn(&c)
-				}
+		s.reload(chans)
+	}
+}
+
+// reload reads chans from the bucket and delivers their summaries to the followers
+// (who drop what they already hold by V).
+func (s *NATSStore) reload(chans []string) {
+	for _, ch := range chans {
+		ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+		sums, err := s.Load(ctx, ch)
+		cancel()
+		if err != nil {
+			s.log.Warn("presence: reload", "channel", ch, "err", err)
+			continue
+		}
+		for _, sum := range sums {
+			for _, fn := range s.fns(channelKey(ch), ch) {
+				c := *sum
+				fn(&c)
 			}
 		}
 	}
