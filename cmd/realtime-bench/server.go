@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"encore.app/internal/freeport"
 	"encore.app/realtime/stream"
 )
 
@@ -77,14 +77,8 @@ func buildServer(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort: restarted servers keep their port, see internal/freeport.
+func freePort() (int, error) { return freeport.Pick() }
 
 func newHTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -18,7 +18,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -33,6 +32,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/internal/freeport"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -459,14 +459,8 @@ func (r mainRunner) Run() int {
 // goleak looks for leaked goroutines).
 func Main(m TestingM) TestingM { return mainRunner{m} }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort: the server is restarted on its port (Restart), see internal/freeport.
+func freePort() (int, error) { return freeport.Pick() }
 
 func appendFile(path, s string) error {
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)

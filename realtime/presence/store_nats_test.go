@@ -1,7 +1,6 @@
 package presence
 
 import (
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -60,7 +59,7 @@ func TestNATSStore(t *testing.T) {
 // joins flow again between the two trackers.
 func TestNATSStoreSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	run := func() *server.Server {
 		srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
 		if err != nil {
@@ -109,14 +108,4 @@ func TestNATSStoreSurvivesRestart(t *testing.T) {
 	if s := snapshot(t, a, "room", 10); s.Users != 2 {
 		t.Fatalf("after the restart: %+v", s)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
