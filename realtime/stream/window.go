@@ -23,6 +23,7 @@ type batchGovernor struct {
 	frames    *atomic.Uint64 // event frames written (Metrics.eventFrames)
 	fifoWait  *atomic.Int64  // longest FIFO wait since the last tick (flusher.maxWait)
 	last      uint64
+	behindFor int // consecutive ticks with the writers behind (tick's goroutine only)
 }
 
 // shortWait: a connection that waited longer than this for a writer means the writers
@@ -56,10 +57,17 @@ func (g *batchGovernor) tick(period time.Duration) {
 	}
 	over := g.budget > 0 && rate > g.budget
 	behind := wait > shortWait
+	if behind {
+		g.behindFor++
+	} else {
+		g.behindFor = 0
+	}
 	cur := g.current()
 	var next time.Duration
 	switch {
-	case cur == 0 && (over || behind):
+	// A closed window opens when the writers were behind for two ticks in a row: one
+	// late writer (a GC pause, a core taken by another process) is no load.
+	case cur == 0 && (over || g.behindFor >= 2):
 		next = g.step
 	case cur == 0:
 		next = 0
@@ -72,7 +80,7 @@ func (g *batchGovernor) tick(period time.Duration) {
 		if behind {
 			next = max(next, 2*cur)
 		}
-		if next < g.step/2 && !over && wait < shortWait/4 {
+		if next < g.step/2 && !over && wait < shortWait/2 {
 			next = 0 // quiet again: back to immediate frames
 		} else {
 			next = min(max(next, g.step), g.max)

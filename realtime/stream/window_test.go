@@ -25,8 +25,12 @@ func TestBatchGovernorWidensUnderLoad(t *testing.T) {
 		{40000, 0, 33 * time.Millisecond},                     // 2,000 busy at 50 ms: 33 ms fits the budget
 		{60000, 0, 33 * time.Millisecond},                     // 2,000 at 33 ms: stable
 		{10000, 20 * time.Millisecond, 50 * time.Millisecond}, // writers behind: twice as wide (capped), under budget
-		{0, 0, 0}, // idle: closed again
-		{1000, 10 * time.Millisecond, 20 * time.Millisecond}, // writers behind at a light load: opens
+		{0, 0, 0},                        // idle: closed again
+		{1000, 10 * time.Millisecond, 0}, // writers late once (a GC pause): stays closed
+		{1000, 0, 0},                     // on time again
+		{1000, 10 * time.Millisecond, 0}, // late once more: still closed
+		{1000, 10 * time.Millisecond, 20 * time.Millisecond}, // behind two ticks in a row: opens
+		{1000, 2 * time.Millisecond, 0},                      // under half the short wait: closed again
 	}
 	for i, s := range steps {
 		frames.Add(s.frames)
