@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -296,11 +298,7 @@ func (s *NATSStore) loadAlive(ctx context.Context) ([]Alive, error) {
 func (s *NATSStore) aliveCallbacks() []func(Alive) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]func(Alive), 0, len(s.aliveFns))
-	for _, fn := range s.aliveFns {
-		out = append(out, fn)
-	}
-	return out
+	return slices.Collect(maps.Values(s.aliveFns))
 }
 
 func (s *NATSStore) Load(ctx context.Context, channel string) ([]*Summary, error) {
@@ -410,11 +408,7 @@ func (s *NATSStore) fns(key, channel string) []func(*Summary) {
 	if f == nil || f.channel != channel {
 		return nil
 	}
-	out := make([]func(*Summary), 0, len(f.fns))
-	for _, fn := range f.fns {
-		out = append(out, fn)
-	}
-	return out
+	return slices.Collect(maps.Values(f.fns))
 }
 
 // watchConnection reloads every followed channel after the connection was lost or

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -282,11 +284,7 @@ func (s *PostgresStore) loadAlive(ctx context.Context) ([]Alive, error) {
 func (s *PostgresStore) aliveCallbacks() []func(Alive) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]func(Alive), 0, len(s.aliveFns))
-	for _, fn := range s.aliveFns {
-		out = append(out, fn)
-	}
-	return out
+	return slices.Collect(maps.Values(s.aliveFns))
 }
 
 // Load reads channel's rows (removals are deleted rows: none comes back).
@@ -389,11 +387,7 @@ func (s *PostgresStore) hold(sum *Summary) []func(*Summary) {
 		return nil
 	}
 	f.hold(sum)
-	out := make([]func(*Summary), 0, len(f.fns))
-	for _, fn := range f.fns {
-		out = append(out, fn)
-	}
-	return out
+	return slices.Collect(maps.Values(f.fns))
 }
 
 // dispatch delivers the queued notifications in order, reads the channels whose
