@@ -78,6 +78,10 @@ type Client struct {
 	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
 	release  func()                   // Config.Admit's release; set before register, run at teardown
 	unsent   atomic.Int64             // qBytes+outBytes, read by the budget's ranking without the lock
+	// slowLane: the peer does not keep up (the kernel holds bytes it has not sent
+	// to it, or the socket filled up): the flusher runs this writer after those of
+	// peers that do (flusher.go). Set by the writer, read by whoever schedules it.
+	slowLane atomic.Bool
 
 	// owned by the read loop: client message rate (security.go)
 	msgLimit   *rate.Limiter
@@ -791,12 +795,15 @@ func (c *Client) runWriter(gen uint64) {
 		turn += n
 		switch {
 		case err == errWouldBlock || err == errNoNonBlocking:
+			c.cc.filled()
+			c.slowLane.Store(true)
 			c.park()
 			return
 		case err != nil:
 			c.writeFailed(err)
 			return
 		}
+		c.slowLane.Store(c.cc.behind(n))
 		if turn >= turnBytes {
 			c.mu.Lock()
 			gen := c.readyLocked()
@@ -1070,9 +1077,11 @@ func (c *Client) writeBlocking(fr *frame) error {
 	bufs := append(c.ctrl[:len(c.ctrl):len(c.ctrl)], fr.wireFor(c.deflate, c.e.cfg.CompressionThreshold, &c.e.metrics.framesCompressed))
 	c.ctrl, c.ctrlBytes = nil, 0
 	c.mu.Unlock()
-	if _, err := c.cc.writevBlocking(bufs, c.e.cfg.WriteTimeout); err != nil {
+	n, err := c.cc.writevBlocking(bufs, c.e.cfg.WriteTimeout)
+	if err != nil {
 		return err
 	}
+	c.slowLane.Store(c.cc.behind(n)) // the job goroutine runs the writer
 	m := c.e.metrics
 	m.framesWritten.Add(1)
 	m.bytesRaw.Add(uint64(len(fr.payload())))

@@ -146,6 +146,7 @@ func (e *Engine) Snapshot() Snapshot {
 	s.BatchWindowMs = float64(e.batch.current()) / float64(time.Millisecond)
 	s.QueuedBytes, s.QueueBudget = e.budget.used.Load(), e.budget.limit
 	s.ParkedWriters, s.WriteStalls = e.fl.parked.Load(), e.fl.stalls.Load()
+	s.SlowLaneTurns = e.fl.slowTurns.Load()
 	s.Epoch = e.Epoch()
 	e.pool.mu.Lock()
 	s.HeadSeq = e.pool.head

@@ -24,16 +24,28 @@ import (
 // rest is written by the connection's slow path, a goroutine of its own. A connection
 // waiting like that for longer than Config.WriteTimeout without the socket taking a
 // byte is stalled: the stall checker resets it.
+//
+// The FIFO has two lanes. A connection whose peer does not keep up (its socket filled
+// up: Client.slowLane) waits in the slow lane, which the workers take from only when
+// the other is empty, or every other time once its oldest entry waited slowLaneAge,
+// and which only one worker runs at a time, yielding after each entry. Thousands of
+// sockets that stopped reading take a dozen frames each before their buffers fill; in
+// the slow lane those writes no longer delay the connections that read, nor take more
+// than one processor from the publish path.
 type flusher struct {
 	target int // workers
 	park   parker
 	now    func() time.Time
 
-	mu      sync.Mutex
-	cond    *sync.Cond // ready gained an entry, or stop
-	ready   []flushEntry
-	rhead   int
-	stopped bool
+	mu       sync.Mutex
+	cond     *sync.Cond // a lane gained an entry, or stop
+	ready    []flushEntry
+	rhead    int
+	slow     []flushEntry // the slow lane
+	shead    int
+	slowTurn bool // the slow lane's oldest entry is due: it goes next
+	slowRun  int  // workers running a slow-lane entry (at most slowWorkers)
+	stopped  bool
 
 	// waiting: connections parked or on their slow path, for the stall checker.
 	waitMu  sync.Mutex
@@ -48,6 +60,8 @@ type flusher struct {
 	maxWait atomic.Int64
 	parked  atomic.Int64 // connections waiting for their socket (gauge)
 	stalls  atomic.Uint64
+	// slowTurns counts entries taken from the slow lane.
+	slowTurns atomic.Uint64
 }
 
 // parker waits for parked connections' sockets to become writable.
@@ -112,7 +126,11 @@ func (f *flusher) pushReady(c *Client, gen uint64) {
 		c.dropWriter(gen) // no worker will run it
 		return
 	}
-	f.ready = append(f.ready, flushEntry{c: c, gen: gen, at: now})
+	if c.slowLane.Load() {
+		f.slow = append(f.slow, flushEntry{c: c, gen: gen, at: now})
+	} else {
+		f.ready = append(f.ready, flushEntry{c: c, gen: gen, at: now})
+	}
 	f.mu.Unlock()
 	f.cond.Signal()
 }
@@ -132,10 +150,14 @@ func (f *flusher) pushReadyMany(es []flushEntry) {
 		}
 		return
 	}
-	for i := range es {
-		es[i].at = now
+	for _, e := range es {
+		e.at = now
+		if e.c.slowLane.Load() {
+			f.slow = append(f.slow, e)
+		} else {
+			f.ready = append(f.ready, e)
+		}
 	}
-	f.ready = append(f.ready, es...)
 	f.mu.Unlock()
 	if len(es) == 1 {
 		f.cond.Signal()
@@ -169,24 +191,29 @@ func (f *flusher) work() {
 	lastYield := time.Now()
 	for {
 		f.mu.Lock()
-		for f.rhead == len(f.ready) && !f.stopped {
+		for !f.canPopLocked() && !(f.stopped && f.rhead == len(f.ready) && f.shead == len(f.slow)) {
 			f.cond.Wait()
 		}
-		if f.stopped && f.rhead == len(f.ready) {
+		if !f.canPopLocked() { // stopped, and both lanes are empty
 			f.mu.Unlock()
 			return
 		}
-		e := f.ready[f.rhead]
-		f.ready[f.rhead] = flushEntry{}
-		f.rhead++
-		f.ready, f.rhead = compactFIFO(f.ready, f.rhead)
+		e, fast := f.popLocked()
 		f.mu.Unlock()
 
 		now := time.Now()
-		if w := now.UnixNano() - e.at; w > f.maxWait.Load() {
+		// How far behind the writers are is what the peers that keep up wait: the
+		// slow lane waits by design.
+		if w := now.UnixNano() - e.at; fast && w > f.maxWait.Load() {
 			f.maxWait.Store(w) // racy max: a lost update only under-reports one period
 		}
 		e.c.runWriter(e.gen)
+		if !fast {
+			f.slowDone()
+			runtime.Gosched() // the publish path, and the fast lane, first
+			lastYield = time.Now()
+			continue
+		}
 		// Let the publish path run between connections, at most every yieldEvery: a
 		// yield per connection would leave the writers one turn each among every
 		// runnable goroutine of the process.
@@ -196,6 +223,57 @@ func (f *flusher) work() {
 		}
 	}
 }
+
+// canPopLocked reports whether a worker may take an entry now.
+func (f *flusher) canPopLocked() bool {
+	return f.rhead < len(f.ready) || (f.shead < len(f.slow) && f.slowRun < slowWorkers)
+}
+
+// popLocked takes the next entry (canPopLocked): from the fast lane, unless it is
+// empty or the slow lane's turn has come (fast reports which). A slow-lane entry is
+// the worker's until it calls slowDone.
+func (f *flusher) popLocked() (e flushEntry, fast bool) {
+	if f.shead < len(f.slow) && f.slowRun < slowWorkers {
+		due := f.rhead == len(f.ready)
+		if !due {
+			aged := time.Now().UnixNano()-f.slow[f.shead].at >= int64(slowLaneAge)
+			due = aged && f.slowTurn
+			f.slowTurn = aged && !f.slowTurn
+		}
+		if due {
+			e = f.slow[f.shead]
+			f.slow[f.shead] = flushEntry{}
+			f.shead++
+			f.slow, f.shead = compactFIFO(f.slow, f.shead)
+			f.slowTurns.Add(1)
+			f.slowRun++
+			return e, false
+		}
+	}
+	e = f.ready[f.rhead]
+	f.ready[f.rhead] = flushEntry{}
+	f.rhead++
+	f.ready, f.rhead = compactFIFO(f.ready, f.rhead)
+	return e, true
+}
+
+// slowDone ends a worker's slow-lane entry: the lane may run its next one.
+func (f *flusher) slowDone() {
+	f.mu.Lock()
+	f.slowRun--
+	more := f.shead < len(f.slow)
+	f.mu.Unlock()
+	if more {
+		f.cond.Signal()
+	}
+}
+
+// slowWorkers is how many workers may run slow-lane entries at once.
+const slowWorkers = 1
+
+// slowLaneAge is how long the slow lane's oldest entry waits before the lanes take
+// turns (the batch window's ceiling).
+const slowLaneAge = 50 * time.Millisecond
 
 // yieldEvery is how long a worker writes before it yields the processor.
 const yieldEvery = 250 * time.Microsecond

@@ -396,3 +396,44 @@ func TestLaggingReaderPingFollowsWindow(t *testing.T) {
 		}
 	}
 }
+
+// A peer that stops reading is moved to the flusher's slow lane once the kernel holds
+// bytes it could not send to it; a peer that reads everything stays in the fast lane.
+func TestStalledPeerTakesSlowLane(t *testing.T) {
+	env := newEnv(t, Config{WriteTimeout: time.Minute, HeartbeatInterval: time.Minute}, bus.Config{})
+	ctx := testutil.Context(t)
+	healthy := env.dial(ctx, nil)
+	defer healthy.CloseNow()
+	subscribe(t, ctx, healthy, nil, "lane")
+	stalled := dialStalled(t, ctx, env.url+"?channels=lane")
+	defer stalled.nc.Close()
+	testutil.WaitFor(t, "both subscriptions", func() bool { return env.eng.Snapshot().Subscriptions == 2 })
+	var stalledC, healthyC *Client
+	env.eng.Clients(func(c *Client) {
+		if c.cc.RemoteAddr().String() == stalled.nc.LocalAddr().String() {
+			stalledC = c
+		} else {
+			healthyC = c
+		}
+	})
+	if stalledC == nil || healthyC == nil {
+		t.Fatal("the two server-side connections not found")
+	}
+	pad := strings.Repeat("l", 600)
+	n := 0
+	// One event at a time, each read by the healthy client before the next: it never
+	// has more than one frame unread.
+	testutil.WaitFor(t, "the stalled connection's writers in the slow lane", func() bool {
+		env.publish(&protocol.Event{ID: fmt.Sprintf("lane-%d", n), Channel: "lane", Data: []byte(`"` + pad + `"`)})
+		n++
+		got, _ := readEvents(t, ctx, healthy, 1)
+		if len(got) != 1 {
+			t.Fatalf("healthy client read %d events", len(got))
+		}
+		return stalledC.slowLane.Load() && env.eng.Snapshot().SlowLaneTurns > 0
+	})
+	if healthyC.slowLane.Load() {
+		t.Error("the healthy connection is in the slow lane")
+	}
+	t.Logf("%d events published before the stalled peer's writer took the slow lane", n)
+}

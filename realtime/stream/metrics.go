@@ -213,6 +213,9 @@ type Snapshot struct {
 	// close did not finish in time).
 	ParkedWriters int64  `json:"parkedWriters"`
 	WriteStalls   uint64 `json:"writeStalls"`
+	// SlowLaneTurns counts writer turns run from the flusher's slow lane: for
+	// connections whose peer did not keep up, after those of peers that did.
+	SlowLaneTurns uint64 `json:"slowLaneTurns"`
 	// FramesCompressed counts frames deflated: once per frame for every client that
 	// negotiated compression, not once per client.
 	FramesCompressed uint64 `json:"framesCompressed"`
@@ -349,6 +352,7 @@ func newCollector(e *Engine) *collector {
 	add("budget_closes_total", "Connections closed (4105) to bring queued bytes back under the budget.")
 	add("parked_writers", "Connections waiting for their socket to take more.")
 	add("write_stalls_total", "Connections reset because their socket took nothing for the write timeout.")
+	add("slow_lane_turns_total", "Writer turns run after the others' because the peer did not keep up.")
 	add("frames_compressed_total", "Frames deflated (once per frame for every compressing client).")
 	return c
 }
@@ -386,6 +390,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("budget_closes_total", s.BudgetCloses)
 	g("parked_writers", float64(s.ParkedWriters))
 	k("write_stalls_total", s.WriteStalls)
+	k("slow_lane_turns_total", s.SlowLaneTurns)
 	k("frames_compressed_total", s.FramesCompressed)
 	if s.Breaker != "" {
 		for _, st := range []string{"closed", "open", "half-open"} {

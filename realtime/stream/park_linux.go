@@ -5,6 +5,7 @@ package stream
 import (
 	"errors"
 	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -140,4 +141,19 @@ func (p *epollParker) stop() {
 func (p *epollParker) close() {
 	unix.Close(p.epfd)
 	unix.Close(p.evfd)
+}
+
+// peerLags reports whether the socket's peer does not keep up: the kernel holds bytes
+// not sent to it yet, or it advertises a receive window under window (TCP_INFO;
+// kernels before 6.2 report no window, and only unsent bytes count there).
+func peerLags(rc syscall.RawConn, window int) (bool, error) {
+	var ti *unix.TCPInfo
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { ti, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+		return false, err
+	}
+	if ierr != nil {
+		return false, ierr
+	}
+	return ti.Notsent_bytes > 0 || (ti.Snd_wnd > 0 && int(ti.Snd_wnd) < window), nil
 }

@@ -82,6 +82,11 @@ type sock struct {
 	// most it may grow to (0: left to the kernel), and the bytes written since it last
 	// grew
 	sndbuf, sndbufMax, sinceGrow int
+	// owned by the writer: whether the peer was behind when the kernel's unsent
+	// bytes were last looked at, the bytes written since, and the bytes after
+	// which they are looked at again (see behind)
+	lagging             bool
+	lagSince, lagPeriod int
 
 	// the library's read buffer (set by Hijack) and the bytes read before the upgrade
 	// that it reads first (nil when there were none); see waitReadable
@@ -122,6 +127,53 @@ func (s *sock) grow() {
 	}
 	s.sndbuf, s.sinceGrow = min(2*s.sndbuf, s.sndbufMax), 0
 	_ = s.tcp.SetWriteBuffer(s.sndbuf)
+}
+
+// Looks at how a socket's peer keeps up: at its first write, then after lagPeriodMin
+// bytes, then after twice as many each time the peer kept up, up to lagPeriodMax. A
+// new connection (and one that fell behind) is looked at after its first frames; one
+// that keeps up costs one getsockopt per lagPeriodMax bytes.
+const (
+	lagPeriodMin = 2 << 10
+	lagPeriodMax = 64 << 10
+	// lagWindow: a peer that advertises a receive window smaller than this does not
+	// read what it was sent (or cannot take 2 KB events at any useful rate).
+	lagWindow = 16 << 10
+)
+
+// behind reports whether the peer is not keeping up, after a write of n bytes that the
+// socket took whole: the kernel holds bytes it could not send yet, or the peer's
+// receive window is under lagWindow (TCP_INFO). A peer that reads has neither: its
+// window stays open. One that stopped reading shows a small window before the kernel
+// holds anything for it. It is looked at now and then (lagPeriodMin) and is otherwise
+// the last answer. Writer only.
+func (s *sock) behind(n int) bool {
+	if s.raw == nil {
+		return false
+	}
+	s.lagSince += n
+	if s.lagSince < s.lagPeriod {
+		return s.lagging
+	}
+	s.lagSince = 0
+	lag, err := peerLags(s.raw, lagWindow)
+	switch {
+	case err != nil: // not known here: never behind, and seldom asked again
+		s.lagging, s.lagPeriod = false, 1<<30
+	case lag:
+		s.lagging, s.lagPeriod = true, lagPeriodMin
+	default:
+		s.lagging, s.lagPeriod = false, max(lagPeriodMin, min(2*s.lagPeriod, lagPeriodMax))
+	}
+	return s.lagging
+}
+
+// filled records that the socket did not take a whole write: the peer is behind
+// until a look at its unsent bytes says otherwise. Writer only.
+func (s *sock) filled() {
+	if s.lagPeriod <= lagPeriodMax {
+		s.lagging, s.lagSince, s.lagPeriod = true, 0, lagPeriodMin
+	}
 }
 
 // attach routes the library's writes to c's output queue from now on.
