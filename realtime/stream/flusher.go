@@ -261,9 +261,12 @@ func (f *flusher) popLocked() (e flushEntry, fast bool) {
 func (f *flusher) slowDone() {
 	f.mu.Lock()
 	f.slowRun--
-	more := f.shead < len(f.slow)
+	more, stopped := f.shead < len(f.slow), f.stopped
 	f.mu.Unlock()
-	if more {
+	switch {
+	case stopped: // workers that waited for this one may be able to exit now
+		f.cond.Broadcast()
+	case more:
 		f.cond.Signal()
 	}
 }

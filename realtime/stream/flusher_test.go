@@ -3,6 +3,8 @@ package stream
 import (
 	"testing"
 	"time"
+
+	"encore.app/internal/testutil"
 )
 
 // The fast lane goes first; the slow lane runs when the fast one is empty, and every
@@ -57,5 +59,26 @@ func TestFlusherLanes(t *testing.T) {
 	}
 	if f.rhead != 0 || f.shead != 0 || len(f.ready) != 0 || len(f.slow) != 0 {
 		t.Errorf("lanes not rewound when empty: ready %d/%d, slow %d/%d", f.rhead, len(f.ready), f.shead, len(f.slow))
+	}
+}
+
+// stop returns once both lanes are drained, though only one worker at a time may run
+// the slow lane and the others wait for it.
+func TestFlusherStopDrainsSlowLane(t *testing.T) {
+	f := newFlusher(4)
+	f.startOnce(time.Hour, func(time.Time) {})
+	f.mu.Lock()
+	for range 2000 {
+		c := &Client{} // at generation 0: its writer does nothing for an entry at 1
+		c.idle.L = &c.mu
+		f.slow = append(f.slow, flushEntry{c: c, gen: 1, at: time.Now().UnixNano()})
+	}
+	f.mu.Unlock()
+	// The workers wake with stop: the lane is drained after stop was asked for.
+	done := make(chan struct{})
+	go func() { f.stop(); close(done) }()
+	testutil.Receive(t, "stop", done)
+	if n := f.slowTurns.Load(); n != 2000 {
+		t.Errorf("%d slow-lane entries run before stop returned, want 2000", n)
 	}
 }
