@@ -306,11 +306,11 @@ func (p *closedPublisher) send(ctx context.Context, n uint64, body []byte, r *mr
 
 func printClosed(w io.Writer, rs []*closedResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "point\tpublished/s\tdelivered/s\tlost\tp50 ms\tp99 ms\tpublish p99 ms\tconnect s\tconnect p99 ms\tserver ms/connect\tidle KB/conn\tserver µs/event\tserver cores\tbench cores\tload")
+	fmt.Fprintln(tw, "point\tpublished/s\tdelivered/s\tlost\tp50 ms\tp99 ms\tpublish p99 ms\tserver publish p99 ms\tconnect s\tconnect p99 ms\tserver ms/connect\tidle KB/conn\tserver µs/event\tserver cores\tbench cores\tload")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%d x %d%s\t%.0f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%.2f\t%.1f\t%.2f\t%.2f\t%.2f\t%s\n",
+		fmt.Fprintf(tw, "%d x %d%s\t%.0f\t%.0f\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.2f\t%.1f\t%.2f\t%.1f\t%.2f\t%.2f\t%.2f\t%s\n",
 			r.Point.Clients, r.Point.Rate, map[bool]string{true: " deflate"}[r.Compress], r.PublishedPerSec, r.DeliveredPerSec,
-			r.Accounting.Lost, r.Latency.P50, r.Latency.P99, r.PublishReqMs.P99, r.ConnectSeconds, r.ConnectMs.P99,
+			r.Accounting.Lost, r.Latency.P50, r.Latency.P99, r.PublishReqMs.P99, r.Server.PublishMs.P99, r.ConnectSeconds, r.ConnectMs.P99,
 			r.ConnectCPUms, r.IdleBytesPerCon/1024, r.Server.CPUMicrosPerEv, r.CPU.ServerCores, r.CPU.BenchCores, r.Load)
 	}
 	tw.Flush()

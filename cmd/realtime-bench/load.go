@@ -93,6 +93,8 @@ type serverDelta struct {
 	Drops           map[string]uint64     `json:"drops,omitempty"`
 	Disconnects     map[string]uint64     `json:"disconnects,omitempty"`
 	WriteLatencyMs  stream.LatencySummary `json:"writeLatencyMs"`
+	// PublishMs: the bus's acknowledgement time as the server measured it (since start).
+	PublishMs stream.LatencySummary `json:"publishMs"`
 }
 
 func diffMaps(a, b map[string]uint64) map[string]uint64 {
@@ -115,6 +117,7 @@ func delta(a, b stream.Snapshot) serverDelta {
 		Drops:           diffMaps(a.Drops, b.Drops),
 		Disconnects:     diffMaps(a.Disconnects, b.Disconnects),
 		WriteLatencyMs:  b.WriteLatencyMs,
+		PublishMs:       b.PublishLatencyMs,
 	}
 	if d.EventFrames > 0 {
 		d.EventsPerFrame = float64(d.EventsDelivered) / float64(d.EventFrames)

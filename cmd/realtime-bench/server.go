@@ -307,6 +307,9 @@ func (t *target) metrics(ctx context.Context) (stream.Snapshot, error) {
 		if s.WriteLatencyMs.P99 > sum.WriteLatencyMs.P99 {
 			sum.WriteLatencyMs = s.WriteLatencyMs
 		}
+		if s.PublishLatencyMs.P99 > sum.PublishLatencyMs.P99 { // the worst instance's, like the writes'
+			sum.PublishLatencyMs = s.PublishLatencyMs
+		}
 	}
 	return sum, nil
 }

@@ -94,7 +94,7 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	e.fan = newFanout(e)
 	e.budget = newBudget(e.cfg.QueueBudget)
 	e.registry = prometheus.NewRegistry()
-	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency,
+	e.registry.MustRegister(newCollector(e), e.metrics.writeLatency, e.metrics.publishLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newPollCollector(e))
 	e.ext.init(e)

@@ -451,10 +451,12 @@ func (e *Engine) ValidateEvents(evs []*protocol.Event) error {
 
 // Publish appends validated events to the bus and counts them.
 func (e *Engine) Publish(ctx context.Context, evs []*protocol.Event) ([]bus.Ack, error) {
+	start := time.Now()
 	acks, err := e.bus.Publish(ctx, evs)
 	if err != nil {
 		return nil, err
 	}
+	e.metrics.publishLatency.Observe(time.Since(start).Seconds())
 	for _, a := range acks {
 		if a.Duplicate {
 			e.metrics.eventsDuplicate.Add(1)

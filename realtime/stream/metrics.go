@@ -122,7 +122,8 @@ type Metrics struct {
 	publishRefusals     [numPublishRefusals]atomic.Uint64
 	poll                pollCounters // long-poll and transport switches (poll_metrics.go)
 
-	writeLatency prometheus.Histogram // enqueue-to-write, seconds
+	writeLatency   prometheus.Histogram // enqueue-to-write, seconds
+	publishLatency prometheus.Histogram // publish to the bus's acknowledgement, seconds
 }
 
 func newMetrics() *Metrics {
@@ -131,10 +132,17 @@ func newMetrics() *Metrics {
 		writeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "realtime_write_latency_seconds",
 			Help:    "Time from an event's dispatch to the write of the frame carrying it.",
-			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .03, .05, .075, .1, .2, .5, 1, 2, 5},
+			Buckets: latencyBuckets,
+		}),
+		publishLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "realtime_publish_duration_seconds",
+			Help:    "Time from a publish (HTTP or topic) reaching the bus to the bus's acknowledgement.",
+			Buckets: latencyBuckets,
 		}),
 	}
 }
+
+var latencyBuckets = []float64{.0005, .001, .002, .005, .01, .02, .03, .05, .075, .1, .2, .5, 1, 2, 5}
 
 func (m *Metrics) drop(r DropReason, n int) { m.drops[r].Add(uint64(n)) }
 
@@ -195,7 +203,10 @@ type Snapshot struct {
 	// WriteLatency is the enqueue-to-write distribution WriteLatencyMs summarises
 	// (mergeable: the fleet's percentiles are exact merges of the instances').
 	WriteLatency *stats.Histogram `json:"writeLatency,omitempty"`
-	PollStats                     // longPoll* and transportSwitches (poll_metrics.go)
+	// PublishLatencyMs is how long the bus took to acknowledge publishes (appended, not
+	// yet fanned out): the server's share of a publisher's answer time.
+	PublishLatencyMs LatencySummary `json:"publishLatencyMs"`
+	PollStats                       // longPoll* and transportSwitches (poll_metrics.go)
 	// Breaker is the bus circuit breaker's state ("closed", "open", "half-open"), when
 	// the bus has one (bus.Breaker).
 	Breaker string `json:"breaker,omitempty"`
@@ -288,6 +299,7 @@ func (m *Metrics) snapshot() Snapshot {
 	s.SlowDisconnects = s.Disconnects[DiscSlowConsumer.String()]
 	s.WriteLatency = histogramOf(m.writeLatency)
 	s.WriteLatencyMs = s.WriteLatency.Summary()
+	s.PublishLatencyMs = histogramOf(m.publishLatency).Summary()
 	return s
 }
 

@@ -523,6 +523,9 @@ func TestCheckEvent(t *testing.T) {
 func TestMetricsEndpoints(t *testing.T) {
 	env := newEnv(t, Config{}, bus.Config{})
 	env.publishN("m", 0, 3)
+	if n := env.eng.Snapshot().PublishLatencyMs.Count; n != 1 {
+		t.Errorf("%d publish acknowledgements timed, want 1", n)
+	}
 	for _, path := range []string{"/v2/realtime/metrics", "/metrics"} {
 		resp, err := http.Get(env.srv.URL + path)
 		if err != nil {
@@ -530,12 +533,15 @@ func TestMetricsEndpoints(t *testing.T) {
 		}
 		var b strings.Builder
 		_, _ = ioCopy(&b, resp)
-		want := `"eventsPublished":3`
+		// One publish of three events: one bus acknowledgement timed.
+		wants := []string{`"eventsPublished":3`, `"publishLatencyMs":{`}
 		if path == "/metrics" {
-			want = "realtime_events_published_total 3"
+			wants = []string{"realtime_events_published_total 3", "realtime_publish_duration_seconds_count 1"}
 		}
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("%s lacks %q:\n%.600s", path, want, b.String())
+		for _, want := range wants {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s lacks %q:\n%.600s", path, want, b.String())
+			}
 		}
 	}
 }
