@@ -71,13 +71,14 @@ type Client struct {
 	deflate bool  // permessage-deflate was negotiated (without context takeover)
 	session string
 
-	opened   time.Time                // when the connection was accepted; immutable
-	lastRead atomic.Int64             // unix nanos of the last frame read
-	welcomed atomic.Bool              // the welcome (and the URL's subscribe) is queued: pings may follow
-	health   atomic.Pointer[healthAt] // the last health frame the client sent (inspect.go)
-	id       atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
-	release  func()                   // Config.Admit's release; set before register, run at teardown
-	unsent   atomic.Int64             // qBytes+outBytes, read by the budget's ranking without the lock
+	opened      time.Time                // when the connection was accepted; immutable
+	lastRead    atomic.Int64             // unix nanos of the last frame read
+	welcomed    atomic.Bool              // the welcome (and the URL's subscribe) is queued: pings may follow
+	movedToPoll atomic.Bool              // the streaming policy sent it to long-polling (moveToPoll)
+	health      atomic.Pointer[healthAt] // the last health frame the client sent (inspect.go)
+	id          atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
+	release     func()                   // Config.Admit's release; set before register, run at teardown
+	unsent      atomic.Int64             // qBytes+outBytes, read by the budget's ranking without the lock
 	// slowLane: the peer does not keep up (the kernel holds bytes it has not sent
 	// to it, or the socket filled up): the flusher runs this writer after those of
 	// peers that do (flusher.go). Set by the writer, read by whoever schedules it.

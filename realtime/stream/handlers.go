@@ -122,7 +122,10 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.armExpiry(id.ExpiresAt)
-	if first != nil {
+	// The policy may have changed since refuseStream looked, before ApplyStreamingFlag
+	// could see this connection: look again now that it is registered.
+	moved := !e.StreamingAllowed(id.UserID) && e.moveToPoll(c)
+	if first != nil && !moved {
 		c.handleSubscribe(first)
 	}
 	c.welcomed.Store(true) // the sweeper pings only after the welcome (engine.go sweep)

@@ -59,14 +59,9 @@ func (e *Engine) ApplyStreamingFlag(allowed func(userID string) bool) (moved int
 	}
 	if allowed != nil {
 		e.Clients(func(c *Client) {
-			if allowed(c.UserID()) {
-				return
+			if !allowed(c.UserID()) && e.moveToPoll(c) {
+				moved++
 			}
-			hint := e.probeHint()
-			c.Kick(protocol.Marshal(protocol.Transport{Type: protocol.TypeTransport, Transport: TransportPoll,
-				RetryMs: hint, Reason: "streaming disabled"}), protocol.CloseUsePoll, "use long-poll", hint)
-			e.metrics.poll.toPoll.Add(1)
-			moved++
 		})
 	}
 	e.lp.wakeAll()
@@ -74,6 +69,20 @@ func (e *Engine) ApplyStreamingFlag(allowed func(userID string) bool) (moved int
 		e.log.Info("streaming flag applied", "moved_to_poll", moved)
 	}
 	return moved
+}
+
+// moveToPoll sends c to long-polling: a transport frame, then 4300 with a jittered
+// retry hint. At most once per connection: a connection registered while the policy
+// changed is looked at both by ApplyStreamingFlag and by its own check after register.
+func (e *Engine) moveToPoll(c *Client) bool {
+	if !c.movedToPoll.CompareAndSwap(false, true) {
+		return false
+	}
+	hint := e.probeHint()
+	c.Kick(protocol.Marshal(protocol.Transport{Type: protocol.TypeTransport, Transport: TransportPoll,
+		RetryMs: hint, Reason: "streaming disabled"}), protocol.CloseUsePoll, "use long-poll", hint)
+	e.metrics.poll.toPoll.Add(1)
+	return true
 }
 
 // refuseStream closes a just-accepted connection with 4300 when the user may not

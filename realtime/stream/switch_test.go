@@ -59,6 +59,9 @@ func TestRolloutMovesExactlyTheUsersOutside(t *testing.T) {
 	for i := range users {
 		conns[i] = env.dial(ctx, &rtclient.DialOptions{Token: fmt.Sprintf("user-%d", i)})
 	}
+	// A client reads its welcome just before the engine registers it: the count of
+	// moved connections below is exact only once all are registered.
+	testutil.WaitFor(t, "every connection registered", func() bool { return env.eng.Snapshot().ActiveConnections == users })
 	ev := flag.NewEvaluator(flag.Flag{Name: flag.StreamingV2, Enabled: true, Rollout: 30})
 	moved := env.eng.ApplyStreamingFlag(func(uid string) bool { return ev.Evaluate(flag.StreamingV2, uid) })
 	want := 0
@@ -83,4 +86,29 @@ func TestRolloutMovesExactlyTheUsersOutside(t *testing.T) {
 		return env.eng.Snapshot().ActiveConnections == int64(users-want)
 	})
 	t.Logf("rollout 30%%: %d of %d users stay on the stream (%.1f%%)", users-want, users, 100*float64(users-want)/users)
+}
+
+// A policy change that lands after a connection's own check and before it is
+// registered (so ApplyStreamingFlag cannot see it) still moves the connection.
+func TestStreamingFlagChangedDuringConnect(t *testing.T) {
+	var env *testEnv
+	var once sync.Once
+	env = newEnv(t, Config{Authenticate: tokenAuth, StreamingAllowed: func(uid string) bool {
+		if uid == "late" {
+			once.Do(func() { env.eng.ApplyStreamingFlag(func(string) bool { return false }) })
+		}
+		return true
+	}}, bus.Config{})
+	ctx := testutil.Context(t)
+	c := env.dial(ctx, &rtclient.DialOptions{Token: "late"})
+	f, err := c.ReadFrame(ctx)
+	if err != nil || f.Type != protocol.TypeTransport || f.Transport != TransportPoll {
+		t.Fatalf("after the welcome: %+v %v, want a transport frame", f, err)
+	}
+	if _, err := c.ReadFrame(ctx); rtclient.CloseCode(err) != protocol.CloseUsePoll {
+		t.Fatalf("%v, want close 4300", err)
+	}
+	if n := env.eng.Snapshot().TransportSwitches["to_poll"]; n != 1 {
+		t.Errorf("to_poll %d, want 1 (moved once)", n)
+	}
 }
