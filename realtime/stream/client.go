@@ -79,10 +79,6 @@ type Client struct {
 	id          atomic.Pointer[Identity] // replaced by a token refresh (auth frame)
 	release     func()                   // Config.Admit's release; set before register, run at teardown
 	unsent      atomic.Int64             // qBytes+outBytes, read by the budget's ranking without the lock
-	// slowLane: the peer does not keep up (the kernel holds bytes it has not sent
-	// to it, or the socket filled up): the flusher runs this writer after those of
-	// peers that do (flusher.go). Set by the writer, read by whoever schedules it.
-	slowLane atomic.Bool
 
 	// owned by the read loop: client message rate (security.go)
 	msgLimit   *rate.Limiter
@@ -797,14 +793,13 @@ func (c *Client) runWriter(gen uint64) {
 		switch {
 		case err == errWouldBlock || err == errNoNonBlocking:
 			c.cc.filled()
-			c.slowLane.Store(true)
 			c.park()
 			return
 		case err != nil:
 			c.writeFailed(err)
 			return
 		}
-		c.slowLane.Store(c.cc.behind(n))
+		c.cc.lookBehind(n)
 		if turn >= turnBytes {
 			c.mu.Lock()
 			gen := c.readyLocked()
@@ -1082,7 +1077,7 @@ func (c *Client) writeBlocking(fr *frame) error {
 	if err != nil {
 		return err
 	}
-	c.slowLane.Store(c.cc.behind(n)) // the job goroutine runs the writer
+	c.cc.lookBehind(n) // the job goroutine runs the writer
 	m := c.e.metrics
 	m.framesWritten.Add(1)
 	m.bytesRaw.Add(uint64(len(fr.payload())))

@@ -26,7 +26,7 @@ import (
 // byte is stalled: the stall checker resets it.
 //
 // The FIFO has two lanes. A connection whose peer does not keep up (its socket filled
-// up: Client.slowLane) waits in the slow lane, which the workers take from only when
+// up: sock.slowPeer) waits in the slow lane, which the workers take from only when
 // the other is empty, or every other time once its oldest entry waited slowLaneAge,
 // and which only one worker runs at a time, yielding after each entry. Thousands of
 // sockets that stopped reading take a dozen frames each before their buffers fill; in
@@ -126,7 +126,7 @@ func (f *flusher) pushReady(c *Client, gen uint64) {
 		c.dropWriter(gen) // no worker will run it
 		return
 	}
-	if c.slowLane.Load() {
+	if c.cc.slowPeer.Load() {
 		f.slow = append(f.slow, flushEntry{c: c, gen: gen, at: now})
 	} else {
 		f.ready = append(f.ready, flushEntry{c: c, gen: gen, at: now})
@@ -152,7 +152,7 @@ func (f *flusher) pushReadyMany(es []flushEntry) {
 	}
 	for _, e := range es {
 		e.at = now
-		if e.c.slowLane.Load() {
+		if e.c.cc.slowPeer.Load() {
 			f.slow = append(f.slow, e)
 		} else {
 			f.ready = append(f.ready, e)

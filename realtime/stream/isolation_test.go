@@ -430,9 +430,9 @@ func TestStalledPeerTakesSlowLane(t *testing.T) {
 		if len(got) != 1 {
 			t.Fatalf("healthy client read %d events", len(got))
 		}
-		return stalledC.slowLane.Load() && env.eng.Snapshot().SlowLaneTurns > 0
+		return stalledC.cc.slowPeer.Load() && env.eng.Snapshot().SlowLaneTurns > 0
 	})
-	if healthyC.slowLane.Load() {
+	if healthyC.cc.slowPeer.Load() {
 		t.Error("the healthy connection is in the slow lane")
 	}
 	t.Logf("%d events published before the stalled peer's writer took the slow lane", n)

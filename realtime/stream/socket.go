@@ -82,10 +82,11 @@ type sock struct {
 	// most it may grow to (0: left to the kernel), and the bytes written since it last
 	// grew
 	sndbuf, sndbufMax, sinceGrow int
-	// owned by the writer: whether the peer was behind when the kernel's unsent
-	// bytes were last looked at, the bytes written since, and the bytes after
-	// which they are looked at again (see behind)
-	lagging             bool
+	// slowPeer: the peer does not keep up (lookBehind); set by the writer, read by
+	// whoever schedules it (the flusher's slow lane). lagSince and lagPeriod, owned by
+	// the writer: the bytes written since the peer was last looked at, and after how
+	// many it is looked at again.
+	slowPeer            atomic.Bool
 	lagSince, lagPeriod int
 
 	// the library's read buffer (set by Hijack) and the bytes read before the upgrade
@@ -141,39 +142,43 @@ const (
 	lagWindow = 16 << 10
 )
 
-// behind reports whether the peer is not keeping up, after a write of n bytes that the
-// socket took whole: the kernel holds bytes it could not send yet, or the peer's
-// receive window is under lagWindow (TCP_INFO). A peer that reads has neither: its
-// window stays open. One that stopped reading shows a small window before the kernel
-// holds anything for it. It is looked at now and then (lagPeriodMin) and is otherwise
-// the last answer. Writer only.
-func (s *sock) behind(n int) bool {
+// lookBehind sets slowPeer after a write of n bytes that the socket took whole: the
+// peer does not keep up when the kernel holds bytes it could not send yet, or the
+// peer's receive window is under lagWindow (TCP_INFO). A peer that reads has neither:
+// its window stays open. One that stopped reading shows a small window before the
+// kernel holds anything for it. The peer is looked at now and then (lagPeriodMin);
+// slowPeer is stored only when it changes. Writer only.
+func (s *sock) lookBehind(n int) {
 	if s.raw == nil {
-		return false
+		return
 	}
 	s.lagSince += n
 	if s.lagSince < s.lagPeriod {
-		return s.lagging
+		return
 	}
 	s.lagSince = 0
 	lag, err := peerLags(s.raw, lagWindow)
 	switch {
 	case err != nil: // not known here: never behind, and seldom asked again
-		s.lagging, s.lagPeriod = false, 1<<30
+		lag, s.lagPeriod = false, lagPeriodNever
 	case lag:
-		s.lagging, s.lagPeriod = true, lagPeriodMin
+		s.lagPeriod = lagPeriodMin
 	default:
-		s.lagging, s.lagPeriod = false, max(lagPeriodMin, min(2*s.lagPeriod, lagPeriodMax))
+		s.lagPeriod = max(lagPeriodMin, min(2*s.lagPeriod, lagPeriodMax))
 	}
-	return s.lagging
+	if s.slowPeer.Load() != lag {
+		s.slowPeer.Store(lag)
+	}
 }
 
-// filled records that the socket did not take a whole write: the peer is behind
-// until a look at its unsent bytes says otherwise. Writer only.
+// lagPeriodNever: where the peer cannot be looked at, it is not looked at again.
+const lagPeriodNever = 1 << 30
+
+// filled records that the socket did not take a whole write: the peer is slow until a
+// look after its next lagPeriodMin bytes says otherwise. Writer only.
 func (s *sock) filled() {
-	if s.lagPeriod <= lagPeriodMax {
-		s.lagging, s.lagSince, s.lagPeriod = true, 0, lagPeriodMin
-	}
+	s.slowPeer.Store(true)
+	s.lagSince, s.lagPeriod = 0, lagPeriodMin
 }
 
 // attach routes the library's writes to c's output queue from now on.
