@@ -16,6 +16,13 @@ import (
 // window: a busy connection writes about one frame per window) to fit the budget,
 // between BatchWindow and BatchWindowMax; it widens further while the writers are
 // behind and closes again when both signals are quiet.
+//
+// Once a window is open, the writers are behind only when a connection waited for
+// longer than half of it. A hot channel readies all its connections at once, once per
+// window, and the last of them waits for the writes of all the others however idle the
+// processors are: a burst written within half a window is no shortage (it leaves the
+// other half to the rest of the process), and counting it as one held the window at
+// its widest with the processors half idle.
 type batchGovernor struct {
 	step, max time.Duration
 	budget    float64 // frames per second
@@ -56,13 +63,13 @@ func (g *batchGovernor) tick(period time.Duration) {
 		return
 	}
 	over := g.budget > 0 && rate > g.budget
-	behind := wait > shortWait
+	cur := g.current()
+	behind := wait > max(shortWait, cur/2)
 	if behind {
 		g.behindFor++
 	} else {
 		g.behindFor = 0
 	}
-	cur := g.current()
 	var next time.Duration
 	switch {
 	// A closed window opens when the writers were behind for two ticks in a row: one

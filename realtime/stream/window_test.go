@@ -24,6 +24,7 @@ func TestBatchGovernorWidensUnderLoad(t *testing.T) {
 		{100000, 0, 50 * time.Millisecond},                    // the same 5,000 at 50 ms: stays at the cap
 		{40000, 0, 33 * time.Millisecond},                     // 2,000 busy at 50 ms: 33 ms fits the budget
 		{60000, 0, 33 * time.Millisecond},                     // 2,000 at 33 ms: stable
+		{60000, 15 * time.Millisecond, 33 * time.Millisecond}, // the burst drained within half the window: not behind
 		{10000, 20 * time.Millisecond, 50 * time.Millisecond}, // writers behind: twice as wide (capped), under budget
 		{0, 0, 0},                        // idle: closed again
 		{1000, 10 * time.Millisecond, 0}, // writers late once (a GC pause): stays closed
