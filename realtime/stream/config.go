@@ -28,9 +28,10 @@ type Config struct {
 	// waits for it (default 10s): the connection is then reset (write_error). Writes
 	// never block a writer; this is how long a stalled socket may keep its data.
 	WriteTimeout time.Duration
-	// Writers is how many goroutines write to connections (default 2 x GOMAXPROCS, at
-	// least 4). No socket can hold one: what a socket does not take at once waits for
-	// it to be writable, off the writers.
+	// Writers is how many goroutines write to connections (default GOMAXPROCS - 1, at
+	// least 1: one processor is always left to the publish path and the readers). No
+	// socket can hold one: what a socket does not take at once waits for it to be
+	// writable, off the writers.
 	Writers int
 	// SendBuffer bounds each stream socket's kernel send buffer (SO_SNDBUF, default
 	// 256 KiB; Linux doubles the figure). A socket starts at 8 KiB and doubles it when it
