@@ -56,13 +56,15 @@ type closedResult struct {
 }
 
 type closedRun struct {
-	Kind       string          `json:"kind"`
-	Time       string          `json:"time"`
-	DurationS  float64         `json:"durationSeconds"`
-	PayloadB   int             `json:"payloadBytes"`
-	Publishers int             `json:"publishers"`
-	ServerArgs []string        `json:"serverArgs,omitempty"`
-	Points     []*closedResult `json:"points"`
+	Kind       string  `json:"kind"`
+	Time       string  `json:"time"`
+	DurationS  float64 `json:"durationSeconds"`
+	PayloadB   int     `json:"payloadBytes"`
+	Publishers int     `json:"publishers"`
+	// PublishInProcess: the publishers ran among the bench's readers, not in a child.
+	PublishInProcess bool            `json:"publishInProcess,omitempty"`
+	ServerArgs       []string        `json:"serverArgs,omitempty"`
+	Points           []*closedResult `json:"points"`
 }
 
 func parsePoints(s string) ([]closedPoint, error) {
@@ -84,6 +86,7 @@ func cmdClosed(ctx context.Context, args []string) error {
 	var c common
 	c.register(fs, common{payload: 200, duration: 10 * time.Second, warmup: time.Second, settle: 4 * time.Second, label: "closed"})
 	points := fs.String("points", "100x1000,1000x100,1000x1000,5000x100,5000x1000,10000x100", "comma-separated <clients>x<events/s>")
+	inProc := fs.Bool("publish-in-process", false, "run the publishers in the bench's own process, among its readers (default: a process of their own)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -100,10 +103,10 @@ func cmdClosed(ctx context.Context, args []string) error {
 	}
 	defer cleanup()
 	run := &closedRun{Kind: "closed", Time: time.Now().UTC().Format(time.RFC3339), DurationS: c.duration.Seconds(),
-		PayloadB: c.payload, Publishers: c.pubWorkers, ServerArgs: strings.Fields(c.serverArgs)}
+		PayloadB: c.payload, Publishers: c.pubWorkers, PublishInProcess: *inProc, ServerArgs: strings.Fields(c.serverArgs)}
 	for _, p := range pts {
 		logf(os.Stderr, "point %d x %d", p.Clients, p.Rate)
-		r, err := runClosedPoint(ctx, &c, p, os.Stderr)
+		r, err := runClosedPoint(ctx, &c, p, *inProc, os.Stderr)
 		if r != nil {
 			run.Points = append(run.Points, r)
 			printClosed(os.Stdout, []*closedResult{r})
@@ -124,7 +127,7 @@ func randomKey() string {
 // closedChannel is the point's channel: private, so every client needs its token.
 const closedChannel = "bench.closed"
 
-func runClosedPoint(ctx context.Context, c *common, p closedPoint, logw io.Writer) (*closedResult, error) {
+func runClosedPoint(ctx context.Context, c *common, p closedPoint, inProc bool, logw io.Writer) (*closedResult, error) {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	keySpec := "k1:" + hex.EncodeToString(secret)
@@ -201,8 +204,17 @@ func runClosedPoint(ctx context.Context, c *common, p closedPoint, logw io.Write
 		size: c.payload, workers: c.pubWorkers, led: led, runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
 	cpu := startCPU(t.pid())
 	pctx, pcancel := context.WithTimeout(ctx, c.duration+30*time.Second)
-	paced := pub.run(pctx, c.duration)
+	var paced, childCPU time.Duration
+	if inProc {
+		paced = pub.run(pctx, c.duration)
+		res.PublishReqMs = pub.http.reqLat.summary()
+	} else {
+		paced, res.PublishReqMs, childCPU, err = pub.runChild(pctx, c.duration)
+	}
 	pcancel()
+	if err != nil {
+		return res, err
+	}
 	expected := expectedTotal(f, led)
 	drainStart := time.Now()
 	for time.Since(drainStart) < c.drain && f.received() < expected && ctx.Err() == nil {
@@ -210,6 +222,7 @@ func runClosedPoint(ctx context.Context, c *common, p closedPoint, logw io.Write
 	}
 	elapsed := paced + time.Since(drainStart)
 	res.CPU = cpu.stop()
+	res.CPU.addBench(childCPU)
 	m1, err := t.metrics(ctx)
 	if err != nil {
 		return res, err
@@ -223,7 +236,6 @@ func runClosedPoint(ctx context.Context, c *common, p closedPoint, logw io.Write
 	res.Accounting, lat, _ = f.tally(led)
 	res.Latency = lat.summary()
 	res.PublishedPerSec = float64(pub.acked.Load()) / paced.Seconds()
-	res.PublishReqMs = pub.http.reqLat.summary()
 	res.PublishErrors = pub.errors.Load()
 	res.DeliveredPerSec = float64(res.Accounting.Received) / elapsed.Seconds()
 	return res, nil

@@ -23,8 +23,11 @@ import (
 func TestMain(m *testing.M) {
 	// The NATS cluster helper re-executes the running binary as "nats-node": in tests
 	// that binary is this one.
-	if len(os.Args) > 1 && os.Args[1] == "nats-node" {
-		if err := cmdNATSNode(os.Args[2:]); err != nil {
+	// The closed mode's publishers run as this binary re-executed as "closed-publish".
+	if len(os.Args) > 1 && (os.Args[1] == "nats-node" || os.Args[1] == "closed-publish") {
+		child := map[string]func([]string) error{"nats-node": cmdNATSNode,
+			"closed-publish": func(a []string) error { return cmdClosedPublish(context.Background(), a) }}[os.Args[1]]
+		if err := child(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -143,6 +146,39 @@ func inProcess(t *testing.T) *target {
 		b.Close()
 	})
 	return tg
+}
+
+// The closed mode's publishing child publishes at its rate and reports every
+// acknowledged sequence to the parent's ledger, each once, as the server numbered them.
+func TestClosedPublishChild(t *testing.T) {
+	testutil.SkipReexec(t) // the child is this test binary re-executed
+	tg := inProcess(t)
+	ctx := testutil.ContextWithin(t, 2*testutil.Patience)
+	led := newLedger()
+	p := &closedPublisher{http: newPublisher(tg, []string{closedChannel}, 50, 200, led), channel: closedChannel,
+		rate: 50, size: 200, workers: 2, led: led, runID: "child-test"}
+	paced, reqMs, cpu, err := p.runChild(ctx, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked := p.acked.Load()
+	if acked == 0 || acked > 60 || p.errors.Load() != 0 || paced < time.Second || cpu <= 0 {
+		t.Fatalf("acked %d, errors %d, paced %v, cpu %v", acked, p.errors.Load(), paced, cpu)
+	}
+	if reqMs.Count != acked {
+		t.Fatalf("%d request latencies for %d acks", reqMs.Count, acked)
+	}
+	seqs := led.seqs[0]
+	seen := map[uint64]bool{}
+	for _, s := range seqs {
+		if s == 0 || s > acked || seen[s] {
+			t.Fatalf("sequence %d of %v: want each of 1..%d once", s, seqs, acked)
+		}
+		seen[s] = true
+	}
+	if uint64(len(seqs)) != acked || led.total != acked {
+		t.Fatalf("ledger holds %d (total %d) for %d acks", len(seqs), led.total, acked)
+	}
 }
 
 // TestSmoke runs a short stream load through the real engine and checks the tool's

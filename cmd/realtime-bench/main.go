@@ -155,6 +155,8 @@ func run(args []string) error {
 		return cmdSlow(ctx, args)
 	case "closed":
 		return cmdClosed(ctx, args)
+	case "closed-publish": // a child of closed (closedpub.go)
+		return cmdClosedPublish(ctx, args)
 	case "nats-node": // a child of fault -nats-nodes
 		return cmdNATSNode(args)
 	case "fault":

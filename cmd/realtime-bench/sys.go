@@ -114,6 +114,16 @@ type CPUShare struct {
 	Cores        int     `json:"cores"`
 }
 
+// addBench counts a child of the bench (its CPU time d, over the same run) as bench.
+func (s *CPUShare) addBench(d time.Duration) {
+	if d <= 0 || s.WallSeconds <= 0 {
+		return
+	}
+	s.BenchCPU += d.Seconds()
+	s.BenchCores = s.BenchCPU / s.WallSeconds
+	s.OtherCores = max(0, s.MachineCores-s.BenchCores-s.ServerCores-s.BackendCores)
+}
+
 func (m cpuMeter) stop() CPUShare {
 	wall := time.Since(m.at).Seconds()
 	s := CPUShare{WallSeconds: wall, Cores: numCPU()}
