@@ -25,7 +25,11 @@ func TestBatchGovernorWidensUnderLoad(t *testing.T) {
 		{40000, 0, 33 * time.Millisecond},                     // 2,000 busy at 50 ms: 33 ms fits the budget
 		{60000, 0, 33 * time.Millisecond},                     // 2,000 at 33 ms: stable
 		{60000, 15 * time.Millisecond, 33 * time.Millisecond}, // the burst drained within half the window: not behind
-		{10000, 20 * time.Millisecond, 50 * time.Millisecond}, // writers behind: twice as wide (capped), under budget
+		{36000, 20 * time.Millisecond, 33 * time.Millisecond}, // 1,200 busy (20 ms fits) but the burst took over half: held
+		{36000, 10 * time.Millisecond, 20 * time.Millisecond}, // within half: narrows to the budget's 20 ms
+		{50000, 15 * time.Millisecond, 20 * time.Millisecond}, // over half, within the window: held
+		{10000, 40 * time.Millisecond, 40 * time.Millisecond}, // writers behind (waited over the window): twice as wide
+		{10000, 45 * time.Millisecond, 50 * time.Millisecond}, // still behind: capped
 		{0, 0, 0},                        // idle: closed again
 		{1000, 10 * time.Millisecond, 0}, // writers late once (a GC pause): stays closed
 		{1000, 0, 0},                     // on time again
