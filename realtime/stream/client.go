@@ -130,6 +130,10 @@ type Client struct {
 	lagging  bool
 	deferred int // events offered while lagging and not read from the window yet
 
+	// phase: which of the fan-out's phases (fanPhases) this connection takes its events
+	// in while a batch window is open; set at creation. Connections that compress are
+	// all in phase 0: a frame is compressed once for the connections of one phase.
+	phase uint8
 	// owned by the fan-out goroutine (fanout.go): this connection's channels with
 	// events in the current round
 	fanRound uint64

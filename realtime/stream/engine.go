@@ -58,6 +58,8 @@ type Engine struct {
 	// connection that was subscribed to its channel. Written by the fan-out after each
 	// round (advanceFanned) and by resets of the position (read by liveHead).
 	fanned atomic.Uint64
+	// phaseSeq numbers the connections for their fan-out phases (Client.phase).
+	phaseSeq atomic.Uint32
 
 	resub        resubscriber  // live subscription generation (epoch.go)
 	epochChanges atomic.Uint64 // stream recreations noticed (epoch.go)

@@ -25,6 +25,8 @@ type emitted struct {
 	at      time.Time
 	n       int // events in the frame
 	channel string
+	phase   int // of phases
+	phases  int
 }
 
 func newFanoutUnderTest(cfg Config) *fanoutUnderTest {
@@ -35,7 +37,8 @@ func newFanoutUnderTest(cfg Config) *fanoutUnderTest {
 	ft := &fanoutUnderTest{gov: newBatchGovernor(&e.cfg, &frames, &wait)}
 	e.batch = ft.gov
 	ft.fanout = newFanout(e)
-	ft.emit = func(evs []*outEvent) {
+	ft.settle = func(*outEvent) {}
+	ft.emit = func(evs []*outEvent, phase, phases int) {
 		ft.mu.Lock()
 		hold := ft.hold
 		ft.mu.Unlock()
@@ -43,7 +46,7 @@ func newFanoutUnderTest(cfg Config) *fanoutUnderTest {
 			<-hold
 		}
 		ft.mu.Lock()
-		ft.emitted = append(ft.emitted, emitted{at: time.Now(), n: len(evs), channel: evs[0].channel})
+		ft.emitted = append(ft.emitted, emitted{at: time.Now(), n: len(evs), channel: evs[0].channel, phase: phase, phases: phases})
 		ft.mu.Unlock()
 	}
 	return ft
@@ -102,36 +105,116 @@ func TestFanoutBatchesOnlyWhenBusy(t *testing.T) {
 			t.Fatalf("busy fan-out: %+v, want frames of 1 and then 2", got)
 		}
 
-		// Short of CPU: the governor set a 20 ms window.
+		// Short of CPU: the governor set a 20 ms window. Every phase's turn is due (the
+		// last take is a window old): each takes the event at once.
 		ft.gov.window.Store(int64(20 * time.Millisecond))
-		time.Sleep(20 * time.Millisecond) // the last frame is a window old
+		time.Sleep(20 * time.Millisecond)
 		at := time.Now()
 		ft.add(5)
 		synctest.Wait()
 		ft.add(6)
 		synctest.Wait()
-		got = ft.take()
-		if len(got) != 1 || !got[0].at.Equal(at) || got[0].n != 1 {
-			t.Fatalf("first event of the window: %+v", got)
+		everyPhase := func(what string, got []emitted, at time.Time, n int) {
+			t.Helper()
+			if len(got) != fanPhases {
+				t.Fatalf("%s: %+v, want one frame per phase", what, got)
+			}
+			for i, e := range got {
+				if e.phase != i || e.phases != fanPhases || !e.at.Equal(at) || e.n != n {
+					t.Fatalf("%s: %+v, want %d events for every phase at %v", what, got, n, at)
+				}
+			}
 		}
-		time.Sleep(19 * time.Millisecond)
+		everyPhase("first event of the window", ft.take(), at, 1)
+		// The next turns are spread over the window: phase g's at 5 ms x (g+1) after it.
+		time.Sleep(4 * time.Millisecond)
 		synctest.Wait()
-		if got = ft.take(); len(got) != 0 {
+		if got := ft.take(); len(got) != 0 {
 			t.Fatalf("frame inside the window: %+v", got)
 		}
 		for i := range 100 {
 			ft.add(uint64(7 + i))
 		}
 		synctest.Wait()
-		got = ft.take()
-		if len(got) != 1 || got[0].n != 100 {
-			t.Fatalf("full frame inside the window: %+v, want one frame of 100 at once", got)
-		}
-		time.Sleep(time.Millisecond)
+		everyPhase("full frame inside the window", ft.take(), at.Add(4*time.Millisecond), 100)
+		time.Sleep(20 * time.Millisecond)
 		synctest.Wait()
 		got = ft.take()
-		if len(got) != 1 || !got[0].at.Equal(at.Add(20*time.Millisecond)) || got[0].n != 1 {
-			t.Fatalf("end of the window: %+v, want the 1 left at %v", got, at.Add(20*time.Millisecond))
+		if len(got) != fanPhases {
+			t.Fatalf("end of the window: %+v, want one frame per phase", got)
+		}
+		for i, e := range got {
+			if want := at.Add(time.Duration(i+1) * 5 * time.Millisecond); e.phase != i || e.n != 1 || !e.at.Equal(want) {
+				t.Fatalf("end of the window: %+v, want phase %d's 1 left at %v", got, i, want)
+			}
+		}
+	})
+}
+
+// A window that opens while events flow spreads the phases' turns over it: each phase
+// takes once per window, a quarter of a window after the one before, and keeps its
+// turn after a quiet spell. Every phase gets every event, in order, exactly once.
+func TestFanoutPhasesSpreadOverTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const w = 20 * time.Millisecond
+		ft := newFanoutUnderTest(Config{BatchMaxEvents: 100, BatchWindow: w, BatchWindowMax: 50 * time.Millisecond})
+		var got [fanPhases][]uint64
+		ft.emit = func(evs []*outEvent, phase, phases int) {
+			ft.mu.Lock()
+			defer ft.mu.Unlock()
+			ft.emitted = append(ft.emitted, emitted{at: time.Now(), n: len(evs), phase: phase, phases: phases})
+			for g := range fanPhases {
+				if g%phases == phase { // without a window one round is for every connection
+					for _, ev := range evs {
+						got[g] = append(got[g], ev.seq)
+					}
+				}
+			}
+		}
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { defer close(done); ft.run(stop) }()
+		defer func() { close(stop); <-done }()
+
+		start := time.Now()
+		seq := uint64(0)
+		send := func(d time.Duration) { // an event every millisecond for d
+			for range int(d / time.Millisecond) {
+				seq++
+				ft.add(seq)
+				synctest.Wait()
+				time.Sleep(time.Millisecond)
+			}
+		}
+		send(time.Millisecond) // taken at once: no window yet
+		ft.take()
+		ft.gov.window.Store(int64(w))
+		send(4 * w)
+		time.Sleep(w) // quiet
+		synctest.Wait()
+		ft.take()
+		quiet := time.Now()
+		send(2 * w)
+		time.Sleep(2 * w)
+		synctest.Wait()
+		for _, e := range ft.take() {
+			// after the quiet spell every phase takes the first event at once, and then
+			// its turns are back at start + its offset (a quarter window per phase) +
+			// whole windows
+			off := e.at.Sub(start) - time.Duration(e.phase+1)*w/fanPhases
+			if e.phases != fanPhases || (off%w != 0 && !e.at.Equal(quiet)) || e.at.Before(quiet) {
+				t.Fatalf("phase %d took at +%v: want +%v plus whole windows", e.phase, e.at.Sub(start), time.Duration(e.phase+1)*w/fanPhases)
+			}
+		}
+		for g := range fanPhases {
+			if len(got[g]) != int(seq) {
+				t.Fatalf("phase %d got %d events, want %d", g, len(got[g]), seq)
+			}
+			for i, s := range got[g] {
+				if s != uint64(i+1) {
+					t.Fatalf("phase %d: event %d is %d", g, i, s)
+				}
+			}
 		}
 	})
 }
@@ -160,7 +243,7 @@ func TestFanoutSharesFramesAndKeepsOrder(t *testing.T) {
 		evs = append(evs, ev)
 	}
 	late := conn("a") // joined at head 6: gets nothing of this round
-	push := e.fan.fanOut(evs, nil)
+	push := e.fan.fanOut(evs, 0, 1, nil)
 	frames := func(c *Client) (out [][]uint64, fs []*frame) {
 		for _, it := range c.q[c.qHead:] {
 			var seqs []uint64

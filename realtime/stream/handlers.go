@@ -98,6 +98,9 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 		deflate: strings.Contains(cw.Header().Get("Sec-WebSocket-Extensions"), "permessage-deflate"),
 		opened:  time.Now(),
 	}
+	if !c.deflate { // the compressing ones share phase 0, and so their compressed frames
+		c.phase = uint8(e.phaseSeq.Add(1) % fanPhases)
+	}
 	c.idle.L = &c.mu
 	c.id.Store(id)
 	c.release, admitted = release, true
