@@ -26,25 +26,24 @@ import (
 // byte is stalled: the stall checker resets it.
 //
 // The FIFO has two lanes. A connection whose peer does not keep up (its socket filled
-// up: sock.slowPeer) waits in the slow lane, which the workers take from only when
-// the other is empty, or every other time once its oldest entry waited slowLaneAge,
-// and which only one worker runs at a time, yielding after each entry. Thousands of
-// sockets that stopped reading take a dozen frames each before their buffers fill; in
-// the slow lane those writes no longer delay the connections that read, nor take more
-// than one processor from the publish path.
+// up: sock.slowPeer) waits in the slow lane, which a worker of its own runs, one entry
+// at a time, yielding after each; the other workers take only from the fast lane.
+// Thousands of sockets that stopped reading take a dozen frames each before their
+// buffers fill, and a write to one of them now and then takes milliseconds in the
+// kernel; in the slow lane those writes never hold a worker the connections that read
+// wait for, nor take more than one processor from the publish path.
 type flusher struct {
 	target int // workers
 	park   parker
 	now    func() time.Time
 
 	mu       sync.Mutex
-	cond     *sync.Cond // a lane gained an entry, or stop
+	cond     *sync.Cond // the fast lane gained an entry, or stop
+	slowCond *sync.Cond // the slow lane gained an entry, or stop
 	ready    []flushEntry
 	rhead    int
 	slow     []flushEntry // the slow lane
 	shead    int
-	slowTurn bool // the slow lane's oldest entry is due: it goes next
-	slowRun  int  // workers running a slow-lane entry (at most slowWorkers)
 	stopped  bool
 
 	// waiting: connections parked or on their slow path, for the stall checker.
@@ -85,7 +84,7 @@ func newFlusher(workers int) *flusher {
 		workers = defaultWriters()
 	}
 	f := &flusher{target: workers, now: time.Now, waiting: map[*Client]struct{}{}, done: make(chan struct{})}
-	f.cond = sync.NewCond(&f.mu)
+	f.cond, f.slowCond = sync.NewCond(&f.mu), sync.NewCond(&f.mu)
 	if p, err := newParker(); err == nil {
 		f.park = p
 	}
@@ -99,10 +98,12 @@ func (f *flusher) startOnce(stallTick time.Duration, check func(now time.Time)) 
 			f.mu.Unlock()
 			return
 		}
-		f.wg.Add(f.target)
+		f.wg.Add(f.target + 1)
 		for range f.target {
-			go f.work()
+			go f.work(false)
 		}
+		go f.work(true) // the slow lane's
+
 		f.mu.Unlock()
 		if f.park != nil {
 			f.wg.Add(1)
@@ -126,13 +127,18 @@ func (f *flusher) pushReady(c *Client, gen uint64) {
 		c.dropWriter(gen) // no worker will run it
 		return
 	}
-	if c.cc.slowPeer.Load() {
+	slow := c.cc.slowPeer.Load()
+	if slow {
 		f.slow = append(f.slow, flushEntry{c: c, gen: gen, at: now})
 	} else {
 		f.ready = append(f.ready, flushEntry{c: c, gen: gen, at: now})
 	}
 	f.mu.Unlock()
-	f.cond.Signal()
+	if slow {
+		f.slowCond.Signal()
+	} else {
+		f.cond.Signal()
+	}
 }
 
 // pushReadyMany queues several connections under one lock (the fan-out).
@@ -150,6 +156,7 @@ func (f *flusher) pushReadyMany(es []flushEntry) {
 		}
 		return
 	}
+	fast, slow := len(f.ready)-f.rhead, len(f.slow)-f.shead
 	for _, e := range es {
 		e.at = now
 		if e.c.cc.slowPeer.Load() {
@@ -158,11 +165,16 @@ func (f *flusher) pushReadyMany(es []flushEntry) {
 			f.ready = append(f.ready, e)
 		}
 	}
+	fast, slow = len(f.ready)-f.rhead-fast, len(f.slow)-f.shead-slow
 	f.mu.Unlock()
-	if len(es) == 1 {
+	switch {
+	case fast == 1:
 		f.cond.Signal()
-	} else {
+	case fast > 1:
 		f.cond.Broadcast()
+	}
+	if slow > 0 {
+		f.slowCond.Signal()
 	}
 }
 
@@ -176,6 +188,7 @@ func (f *flusher) stop() {
 		return
 	}
 	f.cond.Broadcast()
+	f.slowCond.Broadcast()
 	close(f.done)
 	if f.park != nil {
 		f.park.stop()
@@ -186,30 +199,35 @@ func (f *flusher) stop() {
 	}
 }
 
-func (f *flusher) work() {
+// work runs entries of one lane (slowLane: the slow one) until stop and the lane is
+// empty.
+func (f *flusher) work(slowLane bool) {
 	defer f.wg.Done()
+	cond := f.cond
+	if slowLane {
+		cond = f.slowCond
+	}
 	lastYield := time.Now()
 	for {
 		f.mu.Lock()
-		for !f.canPopLocked() && !(f.stopped && f.rhead == len(f.ready) && f.shead == len(f.slow)) {
-			f.cond.Wait()
+		for !f.canPopLocked(slowLane) && !f.stopped {
+			cond.Wait()
 		}
-		if !f.canPopLocked() { // stopped, and both lanes are empty
+		if !f.canPopLocked(slowLane) { // stopped, and the lane is empty
 			f.mu.Unlock()
 			return
 		}
-		e, fast := f.popLocked()
+		e := f.popLocked(slowLane)
 		f.mu.Unlock()
 
 		now := time.Now()
 		// How far behind the writers are is what the peers that keep up wait: the
 		// slow lane waits by design.
-		if w := now.UnixNano() - e.at; fast && w > f.maxWait.Load() {
+		if w := now.UnixNano() - e.at; !slowLane && w > f.maxWait.Load() {
 			f.maxWait.Store(w) // racy max: a lost update only under-reports one period
 		}
 		e.c.runWriter(e.gen)
-		if !fast {
-			f.slowDone()
+		if slowLane {
 			runtime.Gosched() // the publish path, and the fast lane, first
 			lastYield = time.Now()
 			continue
@@ -224,59 +242,31 @@ func (f *flusher) work() {
 	}
 }
 
-// canPopLocked reports whether a worker may take an entry now.
-func (f *flusher) canPopLocked() bool {
-	return f.rhead < len(f.ready) || (f.shead < len(f.slow) && f.slowRun < slowWorkers)
+// canPopLocked reports whether a worker of the lane (slowLane: the slow one) has an
+// entry to take.
+func (f *flusher) canPopLocked(slowLane bool) bool {
+	if slowLane {
+		return f.shead < len(f.slow)
+	}
+	return f.rhead < len(f.ready)
 }
 
-// popLocked takes the next entry (canPopLocked): from the fast lane, unless it is
-// empty or the slow lane's turn has come (fast reports which). A slow-lane entry is
-// the worker's until it calls slowDone.
-func (f *flusher) popLocked() (e flushEntry, fast bool) {
-	if f.shead < len(f.slow) && f.slowRun < slowWorkers {
-		due := f.rhead == len(f.ready)
-		if !due {
-			aged := time.Now().UnixNano()-f.slow[f.shead].at >= int64(slowLaneAge)
-			due = aged && f.slowTurn
-			f.slowTurn = aged && !f.slowTurn
-		}
-		if due {
-			e = f.slow[f.shead]
-			f.slow[f.shead] = flushEntry{}
-			f.shead++
-			f.slow, f.shead = compactFIFO(f.slow, f.shead)
-			f.slowTurns.Add(1)
-			f.slowRun++
-			return e, false
-		}
+// popLocked takes the lane's next entry (canPopLocked).
+func (f *flusher) popLocked(slowLane bool) (e flushEntry) {
+	if slowLane {
+		e = f.slow[f.shead]
+		f.slow[f.shead] = flushEntry{}
+		f.shead++
+		f.slow, f.shead = compactFIFO(f.slow, f.shead)
+		f.slowTurns.Add(1)
+		return e
 	}
 	e = f.ready[f.rhead]
 	f.ready[f.rhead] = flushEntry{}
 	f.rhead++
 	f.ready, f.rhead = compactFIFO(f.ready, f.rhead)
-	return e, true
+	return e
 }
-
-// slowDone ends a worker's slow-lane entry: the lane may run its next one.
-func (f *flusher) slowDone() {
-	f.mu.Lock()
-	f.slowRun--
-	more, stopped := f.shead < len(f.slow), f.stopped
-	f.mu.Unlock()
-	switch {
-	case stopped: // workers that waited for this one may be able to exit now
-		f.cond.Broadcast()
-	case more:
-		f.cond.Signal()
-	}
-}
-
-// slowWorkers is how many workers may run slow-lane entries at once.
-const slowWorkers = 1
-
-// slowLaneAge is how long the slow lane's oldest entry waits before the lanes take
-// turns (the batch window's ceiling).
-const slowLaneAge = 50 * time.Millisecond
 
 // defaultWriters is the workers' count when Config.Writers is 0: one fewer than the
 // processors, at least one. Writes never block, so a worker more than the processors
