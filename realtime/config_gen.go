@@ -34,7 +34,7 @@ type Config struct {
 	BatchWindowMax string
 	// FrameBudget: event frames per second past which the batch window widens.
 	FrameBudget int
-	// Writers: goroutines writing to connections (never blocked by a socket); 0 = GOMAXPROCS - 1, at least 1.
+	// Writers: goroutines writing to connections (never blocked by a socket); 0 = GOMAXPROCS - 1, at least 1; the slow lane has one more.
 	Writers int
 	// QueueEvents: per-connection queue bound (events).
 	QueueEvents int

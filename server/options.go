@@ -70,7 +70,7 @@ type Options struct {
 	BatchMax          int           `flag:"batch-max" env:"REALTIME_BATCH_MAX" cue:"BatchMax" default:"100" min:"1" help:"most events per frame"`
 	BatchWindowMax    time.Duration `flag:"batch-window-max" env:"REALTIME_BATCH_WINDOW_MAX" cue:"BatchWindowMax" default:"50ms" min:"1ns" help:"widest batch window under load (see frame budget); at most the batch window keeps it fixed"`
 	FrameBudget       int           `flag:"frame-budget" env:"REALTIME_FRAME_BUDGET" cue:"FrameBudget" default:"200000" min:"1" help:"event frames per second past which the batch window widens"`
-	Writers           int           `flag:"writers" env:"REALTIME_WRITERS" cue:"Writers" default:"0" min:"0" help:"goroutines writing to connections (never blocked by a socket); 0 = GOMAXPROCS - 1, at least 1"`
+	Writers           int           `flag:"writers" env:"REALTIME_WRITERS" cue:"Writers" default:"0" min:"0" help:"goroutines writing to connections (never blocked by a socket); 0 = GOMAXPROCS - 1, at least 1; the slow lane has one more"`
 	QueueEvents       int           `flag:"queue-events" env:"REALTIME_QUEUE_EVENTS" cue:"QueueEvents" default:"4096" min:"1" help:"per-connection queue bound (events)"`
 	QueueBytes        int           `flag:"queue-bytes" env:"REALTIME_QUEUE_BYTES" cue:"QueueBytes" default:"4194304" min:"1" help:"per-connection queue bound (bytes)"`
 	QueueBudgetMB     int           `flag:"queue-budget-mb" env:"REALTIME_QUEUE_BUDGET_MB" cue:"QueueBudgetMB" default:"0" min:"0" help:"MiB queued to all connections together before the largest holders are closed (4105); 0 = 1/64 of memory, 64-1024"`
