@@ -37,14 +37,10 @@ type flusher struct {
 	park   parker
 	now    func() time.Time
 
-	mu       sync.Mutex
-	cond     *sync.Cond // the fast lane gained an entry, or stop
-	slowCond *sync.Cond // the slow lane gained an entry, or stop
-	ready    []flushEntry
-	rhead    int
-	slow     []flushEntry // the slow lane
-	shead    int
-	stopped  bool
+	mu      sync.Mutex
+	fast    lane // peers that keep up: the workers'
+	slow    lane // peers that do not (sock.slowPeer): one worker of its own
+	stopped bool
 
 	// waiting: connections parked or on their slow path, for the stall checker.
 	waitMu  sync.Mutex
@@ -61,6 +57,34 @@ type flusher struct {
 	stalls  atomic.Uint64
 	// slowTurns counts entries taken from the slow lane.
 	slowTurns atomic.Uint64
+}
+
+// lane is one of the flusher's FIFOs (under flusher.mu), and the condition its workers
+// wait on: it gained an entry, or stop.
+type lane struct {
+	q    []flushEntry
+	head int
+	cond *sync.Cond
+}
+
+func (l *lane) empty() bool { return l.head == len(l.q) }
+
+func (l *lane) pop() flushEntry {
+	e := l.q[l.head]
+	l.q[l.head] = flushEntry{}
+	l.head++
+	l.q, l.head = compactFIFO(l.q, l.head)
+	return e
+}
+
+// wake wakes the workers for n entries pushed to the lane.
+func (l *lane) wake(n int) {
+	switch {
+	case n == 1:
+		l.cond.Signal()
+	case n > 1:
+		l.cond.Broadcast()
+	}
 }
 
 // parker waits for parked connections' sockets to become writable.
@@ -84,7 +108,7 @@ func newFlusher(workers int) *flusher {
 		workers = defaultWriters()
 	}
 	f := &flusher{target: workers, now: time.Now, waiting: map[*Client]struct{}{}, done: make(chan struct{})}
-	f.cond, f.slowCond = sync.NewCond(&f.mu), sync.NewCond(&f.mu)
+	f.fast.cond, f.slow.cond = sync.NewCond(&f.mu), sync.NewCond(&f.mu)
 	if p, err := newParker(); err == nil {
 		f.park = p
 	}
@@ -100,9 +124,9 @@ func (f *flusher) startOnce(stallTick time.Duration, check func(now time.Time)) 
 		}
 		f.wg.Add(f.target + 1)
 		for range f.target {
-			go f.work(false)
+			go f.work(&f.fast)
 		}
-		go f.work(true) // the slow lane's
+		go f.work(&f.slow)
 
 		f.mu.Unlock()
 		if f.park != nil {
@@ -117,6 +141,14 @@ func (f *flusher) startOnce(stallTick time.Duration, check func(now time.Time)) 
 	})
 }
 
+// laneFor is the lane c's writer waits in: the slow one when its peer does not keep up.
+func (f *flusher) laneFor(c *Client) *lane {
+	if c.cc.slowPeer.Load() {
+		return &f.slow
+	}
+	return &f.fast
+}
+
 // pushReady queues c (at generation gen) for a worker.
 func (f *flusher) pushReady(c *Client, gen uint64) {
 	c.e.startFlusher()
@@ -127,18 +159,10 @@ func (f *flusher) pushReady(c *Client, gen uint64) {
 		c.dropWriter(gen) // no worker will run it
 		return
 	}
-	slow := c.cc.slowPeer.Load()
-	if slow {
-		f.slow = append(f.slow, flushEntry{c: c, gen: gen, at: now})
-	} else {
-		f.ready = append(f.ready, flushEntry{c: c, gen: gen, at: now})
-	}
+	l := f.laneFor(c)
+	l.q = append(l.q, flushEntry{c: c, gen: gen, at: now})
 	f.mu.Unlock()
-	if slow {
-		f.slowCond.Signal()
-	} else {
-		f.cond.Signal()
-	}
+	l.wake(1)
 }
 
 // pushReadyMany queues several connections under one lock (the fan-out).
@@ -156,26 +180,18 @@ func (f *flusher) pushReadyMany(es []flushEntry) {
 		}
 		return
 	}
-	fast, slow := len(f.ready)-f.rhead, len(f.slow)-f.shead
+	var slow int
 	for _, e := range es {
 		e.at = now
-		if e.c.cc.slowPeer.Load() {
-			f.slow = append(f.slow, e)
-		} else {
-			f.ready = append(f.ready, e)
+		l := f.laneFor(e.c)
+		l.q = append(l.q, e)
+		if l == &f.slow {
+			slow++
 		}
 	}
-	fast, slow = len(f.ready)-f.rhead-fast, len(f.slow)-f.shead-slow
 	f.mu.Unlock()
-	switch {
-	case fast == 1:
-		f.cond.Signal()
-	case fast > 1:
-		f.cond.Broadcast()
-	}
-	if slow > 0 {
-		f.slowCond.Signal()
-	}
+	f.fast.wake(len(es) - slow)
+	f.slow.wake(slow)
 }
 
 // stop ends the goroutines once every connection is gone (Engine.Close).
@@ -187,8 +203,8 @@ func (f *flusher) stop() {
 	if already {
 		return
 	}
-	f.cond.Broadcast()
-	f.slowCond.Broadcast()
+	f.fast.cond.Broadcast()
+	f.slow.cond.Broadcast()
 	close(f.done)
 	if f.park != nil {
 		f.park.stop()
@@ -199,73 +215,46 @@ func (f *flusher) stop() {
 	}
 }
 
-// work runs entries of one lane (slowLane: the slow one) until stop and the lane is
-// empty.
-func (f *flusher) work(slowLane bool) {
+// work runs the entries of lane l until stop and l is empty.
+func (f *flusher) work(l *lane) {
 	defer f.wg.Done()
-	cond := f.cond
-	if slowLane {
-		cond = f.slowCond
-	}
+	slow := l == &f.slow
 	lastYield := time.Now()
 	for {
 		f.mu.Lock()
-		for !f.canPopLocked(slowLane) && !f.stopped {
-			cond.Wait()
+		for l.empty() && !f.stopped {
+			l.cond.Wait()
 		}
-		if !f.canPopLocked(slowLane) { // stopped, and the lane is empty
+		if l.empty() { // stopped, and the lane is empty
 			f.mu.Unlock()
 			return
 		}
-		e := f.popLocked(slowLane)
+		e := f.popLocked(l)
 		f.mu.Unlock()
 
 		now := time.Now()
 		// How far behind the writers are is what the peers that keep up wait: the
 		// slow lane waits by design.
-		if w := now.UnixNano() - e.at; !slowLane && w > f.maxWait.Load() {
+		if w := now.UnixNano() - e.at; !slow && w > f.maxWait.Load() {
 			f.maxWait.Store(w) // racy max: a lost update only under-reports one period
 		}
 		e.c.runWriter(e.gen)
-		if slowLane {
-			runtime.Gosched() // the publish path, and the fast lane, first
-			lastYield = time.Now()
-			continue
-		}
-		// Let the publish path run between connections, at most every yieldEvery: a
-		// yield per connection would leave the writers one turn each among every
-		// runnable goroutine of the process.
-		if now.Sub(lastYield) >= yieldEvery {
+		// Let the publish path run between connections: after each slow-lane entry, and
+		// at most every yieldEvery in the fast lane (a yield per connection would leave
+		// the writers one turn each among every runnable goroutine of the process).
+		if slow || now.Sub(lastYield) >= yieldEvery {
 			runtime.Gosched()
 			lastYield = time.Now()
 		}
 	}
 }
 
-// canPopLocked reports whether a worker of the lane (slowLane: the slow one) has an
-// entry to take.
-func (f *flusher) canPopLocked(slowLane bool) bool {
-	if slowLane {
-		return f.shead < len(f.slow)
-	}
-	return f.rhead < len(f.ready)
-}
-
-// popLocked takes the lane's next entry (canPopLocked).
-func (f *flusher) popLocked(slowLane bool) (e flushEntry) {
-	if slowLane {
-		e = f.slow[f.shead]
-		f.slow[f.shead] = flushEntry{}
-		f.shead++
-		f.slow, f.shead = compactFIFO(f.slow, f.shead)
+// popLocked takes l's next entry (l is not empty).
+func (f *flusher) popLocked(l *lane) flushEntry {
+	if l == &f.slow {
 		f.slowTurns.Add(1)
-		return e
 	}
-	e = f.ready[f.rhead]
-	f.ready[f.rhead] = flushEntry{}
-	f.rhead++
-	f.ready, f.rhead = compactFIFO(f.ready, f.rhead)
-	return e
+	return l.pop()
 }
 
 // defaultWriters is the workers' count when Config.Writers is 0: one fewer than the

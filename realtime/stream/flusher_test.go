@@ -17,28 +17,29 @@ func TestFlusherLanes(t *testing.T) {
 	fast, slow := &Client{}, &Client{}
 	now := time.Now().UnixNano()
 	for i := range 3 {
-		f.slow = append(f.slow, flushEntry{c: slow, gen: uint64(i), at: now})
-		f.ready = append(f.ready, flushEntry{c: fast, gen: uint64(i), at: now})
+		f.slow.q = append(f.slow.q, flushEntry{c: slow, gen: uint64(i), at: now})
+		f.fast.q = append(f.fast.q, flushEntry{c: fast, gen: uint64(i), at: now})
 	}
-	for _, slowLane := range []bool{false, true} {
+	for _, l := range []*lane{&f.fast, &f.slow} {
+		slowLane := l == &f.slow
 		for i := range 3 {
-			if !f.canPopLocked(slowLane) {
+			if l.empty() {
 				t.Fatalf("slow lane %v: entry %d not available", slowLane, i)
 			}
-			e := f.popLocked(slowLane)
+			e := f.popLocked(l)
 			if (e.c == slow) != slowLane || e.gen != uint64(i) {
 				t.Fatalf("slow lane %v: got gen %d of the %v lane, want gen %d of its own", slowLane, e.gen, e.c == slow, i)
 			}
 		}
-		if f.canPopLocked(slowLane) {
+		if !l.empty() {
 			t.Fatalf("slow lane %v: an entry left", slowLane)
 		}
 	}
 	if got := f.slowTurns.Load(); got != 3 {
 		t.Errorf("%d slow-lane turns counted, want 3", got)
 	}
-	if f.rhead != 0 || f.shead != 0 || len(f.ready) != 0 || len(f.slow) != 0 {
-		t.Errorf("lanes not rewound when empty: ready %d/%d, slow %d/%d", f.rhead, len(f.ready), f.shead, len(f.slow))
+	if f.fast.head != 0 || f.slow.head != 0 || len(f.fast.q) != 0 || len(f.slow.q) != 0 {
+		t.Errorf("lanes not rewound when empty: fast %d/%d, slow %d/%d", f.fast.head, len(f.fast.q), f.slow.head, len(f.slow.q))
 	}
 }
 
@@ -51,7 +52,7 @@ func TestFlusherStopDrainsSlowLane(t *testing.T) {
 	for range 2000 {
 		c := &Client{} // at generation 0: its writer does nothing for an entry at 1
 		c.idle.L = &c.mu
-		f.slow = append(f.slow, flushEntry{c: c, gen: 1, at: time.Now().UnixNano()})
+		f.slow.q = append(f.slow.q, flushEntry{c: c, gen: 1, at: time.Now().UnixNano()})
 	}
 	f.mu.Unlock()
 	// The workers wake with stop: the lane is drained after stop was asked for.
