@@ -46,10 +46,10 @@ type fanout struct {
 
 	wake    chan struct{}      // capacity 1, never closed
 	flushes chan chan struct{} // flush requests (drain); never closed
-	// emit frames and queues one round's events for the connections of one phase (of
-	// phases); settle records that every event up to last is queued for every phase.
-	// Fan-out goroutine; tests replace both.
-	emit   func(evs []*outEvent, phase, phases int)
+	// emit frames and queues one round's events for the connections of one phase
+	// (everyPhase: all of them); settle records that every event up to last is queued
+	// for every phase. Fan-out goroutine; tests replace both.
+	emit   func(evs []*outEvent, phase int)
 	settle func(last *outEvent)
 	jobs   []fanJob
 
@@ -78,8 +78,8 @@ type fanSub struct {
 func newFanout(e *Engine) *fanout {
 	f := &fanout{e: e, wake: make(chan struct{}, 1), flushes: make(chan chan struct{}), byChan: map[string]int{}, phases: 1}
 	var push []flushEntry
-	f.emit = func(evs []*outEvent, phase, phases int) {
-		push = f.fanOut(evs, phase, phases, push[:0])
+	f.emit = func(evs []*outEvent, phase int) {
+		push = f.fanOut(evs, phase, push[:0])
 		e.fl.pushReadyMany(push)
 		clear(push)
 	}
@@ -90,11 +90,13 @@ func newFanout(e *Engine) *fanout {
 // fanPhases is how many phases share a window.
 const fanPhases = 4
 
+// everyPhase is the phase of a round for every connection (no window).
+const everyPhase = -1
+
 // fanJob is one round of take's: the events out[from:to] for the connections of one
-// phase.
+// phase (or everyPhase).
 type fanJob struct {
-	from, to      int
-	phase, phases int
+	from, to, phase int
 }
 
 // add hands a recorded event to the fan-out. It never blocks (bus delivery goroutine).
@@ -120,7 +122,7 @@ func (f *fanout) run(stop <-chan struct{}) {
 		var done *outEvent
 		evs, f.jobs, done, wait = f.take(time.Now(), window, evs[:0], f.jobs[:0])
 		for _, j := range f.jobs {
-			f.emit(evs[j.from:j.to], j.phase, j.phases)
+			f.emit(evs[j.from:j.to], j.phase)
 		}
 		if done != nil {
 			f.settle(done)
@@ -166,7 +168,11 @@ func (f *fanout) take(now time.Time, window time.Duration, out []*outEvent, jobs
 	if window <= 0 { // every phase takes the rest now
 		for g := range f.phases {
 			if f.took[g] < n {
-				jobs = append(jobs, fanJob{from: len(out), to: len(out) + n - f.took[g], phase: g, phases: f.phases})
+				phase := g
+				if f.phases == 1 {
+					phase = everyPhase
+				}
+				jobs = append(jobs, fanJob{from: len(out), to: len(out) + n - f.took[g], phase: phase})
 				out = append(out, f.pending[f.took[g]:]...)
 			}
 		}
@@ -198,7 +204,7 @@ func (f *fanout) take(now time.Time, window time.Duration, out []*outEvent, jobs
 			k = avail / full * full
 		}
 		if k > 0 {
-			jobs = append(jobs, fanJob{from: len(out), to: len(out) + k, phase: g, phases: f.phases})
+			jobs = append(jobs, fanJob{from: len(out), to: len(out) + k, phase: g})
 			out = append(out, f.pending[f.took[g]:f.took[g]+k]...)
 			f.took[g] += k
 		}
@@ -253,9 +259,9 @@ func (f *fanout) flush(ctx context.Context, stop <-chan struct{}) {
 }
 
 // fanOut frames one round's events (in seq order) and queues them for the connections
-// of one phase (of phases); it returns the connections whose writers were idle, for
+// of one phase (or everyPhase); it returns the connections whose writers were idle, for
 // the caller to hand to the flusher in one go. Fan-out goroutine only.
-func (f *fanout) fanOut(evs []*outEvent, phase, phases int, push []flushEntry) []flushEntry {
+func (f *fanout) fanOut(evs []*outEvent, phase int, push []flushEntry) []flushEntry {
 	e := f.e
 	f.round++
 	groups := f.groups[:0]
@@ -282,11 +288,11 @@ func (f *fanout) fanOut(evs []*outEvent, phase, phases int, push []flushEntry) [
 		ends = append(ends, len(buf))
 	}
 	e.pool.mu.Unlock()
-	if phases > 1 { // the other phases' connections take these events on their turn
+	if phase != everyPhase { // the other phases' connections take these events on their turn
 		w, from := 0, 0
 		for i, end := range ends {
 			for _, s := range buf[from:end] {
-				if int(s.c.phase)%phases == phase {
+				if int(s.c.phase) == phase {
 					buf[w] = s
 					w++
 				}

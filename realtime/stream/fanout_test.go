@@ -38,7 +38,8 @@ func newFanoutUnderTest(cfg Config) *fanoutUnderTest {
 	e.batch = ft.gov
 	ft.fanout = newFanout(e)
 	ft.settle = func(*outEvent) {}
-	ft.emit = func(evs []*outEvent, phase, phases int) {
+	ft.emit = func(evs []*outEvent, phase int) {
+		phases := phasesOf(phase)
 		ft.mu.Lock()
 		hold := ft.hold
 		ft.mu.Unlock()
@@ -50,6 +51,14 @@ func newFanoutUnderTest(cfg Config) *fanoutUnderTest {
 		ft.mu.Unlock()
 	}
 	return ft
+}
+
+// phasesOf is how many phases share the window of a round of phase.
+func phasesOf(phase int) int {
+	if phase == everyPhase {
+		return 1
+	}
+	return fanPhases
 }
 
 // take returns the frames emitted since the last call.
@@ -159,12 +168,13 @@ func TestFanoutPhasesSpreadOverTheWindow(t *testing.T) {
 		const w = 20 * time.Millisecond
 		ft := newFanoutUnderTest(Config{BatchMaxEvents: 100, BatchWindow: w, BatchWindowMax: 50 * time.Millisecond})
 		var got [fanPhases][]uint64
-		ft.emit = func(evs []*outEvent, phase, phases int) {
+		ft.emit = func(evs []*outEvent, phase int) {
+			phases := phasesOf(phase)
 			ft.mu.Lock()
 			defer ft.mu.Unlock()
 			ft.emitted = append(ft.emitted, emitted{at: time.Now(), n: len(evs), phase: phase, phases: phases})
 			for g := range fanPhases {
-				if g%phases == phase { // without a window one round is for every connection
+				if phase == everyPhase || g == phase { // without a window one round is for every connection
 					for _, ev := range evs {
 						got[g] = append(got[g], ev.seq)
 					}
@@ -243,7 +253,7 @@ func TestFanoutSharesFramesAndKeepsOrder(t *testing.T) {
 		evs = append(evs, ev)
 	}
 	late := conn("a") // joined at head 6: gets nothing of this round
-	push := e.fan.fanOut(evs, 0, 1, nil)
+	push := e.fan.fanOut(evs, everyPhase, nil)
 	frames := func(c *Client) (out [][]uint64, fs []*frame) {
 		for _, it := range c.q[c.qHead:] {
 			var seqs []uint64
