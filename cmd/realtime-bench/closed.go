@@ -221,8 +221,7 @@ func runClosedPoint(ctx context.Context, c *common, p closedPoint, inProc bool, 
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := paced + time.Since(drainStart)
-	res.CPU = cpu.stop()
-	res.CPU.addBench(childCPU)
+	res.CPU = cpu.stopWith(childCPU)
 	m1, err := t.metrics(ctx)
 	if err != nil {
 		return res, err

@@ -114,20 +114,14 @@ type CPUShare struct {
 	Cores        int     `json:"cores"`
 }
 
-// addBench counts a child of the bench (its CPU time d, over the same run) as bench.
-func (s *CPUShare) addBench(d time.Duration) {
-	if d <= 0 || s.WallSeconds <= 0 {
-		return
-	}
-	s.BenchCPU += d.Seconds()
-	s.BenchCores = s.BenchCPU / s.WallSeconds
-	s.OtherCores = max(0, s.MachineCores-s.BenchCores-s.ServerCores-s.BackendCores)
-}
+func (m cpuMeter) stop() CPUShare { return m.stopWith(0) }
 
-func (m cpuMeter) stop() CPUShare {
+// stopWith is stop for a run in which a child of the bench, already waited for, used
+// child of CPU: it counts as the bench's.
+func (m cpuMeter) stopWith(child time.Duration) CPUShare {
 	wall := time.Since(m.at).Seconds()
 	s := CPUShare{WallSeconds: wall, Cores: numCPU()}
-	s.BenchCPU = (selfCPU() - m.self).Seconds()
+	s.BenchCPU = (selfCPU() - m.self + child).Seconds()
 	if len(m.pids) > 0 {
 		s.ServerCPU = (cpuOf(m.pids) - m.server).Seconds()
 	}
