@@ -89,6 +89,13 @@ type Client struct {
 
 	// owned by the read loop
 	badFrames int
+	failed    bool    // the connection was failed (1007): what follows is not read as frames
+	rpoll     pollReg // registration with the engine's read parker
+
+	// the reader (reader.go): whether it runs on a goroutine or is parked, and whether
+	// it may park again
+	readState  atomic.Int32
+	noReadPark atomic.Bool
 
 	// guarded by mu
 	mu          sync.Mutex
@@ -140,10 +147,9 @@ type Client struct {
 	fanSubs  []fanSub
 
 	// owned by the writer (see above)
-	out       []outSeg // complete frames to write, in order; only out[0] may be partly written
-	iov       [][]byte
-	pollID    uint32 // the parker's id for this connection
-	pollAdded bool   // the socket is in the parker's set
+	out   []outSeg // complete frames to write, in order; only out[0] may be partly written
+	iov   [][]byte
+	wpoll pollReg // registration with the writers' parker
 	// slowSocket: the socket has not taken everything since the writer last parked.
 	// Its frames are then not merged: copying the backlog of a socket that does not
 	// drain would cost memory for nothing.
@@ -155,6 +161,14 @@ type Client struct {
 	// again while teardown waits, and a WaitGroup's Add from zero must not race
 	// its Wait.
 	idle sync.Cond
+}
+
+// pollReg is a connection's registration with one parker: its id there, and whether
+// its socket is in the parker's set. Written by the parker under its lock, on behalf of
+// the side that arms it (the writer for Client.wpoll, the reader for Client.rpoll).
+type pollReg struct {
+	id    uint32
+	added bool
 }
 
 // outSeg is one frame taken by the writer.
@@ -317,7 +331,7 @@ func (c *Client) finishLocked() {
 	c.sched = schedNone
 	if c.closeSocket {
 		c.closeSocket = false
-		_ = c.cc.Conn.Close()
+		_ = c.cc.closeConn()
 	}
 	c.idle.Broadcast()
 }
@@ -508,7 +522,7 @@ func (c *Client) libraryWrite(p []byte) (int, error) {
 		c.resetQueueLocked(DropClosing)
 		c.mu.Unlock()
 		c.cc.resetOnClose()
-		_ = c.cc.Conn.Close()
+		_ = c.cc.closeConn()
 		return 0, net.ErrClosed
 	}
 	if len(p) > 0 && p[0]&0x0f == 0x8 {
@@ -956,6 +970,7 @@ func (c *Client) seal() {
 	sealed := c.cc.sealWrites()
 	if sealed {
 		_ = c.cc.SetReadDeadline(time.Now().Add(closeGrace))
+		c.wakeReader() // the deadline bounds a read; a parked reader has none
 	}
 	c.mu.Lock()
 	c.finishLocked()

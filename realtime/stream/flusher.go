@@ -87,11 +87,13 @@ func (l *lane) wake(n int) {
 	}
 }
 
-// parker waits for parked connections' sockets to become writable.
+// parker waits for parked connections' sockets to become ready: writable (the
+// writers' parker, newParker) or readable (the readers', newReadParker).
 type parker interface {
-	arm(c *Client) error // one report when c's socket is writable; writer only
+	arm(c *Client) error // one report when c's socket is ready; by the owner of c's registration
 	disarm(c *Client)
-	run(onWritable func(*Client))
+	waiting() int // connections armed and not reported yet
+	run(onReady func(*Client))
 	stop()
 	close()
 }

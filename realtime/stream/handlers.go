@@ -136,10 +136,8 @@ func (e *Engine) ServeStream(w http.ResponseWriter, r *http.Request) {
 	// added to) so that this handler returns and net/http releases the request, its
 	// headers and the handler's deep stack: memory an idle connection would otherwise
 	// hold for its whole life.
-	go func() {
-		why := c.readLoop()
-		c.teardown(why)
-	}()
+	// While the client sends nothing, the reader parks without a goroutine (reader.go).
+	go c.serveReads()
 }
 
 func (e *Engine) headSeq() uint64 {
@@ -165,27 +163,33 @@ func writeJSONError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
 
-// readLoop reads client frames until the connection ends and returns why it ended.
-func (c *Client) readLoop() DisconnectReason {
-	failed := false // the connection was failed (1007): what follows is not read as frames
+// readLoop reads client frames until the connection ends, and returns why it ended, or
+// until it parked the reader (parked true: reader.go).
+func (c *Client) readLoop() (why DisconnectReason, parked bool) {
 	for {
+		// Between messages: park when nothing is there to read, or (where the reader
+		// cannot park) wait for the socket on a shallow stack.
+		if !c.cc.readyNow() {
+			if c.parkReader() {
+				return 0, true
+			}
+			c.cc.waitReadable()
+		}
 		// No context: a context per read costs a registration with it for as long as
-		// the read waits, on every idle connection. Closing the socket ends the read.
-		// An idle connection waits in waitReadable, on a shallow stack.
-		c.cc.waitReadable()
+		// the read waits. Closing the socket ends the read.
 		typ, data, err := c.conn.Read(context.Background())
 		if err != nil {
 			switch {
 			case errors.Is(err, websocket.ErrMessageTooBig):
-				return DiscFrameTooBig
+				return DiscFrameTooBig, false
 			case websocket.CloseStatus(err) != -1:
-				return DiscClientClosed
+				return DiscClientClosed, false
 			default:
-				return DiscReadError
+				return DiscReadError, false
 			}
 		}
 		c.lastRead.Store(c.e.cfg.now().UnixNano())
-		if failed || !c.allowMessage() {
+		if c.failed || !c.allowMessage() {
 			continue
 		}
 		if typ != websocket.MessageText {
@@ -197,7 +201,7 @@ func (c *Client) readLoop() DisconnectReason {
 			// with 1007 (the WebSocket library does not check).
 			c.e.metrics.badFrames.Add(1)
 			c.requestClose(protocol.CloseBadData, "text frame is not valid UTF-8", 0, DiscProtocol, false)
-			failed = true
+			c.failed = true
 			continue
 		}
 		f, err := protocol.DecodeClientFrame(data, max(c.e.cfg.MaxSubscriptions, 100))

@@ -224,6 +224,9 @@ type Snapshot struct {
 	// close did not finish in time).
 	ParkedWriters int64  `json:"parkedWriters"`
 	WriteStalls   uint64 `json:"writeStalls"`
+	// ParkedReaders is how many connections wait for their client's next frame without
+	// a goroutine (reader.go): on Linux, every idle one.
+	ParkedReaders int64 `json:"parkedReaders"`
 	// SlowLaneTurns counts writer turns run from the flusher's slow lane: for
 	// connections whose peer did not keep up, after those of peers that did.
 	SlowLaneTurns uint64 `json:"slowLaneTurns"`
@@ -363,6 +366,7 @@ func newCollector(e *Engine) *collector {
 	add("queue_budget_bytes", "Bound of queued_bytes (the queue budget).")
 	add("budget_closes_total", "Connections closed (4105) to bring queued bytes back under the budget.")
 	add("parked_writers", "Connections waiting for their socket to take more.")
+	add("parked_readers", "Connections waiting for their client's next frame without a goroutine.")
 	add("write_stalls_total", "Connections reset because their socket took nothing for the write timeout.")
 	add("slow_lane_turns_total", "Writer turns run after the others' because the peer did not keep up.")
 	add("frames_compressed_total", "Frames deflated (once per frame for every compressing client).")
@@ -401,6 +405,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	g("queue_budget_bytes", float64(s.QueueBudget))
 	k("budget_closes_total", s.BudgetCloses)
 	g("parked_writers", float64(s.ParkedWriters))
+	g("parked_readers", float64(s.ParkedReaders))
 	k("write_stalls_total", s.WriteStalls)
 	k("slow_lane_turns_total", s.SlowLaneTurns)
 	k("frames_compressed_total", s.FramesCompressed)

@@ -10,23 +10,38 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// epollParker waits for parked connections' sockets to become writable with one epoll
-// instance and one goroutine for all of them: a parked connection costs an entry in a
-// map, not a goroutine. Each socket is registered level-triggered and one-shot
-// (EPOLLOUT|EPOLLONESHOT), re-armed at each park, so a socket that became writable
-// between the failed write and the arm is reported at once. The registration is made
-// inside syscall.RawConn.Control, which keeps the runtime from closing (and reusing)
-// the descriptor meanwhile; closing the socket removes it from the set.
+// epollParker waits for the sockets of connections to become writable (the writers'
+// parker) or readable (the readers' parker) with one epoll instance and one goroutine
+// for all of them: a waiting connection costs an entry in a map, not a goroutine. Each
+// socket is registered level-triggered and one-shot (EPOLLONESHOT), re-armed at each
+// park, so a socket that became ready between the look and the arm is reported at
+// once. The registration is made inside syscall.RawConn.Control, which keeps the
+// runtime from closing (and reusing) the descriptor meanwhile; closing the socket
+// removes it from the set (so whoever closes a socket whose connection is parked hands
+// the connection on itself: Client.wakeReader for a reader).
 type epollParker struct {
-	epfd int
-	evfd int // eventfd that ends run
+	epfd   int
+	evfd   int    // eventfd that ends run
+	events uint32 // what a report means: EPOLLOUT, or EPOLLIN|EPOLLRDHUP
+	reg    func(*Client) *pollReg
 
 	mu    sync.Mutex
 	armed map[uint32]*Client // never more than the open connections
 	next  uint32             // last id given out; 0 is the eventfd
 }
 
+// newParker is the writers' parker: one report when a socket is writable.
 func newParker() (parker, error) {
+	return newEpollParker(unix.EPOLLOUT, func(c *Client) *pollReg { return &c.wpoll })
+}
+
+// newReadParker is the readers' parker: one report when a socket is readable, or its
+// peer closed it, or it failed.
+func newReadParker() (parker, error) {
+	return newEpollParker(unix.EPOLLIN|unix.EPOLLRDHUP, func(c *Client) *pollReg { return &c.rpoll })
+}
+
+func newEpollParker(events uint32, reg func(*Client) *pollReg) (*epollParker, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -42,36 +57,39 @@ func newParker() (parker, error) {
 		unix.Close(evfd)
 		return nil, err
 	}
-	return &epollParker{epfd: epfd, evfd: evfd, armed: map[uint32]*Client{}}, nil
+	return &epollParker{epfd: epfd, evfd: evfd, events: events, reg: reg, armed: map[uint32]*Client{}}, nil
 }
 
 var errNoSocket = errors.New("stream: no socket to poll")
 
-// arm registers c's socket for one writability report. Writer only.
+// arm registers c's socket for one report. Only the side that owns c's registration
+// with p (the writer, or the reader) arms it.
 func (p *epollParker) arm(c *Client) error {
 	if c.cc.raw == nil {
 		return errNoSocket
 	}
+	r := p.reg(c)
 	p.mu.Lock()
-	if c.pollID == 0 {
+	if r.id == 0 {
 		p.next++
 		if p.next == 0 {
 			p.next++
 		}
-		c.pollID = p.next
+		r.id = p.next
 	}
-	p.armed[c.pollID] = c
+	p.armed[r.id] = c
 	// The report may come (and the next writer run) before Control returns: what the
 	// next writer reads is written before the unlock that the report's lookup follows.
 	op := unix.EPOLL_CTL_MOD
-	if !c.pollAdded {
+	if !r.added {
 		op = unix.EPOLL_CTL_ADD
 	}
-	c.pollAdded = true
+	r.added = true
+	id := r.id
 	p.mu.Unlock()
 	var cerr error
 	err := c.cc.raw.Control(func(fd uintptr) {
-		ev := unix.EpollEvent{Events: unix.EPOLLOUT | unix.EPOLLONESHOT, Fd: int32(c.pollID)}
+		ev := unix.EpollEvent{Events: p.events | unix.EPOLLONESHOT, Fd: int32(id)}
 		cerr = unix.EpollCtl(p.epfd, op, int(fd), &ev)
 		if cerr == unix.ENOENT && op == unix.EPOLL_CTL_MOD {
 			cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
@@ -86,10 +104,10 @@ func (p *epollParker) arm(c *Client) error {
 	if err != nil {
 		// Not registered: no report comes, so no other writer reads this.
 		p.mu.Lock()
-		if p.armed[c.pollID] == c {
-			delete(p.armed, c.pollID)
+		if p.armed[id] == c {
+			delete(p.armed, id)
 		}
-		c.pollAdded = false
+		r.added = false
 		p.mu.Unlock()
 		return err
 	}
@@ -99,14 +117,21 @@ func (p *epollParker) arm(c *Client) error {
 // disarm forgets c (a report that arrives later is ignored).
 func (p *epollParker) disarm(c *Client) {
 	p.mu.Lock()
-	if p.armed[c.pollID] == c {
-		delete(p.armed, c.pollID)
+	if id := p.reg(c).id; p.armed[id] == c {
+		delete(p.armed, id)
 	}
 	p.mu.Unlock()
 }
 
-// run reports writable sockets to onWritable until stop.
-func (p *epollParker) run(onWritable func(*Client)) {
+// waiting is how many connections are armed and not reported yet.
+func (p *epollParker) waiting() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.armed)
+}
+
+// run reports ready sockets to onReady until stop.
+func (p *epollParker) run(onReady func(*Client)) {
 	evs := make([]unix.EpollEvent, 256)
 	for {
 		n, err := unix.EpollWait(p.epfd, evs, -1)
@@ -126,7 +151,7 @@ func (p *epollParker) run(onWritable func(*Client)) {
 			delete(p.armed, id)
 			p.mu.Unlock()
 			if c != nil {
-				onWritable(c)
+				onReady(c)
 			}
 		}
 	}

@@ -217,17 +217,43 @@ func (s *sock) Close() error {
 	if c != nil && c.deferSocketClose() {
 		return nil
 	}
-	return s.Conn.Close()
+	return s.closeConn()
 }
 
-// waitReadable waits until the library's next read finds data: at once when its
-// buffer holds some, otherwise until the socket is readable (or closed, or failed:
-// the library's read then reports it). The connection's reader calls it between
-// messages so that an idle connection waits here, a few frames deep, and not deep
-// inside the library's frame-header read: the garbage collector then shrinks the
-// goroutine's stack (it keeps the 8 KiB a read inside the library grows it to
-// otherwise), the largest part of an idle connection's memory. Sockets without raw
-// access (TLS, tests' pipes) return at once.
+// closeConn closes the socket and wakes its connection's reader if it is parked:
+// closing removes the socket from the read parker's set, which would never report it.
+func (s *sock) closeConn() error {
+	err := s.Conn.Close()
+	s.mu.Lock()
+	c := s.owner
+	s.mu.Unlock()
+	if c != nil {
+		c.wakeReader()
+	}
+	return err
+}
+
+// readyNow reports whether the library's next read finds data without waiting: its
+// buffer holds some, or the socket is readable, at its end, or failed (the read then
+// reports it). Sockets without raw access (TLS, tests' pipes) say yes: their reader
+// waits inside the library's read. The reader asks it between messages, before it
+// parks (reader.go).
+func (s *sock) readyNow() bool {
+	if s.raw == nil || (s.br != nil && s.br.Buffered() > 0) || (s.early != nil && s.early.Len() > 0) {
+		return true
+	}
+	ready := true
+	var peek [1]byte
+	_ = s.raw.Control(func(fd uintptr) {
+		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ready = err != syscall.EAGAIN
+	})
+	return ready
+}
+
+// waitReadable waits until the library's next read finds data (as readyNow says), or
+// the socket's read deadline passes, so that a reader that cannot park waits here, a
+// few frames deep, and not deep inside the library's frame-header read.
 func (s *sock) waitReadable() {
 	if s.raw == nil || (s.br != nil && s.br.Buffered() > 0) || (s.early != nil && s.early.Len() > 0) {
 		return
