@@ -239,30 +239,35 @@ func (s *sock) closeConn() error {
 // waits inside the library's read. The reader asks it between messages, before it
 // parks (reader.go).
 func (s *sock) readyNow() bool {
-	if s.raw == nil || (s.br != nil && s.br.Buffered() > 0) || (s.early != nil && s.early.Len() > 0) {
+	if s.raw == nil || s.buffered() {
 		return true
 	}
 	ready := true
-	var peek [1]byte
-	_ = s.raw.Control(func(fd uintptr) {
-		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ready = err != syscall.EAGAIN
-	})
+	_ = s.raw.Control(func(fd uintptr) { ready = peekReady(fd) })
 	return ready
+}
+
+// buffered: the library's next read finds bytes already read from the socket.
+func (s *sock) buffered() bool {
+	return (s.br != nil && s.br.Buffered() > 0) || (s.early != nil && s.early.Len() > 0)
+}
+
+// peekReady looks at the socket without consuming or waiting: true when it holds data,
+// is at its end, or failed (the library's read then reports it).
+func peekReady(fd uintptr) bool {
+	var peek [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err != syscall.EAGAIN
 }
 
 // waitReadable waits until the library's next read finds data (as readyNow says), or
 // the socket's read deadline passes, so that a reader that cannot park waits here, a
 // few frames deep, and not deep inside the library's frame-header read.
 func (s *sock) waitReadable() {
-	if s.raw == nil || (s.br != nil && s.br.Buffered() > 0) || (s.early != nil && s.early.Len() > 0) {
+	if s.raw == nil || s.buffered() {
 		return
 	}
-	var peek [1]byte
-	_ = s.raw.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN // data, end of stream or an error: the library reads it
-	})
+	_ = s.raw.Read(peekReady) // false: not readable yet, the runtime waits for it
 }
 
 func (s *sock) Read(p []byte) (int, error) {
