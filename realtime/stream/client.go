@@ -92,10 +92,8 @@ type Client struct {
 	failed    bool    // the connection was failed (1007): what follows is not read as frames
 	rpoll     pollReg // registration with the engine's read parker
 
-	// the reader (reader.go): whether it runs on a goroutine or is parked, and whether
-	// it may park again
-	readState  atomic.Int32
-	noReadPark atomic.Bool
+	// the reader (reader.go): it runs on a goroutine, is parked, or was woken for good
+	readState atomic.Int32
 
 	// guarded by mu
 	mu          sync.Mutex

@@ -34,12 +34,11 @@ type Engine struct {
 	registry    *prometheus.Registry
 	replaySlots chan struct{} // semaphore of bus replays; never closed
 	batch       *batchGovernor
-	fl          *flusher    // runs the connections' writers (flusher.go)
-	readers     *readParker // holds the readers of connections that send nothing (reader.go)
-	fan         *fanout     // frames dispatched events and queues them (fanout.go)
-	budget      *budget     // bound of the bytes queued to all connections (budget.go)
-	lp          *longPoll   // waiting polls and the streaming switch (poll_waiters.go, switch.go)
-	noParker    bool        // tests and measurements: finish partial writes on the slow path
+	fl          *flusher  // runs the connections' writers (flusher.go)
+	fan         *fanout   // frames dispatched events and queues them (fanout.go)
+	budget      *budget   // bound of the bytes queued to all connections (budget.go)
+	lp          *longPoll // waiting polls and the streaming switch (poll_waiters.go, switch.go)
+	noParker    bool      // tests and measurements: finish partial writes on the slow path
 
 	ctx    context.Context // cancelled by Close: ends every connection and the sweeper
 	cancel context.CancelFunc
@@ -93,7 +92,6 @@ func New(cfg Config, b bus.Bus) (*Engine, error) {
 	empty := ""
 	e.epoch.Store(&empty)
 	e.fl = newFlusher(e.cfg.Writers)
-	e.readers = newReadParkerOrNil()
 	e.batch = newBatchGovernor(&e.cfg, &e.metrics.eventFrames, &e.fl.maxWait)
 	e.fan = newFanout(e)
 	e.budget = newBudget(e.cfg.QueueBudget)
@@ -150,7 +148,9 @@ func (e *Engine) Snapshot() Snapshot {
 	s.BatchWindowMs = float64(e.batch.current()) / float64(time.Millisecond)
 	s.QueuedBytes, s.QueueBudget = e.budget.used.Load(), e.budget.limit
 	s.ParkedWriters, s.WriteStalls = e.fl.parked.Load(), e.fl.stalls.Load()
-	s.ParkedReaders = int64(e.readers.waiting())
+	if e.fl.readPark != nil {
+		s.ParkedReaders = int64(e.fl.readPark.waiting())
+	}
 	s.SlowLaneTurns = e.fl.slowTurns.Load()
 	s.Epoch = e.Epoch()
 	e.pool.mu.Lock()
@@ -347,7 +347,6 @@ func (e *Engine) Close() error {
 	e.conns.Wait()
 	e.ext.wait()
 	e.fl.stop()
-	e.readers.stop()
 	e.bg.Wait()
 	return nil
 }

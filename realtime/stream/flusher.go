@@ -23,7 +23,9 @@ import (
 // hands it back to the FIFO when it is writable again, and where there is no parker the
 // rest is written by the connection's slow path, a goroutine of its own. A connection
 // waiting like that for longer than Config.WriteTimeout without the socket taking a
-// byte is stalled: the stall checker resets it.
+// byte is stalled: the stall checker resets it. The flusher also runs the readers'
+// parker (readPark, reader.go), which holds the readers of connections whose clients
+// send nothing: the same mechanism, for readability.
 //
 // The FIFO has two lanes. A connection whose peer does not keep up (its socket filled
 // up: sock.slowPeer) waits in the slow lane, which a worker of its own runs, one entry
@@ -33,9 +35,10 @@ import (
 // kernel; in the slow lane those writes never hold a worker the connections that read
 // wait for, nor take more than one processor from the publish path.
 type flusher struct {
-	target int // workers
-	park   parker
-	now    func() time.Time
+	target   int    // workers
+	park     parker // the writers' parker (nil: no epoll here)
+	readPark parker // the readers' parker (nil: no epoll here)
+	now      func() time.Time
 
 	mu      sync.Mutex
 	fast    lane // peers that keep up: the workers'
@@ -114,7 +117,21 @@ func newFlusher(workers int) *flusher {
 	if p, err := newParker(); err == nil {
 		f.park = p
 	}
+	if p, err := newReadParker(); err == nil {
+		f.readPark = p
+	}
 	return f
+}
+
+// parkers are the flusher's parkers that exist here.
+func (f *flusher) parkers() []parker {
+	var ps []parker
+	for _, p := range []parker{f.park, f.readPark} {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 func (f *flusher) startOnce(stallTick time.Duration, check func(now time.Time)) {
@@ -131,12 +148,17 @@ func (f *flusher) startOnce(stallTick time.Duration, check func(now time.Time)) 
 		go f.work(&f.slow)
 
 		f.mu.Unlock()
-		if f.park != nil {
-			f.wg.Add(1)
-			go func() {
-				defer f.wg.Done()
-				f.park.run(func(c *Client) { c.writable() })
-			}()
+		for _, pk := range []struct {
+			p       parker
+			onReady func(*Client)
+		}{{f.park, (*Client).writable}, {f.readPark, (*Client).readable}} {
+			if pk.p != nil {
+				f.wg.Add(1)
+				go func() {
+					defer f.wg.Done()
+					pk.p.run(pk.onReady)
+				}()
+			}
 		}
 		f.wg.Add(1)
 		go f.stallChecker(stallTick, check)
@@ -208,12 +230,12 @@ func (f *flusher) stop() {
 	f.fast.cond.Broadcast()
 	f.slow.cond.Broadcast()
 	close(f.done)
-	if f.park != nil {
-		f.park.stop()
+	for _, p := range f.parkers() {
+		p.stop()
 	}
 	f.wg.Wait()
-	if f.park != nil {
-		f.park.close()
+	for _, p := range f.parkers() {
+		p.close()
 	}
 }
 
