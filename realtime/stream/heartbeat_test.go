@@ -2,6 +2,7 @@ package stream
 
 import (
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,13 +93,37 @@ func TestHeartbeatTimeoutIsTwoIntervals(t *testing.T) {
 		env.eng.sweep(now)
 	}
 
+	// The silent client reads (reading sends nothing) on its own goroutine. A sweep that
+	// closes a connection drops what it still has queued, so each server ping is waited
+	// for before the next sweep: otherwise the ping of the 10th sweep could still be
+	// queued when the 11th closes the connection.
+	var silentPings atomic.Int32
+	silentDone := make(chan error, 1)
+	go func() {
+		for {
+			f, err := silent.ReadFrame(ctx)
+			if err != nil {
+				silentDone <- err
+				return
+			}
+			if f.Type == protocol.TypePing {
+				silentPings.Add(1)
+			}
+		}
+	}()
+
 	period := interval / sweepsPerHeartbeat
 	closedAt := time.Duration(0)
-	for k := 1; k <= 3*sweepsPerHeartbeat && closedAt == 0; k++ {
+	for k := 1; k <= 3*sweepsPerHeartbeat; k++ {
 		at := time.Duration(k) * period
 		step(base.Add(at))
 		if silentC.closing() {
 			closedAt = at
+			break
+		}
+		if k%sweepsPerHeartbeat == 0 {
+			want := int32(k / sweepsPerHeartbeat)
+			testutil.WaitFor(t, "the silent client's server ping", func() bool { return silentPings.Load() >= want })
 		}
 	}
 	if closedAt <= 2*interval || closedAt > 2*interval+period {
@@ -108,12 +133,13 @@ func TestHeartbeatTimeoutIsTwoIntervals(t *testing.T) {
 		t.Fatal("a connection that sends frames was closed")
 	}
 	// Pings at 1, 2 intervals (5th and 10th sweep); the 11th sweep closed the silent one.
-	pings, err := readUntilClose(ctx, silent)
+	err := <-silentDone
+	pings := silentPings.Load()
 	if code := rtclient.CloseCode(err); code != protocol.CloseHeartbeat {
 		t.Fatalf("silent client: close %d (%v), want 4001", code, err)
 	}
 	if pings != 2 {
-		t.Errorf("silent client got %d frames (pings) before the close, want 2", pings)
+		t.Errorf("silent client got %d pings before the close, want 2", pings)
 	}
 	// The alive client's last ping is read by the loop of a later step: drain one more.
 	step(base.Add(closedAt + period))
