@@ -5,9 +5,6 @@ package stream
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encore.app/internal/testutil"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"encore.app/internal/testutil"
 	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -45,11 +43,7 @@ func dialStalled(t testing.TB, ctx context.Context, wsURL string) *stalledSocket
 	if err != nil {
 		t.Fatal(err)
 	}
-	var key [16]byte
-	_, _ = rand.Read(key[:])
-	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
-	if _, err := nc.Write([]byte(req)); err != nil {
+	if _, err := nc.Write(upgradeRequest(u)); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.ReadResponse(bufio.NewReaderSize(nc, 16), nil) // reads little past the headers

@@ -2,11 +2,14 @@ package stream
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -205,4 +208,13 @@ func httpPost(t testing.TB, url, key, body string) (*http.Response, string) {
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, string(b)
+}
+
+// upgradeRequest is a WebSocket upgrade request for u, for raw clients that write it
+// themselves.
+func upgradeRequest(u *url.URL) []byte {
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	return []byte("GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n")
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -45,14 +44,16 @@ func (cw *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	s := newSock(nc, cw.m, cw.timeout, cw.sndbuf)
 	cw.s = s
 	// Small buffers instead of net/http's 4 KiB pair: an idle connection keeps them for
-	// its whole life. Bytes the server already read past the request stay first in line.
-	var r io.Reader = s
+	// its whole life. Bytes the server already read past the request (the client's
+	// first frames, when it sent them as soon as the 101 left) stay first in line: the
+	// socket's own Read returns them first. Not a reader in front of the socket: the
+	// WebSocket library resets the reader it is given to one over the socket (Accept),
+	// which would skip them.
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		s.early = bytes.NewReader(bytes.Clone(early))
-		r = io.MultiReader(s.early, s)
 	}
-	s.br = bufio.NewReaderSize(r, connReadBuffer)
+	s.br = bufio.NewReaderSize(s, connReadBuffer)
 	return s, bufio.NewReadWriter(s.br, bufio.NewWriterSize(s, connWriteBuffer)), nil
 }
 
@@ -270,7 +271,17 @@ func (s *sock) waitReadable() {
 	_ = s.raw.Read(peekReady) // false: not readable yet, the runtime waits for it
 }
 
+// Read is the WebSocket library's read: the bytes read before the upgrade first, then
+// the socket's. Reader only.
 func (s *sock) Read(p []byte) (int, error) {
+	if s.early != nil {
+		if s.early.Len() > 0 {
+			n, _ := s.early.Read(p)
+			s.read.Add(uint64(n))
+			return n, nil
+		}
+		s.early = nil
+	}
 	n, err := s.Conn.Read(p)
 	s.read.Add(uint64(n))
 	return n, err
