@@ -253,14 +253,6 @@ func (s *sock) buffered() bool {
 	return (s.br != nil && s.br.Buffered() > 0) || (s.early != nil && s.early.Len() > 0)
 }
 
-// peekReady looks at the socket without consuming or waiting: true when it holds data,
-// is at its end, or failed (the library's read then reports it).
-func peekReady(fd uintptr) bool {
-	var peek [1]byte
-	_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return err != syscall.EAGAIN
-}
-
 // waitReadable waits until the library's next read finds data (as readyNow says), or
 // the socket's read deadline passes, so that a reader that cannot park waits here, a
 // few frames deep, and not deep inside the library's frame-header read.

@@ -2,7 +2,11 @@
 
 package stream
 
-import "golang.org/x/sys/unix"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // haveWritev: sockets can be written with writev(2) through syscall.RawConn.
 const haveWritev = true
@@ -21,3 +25,11 @@ func writev(fd int, bufs [][]byte) (int, error) {
 
 // maxIovecs bounds the buffers of one writev (IOV_MAX is 1024 on these systems).
 const maxIovecs = 1024
+
+// peekReady looks at the socket without consuming or waiting: true when it holds data,
+// is at its end, or failed (the library's read then reports it).
+func peekReady(fd uintptr) bool {
+	var peek [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return err != syscall.EAGAIN
+}
