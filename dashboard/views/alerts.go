@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"encore.app/monitoring/health"
+	"encore.app/realtime/bus"
 )
 
 // Alert is one state that needs an operator's eye, shown at the top of the page.
@@ -35,9 +36,9 @@ func (m Model) Alerts() []Alert {
 		}
 		add("drops", "bad", text+".")
 	}
-	if n := ov.Breakers[health.BreakerOpen]; n > 0 {
+	if n := ov.Breakers[bus.BreakerOpen]; n > 0 {
 		add("breaker", "bad", "Bus breaker open on "+plural(n, "instance", "instances")+": publishes and recoveries there fail fast.")
-	} else if n := ov.Breakers[health.BreakerHalfOpen]; n > 0 {
+	} else if n := ov.Breakers[bus.BreakerHalfOpen]; n > 0 {
 		add("breaker", "warn", "Bus breaker half-open on "+plural(n, "instance", "instances")+": probing the bus.")
 	}
 	if n := m.recentSum(func(p health.Point) float64 { return p.SlowPerSec }); n >= 1 {

@@ -53,7 +53,7 @@ main{padding:.8rem 1rem 2rem;display:grid;gap:.8rem}
 .status p{margin:0}
 .badge{display:inline-block;padding:0 .5rem;border-radius:10px;font-weight:600;font-size:.8rem;background:#e6e9ec;color:var(--fg);margin-left:.2rem}
 .state-on,.breaker-closed{background:var(--ok);color:#fff}.state-off,.breaker-open{background:var(--bad);color:#fff}
-.breaker-half_open{background:var(--warn);color:#fff}
+.breaker-half-open{background:var(--warn);color:#fff}
 .alerts ul{list-style:none;margin:0;padding:0;display:grid;gap:.3rem}
 .alert{margin:0;padding:.45rem .7rem;border-radius:6px;border-left:4px solid var(--muted);background:var(--panel)}
 .alert.bad{border-color:var(--bad);background:#fff0f0}.alert.warn{border-color:var(--warn);background:#fff8e1}.alert.ok{border-color:var(--ok)}

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"encore.app/monitoring/health"
+	"encore.app/realtime/bus"
 )
 
 // Card is one summary figure. Alert marks a figure that needs attention now; Tag
@@ -157,7 +158,7 @@ func (m Model) ReasonPanels() []ReasonPanel {
 
 // BreakerStates lists how many instances report each breaker state, worst first.
 func (m Model) BreakerStates() []Reason {
-	order := map[string]int{health.BreakerOpen: 0, health.BreakerHalfOpen: 1, "unknown": 2, health.BreakerClosed: 3}
+	order := map[string]int{bus.BreakerOpen: 0, bus.BreakerHalfOpen: 1, "unknown": 2, bus.BreakerClosed: 3}
 	rs := reasons(m.Overview.Breakers)
 	slices.SortStableFunc(rs, func(a, b Reason) int { return cmp.Compare(rank(order, a.Reason), rank(order, b.Reason)) })
 	return rs

@@ -9,6 +9,7 @@ import (
 
 	"encore.app/monitoring/health"
 	"encore.app/monitoring/inspect"
+	"encore.app/realtime/bus"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/stream"
 )
@@ -78,6 +79,17 @@ func TestAlerts(t *testing.T) {
 	}
 	if doc.Find(`[data-testid="breakers-table-row"]`).First().AttrOr("data-reason", "") != "open" {
 		t.Error("open breaker not listed first")
+	}
+	// Half-open, named as the real breaker names it (bus.Breaker.State): a warning,
+	// listed after open.
+	m.Overview.Breakers = map[string]uint64{bus.BreakerClosed: 1, bus.BreakerHalfOpen: 2}
+	doc = render(t, Live(m))
+	half := doc.Find(`[data-testid="alert"][data-kind="breaker"]`)
+	if half.AttrOr("data-severity", "") != "warn" || !strings.HasPrefix(half.Text(), "Bus breaker half-open on 2 instances") {
+		t.Errorf("half-open breaker alert %q (%s)", half.Text(), half.AttrOr("data-severity", ""))
+	}
+	if doc.Find(`[data-testid="breakers-table-row"]`).First().AttrOr("data-reason", "") != bus.BreakerHalfOpen {
+		t.Error("half-open breaker not listed before closed")
 	}
 	calm := fixture(t)
 	calm.Overview.Drops = nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"encore.app/realtime/bus"
 	"encore.app/realtime/stats"
 )
 
@@ -20,7 +21,7 @@ func snap(name string, now time.Time, conns, delivered, frames uint64) InstanceS
 		BytesRaw: delivered * 100, BytesWire: frames * 120,
 		Drops:    map[string]uint64{"slow_consumer": 1},
 		Refusals: map[string]uint64{"rate_limited": 2},
-		Breaker:  BreakerClosed,
+		Breaker:  bus.BreakerClosed,
 	}
 }
 
@@ -48,7 +49,7 @@ func TestAggregatorMergesInstances(t *testing.T) {
 	if ov.Drops["slow_consumer"] != 2 || ov.Totals.Dropped != 2 || ov.Totals.Refused != 4 {
 		t.Fatalf("drops %v refused %d", ov.Drops, ov.Totals.Refused)
 	}
-	if ov.Breakers[BreakerClosed] != 2 {
+	if ov.Breakers[bus.BreakerClosed] != 2 {
 		t.Fatalf("breakers %v", ov.Breakers)
 	}
 	if len(ov.InstanceRows) != 2 || ov.InstanceRows[0].Instance != "a" || ov.InstanceRows[1].EventsPerSec != 200 {

@@ -30,13 +30,6 @@ var (
 	ErrBadSnapshot      = errors.New("health: bad snapshot")
 )
 
-// Breaker states reported in InstanceSnapshot.Breaker.
-const (
-	BreakerClosed   = "closed"
-	BreakerOpen     = "open"
-	BreakerHalfOpen = "half_open"
-)
-
 // InstanceSnapshot is one instance's figures at one moment: the engine's snapshot
 // (the body of /v2/realtime/metrics) with the browsers' health the server adds
 // (Client). Counters are cumulative since the instance started.

@@ -74,8 +74,15 @@ func NewBreaker(b Bus, cfg BreakerConfig) *Breaker {
 	return k
 }
 
-// State is the circuit's state: "closed" (calls pass), "open" (calls fail fast) or
-// "half-open" (one probe passes). The stream engine reports it as Snapshot.Breaker.
+// The circuit's states, as State reports them (gobreaker's names) and the stream
+// engine's Snapshot.Breaker carries them to the dashboard.
+const (
+	BreakerClosed   = "closed"    // calls pass
+	BreakerOpen     = "open"      // calls fail fast
+	BreakerHalfOpen = "half-open" // one probe passes
+)
+
+// State is the circuit's state: BreakerClosed, BreakerOpen or BreakerHalfOpen.
 func (k *Breaker) State() string { return k.cb.State().String() }
 
 // Unwrap returns the wrapped bus.

@@ -142,7 +142,7 @@ func TestBreakerTiming(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		want := []string{"open", "half-open", "open", "half-open", "closed"}
+		want := []string{bus.BreakerOpen, bus.BreakerHalfOpen, bus.BreakerOpen, bus.BreakerHalfOpen, bus.BreakerClosed}
 		if len(states) != len(want) {
 			t.Fatalf("transitions %v, want %v", states, want)
 		}

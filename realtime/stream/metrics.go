@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"encore.app/realtime/access"
+	"encore.app/realtime/bus"
 	"encore.app/realtime/stats"
 )
 
@@ -410,7 +411,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	k("slow_lane_turns_total", s.SlowLaneTurns)
 	k("frames_compressed_total", s.FramesCompressed)
 	if s.Breaker != "" {
-		for _, st := range []string{"closed", "open", "half-open"} {
+		for _, st := range []string{bus.BreakerClosed, bus.BreakerOpen, bus.BreakerHalfOpen} {
 			v := 0.0
 			if st == s.Breaker {
 				v = 1
