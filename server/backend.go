@@ -182,11 +182,15 @@ func openNATS(ctx context.Context, o *Options, dir string, log *slog.Logger) (*n
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", o.name("NATSCreds"), err)
 	}
-	b, err := bus.NewJetStream(ctx, bus.Config{
+	cfg := bus.Config{
 		URL: o.NATSURL, DataDir: filepath.Join(dir, "nats"), ListenAddr: o.NATSListen,
 		MaxAge: o.RetentionAge, MaxBytes: int64(o.RetentionMB) << 20, Replicas: o.Replicas,
 		Logger: log, NATSOptions: natsOpts,
-	})
+	}
+	if o.NATSURL == "" { // the credentials are what the embedded server's listener requires
+		cfg.ListenAuth, cfg.NATSOptions = o.natsAuth(), nil
+	}
+	b, err := bus.NewJetStream(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}

@@ -33,6 +33,10 @@ func TestKeysAllOrNone(t *testing.T) {
 		{"dev mode on ::1", []string{"-addr", "[::1]:4000"}, ""},
 		{"dev mode NATS on every interface", []string{"-nats-listen", "0.0.0.0:4222"}, "-nats-listen ($REALTIME_NATS_LISTEN)"},
 		{"keyed on every interface", append([]string{"-addr", "0.0.0.0:4000", "-nats-listen", "127.0.0.1:4222"}, keyed...), ""},
+		{"keyed NATS on every interface without auth", append([]string{"-nats-listen", "0.0.0.0:4222"}, keyed...), "-nats-listen ($REALTIME_NATS_LISTEN): \"0.0.0.0:4222\" is not a loopback address, and the embedded NATS has no authentication"},
+		{"keyed NATS on every interface with a token", append([]string{"-nats-listen", "0.0.0.0:4222", "-nats-token", "s3cret"}, keyed...), ""},
+		{"keyed NATS on every interface with a password", append([]string{"-nats-listen", "0.0.0.0:4222", "-nats-user", "rt", "-nats-password", "pw"}, keyed...), ""},
+		{"NATS listener with a credentials file", []string{"-nats-listen", "127.0.0.1:4222", "-nats-creds", "/etc/rt.creds"}, "the embedded server's listener takes -nats-token"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseArgs(t, nil, tc.args...)

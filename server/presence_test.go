@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go"
+
 	"encore.app/internal/testutil"
 	"encore.app/realtime/protocol"
 	"encore.app/realtime/rtclient"
@@ -18,15 +20,20 @@ import (
 // The assembly wires presence and history for both shells: two servers sharing one
 // NATS (the second joins the first's embedded server) see each other's members, with
 // the token's permissions; history is served with the same rule; -presence=false
-// turns presence off.
+// turns presence off. The first's listener requires its -nats-token: the second
+// presents it, a NATS client without it is refused.
 func TestPresenceAndHistoryAssembled(t *testing.T) {
 	leakCheck(t)
 	ctx := testutil.Context(t)
-	first, hs1, ws1 := startSecured(t, append(slices.Clone(keyed), "-nats-listen", "127.0.0.1:0", "-presence-grace", "50ms",
-		"-ip-connect-rate", "0", "-connect-rate", "0")...)
+	first, hs1, ws1 := startSecured(t, append(slices.Clone(keyed), "-nats-listen", "127.0.0.1:0", "-nats-token", "join-token",
+		"-presence-grace", "50ms", "-ip-connect-rate", "0", "-connect-rate", "0")...)
 	natsURL := first.be.(*natsBackend).js.ClientURL()
-	_, hs2, ws2 := startSecured(t, append(slices.Clone(keyed), "-nats-url", natsURL, "-presence-grace", "50ms",
-		"-ip-connect-rate", "0", "-connect-rate", "0")...)
+	if nc, err := nats.Connect(natsURL, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("the embedded NATS let in a client without its token")
+	}
+	_, hs2, ws2 := startSecured(t, append(slices.Clone(keyed), "-nats-url", natsURL, "-nats-token", "join-token",
+		"-presence-grace", "50ms", "-ip-connect-rate", "0", "-connect-rate", "0")...)
 
 	watcher, err := rtclient.Dial(ctx, ws1, &rtclient.DialOptions{Token: mint(t, "w", "room")})
 	if err != nil {

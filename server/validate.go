@@ -145,8 +145,20 @@ func (o *Options) validateBus() []error {
 		if o.NATSURL != "" {
 			break
 		}
-		if !o.natsAuth().IsZero() {
-			bad("NATSURL", "credentials and TLS options (%s, ...) need an external NATS", o.name("NATSCreds"))
+		a := o.natsAuth()
+		switch {
+		case o.NATSListen == "" && !a.IsZero():
+			bad("NATSURL", "credentials and TLS options (%s, ...) need an external NATS, or %s (the embedded server's "+
+				"listener then requires %s, or %s and %s)", o.name("NATSCreds"), o.name("NATSListen"), o.name("NATSToken"),
+				o.name("NATSUser"), o.name("NATSPassword"))
+		case a.CredsFile != "" || a.NKeyFile != "" || a.TLSCA != "" || a.TLSCert != "" || a.TLSKey != "":
+			bad("NATSListen", "the embedded server's listener takes %s, or %s and %s; credential files and TLS "+
+				"options are for an external NATS (%s)", o.name("NATSToken"), o.name("NATSUser"), o.name("NATSPassword"), o.name("NATSURL"))
+		case o.NATSListen != "" && !loopback(o.NATSListen) && a.Token == "" && a.User == "":
+			bad("NATSListen", "%q is not a loopback address, and the embedded NATS has no authentication: whoever "+
+				"reaches it could publish events past the publisher key and delete the stream. Set %s (or %s and %s); "+
+				"other instances join with %s nats://HOST:PORT and the same setting", o.NATSListen, o.name("NATSToken"),
+				o.name("NATSUser"), o.name("NATSPassword"), o.name("NATSURL"))
 		}
 		if o.Env.Hosted && !o.SingleInstance {
 			errs = append(errs, fmt.Errorf("%w: every instance would run its own bus, and the Encore subscription "+

@@ -31,6 +31,11 @@ type Config struct {
 	// embedded server also accept TCP clients, so other processes can share it via
 	// ClientURL. Empty: the embedded server does not listen at all. Ignored with URL.
 	ListenAddr string
+	// ListenAuth is what clients of that listener must present: a Token, or a User and
+	// Password (no other field applies). The bus's own in-process connection presents
+	// it too. Zero: the listener takes anyone who reaches it (loopback only, see
+	// server.Options.Validate).
+	ListenAuth ClientAuth
 
 	Stream    string        // stream name, default "REALTIME"
 	Subject   string        // subject prefix, default "rt.ev"; events go on "<prefix>.<channel>"

@@ -36,6 +36,15 @@ func (j *JetStream) startEmbedded(ctx context.Context) error {
 			p = server.RANDOM_PORT
 		}
 		opts.Host, opts.Port = host, p
+		if a := j.cfg.ListenAuth; !a.IsZero() {
+			if a.CredsFile != "" || a.NKeyFile != "" || a.TLSCA != "" || a.TLSCert != "" || a.TLSKey != "" {
+				return fmt.Errorf("bus: config: ListenAuth: the embedded server takes a token or a user and password: %w", ErrClientAuth)
+			}
+			if _, err := a.Options(); err != nil {
+				return fmt.Errorf("bus: config: ListenAuth: %w", err)
+			}
+			opts.Authorization, opts.Username, opts.Password = a.Token, a.User, a.Password
+		}
 	}
 	if j.cfg.Replicas != 1 {
 		j.log.Warn("bus: embedded server is not clustered, using 1 replica", "replicas", j.cfg.Replicas)
@@ -51,7 +60,13 @@ func (j *JetStream) startEmbedded(ctx context.Context) error {
 	if !srv.ReadyForConnections(boundedWait(ctx, startTimeout)) || !srv.JetStreamEnabled() {
 		return fmt.Errorf("bus: embedded server not ready: %w", ErrUnavailable)
 	}
-	nc, err := nats.Connect("", j.clientOptions(nats.InProcessServer(srv))...)
+	self := []nats.Option{nats.InProcessServer(srv)}
+	if a := j.cfg.ListenAuth; j.cfg.ListenAddr != "" && a.Token != "" {
+		self = append(self, nats.Token(a.Token))
+	} else if j.cfg.ListenAddr != "" && a.User != "" {
+		self = append(self, nats.UserInfo(a.User, a.Password))
+	}
+	nc, err := nats.Connect("", j.clientOptions(self...)...)
 	if err != nil {
 		return fmt.Errorf("bus: connect embedded: %w: %w", ErrUnavailable, err)
 	}

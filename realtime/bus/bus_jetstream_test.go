@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"encore.app/internal/testutil"
@@ -331,5 +332,48 @@ func TestExternalURLSharesStream(t *testing.T) {
 	defer cancel()
 	if _, err := b.Publish(pctx, []*protocol.Event{ev("x.y", "", "")}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Publish with the server gone: %v", err)
+	}
+}
+
+// With ListenAuth the embedded server's listener refuses clients without the token (or
+// the user and password); the owner's own connection and joiners that present it work.
+func TestListenerRequiresAuth(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		auth ClientAuth
+	}{
+		{"token", ClientAuth{Token: "s3cret-token"}},
+		{"user and password", ClientAuth{User: "rt", Password: "s3cret-pw"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := openBus(t, Config{ListenAddr: "127.0.0.1:0", ListenAuth: tc.auth})
+			url := a.ClientURL()
+			nc, err := nats.Connect(url, nats.MaxReconnects(0))
+			if err == nil {
+				nc.Close()
+				t.Fatal("a client without credentials was let in")
+			}
+			if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+				t.Fatalf("connect without credentials: %v, want an authorization error", err)
+			}
+			opts, err := tc.auth.Options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := openBus(t, Config{URL: url, NATSOptions: opts})
+			cb := newCollector()
+			if err := b.Subscribe(testCtx(t, 20*time.Second), 0, cb.handle); err != nil {
+				t.Fatal(err)
+			}
+			publish(t, a, ev("x.y", "from-a", `{"a":1}`))
+			if got := cb.waitN(t, 1, 5*time.Second); got[0].ID != "from-a" {
+				t.Fatalf("got %+v", got[0])
+			}
+		})
+	}
+	_, err := NewJetStream(testCtx(t, 15*time.Second), Config{DataDir: t.TempDir(), ListenAddr: "127.0.0.1:0",
+		ListenAuth: ClientAuth{NKeyFile: "/nonexistent"}, Logger: testLogger(t)})
+	if !errors.Is(err, ErrClientAuth) {
+		t.Fatalf("an NKey for the listener: %v, want ErrClientAuth", err)
 	}
 }
