@@ -56,8 +56,8 @@ func (e *Engine) enforceBudget() {
 		case <-b.kick:
 		}
 		for b.used.Load() > b.limit && e.ctx.Err() == nil {
-			if e.shed() == 0 {
-				break // nothing closable (the bytes are in closing connections)
+			if closed, releasing := e.shed(); closed == 0 && releasing == 0 {
+				break // nothing closable, and nothing on its way out
 			}
 			time.Sleep(time.Millisecond) // let the closes free their queues
 		}
@@ -65,23 +65,32 @@ func (e *Engine) enforceBudget() {
 }
 
 // shed closes the connections holding the most unsent bytes until the budget's low
-// mark would be reached, and returns how many it closed.
-func (e *Engine) shed() int {
+// mark would be reached, and returns how many it closed and the unsent bytes of
+// connections already closing. Those are on their way out (their writers release what
+// they took when they next run, which a busy machine may delay): they count as freed,
+// so that a close still in progress never makes the enforcer close more connections,
+// the ones that keep up among them.
+func (e *Engine) shed() (closed int, releasing int64) {
 	b := e.budget
-	excess := b.used.Load() - b.low
-	if excess <= 0 {
-		return 0
-	}
-	clients := e.snapshotClients()
 	type holder struct {
 		c *Client
 		n int64
 	}
-	hs := make([]holder, 0, len(clients))
-	for _, c := range clients {
-		if n := c.unsent.Load(); n > 0 {
+	var hs []holder
+	for _, c := range e.snapshotClients() {
+		n := c.unsent.Load()
+		if n <= 0 {
+			continue
+		}
+		if c.closing() {
+			releasing += n
+		} else {
 			hs = append(hs, holder{c, n})
 		}
+	}
+	excess := b.used.Load() - b.low - releasing
+	if excess <= 0 {
+		return 0, releasing
 	}
 	slices.SortFunc(hs, func(a, b holder) int {
 		switch {
@@ -92,7 +101,6 @@ func (e *Engine) shed() int {
 		}
 		return 0
 	})
-	closed := 0
 	for _, h := range hs {
 		if excess <= 0 {
 			break
@@ -103,7 +111,7 @@ func (e *Engine) shed() int {
 		}
 	}
 	e.metrics.budgetCloses.Add(uint64(closed))
-	return closed
+	return closed, releasing
 }
 
 // closeForBudget closes c with 4105, dropping its queue; false when it was already

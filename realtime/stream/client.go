@@ -455,6 +455,13 @@ func (c *Client) releaseOutLocked() {
 	c.ctrl, c.ctrlBytes = nil, 0
 }
 
+// closing reports whether a close was requested (or the connection is closed).
+func (c *Client) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateOpen
+}
+
 // requestClose asks the writer to close the connection with code. flush writes what
 // is queued first. The first request wins; later ones are ignored.
 func (c *Client) requestClose(code protocol.CloseCode, text string, retryMs int64, why DisconnectReason, flush bool) {

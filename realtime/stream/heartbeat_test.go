@@ -45,12 +45,6 @@ func serverClient(t testing.TB, e *Engine, session string) *Client {
 	return found
 }
 
-func (c *Client) closing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state != stateOpen
-}
-
 // A connection that sends nothing is closed 4001 by the first sweep after two heartbeat
 // intervals (docs/protocol.md "Heartbeats": sweeps run every fifth of an interval, so
 // within 2.2 intervals); one that sends a frame every sweep stays; every connection gets

@@ -212,7 +212,7 @@ func TestQueueBudgetShedsLargestFirst(t *testing.T) {
 	if used := e.budget.used.Load(); used != 1200+6*itemCost {
 		t.Fatalf("%d bytes counted, want %d", used, 1200+6*itemCost)
 	}
-	if n := e.shed(); n != 2 {
+	if n, _ := e.shed(); n != 2 {
 		t.Fatalf("%d connections closed, want 2 (400 and 300: 1200-700 is under 750)", n)
 	}
 	for i, want := range []bool{false, true, false, true, false, false} {
@@ -226,6 +226,24 @@ func TestQueueBudgetShedsLargestFirst(t *testing.T) {
 	}
 	if used := e.budget.used.Load(); used != 500+4*itemCost {
 		t.Errorf("%d bytes counted after the closes, want %d", used, 500+4*itemCost)
+	}
+	// A connection that is closing but still holds its bytes (its writer has not run
+	// yet: here a close that flushes first) counts as freed: nobody else is closed for
+	// them, however far over the budget they keep the total.
+	x := &Client{e: e, sched: schedJob}
+	e.clients[x] = struct{}{}
+	x.offer(item{fr: newTextFrame(make([]byte, 2500-4))})
+	x.requestClose(protocol.CloseNormal, "bye", 0, DiscKicked, true)
+	if used := e.budget.used.Load(); used != 3000+5*itemCost {
+		t.Fatalf("%d bytes counted, want %d", used, 3000+5*itemCost)
+	}
+	if n, releasing := e.shed(); n != 0 || releasing != 2500 {
+		t.Errorf("shed closed %d with %d bytes on their way out, want none closed and 2500", n, releasing)
+	}
+	for i, c := range cs {
+		if i != 1 && i != 3 && c.closing() {
+			t.Errorf("connection %d closed while the closing one still held its bytes", i)
+		}
 	}
 }
 
